@@ -1,0 +1,85 @@
+"""
+Defaults for every labhub setting, for all hosts. Override them in the inventory (host data),
+in another group_data file, or with ``--data name=JSON``. ``labhub/settings.py`` validates them
+once per host before anything changes; an unknown or misspelt setting is an error.
+"""
+
+# Where Docker comes from: "docker" (Docker's own apt repository, signed keyring) or "distro"
+# (the distribution's docker.io and compose v2 packages).
+docker_source = "docker"
+
+# Base URL of Docker's apt repository; "/<debian|ubuntu>" is appended. Change it for a mirror.
+docker_apt_url = "https://download.docker.com/linux"
+
+# Accounts put in the docker group; None means the SSH login user when it is not root.
+docker_users = None
+
+# Hub users: names ("alice") or mappings {"name": "alice", "uid": 2001, "groups": ["leem"]}.
+# "uid" pins the host account's uid (shares keep file owners across reinstalls); "groups" are
+# host groups that select which shares and lab volumes the user's lab gets.
+hub_users = []
+
+# Hub users who get JupyterHub admin rights; each must be in hub_users.
+hub_admins = []
+
+# Prefix of the host account of each hub user: alice -> jupyter-alice.
+user_prefix = "jupyter-"
+
+# CIFS shares: list of mappings with name, source ("//server/share"), mountpoint, mode ("ro" or
+# "rw"), credentials (path on the admin's machine of a file with username= and password= lines),
+# and optional options (extra mount options), groups (host groups that get it in their labs;
+# default all hub users) and container_path (inside lab containers; default <name> in the home).
+shares = []
+
+# Where the hub's compose project, rendered configuration and build contexts live on the host.
+hub_dir = "/opt/labhub"
+
+# The hub's published port on the host.
+hub_port = 8000
+
+# The address the hub's port is published on.
+hub_bind = "0.0.0.0"
+
+# Image the hub's Dockerfile starts FROM: the official JupyterHub image, pinned.
+hub_base_image = "quay.io/jupyterhub/jupyterhub:5.2.1"
+
+# Shortest password FirstUseAuthenticator accepts on a first login.
+min_password_length = 10
+
+# The private registry's image (the official distribution registry), address and port.
+registry_image = "registry:2"
+registry_bind = "127.0.0.1"
+registry_port = 5000
+
+# Lab images built on the host and pushed to the registry as <registry>/<name>:<version>.
+# Each: name, version, optional context (build folder; default files/lab) and base_image.
+lab_images = [{"name": "lab", "version": "1.0"}]
+
+# Image each lab build starts FROM unless the image names its own: the official Jupyter image.
+lab_base_image = "quay.io/jupyter/base-notebook:2025-01-20"
+
+# Image preselected on the spawn form, as <name>:<version>; None means the first of lab_images.
+lab_default_image = None
+
+# Home of the notebook user inside lab containers; the host home is mounted here.
+lab_home = "/home/jovyan"
+
+# Extra host folders mounted into labs: host_path, container_path (relative means in the home),
+# mode ("ro" or "rw"), optional groups.
+lab_volumes = []
+
+# Stop a lab server idle for this many seconds (0: never), and any server older than max_age.
+idle_timeout = 86400
+max_age = 604800
+
+# Image builds: a PEM CA bundle on the admin's machine to trust (TLS-inspecting proxies), and a
+# Python package index URL (None: PyPI).
+build_ca_bundle = None
+pip_index_url = None
+
+# Registry pruning: keep the newest keep_last images per repository, tags matching keep_tags,
+# and anything younger than older_than_days (None: no age floor).
+registry_prune = {"keep_last": 3, "keep_tags": ["^latest$"], "older_than_days": None}
+
+# Pruning only reports unless this is true (--data registry_prune_apply=true).
+registry_prune_apply = False

@@ -1,0 +1,435 @@
+"""
+The one model of every setting labhub reads from pyinfra host data.
+
+Defaults live in ``group_data/all.py`` (one comment a setting); this module loads them itself too,
+so a deploy run from another directory sees the same defaults. Tasks call ``get_settings(host)``
+and never read ``host.data`` directly. Bad input raises ``SettingsError`` naming the setting and
+the problem, at prepare time, before any operation runs on any host.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import runpy
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pyinfra.api.exceptions import PyinfraError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = ROOT / "group_data" / "all.py"
+
+# pyinfra's connector settings and global arguments share host data with ours.
+FOREIGN_PREFIXES = ("_", "ssh_", "winrm_", "docker_identifier", "local_", "chroot_", "terraform_")
+
+LINUX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
+HUB_USER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+MAX_ACCOUNT_NAME = 32
+USERS_GID = 100
+
+
+class SettingsError(PyinfraError):
+    """Invalid labhub settings; the message names each bad setting and its problem."""
+
+
+def load_defaults() -> dict[str, Any]:
+    values = runpy.run_path(str(DEFAULTS_FILE))
+    return {k: v for k, v in values.items() if not k.startswith("_")}
+
+
+def _linux_user_name(value: str) -> str:
+    if not LINUX_USER_RE.match(value) or len(value) > MAX_ACCOUNT_NAME:
+        raise ValueError(
+            f"{value!r} is not a valid Linux user name (lower case letters, digits, '_' and '-', "
+            f"starting with a letter or '_', at most {MAX_ACCOUNT_NAME} characters)"
+        )
+    return value
+
+
+def _group_name(value: str) -> str:
+    if not LINUX_USER_RE.match(value) or len(value) > MAX_ACCOUNT_NAME:
+        raise ValueError(f"{value!r} is not a valid Linux group name")
+    return value
+
+
+def _hub_user_name(value: str) -> str:
+    if not HUB_USER_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid hub user name: use lower case letters, digits, '_' and "
+            "'-', starting with a letter"
+        )
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r} must be an absolute path without '..'")
+    return str(path)
+
+
+def _relative_or_absolute_path(value: str) -> str:
+    if not value or ".." in PurePosixPath(value).parts:
+        raise ValueError(f"{value!r} must be a path without '..'")
+    return str(PurePosixPath(value))
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"{value!r} is not a valid regular expression: {e}") from None
+    return value
+
+
+def _image_component(value: str) -> str:
+    if not re.match(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", value):
+        raise ValueError(f"{value!r} is not a valid image repository name (lower case, a-z0-9._-/)")
+    return value
+
+
+def _image_tag(value: str) -> str:
+    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", value):
+        raise ValueError(f"{value!r} is not a valid image tag")
+    return value
+
+
+def _str_if_number(value: Any) -> Any:
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class HubUser(_Model):
+    name: str
+    uid: int | None = Field(default=None, ge=1000, le=2**31 - 2)
+    groups: tuple[str, ...] = ()
+
+    _check_name = field_validator("name")(classmethod(lambda cls, v: _hub_user_name(v)))
+
+    @field_validator("groups")
+    @classmethod
+    def _check_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_group_name(g) for g in value)
+
+
+class Share(_Model):
+    name: str
+    source: str
+    mountpoint: str
+    mode: Literal["ro", "rw"]
+    credentials: str
+    options: tuple[str, ...] = ()
+    groups: tuple[str, ...] | None = None
+    container_path: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9_.-]*$", value):
+            raise ValueError(f"{value!r} is not a valid share name (a-z, 0-9, '_', '.', '-')")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        if not re.match(r"^//[^/\s]+/[^\s]+$", value):
+            raise ValueError(f"{value!r} is not a CIFS source like //server/share (no spaces)")
+        return value
+
+    @field_validator("mountpoint")
+    @classmethod
+    def _check_mountpoint(cls, value: str) -> str:
+        value = _absolute_path(value)
+        if value == "/" or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} cannot be a mount point (not '/', no spaces)")
+        return value
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _split_options(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("options")
+    @classmethod
+    def _check_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for option in value:
+            key = option.split("=", 1)[0]
+            if any(c.isspace() for c in option) or "," in option:
+                raise ValueError(f"mount option {option!r} may not contain spaces or commas")
+            if key in ("username", "user", "password", "pass", "credentials"):
+                raise ValueError(
+                    f"mount option {key!r} is not allowed: put the login in the credentials file"
+                )
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _check_groups(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(_group_name(g) for g in value)
+
+    @field_validator("container_path")
+    @classmethod
+    def _check_container_path(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_or_absolute_path(value)
+
+
+class LabVolume(_Model):
+    host_path: str
+    container_path: str
+    mode: Literal["ro", "rw"] = "rw"
+    groups: tuple[str, ...] | None = None
+
+    _check_host_path = field_validator("host_path")(classmethod(lambda cls, v: _absolute_path(v)))
+    _check_container_path = field_validator("container_path")(
+        classmethod(lambda cls, v: _relative_or_absolute_path(v))
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _check_groups(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(_group_name(g) for g in value)
+
+
+class LabImage(_Model):
+    name: str
+    version: str
+    context: str | None = None
+    base_image: str | None = None
+
+    _check_name = field_validator("name")(classmethod(lambda cls, v: _image_component(v)))
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_str(cls, value: Any) -> Any:
+        return _str_if_number(value)
+
+    _check_version = field_validator("version")(classmethod(lambda cls, v: _image_tag(v)))
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+
+class PrunePolicy(_Model):
+    keep_last: int = Field(default=3, ge=1)
+    keep_tags: tuple[str, ...] = ("^latest$",)
+    older_than_days: int | None = Field(default=None, ge=0)
+
+    @field_validator("keep_tags")
+    @classmethod
+    def _check_keep_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_regex(v) for v in value)
+
+
+class Settings(_Model):
+    docker_source: Literal["docker", "distro"]
+    docker_apt_url: str
+    docker_users: tuple[str, ...] | None
+    hub_users: tuple[HubUser, ...]
+    hub_admins: tuple[str, ...]
+    user_prefix: str
+    shares: tuple[Share, ...]
+    hub_dir: str
+    hub_port: int = Field(ge=1, le=65535)
+    hub_bind: str
+    hub_base_image: str
+    min_password_length: int = Field(ge=1)
+    registry_image: str
+    registry_bind: str
+    registry_port: int = Field(ge=1, le=65535)
+    lab_images: tuple[LabImage, ...] = Field(min_length=1)
+    lab_base_image: str
+    lab_default_image: str | None
+    lab_home: str
+    lab_volumes: tuple[LabVolume, ...]
+    idle_timeout: int = Field(ge=0)
+    max_age: int = Field(ge=0)
+    build_ca_bundle: str | None
+    pip_index_url: str | None
+    registry_prune: PrunePolicy
+    registry_prune_apply: bool
+
+    @field_validator("docker_apt_url", "pip_index_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s'\"]+$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("docker_users")
+    @classmethod
+    def _check_docker_users(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(_linux_user_name(v) for v in value)
+
+    @field_validator("hub_users", mode="before")
+    @classmethod
+    def _names_to_users(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return tuple({"name": v} if isinstance(v, str) else v for v in value)
+        return value
+
+    @field_validator("user_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if value and not re.match(r"^[a-z][a-z0-9_-]*$", value):
+            raise ValueError(f"{value!r} must start with a lower case letter and use a-z0-9_-")
+        return value
+
+    _check_hub_dir = field_validator("hub_dir", "lab_home")(
+        classmethod(lambda cls, v: _absolute_path(v))
+    )
+
+    @model_validator(mode="after")
+    def _check_cross(self) -> Settings:
+        problems: list[str] = []
+        seen: set[str] = set()
+        for i, user in enumerate(self.hub_users):
+            if user.name in seen:
+                problems.append(f"hub_users[{i}]: {user.name!r} is listed twice")
+            seen.add(user.name)
+            account = self.account_name(user.name)
+            if len(account) > MAX_ACCOUNT_NAME:
+                problems.append(
+                    f"hub_users[{i}]: account name {account!r} is {len(account)} characters, "
+                    f"more than {MAX_ACCOUNT_NAME}"
+                )
+        uids = [u.uid for u in self.hub_users if u.uid is not None]
+        for uid in sorted({u for u in uids if uids.count(u) > 1}):
+            problems.append(f"hub_users: uid {uid} is pinned for more than one user")
+        for i, admin in enumerate(self.hub_admins):
+            if admin not in seen:
+                problems.append(f"hub_admins[{i}]: {admin!r} is not in hub_users")
+        names: set[str] = set()
+        mountpoints: set[str] = set()
+        for i, share in enumerate(self.shares):
+            if share.name in names:
+                problems.append(f"shares[{i}].name: {share.name!r} is used by another share")
+            if share.mountpoint in mountpoints:
+                problems.append(
+                    f"shares[{i}].mountpoint: {share.mountpoint!r} is used by another share"
+                )
+            names.add(share.name)
+            mountpoints.add(share.mountpoint)
+        refs = [image.ref for image in self.lab_images]
+        for ref in sorted({r for r in refs if refs.count(r) > 1}):
+            problems.append(f"lab_images: {ref!r} is listed twice")
+        if self.lab_default_image is not None and self.lab_default_image not in refs:
+            problems.append(
+                f"lab_default_image: {self.lab_default_image!r} is not one of lab_images "
+                f"({', '.join(refs)})"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def account_name(self, hub_user: str) -> str:
+        """The host account of a hub user: ``jupyter-alice`` for ``alice``."""
+        return f"{self.user_prefix}{hub_user}"
+
+    @cached_property
+    def host_groups(self) -> tuple[str, ...]:
+        """Host groups named by users, shares or lab volumes, in first-seen order."""
+        groups: dict[str, None] = {}
+        for user in self.hub_users:
+            groups.update(dict.fromkeys(user.groups))
+        for item in (*self.shares, *self.lab_volumes):
+            groups.update(dict.fromkeys(item.groups or ()))
+        return tuple(groups)
+
+    @property
+    def default_image(self) -> LabImage:
+        for image in self.lab_images:
+            if image.ref == self.lab_default_image:
+                return image
+        return self.lab_images[0]
+
+    @property
+    def registry_address(self) -> str:
+        """The registry as the host's engine addresses it for push and pull."""
+        host = "127.0.0.1" if self.registry_bind in ("0.0.0.0", "127.0.0.1") else self.registry_bind
+        return f"{host}:{self.registry_port}"
+
+
+def _format_error(error: ValidationError) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = ""
+        for part in item["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        message = item["msg"]
+        if message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        if item["type"] == "extra_forbidden":
+            message = "unknown setting"
+        if "\n" in message or not loc:
+            lines.extend(message.splitlines())
+        else:
+            lines.append(f"{loc}: {message} (got {item['input']!r})"
+                         if item["type"] not in ("value_error", "extra_forbidden", "missing")
+                         and not isinstance(item["input"], (dict, list, tuple))
+                         else f"{loc}: {message}")
+    return lines
+
+
+def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
+    """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``."""
+    defaults = load_defaults()
+    problems: list[str] = []
+    ours: dict[str, Any] = {}
+    for key, value in data.items():
+        if key.startswith(FOREIGN_PREFIXES):
+            continue
+        if key not in defaults:
+            hint = difflib.get_close_matches(key, defaults, n=1)
+            problems.append(
+                f"{key}: unknown setting" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+            continue
+        ours[key] = value
+    values = {**defaults, **ours}
+    if isinstance(values.get("registry_prune"), dict):
+        values["registry_prune"] = {**defaults["registry_prune"], **values["registry_prune"]}
+    try:
+        settings = Settings.model_validate(_lists_to_tuples(values))
+    except ValidationError as e:
+        problems.extend(_format_error(e))
+        settings = None
+    if problems:
+        raise SettingsError(
+            f"invalid labhub settings for {host_name}:\n  " + "\n  ".join(problems)
+        )
+    assert settings is not None
+    return settings
+
+
+def _lists_to_tuples(value: Any) -> Any:
+    # Inventories and --data JSON give lists; the frozen model holds tuples.
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _lists_to_tuples(v) for k, v in value.items()}
+    return value
+
+
+def get_settings(host) -> Settings:
+    """The validated settings of a pyinfra host, validated once and cached on the host."""
+    cached = getattr(host, "_labhub_settings", None)
+    if cached is None:
+        cached = validate(host.data.dict(), host.name)
+        host._labhub_settings = cached
+    return cached
