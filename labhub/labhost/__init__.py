@@ -282,14 +282,18 @@ class PyinfraRun:
 
     @property
     def changed(self) -> int:
-        """Operations that changed something (``totals.success`` of ``--json``)."""
-        return self.result["totals"]["success"]
+        """How many operations changed something (``results.totals.success`` of ``--json``)."""
+        return self.result["results"]["totals"]["success"]
 
     @property
     def changed_operations(self) -> list[str]:
-        return [op.get("name", "?") for op in self.result.get("operations", [])
-                if any(h.get("changed") for h in op.get("hosts", {}).values())] \
-            if isinstance(self.result.get("operations"), list) else []
+        return [op["name"] for op in self.result["results"]["operations"] if op["success"]]
+
+    @property
+    def planned_changes(self) -> list[str]:
+        """Names of the operations a ``--dry`` run would (or might) change."""
+        return [op["name"] for op in self.result["plan"]
+                if op["hosts_with_change"] or op["hosts_with_conditional_change"]]
 
     def check(self) -> PyinfraRun:
         if self.returncode != 0:

@@ -1,0 +1,16 @@
+"""
+The whole lab server, top to bottom: Docker, notebook users, network shares, lab images and the
+hub stack. Each task also runs alone: ``pyinfra inventory.py tasks/<task>.py``.
+
+    pyinfra inventory.py deploy.py
+"""
+
+from pyinfra import host, local
+
+from labhub.settings import get_settings
+
+# Validate every setting before the first operation, so bad input changes nothing.
+get_settings(host)
+
+for task in ("docker",):
+    local.include(f"tasks/{task}.py")
