@@ -46,9 +46,13 @@ hub_base_image = "quay.io/jupyterhub/jupyterhub:5.2.1"
 # Shortest password FirstUseAuthenticator accepts on a first login.
 min_password_length = 10
 
-# The private registry's image (the official distribution registry), address and port.
+# The private registry's image: the official distribution registry.
 registry_image = "registry:2"
+
+# The address the registry is published on; loopback keeps it off the network.
 registry_bind = "127.0.0.1"
+
+# The registry's published port.
 registry_port = 5000
 
 # Lab images built on the host and pushed to the registry as <registry>/<name>:<version>.
@@ -68,13 +72,16 @@ lab_home = "/home/jovyan"
 # mode ("ro" or "rw"), optional groups.
 lab_volumes = []
 
-# Stop a lab server idle for this many seconds (0: never), and any server older than max_age.
+# Stop a lab server idle for this many seconds (0: never).
 idle_timeout = 86400
+
+# Stop any lab server older than this many seconds, idle or not (0: never).
 max_age = 604800
 
-# Image builds: a PEM CA bundle on the admin's machine to trust (TLS-inspecting proxies), and a
-# Python package index URL (None: PyPI).
+# A PEM CA bundle on the admin's machine that image builds trust (TLS-inspecting proxies).
 build_ca_bundle = None
+
+# The Python package index image builds install from (None: PyPI).
 pip_index_url = None
 
 # Registry pruning: keep the newest keep_last images per repository, tags matching keep_tags,

@@ -29,8 +29,8 @@ from pyinfra.api.exceptions import PyinfraError
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "group_data" / "all.py"
 
-# pyinfra's connector settings and global arguments share host data with ours.
-FOREIGN_PREFIXES = ("_", "ssh_", "winrm_", "docker_identifier", "local_", "chroot_", "terraform_")
+# pyinfra's global arguments (``_sudo``...) and connector settings share host data with ours.
+GLOBAL_ARGUMENT_PREFIX = "_"
 
 LINUX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
 HUB_USER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
@@ -386,13 +386,23 @@ def _format_error(error: ValidationError) -> list[str]:
     return lines
 
 
+def connector_keys() -> frozenset[str]:
+    """Host data keys that pyinfra's connectors read (``ssh_user``, ``fake_responses``...)."""
+    from pyinfra.api.connectors import get_all_connectors
+
+    return frozenset(
+        key for connector in get_all_connectors().values() for key in connector.data_meta
+    )
+
+
 def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
     """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``."""
     defaults = load_defaults()
+    foreign = connector_keys()
     problems: list[str] = []
     ours: dict[str, Any] = {}
     for key, value in data.items():
-        if key.startswith(FOREIGN_PREFIXES):
+        if key.startswith(GLOBAL_ARGUMENT_PREFIX) or key in foreign:
             continue
         if key not in defaults:
             hint = difflib.get_close_matches(key, defaults, n=1)
