@@ -319,3 +319,18 @@ def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bo
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           cwd=str(cwd or PROJECT_ROOT))
     return PyinfraRun(argv, proc.returncode, proc.stdout, proc.stderr)
+
+
+def find_lab_server(name: str, workdir: Path) -> LabServer | None:
+    """The running lab server called ``name`` (started earlier with this workdir), if any."""
+    client = ensure_engine()
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+    if container.status != "running" or not (workdir / "id_ed25519").exists():
+        container.remove(force=True)
+        return None
+    address = container.attrs["NetworkSettings"]["IPAddress"]
+    return LabServer(client, container.id, f"{name}-docker", address, workdir / "id_ed25519",
+                     workdir)
