@@ -47,7 +47,12 @@ def planned(run: labhost.PyinfraRun) -> list[str]:
 
 
 def test_docker_source_plan_on_debian_13(inventory):
-    plan = planned(labhost.run_pyinfra(inventory, "tasks/docker.py", dry=True))
+    run = labhost.run_pyinfra(inventory, "tasks/docker.py", dry=True, extra=("--diff",))
+    plan = planned(run)
+    # --diff shows the file the run would write.
+    assert "Will create /etc/apt/sources.list.d/docker.list" in run.stderr
+    assert ("+ deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
+            "https://download.docker.com/linux/debian trixie stable") in run.stderr
     assert "Download Docker's apt key to /etc/apt/keyrings/docker.asc" in plan
     assert (
         "Add Docker's apt source: deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
