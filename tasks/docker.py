@@ -7,8 +7,9 @@ The Docker engine with compose v2, enabled and running, and the admin accounts i
 from io import StringIO
 
 from pyinfra import host
+from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.deb import DebArch
-from pyinfra.facts.server import OsRelease
+from pyinfra.facts.server import OsRelease, Users
 from pyinfra.operations import apt, files, server, systemd
 
 from labhub import docker
@@ -61,6 +62,10 @@ docker_users = settings.docker_users
 if docker_users is None:
     login = host.get_fact(LoginUser)
     docker_users = () if login == "root" else (login,)
+# docker_users are existing admin accounts: a typo must not create a new account.
+unknown = sorted(set(docker_users) - set(host.get_fact(Users)))
+if unknown:
+    raise OperationError(f"docker_users: no such account on {host.name}: {', '.join(unknown)}")
 for user in docker_users:
     server.user(
         name=f"Add {user} to group docker",

@@ -110,3 +110,12 @@ def test_distro_source_installs_a_working_engine(lab_server, inventory, lab_host
     second = labhost.run_pyinfra(inventory, "tasks/docker.py", data={"docker_source": "distro"})
     second.check()
     assert second.changed == 0, second.changed_operations
+
+
+def test_unknown_docker_user_is_refused_before_any_change(inventory, lab_host):
+    run = labhost.run_pyinfra(inventory, "tasks/docker.py",
+                              data={"docker_source": "distro", "docker_users": ["labadmn"]})
+    assert run.returncode != 0
+    assert "docker_users: no such account on" in run.stderr and "labadmn" in run.stderr
+    assert "Starting operation" not in run.stderr
+    assert not lab_host.user("labadmn").exists
