@@ -334,3 +334,97 @@ def find_lab_server(name: str, workdir: Path) -> LabServer | None:
     address = container.attrs["NetworkSettings"]["IPAddress"]
     return LabServer(client, container.id, f"{name}-docker", address, workdir / "id_ed25519",
                      workdir)
+
+
+# --- Test stand-ins for the official images the stack starts from ------------------------------
+#
+# Nothing can be pulled here, so the images the deploy builds FROM (and the registry it runs) are
+# made on this machine from the debootstrapped base, with the shape the production Dockerfiles rely
+# on, and moved into the lab server's engine before a deploy. Each tag carries a hash of its build
+# context, so editing a stand-in's Dockerfile rebuilds it.
+
+IMAGES_DIR = HERE / "images"
+CA_BUNDLE = Path(os.environ.get("LABHUB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+# The versions the production defaults pin (group_data/all.py): the stand-ins install the same.
+JUPYTERHUB_VERSION = "5.2.1"
+JUPYTERLAB_VERSION = "4.3.4"
+LAB_BASE_TAG = "2025-01-20"
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """One stand-in image: its folder under ``images/``, repository, tag, build args, setting."""
+
+    folder: str
+    repository: str
+    version: str
+    setting: str
+    buildargs: tuple[tuple[str, str], ...] = ()
+
+    def tag(self) -> str:
+        import hashlib
+
+        digest = hashlib.sha256(repr(self.buildargs).encode())
+        for path in sorted((IMAGES_DIR / self.folder).rglob("*")):
+            if path.is_file():
+                digest.update(path.relative_to(IMAGES_DIR).as_posix().encode())
+                digest.update(path.read_bytes())
+        return f"{self.repository}:{self.version}-{digest.hexdigest()[:8]}"
+
+
+STAND_INS = (
+    StandIn("registry", "labhub-test/registry", "2.8", "registry_image"),
+    StandIn("jupyterhub", "labhub-test/jupyterhub", JUPYTERHUB_VERSION, "hub_base_image",
+            (("JUPYTERHUB_VERSION", JUPYTERHUB_VERSION),)),
+    StandIn("lab-base", "labhub-test/base-notebook", LAB_BASE_TAG, "lab_base_image",
+            (("JUPYTERHUB_VERSION", JUPYTERHUB_VERSION),
+             ("JUPYTERLAB_VERSION", JUPYTERLAB_VERSION))),
+)
+
+
+def prepare_images(client: docker.DockerClient) -> dict[str, str]:
+    """
+    Build the stand-ins of the official registry, JupyterHub and Jupyter base images (once per
+    machine, cached by tag) and return the setting overrides that point a deploy at them.
+    """
+    base = ensure_base_image(client)
+    overrides = {}
+    for image in STAND_INS:
+        tag = image.tag()
+        if not _has_image(client, tag):
+            # pip in the builds trusts this machine's CA bundle, copied into the context.
+            with tempfile.TemporaryDirectory(prefix="labhub-image-") as context:
+                shutil.copytree(IMAGES_DIR / image.folder, context, dirs_exist_ok=True)
+                shutil.copy(CA_BUNDLE, Path(context) / "ca-bundle.crt")
+                build_image(client, Path(context), tag, BASE_IMAGE=base, **dict(image.buildargs))
+        overrides[image.setting] = tag
+    return overrides
+
+
+def ensure_server_engine(server: LabServer) -> None:
+    """
+    The lab server's own Docker engine, installed by the project's docker task (Debian's packages)
+    when it is missing: images can only be loaded into a running engine. In production the engine
+    pulls the official images itself.
+    """
+    if server.exec("command -v docker || true").strip():
+        return
+    logger.info("installing the lab server's Docker engine (tasks/docker.py, distro packages)")
+    inventory = server.inventory_file({"docker_source": "distro"},
+                                      path=server.workdir / "engine-inventory.py")
+    run_pyinfra(inventory, "tasks/docker.py").check()
+
+
+def load_stack_images(server: LabServer) -> dict[str, str]:
+    """
+    Move the stand-in images into the lab server's engine (installing the engine first when
+    needed); returns the same setting overrides as ``prepare_images``.
+    """
+    overrides = prepare_images(ensure_engine())
+    ensure_server_engine(server)
+    present = set(server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
+    for tag in overrides.values():
+        if tag not in present:
+            logger.info("loading %s into %s", tag, server.address)
+            server.load_image(tag)
+    return overrides
