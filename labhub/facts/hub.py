@@ -1,0 +1,134 @@
+"""
+Facts about the hub stack on the host: the hub users' accounts, the compose project's services,
+and whether an HTTP endpoint answers.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from pyinfra.api import FactBase
+
+
+class Accounts(FactBase[dict]):
+    """
+    Host accounts by name, with uid, home and every group id (primary first); accounts that do
+    not exist are left out.
+
+    .. code:: python
+
+        {"jupyter-alice": {"uid": 1001, "home": "/home/jupyter-alice", "gids": [100, 1002]}}
+    """
+
+    def command(self, accounts: list[str]) -> str:
+        names = " ".join(shlex.quote(a) for a in accounts)
+        return (
+            f"for a in {names}; do "
+            'e=$(getent passwd "$a") && echo "$e:$(id -G "$a" | tr " " ",")"; '
+            "done; true"
+        )
+
+    def process(self, output) -> dict:
+        accounts = {}
+        for line in output:
+            fields = line.strip().split(":")
+            if len(fields) != 8:
+                continue
+            accounts[fields[0]] = {
+                "uid": int(fields[2]),
+                "home": fields[5],
+                "gids": [int(g) for g in fields[7].split(",") if g],
+            }
+        return accounts
+
+
+class ComposeServices(FactBase[dict]):
+    """
+    The containers of a compose project by service: state and compose's configuration hash.
+
+    .. code:: python
+
+        {"hub": {"state": "running", "config_hash": "5c1f..."}}
+    """
+
+    def requires_command(self, project: str) -> str:
+        return "docker"
+
+    def command(self, project: str) -> str:
+        template = ('{{.Label "com.docker.compose.service"}} {{.State}} '
+                    '{{.Label "com.docker.compose.config-hash"}}')
+        return (f"docker ps --all --filter {shlex.quote(f'label=com.docker.compose.project={project}')}"
+                f" --format {shlex.quote(template)}")
+
+    def process(self, output) -> dict:
+        services = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 3:
+                services[parts[0]] = {"state": parts[1], "config_hash": parts[2]}
+        return services
+
+
+class ComposeConfigHashes(FactBase[dict]):
+    """
+    The configuration hash compose gives each service of a compose file (the one it labels
+    containers with), or an empty dict when the file does not exist yet.
+
+    .. code:: python
+
+        {"hub": "5c1f...", "registry": "a07e..."}
+    """
+
+    def requires_command(self, compose_file: str) -> str:
+        return "docker"
+
+    def command(self, compose_file: str) -> str:
+        path = shlex.quote(compose_file)
+        return f"! test -f {path} || docker compose -f {path} config --hash '*'"
+
+    def process(self, output) -> dict:
+        return dict(line.split() for line in output if len(line.split()) == 2)
+
+
+class HttpStatus(FactBase[int]):
+    """
+    The HTTP status an URL answers the host with, waiting up to ``wait`` seconds for a 200
+    (``0``: no answer).
+
+    .. code:: python
+
+        200
+    """
+
+    def requires_command(self, url: str, wait: int = 0) -> str:
+        return "curl"
+
+    def command(self, url: str, wait: int = 0) -> str:
+        quoted = shlex.quote(url)
+        return (
+            f"end=$(($(date +%s) + {int(wait)})); "
+            f"while :; do code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {quoted}); "
+            '[ "$code" = 200 ] || [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; '
+            'echo "${code:-000}"'
+        )
+
+    def process(self, output) -> int:
+        text = "".join(output).strip()
+        return int(text) if text.isdigit() else 0
+
+
+class ComposeLogs(FactBase[str]):
+    """
+    The last lines a compose service logged (for error messages).
+    """
+
+    def requires_command(self, compose_file: str, service: str, lines: int = 30) -> str:
+        return "docker"
+
+    def command(self, compose_file: str, service: str, lines: int = 30) -> str:
+        return (f"docker compose -f {shlex.quote(compose_file)} logs --no-color "
+                f"--tail {int(lines)} {shlex.quote(service)} 2>&1 || true")
+
+    def process(self, output) -> str:
+        return "\n".join(output)
