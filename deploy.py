@@ -12,5 +12,5 @@ from labhub.settings import get_settings
 # Validate every setting before the first operation, so bad input changes nothing.
 get_settings(host)
 
-for task in ("docker", "hub", "images"):
+for task in ("docker", "users", "shares", "hub", "images"):
     local.include(f"tasks/{task}.py")

@@ -15,8 +15,10 @@ docker_apt_url = "https://download.docker.com/linux"
 docker_users = None
 
 # Hub users: names ("alice") or mappings {"name": "alice", "uid": 2001, "groups": ["leem"]}.
-# "uid" pins the host account's uid (shares keep file owners across reinstalls); "groups" are
-# host groups that select which shares and lab volumes the user's lab gets.
+# Each gets host account <user_prefix><name> in group users with a private home in /home; a name
+# removed from this list locks that account (home kept), listing it again unlocks it. "uid" pins
+# the account's uid (files keep their owner across reinstalls; otherwise an existing account
+# keeps its uid); "groups" are host groups that select which shares and lab volumes it gets.
 hub_users = []
 
 # Hub users who get JupyterHub admin rights; each must be in hub_users.
@@ -26,9 +28,12 @@ hub_admins = []
 user_prefix = "jupyter-"
 
 # CIFS shares: list of mappings with name, source ("//server/share"), mountpoint, mode ("ro" or
-# "rw"), credentials (path on the admin's machine of a file with username= and password= lines),
-# and optional options (extra mount options), groups (host groups that get it in their labs;
-# default all hub users) and container_path (inside lab containers; default <name> in the home).
+# "rw"; rw mounts as uid=0,gid=100,file_mode=0664,dir_mode=0775), credentials (absolute path on
+# the admin's machine, outside this repository, of a file with username= and password= lines;
+# uploaded to /etc/labhub/credentials/<name>, root only), and optional options (extra mount
+# options, overriding those defaults), groups (host groups whose users' labs get it; default all
+# hub users) and container_path (inside lab containers; relative means in the home, default
+# <name>). Each is one fstab line with _netdev,nofail,x-systemd.automount.
 shares = []
 
 # Where the hub's compose project, rendered configuration and build contexts live on the host.

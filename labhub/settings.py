@@ -84,6 +84,33 @@ def _relative_or_absolute_path(value: str) -> str:
     return str(PurePosixPath(value))
 
 
+def _credentials_file(value: str) -> str:
+    """A CIFS credentials file on the admin's machine: absolute, outside the repository, with a
+    username= and a password= line. Its content is never put in an error message."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{value!r} must be an absolute path (or start with ~/)")
+    if path.resolve().is_relative_to(ROOT):
+        raise ValueError(
+            f"{value!r} is inside the labhub repository: keep credentials files outside it so "
+            "that a password is never committed"
+        )
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ValueError(f"{value!r}: no such file on this machine") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{value!r} cannot be read: {type(e).__name__}") from None
+    keys = {line.split("=", 1)[0].strip() for line in lines if "=" in line}
+    missing = [k for k in ("username", "password") if k not in keys]
+    if missing:
+        raise ValueError(
+            f"{value!r} has no {' and no '.join(k + '=' for k in missing)} line (a credentials "
+            "file holds username= and password= lines, and optionally domain=)"
+        )
+    return str(path)
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value)
@@ -175,11 +202,28 @@ class Share(_Model):
                 raise ValueError(
                     f"mount option {key!r} is not allowed: put the login in the credentials file"
                 )
+            if option in ("ro", "rw"):
+                raise ValueError(
+                    f"mount option {option!r} is not allowed: set the share's mode instead"
+                )
+            if option in ("noauto", "auto"):
+                raise ValueError(
+                    f"mount option {option!r} is not allowed: labhub mounts every share at boot "
+                    "through a systemd automount"
+                )
         return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _check_credentials(cls, value: str) -> str:
+        return _credentials_file(value)
 
     @field_validator("groups")
     @classmethod
     def _check_groups(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is not None and not value:
+            raise ValueError("an empty list gives the share to nobody; leave groups out for all "
+                             "hub users")
         return None if value is None else tuple(_group_name(g) for g in value)
 
     @field_validator("container_path")
@@ -325,6 +369,14 @@ class Settings(_Model):
                 )
             names.add(share.name)
             mountpoints.add(share.mountpoint)
+            user_groups = sorted({g for user in self.hub_users for g in user.groups})
+            for group in share.groups or ():
+                # A group no user is in gives the share to nobody: most likely a typo.
+                if group not in user_groups:
+                    problems.append(
+                        f"shares[{i}].groups: {group!r} is not a group of any hub user "
+                        f"(their groups: {', '.join(user_groups) or 'none'})"
+                    )
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
@@ -340,6 +392,25 @@ class Settings(_Model):
     def account_name(self, hub_user: str) -> str:
         """The host account of a hub user: ``jupyter-alice`` for ``alice``."""
         return f"{self.user_prefix}{hub_user}"
+
+    @property
+    def hub_user_names(self) -> tuple[str, ...]:
+        """The hub users allowed to log in, in order: the hub renders this list."""
+        return tuple(user.name for user in self.hub_users)
+
+    def share_container_path(self, share: Share) -> str:
+        """
+        Where a share appears inside lab containers: its absolute ``container_path``, or a
+        relative one (default: the share's name) inside ``lab_home``.
+        """
+        return str(PurePosixPath(self.lab_home, share.container_path or share.name))
+
+    def share_users(self, share: Share) -> tuple[str, ...]:
+        """The hub users whose labs get a share: all, or those in one of its groups."""
+        return tuple(
+            user.name for user in self.hub_users
+            if share.groups is None or set(user.groups) & set(share.groups)
+        )
 
     @cached_property
     def host_groups(self) -> tuple[str, ...]:

@@ -1,0 +1,48 @@
+"""
+Host accounts of hub users. Which existing accounts are labhub's is read from a marker in the
+account's GECOS comment, ``labhub hub user <name>``: safer than the name prefix alone, which an
+account made by hand (or another tool) may share.
+"""
+
+from __future__ import annotations
+
+from labhub.settings import Settings
+
+COMMENT_PREFIX = "labhub hub user "
+HOME_BASE = "/home"
+SHELL = "/bin/bash"
+PRIMARY_GROUP = "users"
+# Other notebook users share group users: the home is the owner's alone.
+HOME_MODE = "0700"
+LOCKED_SHELL = "/usr/sbin/nologin"
+# An expiry date of day 1 (1970-01-02) is in the past: no login of any kind, keys included.
+LOCKED_EXPIRE = 1
+
+
+def account_comment(hub_user: str) -> str:
+    return f"{COMMENT_PREFIX}{hub_user}"
+
+
+def hub_user_of(comment: str | None) -> str | None:
+    """The hub user an account was made for, from its GECOS comment; None: not labhub's."""
+    if comment and comment.startswith(COMMENT_PREFIX):
+        return comment[len(COMMENT_PREFIX):].split(",", 1)[0] or None
+    return None
+
+
+def home_of(account: str) -> str:
+    return f"{HOME_BASE}/{account}"
+
+
+def group_members(settings: Settings, group: str) -> list[str]:
+    """The accounts of the hub users who list ``group`` in their groups."""
+    return [settings.account_name(u.name) for u in settings.hub_users if group in u.groups]
+
+
+def labhub_accounts(local_accounts: dict) -> dict[str, str]:
+    """Accounts labhub made (account name to hub user), from the ``LocalAccounts`` fact."""
+    return {
+        account: user
+        for account, info in local_accounts.items()
+        if (user := hub_user_of(info["comment"])) is not None
+    }

@@ -1,0 +1,109 @@
+"""
+Facts about local accounts and groups, read from ``/etc/passwd``, ``/etc/shadow`` and
+``/etc/group``. Unlike pyinfra's ``server.Users`` they carry the account's expiry date (how a
+locked hub account is recognized) and never password hashes.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from pyinfra.api import FactBase
+
+
+class AccountDict(TypedDict):
+    uid: int
+    gid: int
+    comment: str
+    home: str
+    shell: str
+    expire: int | None
+
+
+class LocalAccounts(FactBase[dict[str, AccountDict]]):
+    """
+    Local accounts by name; ``expire`` is the shadow expiry date in days since 1970 (None: never
+    expires, or ``/etc/shadow`` is not readable).
+
+    .. code:: python
+
+        {
+            "jupyter-alice": {
+                "uid": 2001,
+                "gid": 100,
+                "comment": "labhub hub user alice",
+                "home": "/home/jupyter-alice",
+                "shell": "/bin/bash",
+                "expire": None,
+            },
+        }
+    """
+
+    default = dict
+
+    def command(self) -> str:
+        # Only the name and expiry fields of shadow: password hashes never leave the host.
+        return (
+            "cat /etc/passwd; echo '#shadow'; "
+            "cut -d: -f1,8 /etc/shadow 2>/dev/null || true"
+        )
+
+    def process(self, output) -> dict[str, AccountDict]:
+        accounts: dict[str, AccountDict] = {}
+        expires: dict[str, int | None] = {}
+        in_shadow = False
+        for line in output:
+            if line == "#shadow":
+                in_shadow = True
+                continue
+            fields = line.split(":")
+            if in_shadow and len(fields) == 2:
+                expires[fields[0]] = int(fields[1]) if fields[1].strip().isdigit() else None
+            elif not in_shadow and len(fields) == 7:
+                name, _, uid, gid, comment, home, shell = fields
+                accounts[name] = {
+                    "uid": int(uid),
+                    "gid": int(gid),
+                    "comment": comment,
+                    "home": home,
+                    "shell": shell,
+                    "expire": None,
+                }
+        for name, expire in expires.items():
+            if name in accounts:
+                accounts[name]["expire"] = expire
+        return accounts
+
+
+class GroupDict(TypedDict):
+    gid: int
+    members: list[str]
+
+
+class LocalGroups(FactBase[dict[str, GroupDict]]):
+    """
+    Local groups by name with their listed (secondary) members.
+
+    .. code:: python
+
+        {
+            "users": {"gid": 100, "members": []},
+            "leem": {"gid": 1001, "members": ["jupyter-alice", "jupyter-bob"]},
+        }
+    """
+
+    default = dict
+
+    def command(self) -> str:
+        return "cat /etc/group"
+
+    def process(self, output) -> dict[str, GroupDict]:
+        groups: dict[str, GroupDict] = {}
+        for line in output:
+            fields = line.split(":")
+            if len(fields) == 4 and fields[2].isdigit():
+                groups[fields[0]] = {
+                    "gid": int(fields[2]),
+                    "members": [m for m in fields[3].split(",") if m],
+                }
+        return groups

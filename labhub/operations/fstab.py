@@ -1,0 +1,116 @@
+"""
+Lines of ``/etc/fstab`` managed by mount point, and mounting and unmounting them.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.operations import files
+
+from labhub.facts.fstab import FstabLines, MountsAt
+from labhub.shares import FSTAB, parse_fstab, set_fstab_entry, systemd_unit_name
+
+
+@operation()
+def entry(mountpoint: str, line: str | None, path: str = FSTAB):
+    """
+    Exactly one active fstab line for a mount point, or none.
+
+    + mountpoint: the mount point (second field) the line is found by
+    + line: the whole line; None removes every active line of that mount point
+    + path: the fstab file
+
+    A line of the mount point with other options is replaced in place, never duplicated; more
+    than one active line for it are folded into one. Commented-out lines do not count and are
+    kept, as is every other line. Unlike ``files.line``, an unanchored partial match cannot
+    count as present.
+
+    **Example:**
+
+    .. code:: python
+
+        fstab.entry(
+            name="fstab line of /mnt/leem",
+            mountpoint="/mnt/leem",
+            line="//files.lab/leem /mnt/leem cifs ro,credentials=/etc/labhub/credentials/leem 0 0",
+        )
+    """
+
+    lines = host.get_fact(FstabLines, path=path)
+    current = [e.line for e in parse_fstab(lines) if e.mountpoint == mountpoint]
+    if current == ([] if line is None else [line]):
+        host.noop(f"{path} has {'no line' if line is None else 'the line'} for {mountpoint}")
+        return
+
+    new = set_fstab_entry(lines, mountpoint, line)
+    yield from files.put._inner(
+        src=StringIO("".join(f"{ln}\n" for ln in new)),
+        dest=path,
+        user="root",
+        group="root",
+        mode="0644",
+    )
+
+
+@operation()
+def mounted(path: str, fstype: str, failure: str):
+    """
+    Mount a file system from its fstab line unless one of ``fstype`` is mounted there already.
+
+    + path: the mount point (its line must be in fstab)
+    + fstype: the file system type that counts as mounted (an automount point alone does not)
+    + failure: the message printed on stderr when mounting fails, before the command fails
+
+    Call it with ``_ignore_errors=True`` where a failed mount must not stop the deploy: the
+    operation then shows as an error in the run's results, never as a change.
+
+    **Example:**
+
+    .. code:: python
+
+        fstab.mounted(
+            name="Mount share leem at /mnt/leem",
+            path="/mnt/leem",
+            fstype="cifs",
+            failure="share leem is not mounted",
+            _ignore_errors=True,
+        )
+    """
+
+    if fstype in host.get_fact(MountsAt, path=path):
+        host.noop(f"{fstype} is mounted at {path}")
+        return
+    yield StringCommand(
+        "mount", QuoteString(path), "||", "{", "echo", QuoteString(failure), ">&2;", "exit", "1;",
+        "}",
+    )
+
+
+@operation()
+def unmounted(path: str):
+    """
+    Nothing mounted at ``path``: its systemd automount and mount units stopped, then any mount
+    left unmounted. The mount point itself stays.
+
+    + path: the mount point
+
+    **Example:**
+
+    .. code:: python
+
+        fstab.unmounted(name="Unmount /mnt/old", path="/mnt/old")
+    """
+
+    if not host.get_fact(MountsAt, path=path):
+        host.noop(f"nothing is mounted at {path}")
+        return
+    units = [systemd_unit_name(path, suffix) for suffix in ("automount", "mount")]
+    # Units that do not exist (a mount made by hand) are no error; what is left is unmounted.
+    yield StringCommand("systemctl", "stop", *map(QuoteString, units), "||", "true")
+    yield StringCommand(
+        "while", "findmnt", "--mountpoint", QuoteString(path), ">/dev/null;", "do",
+        "umount", QuoteString(path), "||", "exit", "1;", "done",
+    )

@@ -1,0 +1,67 @@
+"""
+Files that hold secrets: uploaded without their content ever being shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from pyinfra import host, state
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.facts.files import File, Sha256File
+from pyinfra.operations.util import files as file_utils
+
+from labhub.facts.system import LoginUser
+
+
+@operation()
+def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "0600"):
+    """
+    Upload a local secret file (a password, a key) to ``dest``, owned and private from the start.
+
+    + src: the local file
+    + dest: the file on the host
+    + user: its owner
+    + group: its group
+    + mode: its mode
+
+    Unlike ``files.put``, ``--diff`` never shows the content (only that the file would change),
+    and the content is never readable by anyone but its owner on the host, not even for a moment:
+    the file is created empty with its owner and mode before the upload fills it, and the upload's
+    temporary file (under sudo the login user uploads first) is made private before it is written.
+    The content is compared by SHA-256 checksum.
+
+    **Example:**
+
+    .. code:: python
+
+        secret_files.put(
+            name="Credentials of share leem",
+            src="/home/admin/secrets/leem.cred",
+            dest="/etc/labhub/credentials/leem",
+        )
+    """
+
+    with open(src, "rb") as f:
+        local_sum = hashlib.sha256(f.read()).hexdigest()
+
+    remote = host.get_fact(File, path=dest)
+    if not remote or host.get_fact(Sha256File, path=dest) != local_sum:
+        if state.config.DIFF:
+            host.log(f"Will {'modify' if remote else 'create'} {dest} (a secret: content not shown)")
+        if not remote:
+            yield StringCommand(
+                "install", "-m", mode, "-o", QuoteString(user), "-g", QuoteString(group),
+                "/dev/null", QuoteString(dest),
+            )
+        temp = host.get_temp_filename()
+        login = host.get_fact(LoginUser)
+        yield StringCommand("install", "-m", "0600", "-o", QuoteString(login), "/dev/null", temp)
+        yield FileUploadCommand(src, dest, remote_temp_filename=temp)
+        yield StringCommand("rm", "-f", temp)
+
+    if remote and (remote["user"] != user or remote["group"] != group):
+        yield file_utils.chown(dest, user, group)
+    # The File fact gives modes as the digits of the octal mode: 600 for 0600.
+    if remote and remote["mode"] != int(mode):
+        yield file_utils.chmod(dest, mode)

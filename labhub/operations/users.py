@@ -1,0 +1,159 @@
+"""
+Hub user accounts and the members of host groups.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, logger
+from pyinfra.api import OperationError, QuoteString, StringCommand, operation
+from pyinfra.facts.files import Directory
+from pyinfra.operations import files
+
+from labhub.facts.users import LocalAccounts, LocalGroups
+
+
+@operation()
+def account(
+    user: str,
+    comment: str,
+    uid: int | None = None,
+    group: str = "users",
+    home: str | None = None,
+    shell: str = "/bin/bash",
+    home_mode: str = "0700",
+    locked: bool = False,
+    locked_shell: str = "/usr/sbin/nologin",
+    locked_expire: int = 1,
+):
+    """
+    A login account with one primary group and a private home, active or locked.
+
+    + user: account name
+    + comment: GECOS comment (labhub's marks its hub accounts)
+    + uid: the account's uid; None keeps whatever uid an existing account has
+    + group: primary group (must exist)
+    + home: home directory (default ``/home/<user>``); created with the skeleton files when
+      missing, never moved, and its owner and mode kept right
+    + shell: login shell of an active account
+    + home_mode: mode of the home directory
+    + locked: lock the account instead (expired, no login shell), keeping everything it owns;
+      an account that does not exist is left absent
+    + locked_shell: the shell of a locked account
+    + locked_expire: the shadow expiry date (days since 1970) of a locked account
+
+    A locked account that is wanted again is unlocked: its expiry cleared and its shell set back.
+
+    **Example:**
+
+    .. code:: python
+
+        users.account(
+            name="Hub user alice",
+            user="jupyter-alice",
+            comment="labhub hub user alice",
+            uid=2001,
+        )
+    """
+
+    accounts = host.get_fact(LocalAccounts)
+    existing = accounts.get(user)
+    home = home or f"/home/{user}"
+
+    if locked:
+        if existing is None:
+            host.noop(f"account {user} does not exist")
+            return
+        args: list = []
+        if existing["expire"] != locked_expire:
+            args += ["--expiredate", str(locked_expire)]
+        if existing["shell"] != locked_shell:
+            args += ["--shell", QuoteString(locked_shell)]
+        if args:
+            yield StringCommand("usermod", *args, QuoteString(user))
+        else:
+            host.noop(f"account {user} is locked")
+        return
+
+    if uid is not None:
+        taken = sorted(name for name, a in accounts.items() if a["uid"] == uid and name != user)
+        if taken:
+            raise OperationError(f"uid {uid} for {user} is taken by account {taken[0]}")
+
+    gid = host.get_fact(LocalGroups).get(group, {}).get("gid")
+    if existing is None:
+        args = [
+            "--gid", QuoteString(group),
+            "--home-dir", QuoteString(home),
+            "--shell", QuoteString(shell),
+            "--comment", QuoteString(comment),
+        ]
+        if uid is not None:
+            args += ["--uid", str(uid)]
+        # A home kept from an earlier account (same pinned uid) is reused as it is.
+        args.append("--no-create-home" if host.get_fact(Directory, path=home) else "--create-home")
+        yield StringCommand("useradd", *args, QuoteString(user))
+    else:
+        args = []
+        if uid is not None and existing["uid"] != uid:
+            # usermod also gives the files in the home to the new uid.
+            args += ["--uid", str(uid)]
+        if gid is None or existing["gid"] != gid:
+            args += ["--gid", QuoteString(group)]
+        if existing["home"] != home:
+            args += ["--home", QuoteString(home)]
+        if existing["shell"] != shell:
+            args += ["--shell", QuoteString(shell)]
+        if existing["comment"] != comment:
+            args += ["--comment", QuoteString(comment)]
+        if existing["expire"] is not None:
+            args += ["--expiredate", QuoteString("")]
+        if args:
+            yield StringCommand("usermod", *args, QuoteString(user))
+
+    yield from files.directory._inner(path=home, user=user, group=group, mode=home_mode)
+
+
+@operation()
+def group_members(group: str, members: list[str], managed: list[str]):
+    """
+    A group, created when missing, with ``members`` in it and the other ``managed`` accounts out.
+
+    + group: group name
+    + members: accounts that must be members (one that does not exist is left out, with a
+      warning)
+    + managed: accounts whose membership this operation decides; members of the group that are
+      not in ``managed`` (added by hand or by packages) stay
+
+    **Example:**
+
+    .. code:: python
+
+        users.group_members(
+            name="Group leem: jupyter-alice",
+            group="leem",
+            members=["jupyter-alice"],
+            managed=["jupyter-alice", "jupyter-bob"],
+        )
+    """
+
+    # Accounts are made by an earlier task; one missing now (a task run alone) is added later.
+    accounts = host.get_fact(LocalAccounts)
+    missing = [m for m in members if m not in accounts]
+    if missing and host.state.is_executing:
+        host.log(f"group {group}: no account {', '.join(missing)} yet (tasks/users.py makes it)",
+                 logger.warning)
+    members = [m for m in members if m in accounts]
+
+    groups = host.get_fact(LocalGroups)
+    if group not in groups:
+        yield StringCommand("groupadd", QuoteString(group))
+        current: list[str] = []
+    else:
+        current = groups[group]["members"]
+
+    keep = [m for m in current if m in members or m not in managed]
+    new = keep + [m for m in members if m not in keep]
+    if set(new) != set(current):
+        yield StringCommand("gpasswd", "--members", QuoteString(",".join(new)), QuoteString(group))
+    elif group in groups:
+        host.noop(f"group {group} has its members")

@@ -1,0 +1,135 @@
+"""
+CIFS shares on the host: the fstab line of each share, where its credentials live, and the
+editing of ``/etc/fstab`` by mount point. Pure functions, so that what a run writes can be
+checked without a host.
+
+A share's line, as the lab's original hand-edited fstab had it, plus a systemd automount so that
+a share server that is down never blocks boot::
+
+    //files.lab/leem /mnt/leem cifs ro,credentials=/etc/labhub/credentials/leem,_netdev,nofail,x-systemd.automount 0 0
+    //files.lab/scratch /mnt/scratch cifs rw,uid=0,gid=100,file_mode=0664,dir_mode=0775,credentials=/etc/labhub/credentials/scratch,_netdev,nofail,x-systemd.automount 0 0
+
+The ``credentials=`` option under ``CREDENTIALS_DIR`` marks a line as labhub's: a share removed
+from the settings is recognized by it, and other lines of the file are never touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from labhub.settings import USERS_GID, Share
+
+CREDENTIALS_DIR = "/etc/labhub/credentials"
+FSTAB = "/etc/fstab"
+# Read-write shares: files belong to root and group users, which every notebook user is in, so
+# all of them can write (the original setup's options). A share's own options override these.
+RW_OPTIONS = ("uid=0", f"gid={USERS_GID}", "file_mode=0664", "dir_mode=0775")
+# A share server that is down never blocks boot: mounted on first access, after the network.
+BOOT_OPTIONS = ("_netdev", "nofail", "x-systemd.automount")
+
+
+def credentials_path(share_name: str) -> str:
+    """Where the credentials file of a share lives on the host (root only)."""
+    return f"{CREDENTIALS_DIR}/{share_name}"
+
+
+def mount_options(share: Share) -> list[str]:
+    """The share's mount options: mode, ownership for rw, credentials, its own, boot safety."""
+    options: list[str] = [share.mode]
+    own_keys = {option.split("=", 1)[0] for option in share.options}
+    if share.mode == "rw":
+        options += [o for o in RW_OPTIONS if o.split("=", 1)[0] not in own_keys]
+    options.append(f"credentials={credentials_path(share.name)}")
+    for option in (*share.options, *BOOT_OPTIONS):
+        if option not in options:
+            options.append(option)
+    return options
+
+
+def fstab_line(share: Share) -> str:
+    """The one ``/etc/fstab`` line of a share (sources and mount points never hold spaces)."""
+    return f"{share.source} {share.mountpoint} cifs {','.join(mount_options(share))} 0 0"
+
+
+@dataclass(frozen=True)
+class FstabEntry:
+    """One active (not commented-out) line of ``/etc/fstab``."""
+
+    index: int
+    line: str
+    source: str
+    mountpoint: str
+    fstype: str
+    options: tuple[str, ...]
+
+    @property
+    def credentials(self) -> str | None:
+        for option in self.options:
+            if option.startswith("credentials="):
+                return option.split("=", 1)[1]
+        return None
+
+    @property
+    def is_labhub_share(self) -> bool:
+        """A CIFS line whose credentials labhub keeps: a line this project wrote."""
+        credentials = self.credentials
+        return (
+            self.fstype == "cifs"
+            and credentials is not None
+            and PurePosixPath(credentials).parent == PurePosixPath(CREDENTIALS_DIR)
+        )
+
+
+def unescape_fstab(field: str) -> str:
+    """fstab writes spaces and tabs in paths as octal escapes (``\\040``)."""
+    for code, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(code, char)
+    return field
+
+
+def parse_fstab(lines: list[str]) -> list[FstabEntry]:
+    """The active entries of fstab lines; comments, blank and malformed lines are skipped."""
+    entries = []
+    for index, line in enumerate(lines):
+        fields = line.split()
+        if len(fields) < 3 or fields[0].startswith("#"):
+            continue
+        options = tuple(fields[3].split(",")) if len(fields) > 3 else ()
+        entries.append(FstabEntry(index, line, fields[0], unescape_fstab(fields[1]), fields[2],
+                                  options))
+    return entries
+
+
+def set_fstab_entry(lines: list[str], mountpoint: str, line: str | None) -> list[str]:
+    """
+    Lines of fstab with exactly one active entry for ``mountpoint``, ``line`` (in place of the
+    first entry found there, or appended), or none when ``line`` is None. Commented-out lines
+    and every other line are kept as they are.
+    """
+    matches = [e.index for e in parse_fstab(lines) if e.mountpoint == mountpoint]
+    new: list[str] = []
+    for index, current in enumerate(lines):
+        if index not in matches:
+            new.append(current)
+        elif line is not None and index == matches[0]:
+            new.append(line)
+    if line is not None and not matches:
+        new.append(line)
+    return new
+
+
+def systemd_unit_name(path: str, suffix: str) -> str:
+    """The systemd unit of a mount point, as ``systemd-escape --path --suffix=...`` names it."""
+    trimmed = path.strip("/")
+    if not trimmed:
+        return f"-.{suffix}"
+    out = []
+    for i, char in enumerate(trimmed):
+        if char == "/":
+            out.append("-")
+        elif char.isascii() and (char.isalnum() or char in ":_" or (char == "." and i > 0)):
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode())
+    return f"{''.join(out)}.{suffix}"

@@ -1,0 +1,117 @@
+"""
+CIFS network shares: cifs-utils, each share's credentials (root only), its mount point and one
+fstab line with a systemd automount, the host groups that select shares, and the shares mounted.
+A share removed from the settings loses its fstab line, credentials and mount; its mount point
+stays. A share whose server cannot be reached does not stop the deploy: its mount shows as an
+error in the run's results, naming the share.
+
+    pyinfra inventory.py tasks/shares.py
+"""
+
+from pyinfra import host
+from pyinfra.facts.files import FindFiles
+from pyinfra.operations import apt, files, systemd
+from pyinfra.operations.util import any_changed
+
+from labhub import accounts, shares
+from labhub.facts.fstab import FstabLines
+from labhub.facts.users import LocalAccounts
+from labhub.operations import fstab, secret_files, users
+from labhub.settings import get_settings
+
+settings = get_settings(host)
+mountpoints = {share.mountpoint for share in settings.shares}
+# Lines labhub wrote (their credentials are labhub's) for shares no longer in the settings.
+removed = [
+    entry for entry in shares.parse_fstab(host.get_fact(FstabLines))
+    if entry.is_labhub_share and entry.mountpoint not in mountpoints
+]
+
+if settings.shares:
+    apt.packages(
+        name="Install cifs-utils (mount.cifs)",
+        packages=["cifs-utils"],
+        update=True,
+        cache_time=24 * 3600,
+    )
+
+files.directory(name="Create /etc/labhub", path="/etc/labhub", user="root", group="root",
+                mode="0755")
+files.directory(
+    name=f"Create {shares.CREDENTIALS_DIR} (root only)",
+    path=shares.CREDENTIALS_DIR,
+    user="root",
+    group="root",
+    mode="0700",
+)
+
+fstab_changes = []
+for share in settings.shares:
+    secret_files.put(
+        name=f"Credentials of share {share.name}: {shares.credentials_path(share.name)}",
+        src=share.credentials,
+        dest=shares.credentials_path(share.name),
+        user="root",
+        group="root",
+        mode="0600",
+    )
+    # Only created when missing: a mode or owner set here would land on the mounted share.
+    files.directory(name=f"Mount point of share {share.name}: {share.mountpoint}",
+                    path=share.mountpoint)
+    line = shares.fstab_line(share)
+    fstab_changes.append(fstab.entry(name=f"fstab: {line}", mountpoint=share.mountpoint,
+                                     line=line))
+
+for entry in removed:
+    fstab.unmounted(name=f"Unmount removed share at {entry.mountpoint}", path=entry.mountpoint)
+    fstab_changes.append(fstab.entry(
+        name=f"fstab: remove the line of removed share at {entry.mountpoint}",
+        mountpoint=entry.mountpoint,
+        line=None,
+    ))
+
+wanted_credentials = {shares.credentials_path(share.name) for share in settings.shares}
+for path in sorted(host.get_fact(FindFiles, path=shares.CREDENTIALS_DIR, quote_path=True) or ()):
+    if path not in wanted_credentials:
+        files.file(name=f"Remove credentials of a removed share: {path}", path=path,
+                   present=False)
+
+if fstab_changes:
+    # systemd makes mount and automount units from fstab: regenerate them, start new automounts.
+    systemd.service(
+        name="Reload systemd's fstab units and start the share automounts",
+        service="remote-fs.target",
+        running=True,
+        restarted=True,
+        daemon_reload=True,
+        _if=any_changed(*fstab_changes),
+    )
+
+# Groups that give some users a share (the others are declared in tasks/users.py).
+managed = sorted(
+    set(accounts.labhub_accounts(host.get_fact(LocalAccounts)))
+    | {settings.account_name(user.name) for user in settings.hub_users}
+)
+for group in dict.fromkeys(g for share in settings.shares for g in share.groups or ()):
+    members = accounts.group_members(settings, group)
+    users.group_members(
+        name=f"Group {group}: {', '.join(members)}",
+        group=group,
+        members=members,
+        managed=managed,
+    )
+
+# Last, so that an unreachable share server is reported at the end of the shares: the error is
+# ignored (the deploy goes on) and never counts as a change; the next run tries again.
+for share in settings.shares:
+    fstab.mounted(
+        name=f"Mount share {share.name} at {share.mountpoint}",
+        path=share.mountpoint,
+        fstype="cifs",
+        failure=(
+            f"labhub: share {share.name} ({share.source}) is not mounted at {share.mountpoint}: "
+            "mounting it failed (see above); the deploy goes on without it, and it is mounted "
+            "on first access once its server answers"
+        ),
+        _ignore_errors=True,
+    )

@@ -1,0 +1,61 @@
+"""
+Notebook users: one host account per hub user, in group users with a private home, and the
+members of the host groups that users name. A user removed from hub_users is locked, never
+deleted: the account and everything it owns stay, and listing the user again unlocks it.
+
+    pyinfra inventory.py tasks/users.py
+"""
+
+from pyinfra import host
+
+from labhub import accounts
+from labhub.facts.users import LocalAccounts
+from labhub.operations import users
+from labhub.settings import get_settings
+
+settings = get_settings(host)
+wanted = {settings.account_name(user.name) for user in settings.hub_users}
+
+for user in settings.hub_users:
+    account = settings.account_name(user.name)
+    users.account(
+        name=f"Hub user {user.name}: account {account}"
+        + (f" with uid {user.uid}" if user.uid is not None else ""),
+        user=account,
+        comment=accounts.account_comment(user.name),
+        uid=user.uid,
+        group=accounts.PRIMARY_GROUP,
+        home=accounts.home_of(account),
+        shell=accounts.SHELL,
+        home_mode=accounts.HOME_MODE,
+    )
+
+# Accounts labhub made earlier (marked in their comment) for users no longer listed.
+local_accounts = host.get_fact(LocalAccounts)
+former = {
+    account: user
+    for account, user in accounts.labhub_accounts(local_accounts).items()
+    if account not in wanted
+}
+for account, user in sorted(former.items()):
+    users.account(
+        name=f"Lock {account}: {user} is no longer in hub_users "
+        f"(account and home {local_accounts[account]['home']} kept)",
+        user=account,
+        comment=local_accounts[account]["comment"],
+        locked=True,
+        locked_shell=accounts.LOCKED_SHELL,
+        locked_expire=accounts.LOCKED_EXPIRE,
+    )
+
+# Groups that select shares are declared with the shares (tasks/shares.py); the others here.
+share_groups = {group for share in settings.shares for group in share.groups or ()}
+for group in settings.host_groups:
+    if group not in share_groups:
+        members = accounts.group_members(settings, group)
+        users.group_members(
+            name=f"Group {group}: {', '.join(members) or 'no hub users'}",
+            group=group,
+            members=members,
+            managed=sorted(wanted | set(former)),
+        )
