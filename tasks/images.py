@@ -43,15 +43,17 @@ for lab in settings.lab_images:
         dest=f"{remote}/{hub.CA_FILE}",
         mode="0644",
     )
+    content_hash = hub.context_hash(context, ca_bundle, args)
     images.built(
         name=f"Build {image}",
         image=image,
         context=remote,
-        content_hash=hub.context_hash(context, ca_bundle, args),
+        content_hash=content_hash,
         build_args=args,
     )
     images.pushed(
         name=f"Push {image} to the registry",
         image=image,
         registry=settings.registry_address,
+        content_hash=content_hash,
     )

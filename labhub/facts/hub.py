@@ -21,6 +21,10 @@ class Accounts(FactBase[dict]):
         {"jupyter-alice": {"uid": 1001, "home": "/home/jupyter-alice", "gids": [100, 1002]}}
     """
 
+    @staticmethod
+    def default() -> dict:
+        return {}
+
     def command(self, accounts: list[str]) -> str:
         names = " ".join(shlex.quote(a) for a in accounts)
         return (
@@ -52,6 +56,10 @@ class ComposeServices(FactBase[dict]):
         {"hub": {"state": "running", "config_hash": "5c1f..."}}
     """
 
+    @staticmethod
+    def default() -> dict:
+        return {}
+
     def requires_command(self, project: str) -> str:
         return "docker"
 
@@ -79,6 +87,10 @@ class ComposeConfigHashes(FactBase[dict]):
 
         {"hub": "5c1f...", "registry": "a07e..."}
     """
+
+    @staticmethod
+    def default() -> dict:
+        return {}
 
     def requires_command(self, compose_file: str) -> str:
         return "docker"

@@ -50,12 +50,14 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
 
 
 @operation()
-def pushed(image: str, registry: str):
+def pushed(image: str, registry: str, content_hash: str | None = None):
     """
     Push an image of the host's engine to a registry unless the registry's tag is this image.
 
     + image: ``<registry>/<repository>:<tag>``, an image of the host's engine
     + registry: the registry's ``host:port``, as the host's engine addresses it
+    + content_hash: the context hash the image is built from (see ``built``): an image not built
+      from it yet will be, and then pushed (what a dry run shows after a planned build)
 
     **Example:**
 
@@ -65,6 +67,7 @@ def pushed(image: str, registry: str):
             name="Push the lab image",
             image="127.0.0.1:5000/lab:1.0",
             registry="127.0.0.1:5000",
+            content_hash="9f86d081...",
         )
     """
     prefix = f"{registry}/"
@@ -82,8 +85,14 @@ def pushed(image: str, registry: str):
                 f"the registry at http://{registry} does not answer: it runs in the hub's "
                 "compose project (tasks/hub.py)"
             )
-    if local is not None and remote is not None and remote["digest"] is not None \
-            and f"{prefix}{repository}@{remote['digest']}" in local["repo_digests"]:
+    current = (
+        local is not None
+        and (content_hash is None or local["labels"].get(CONTEXT_HASH_LABEL) == content_hash)
+        and remote is not None
+        and remote["digest"] is not None
+        and f"{prefix}{repository}@{remote['digest']}" in local["repo_digests"]
+    )
+    if current:
         host.noop(f"registry {registry} has {repository}:{tag} as this image")
         return
 
