@@ -41,10 +41,10 @@ def mount_options(share: Share) -> list[str]:
     if share.mode == "rw":
         options += [o for o in RW_OPTIONS if o.split("=", 1)[0] not in own_keys]
     options.append(f"credentials={credentials_path(share.name)}")
-    for option in (*share.options, *BOOT_OPTIONS):
-        if option not in options:
+    for option in share.options:
+        if option not in options and option not in BOOT_OPTIONS:
             options.append(option)
-    return options
+    return options + list(BOOT_OPTIONS)
 
 
 def fstab_line(share: Share) -> str:

@@ -74,6 +74,11 @@ def account(
             host.noop(f"account {user} is locked")
         return
 
+    if existing is not None and existing["uid"] < 1000:
+        raise OperationError(
+            f"account {user} exists as a system account (uid {existing['uid']}): "
+            "labhub does not take it over"
+        )
     if uid is not None:
         taken = sorted(name for name, a in accounts.items() if a["uid"] == uid and name != user)
         if taken:
