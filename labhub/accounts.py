@@ -46,3 +46,23 @@ def labhub_accounts(local_accounts: dict) -> dict[str, str]:
         for account, info in local_accounts.items()
         if (user := hub_user_of(info["comment"])) is not None
     }
+
+
+def account_problems(settings: Settings, local_accounts: dict) -> list[str]:
+    """What keeps the hub accounts from being made as declared on this host, before any change:
+    a system account under a hub account's name, or a pinned uid another account holds."""
+    problems = []
+    for user in settings.hub_users:
+        account = settings.account_name(user.name)
+        existing = local_accounts.get(account)
+        if existing is not None and existing["uid"] < 1000:
+            problems.append(
+                f"hub_users: account {account} exists as a system account (uid "
+                f"{existing['uid']}): labhub does not take it over"
+            )
+        holders = sorted(name for name, info in local_accounts.items()
+                         if user.uid is not None and info["uid"] == user.uid and name != account)
+        if holders:
+            problems.append(f"hub_users: uid {user.uid} of {user.name} is taken by account "
+                            f"{holders[0]}")
+    return problems

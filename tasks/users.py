@@ -7,6 +7,7 @@ deleted: the account and everything it owns stay, and listing the user again unl
 """
 
 from pyinfra import host
+from pyinfra.api.exceptions import OperationError
 
 from labhub import accounts
 from labhub.facts.users import LocalAccounts
@@ -15,6 +16,11 @@ from labhub.settings import get_settings
 
 settings = get_settings(host)
 wanted = {settings.account_name(user.name) for user in settings.hub_users}
+local_accounts = host.get_fact(LocalAccounts)
+# Refused before any change, like a bad setting.
+problems = accounts.account_problems(settings, local_accounts)
+if problems:
+    raise OperationError(f"{host.name}: " + "; ".join(problems))
 
 for user in settings.hub_users:
     account = settings.account_name(user.name)
@@ -31,7 +37,6 @@ for user in settings.hub_users:
     )
 
 # Accounts labhub made earlier (marked in their comment) for users no longer listed.
-local_accounts = host.get_fact(LocalAccounts)
 former = {
     account: user
     for account, user in accounts.labhub_accounts(local_accounts).items()

@@ -334,3 +334,15 @@ def test_local_groups_fact():
 def test_mounts_fact_lists_stacked_file_systems():
     assert MountsAt().process(["autofs", "cifs", ""]) == ["autofs", "cifs"]
     assert "--mountpoint '/mnt/lab book'" in MountsAt().command("/mnt/lab book").get_raw_value()
+
+
+def test_accounts_that_cannot_be_made_are_found_before_any_change():
+    settings = validate({"hub_users": [{"name": "alice", "uid": 2001}, "daemon"],
+                         "user_prefix": ""})
+    local = {"daemon": {"uid": 1}, "olduser": {"uid": 2001}, "alice": {"uid": 1500}}
+    assert accounts.account_problems(settings, local) == [
+        "hub_users: uid 2001 of alice is taken by account olduser",
+        "hub_users: account daemon exists as a system account (uid 1): labhub does not take it "
+        "over",
+    ]
+    assert accounts.account_problems(validate({"hub_users": ["alice"]}), local) == []
