@@ -45,7 +45,8 @@ hub_port = 8000
 # The address the hub's port is published on.
 hub_bind = "0.0.0.0"
 
-# Image the hub's Dockerfile starts FROM: the official JupyterHub image, pinned.
+# Image the hub's Dockerfile starts FROM: the official JupyterHub image, pinned (files/hub pins
+# the spawner, authenticator and culler that go with it).
 hub_base_image = "quay.io/jupyterhub/jupyterhub:5.2.1"
 
 # Shortest password FirstUseAuthenticator accepts on a first login.
@@ -83,7 +84,8 @@ idle_timeout = 86400
 # Stop any lab server older than this many seconds, idle or not (0: never).
 max_age = 604800
 
-# A PEM CA bundle on the admin's machine that image builds trust (TLS-inspecting proxies).
+# A PEM CA bundle on the admin's machine that image builds trust (TLS-inspecting proxies). pip
+# in the builds trusts only this bundle: give a full one (the system's CAs plus the proxy's).
 build_ca_bundle = None
 
 # The Python package index image builds install from (None: PyPI).

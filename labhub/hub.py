@@ -81,7 +81,8 @@ def hub_image(settings: Settings) -> tuple[str, str]:
 
 
 def container_path(settings: Settings, path: str) -> str:
-    """A path in lab containers: relative paths are in the notebook user's home."""
+    """A lab volume's path in lab containers: relative paths are in the notebook user's home
+    (as shares' are, ``Settings.share_container_path``)."""
     return str(PurePosixPath(settings.lab_home, path))
 
 
@@ -91,7 +92,7 @@ def lab_mounts(settings: Settings) -> list[dict]:
     for share in settings.shares:
         mounts.append({
             "host_path": share.mountpoint,
-            "container_path": container_path(settings, share.container_path or share.name),
+            "container_path": settings.share_container_path(share),
             "mode": share.mode,
             "groups": None if share.groups is None else list(share.groups),
         })
