@@ -1,0 +1,254 @@
+"""
+Pruning a real registry (Debian's docker-registry 2.8 on loopback): the policy's deletions applied
+with the client the operation ships, then the real garbage collector with the registry stopped,
+then the registry restarted (as ``registry.garbage_collect`` does on the host with compose).
+The task itself runs through the pyinfra CLI against ``@local`` for the report-only run and the
+refusals; the full task over SSH with compose is in test_registry_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+from registry_server import LocalRegistry, make_image, make_index
+
+from labhub.registry import client, policy
+from labhub.settings import LabImage
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+
+
+def payload(name: str, size: int = 64 * 1024) -> bytes:
+    """Incompressible layer content, so layer bytes dominate what pruning frees."""
+    return name.encode() + os.urandom(size)
+
+
+def prune(reg: LocalRegistry, keep_last: int = 1, keep_tags=(), lab_images=(), containers=()):
+    snap = client.collect(reg.url, probe_delete=True)
+    used = policy.in_use(lab_images, containers, policy.registry_hosts(reg.address))
+    plan = policy.plan(snap, keep_last, keep_tags, None, used)
+    result = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
+    assert result["error"] is None, result
+    reg.garbage_collect()
+    return plan, result
+
+
+def run_task(reg: LocalRegistry, *extra: str, data: dict | None = None):
+    argv = [str(Path(sys.executable).with_name("pyinfra")), "@local", "tasks/registry_prune.py",
+            "--json", "-y", "--data", f"registry_port={reg.port}"]
+    for key, value in (data or {}).items():
+        argv += ["--data", f"{key}={json.dumps(value)}"]
+    argv += list(extra)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def pulls(reg: LocalRegistry, ref: str, all_platforms: bool = False) -> bool:
+    result = reg.skopeo_pull(ref, all_platforms)
+    return result.returncode == 0
+
+
+def test_two_tags_on_one_digest_one_stale_one_kept_the_digest_survives():
+    with LocalRegistry() as reg:
+        old = make_image("2024-01-01T00:00:00Z", payload("old"))
+        reg.push_image("lab", "0.9", old)
+        reg.tag("lab", "stable", old.digest)
+        reg.push_image("lab", "1.0", make_image("2025-01-01T00:00:00Z", payload("new")))
+        plan, result = prune(reg, keep_last=1, keep_tags=("^stable$",))
+        rows = {r.tag: r for r in plan.rows}
+        assert not rows["0.9"].reason.startswith("stale") and rows["0.9"].keep
+        assert rows["0.9"].reason == "shares digest with stable"
+        assert plan.deletions == [] and result["deleted"] == []
+        assert reg.tags("lab") == ["0.9", "1.0", "stable"]
+        assert pulls(reg, "lab:0.9") and pulls(reg, "lab:stable") and pulls(reg, "lab:1.0")
+
+
+def test_multi_platform_kept_index_stays_complete_stale_index_goes_with_its_blobs():
+    with LocalRegistry() as reg:
+        shared_arm = make_image("2024-06-01T00:00:00Z", payload("arm-shared"), arch="arm64")
+        old_amd = make_image("2024-01-01T00:00:00Z", payload("amd-old"))
+        old_s390 = make_image("2024-01-01T00:00:00Z", payload("s390-old"), arch="s390x")
+        new_amd = make_image("2025-01-01T00:00:00Z", payload("amd-new"))
+        stale = make_index([old_amd, shared_arm, old_s390])
+        kept = make_index([new_amd, shared_arm])
+        reg.push_index("multi", "2024", stale)
+        reg.push_index("multi", "2025", kept)
+        before = reg.disk_bytes()
+        plan, result = prune(reg, keep_last=1)
+        assert [(d.digest, set(d.children)) for d in plan.deletions] == [
+            (stale.digest, {old_amd.digest, old_s390.digest})]
+        assert set(result["deleted"][0]["children_deleted"]) == {old_amd.digest, old_s390.digest}
+        # The kept index is complete and pullable (every platform) after the collection.
+        assert pulls(reg, "multi:2025", all_platforms=True)
+        assert reg.tags("multi") == ["2025"]
+        # The stale index, its own platform manifests and their blobs are gone; shared ones stay.
+        blobs = reg.blob_files()
+        for image in (old_amd, old_s390):
+            assert image.digest.split(":")[1] not in blobs
+            assert all(b.digest.split(":")[1] not in blobs for b in image.blobs)
+        assert stale.digest.split(":")[1] not in blobs
+        assert all(b.digest.split(":")[1] in blobs for b in shared_arm.blobs + new_amd.blobs)
+        freed = before - reg.disk_bytes()
+        assert freed >= old_amd.unique_bytes + old_s390.unique_bytes
+        assert plan.freed_bytes == (old_amd.unique_bytes + old_s390.unique_bytes
+                                    + len(old_amd.manifest) + len(old_s390.manifest)
+                                    + len(stale.manifest))
+
+
+def test_lab_images_and_a_stopped_containers_image_are_kept_when_policy_says_stale():
+    engine = docker.from_env(version="auto")
+    with LocalRegistry() as reg:
+        images = {tag: make_image(f"2024-0{i + 1}-01T00:00:00Z", payload(tag))
+                  for i, tag in enumerate(["1.0", "1.1", "1.2", "1.3"])}
+        for tag, image in images.items():
+            reg.push_image("lab", tag, image)
+        # A container of this machine's engine, created (never started: stopped) from lab:1.1.
+        ref = f"{reg.address}/lab:1.1"
+        engine.images.pull(ref)
+        name = f"labhub-prune-test-{uuid.uuid4().hex[:8]}"
+        container = engine.containers.create(ref, name=name)
+        try:
+            engine.images.remove(ref, force=True)  # untagged; the container keeps the image
+            result = run_task(reg, data={"lab_images": [{"name": "lab", "version": "1.0"}],
+                                         "registry_prune": {"keep_last": 1}})
+            assert result.returncode == 0, result.stderr
+            log = result.stderr
+            assert "lab_images (lab:1.0)" in log
+            assert f"container {name} (created)" in log
+            line = next(x for x in log.splitlines() if " 1.2 " in x)
+            assert line.rstrip().endswith("delete")
+            # Applied with the same in-use list the task read: 1.2 goes, 1.0 and 1.1 stay.
+            containers = [{"name": name, "status": "created", "image": ref,
+                           "repo_digests": [f"{reg.address}/lab@{images['1.1'].digest}"]}]
+            prune(reg, keep_last=1, lab_images=[LabImage(name="lab", version="1.0")],
+                  containers=containers)
+            assert reg.tags("lab") == ["1.0", "1.1", "1.3"]
+            assert pulls(reg, "lab:1.1") and pulls(reg, "lab:1.0")
+        finally:
+            container.remove(force=True)
+            for image in engine.images.list(name=f"{reg.address}/lab"):
+                engine.images.remove(image.id, force=True)
+
+
+def test_report_only_deletes_nothing_then_apply_deletes_exactly_what_it_listed():
+    with LocalRegistry() as reg:
+        stale = {}
+        bases = [payload("base-0"), payload("base-1")]
+        for i in range(6):
+            image = make_image(f"2024-0{i + 1}-01T00:00:00Z",
+                               [bases[i % 2], payload(f"own-{i}", 128 * 1024)])
+            reg.push_image("lab", f"1.{i}", image)
+            if i < 3:
+                stale[f"1.{i}"] = image
+        reg.tag("lab", "latest", image.digest)
+        files, catalog = reg.files(), reg.catalog()
+        # The task (pyinfra CLI, report only), then the same with --dry and apply: no change.
+        report = run_task(reg, data={"registry_prune": {"keep_last": 3},
+                                     "lab_images": [{"name": "lab", "version": "1.5"}]})
+        assert report.returncode == 0, report.stderr
+        dry = run_task(reg, "--dry", data={"registry_prune": {"keep_last": 3},
+                                           "registry_prune_apply": True,
+                                           "lab_images": [{"name": "lab", "version": "1.5"}]})
+        assert dry.returncode == 0, dry.stderr
+        assert reg.files() == files and reg.catalog() == catalog
+        listed = {line.split()[2] for line in report.stderr.splitlines()
+                  if line.rstrip().endswith(" delete")}
+        assert listed == {"1.0", "1.1", "1.2"}
+        assert "deleting them frees about" in report.stderr
+        # Applied (the delete and the collection the operations run), the disk drops by the
+        # stale images' unique layers: the base layers they share with kept images stay.
+        before = reg.disk_bytes()
+        plan, result = prune(reg, keep_last=3, lab_images=[LabImage(name="lab", version="1.5")])
+        assert sorted(t for d in result["deleted"] for t in d["tags"]) == sorted(listed)
+        assert reg.tags("lab") == ["1.3", "1.4", "1.5", "latest"]
+        unique = sum(len(img.layers[1].data) + len(img.config.data) + len(img.manifest)
+                     for img in stale.values())
+        dropped = before - reg.disk_bytes()
+        assert plan.freed_bytes == unique
+        # Beyond the blobs: only the registry's small link files of the deleted manifests.
+        assert unique <= dropped <= unique + 3 * 1024
+        for tag in ("1.3", "1.4", "1.5", "latest"):
+            assert pulls(reg, f"lab:{tag}")
+
+
+def test_deletes_disabled_is_a_clear_error_and_nothing_is_deleted():
+    with LocalRegistry(delete=False) as reg:
+        for i in range(3):
+            reg.push_image("lab", f"1.{i}", make_image(f"2024-0{i + 1}-01T00:00:00Z",
+                                                       payload(str(i))))
+        files = reg.files()
+        result = run_task(reg, data={"registry_prune": {"keep_last": 1},
+                                     "registry_prune_apply": True})
+        assert result.returncode != 0
+        assert "deletes disabled (405 UNSUPPORTED)" in result.stderr
+        assert "nothing was deleted" in result.stderr
+        # Report only: the same is a note, not an error.
+        report = run_task(reg, data={"registry_prune": {"keep_last": 1}})
+        assert report.returncode == 0 and "registry_prune_apply=true would fail" in report.stderr
+        # The client refuses as distinctly when a delete is tried anyway.
+        snap = client.collect(reg.url)
+        plan = policy.plan(snap, 1, (), None, policy.InUse())
+        outcome = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
+        assert outcome["error"]["kind"] == "deletes-disabled" and outcome["deleted"] == []
+        assert reg.files() == files
+
+
+def test_read_only_registry_is_told_apart_from_deletes_disabled():
+    with LocalRegistry() as reg:
+        for i in range(3):
+            reg.push_image("lab", f"1.{i}", make_image(f"2024-0{i + 1}-01T00:00:00Z",
+                                                       payload(str(i))))
+        snap = client.collect(reg.url)
+        plan = policy.plan(snap, 1, (), None, policy.InUse())
+        reg.restart(read_only=True)
+        outcome = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
+        assert outcome["error"]["kind"] == "read-only", outcome
+        assert "read-only maintenance mode" in outcome["error"]["message"]
+        result = run_task(reg, data={"registry_prune": {"keep_last": 1},
+                                     "registry_prune_apply": True})
+        assert result.returncode != 0, result.stderr
+        assert "read-only maintenance mode" in result.stderr
+
+
+def test_a_tag_that_moved_before_the_delete_is_not_touched():
+    with LocalRegistry() as reg:
+        images = [make_image(f"2024-0{i + 1}-01T00:00:00Z", payload(str(i))) for i in range(4)]
+        for i, image in enumerate(images):
+            reg.push_image("lab", f"1.{i}", image)
+        reg.tag("lab", "old", images[1].digest)
+        plan = policy.plan(client.collect(reg.url), 1, (), None, policy.InUse())
+        assert {d.digest for d in plan.deletions} == {images[0].digest, images[1].digest,
+                                                      images[2].digest}
+        # Meanwhile someone points "old" at the newest image, and tags 1.0's image again.
+        reg.tag("lab", "old", images[3].digest)
+        reg.tag("lab", "rescued", images[0].digest)
+        outcome = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
+        skipped = {item["digest"]: item["reason"] for item in outcome["skipped"]}
+        assert skipped == {images[0].digest: "tag rescued now points at it",
+                           images[1].digest: "tag old moved"}
+        assert [d["digest"] for d in outcome["deleted"]] == [images[2].digest]
+        assert reg.tags("lab") == ["1.0", "1.1", "1.3", "old", "rescued"]
+
+
+def test_unreachable_registry_is_a_clear_task_error():
+    with LocalRegistry() as reg:
+        pass
+    result = run_task(reg)
+    assert result.returncode != 0
+    assert "cannot read the registry" in result.stderr and "(unreachable)" in result.stderr
+
+
+@pytest.mark.parametrize("repos", [0])
+def test_empty_registry_reports_nothing_to_delete(repos):
+    with LocalRegistry() as reg:
+        result = run_task(reg, data={"registry_prune_apply": True})
+        assert result.returncode == 0, result.stderr
+        assert "The registry holds no tags." in result.stderr
+        assert json.loads(result.stdout)["results"]["totals"]["success"] == 0
