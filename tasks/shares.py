@@ -3,7 +3,8 @@ CIFS network shares: cifs-utils, each share's credentials (root only), its mount
 fstab line with a systemd automount, the host groups that select shares, and the shares mounted.
 A share removed from the settings loses its fstab line, credentials and mount; its mount point
 stays. A share whose server cannot be reached does not stop the deploy: its mount shows as an
-error in the run's results, naming the share.
+error in the run's results, naming the share. A mounted share whose options change keeps its
+old options until it is mounted again (reboot, or ``umount``): labs may hold it open.
 
     pyinfra inventory.py tasks/shares.py
 """

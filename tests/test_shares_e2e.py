@@ -168,6 +168,8 @@ def test_shares_that_cannot_be_mounted_are_reported_and_the_deploy_goes_on(first
     assert ("labhub: share leem (//files.lab/leem) is not mounted at /mnt/leem: mounting it "
             "failed (see above); the deploy goes on without it") in first_run.stderr
     assert "labhub: share scratch (//files.lab/scratch) is not mounted" in first_run.stderr
+    # With the mount's own failure from the journal, above ours.
+    assert "Failed to mount mnt-leem.mount - /mnt/leem." in first_run.stderr
 
 
 def test_a_real_mount(first_run, lab_server, lab_host, inventory, credentials, tmp_path):

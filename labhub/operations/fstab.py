@@ -58,14 +58,16 @@ def entry(mountpoint: str, line: str | None, path: str = FSTAB):
 @operation()
 def mounted(path: str, fstype: str, failure: str):
     """
-    Mount a file system from its fstab line unless one of ``fstype`` is mounted there already.
+    Mount a file system through its systemd mount unit (made from its fstab line) unless one of
+    ``fstype`` is mounted there already.
 
-    + path: the mount point (its line must be in fstab)
+    + path: the mount point (its line must be in fstab, and systemd reloaded since)
     + fstype: the file system type that counts as mounted (an automount point alone does not)
-    + failure: the message printed on stderr when mounting fails, before the command fails
+    + failure: the message printed on stderr when mounting fails, after the mount's own errors
 
-    Call it with ``_ignore_errors=True`` where a failed mount must not stop the deploy: the
-    operation then shows as an error in the run's results, never as a change.
+    Mounting through the unit, not ``mount``, keeps one mount where a systemd automount already
+    watches the path. Call it with ``_ignore_errors=True`` where a failed mount must not stop the
+    deploy: the operation then shows as an error in the run's results, never as a change.
 
     **Example:**
 
@@ -83,9 +85,12 @@ def mounted(path: str, fstype: str, failure: str):
     if fstype in host.get_fact(MountsAt, path=path):
         host.noop(f"{fstype} is mounted at {path}")
         return
+    unit = QuoteString(systemd_unit_name(path, "mount"))
+    # On failure, the mount helper's own error (from the journal) and then ours.
     yield StringCommand(
-        "mount", QuoteString(path), "||", "{", "echo", QuoteString(failure), ">&2;", "exit", "1;",
-        "}",
+        "since=$(date +%s);", "systemctl", "start", unit, "||", "{",
+        "journalctl", "--unit", unit, "--since", '"@$since"', "--no-pager", "--output", "cat",
+        ">&2;", "echo", QuoteString(failure), ">&2;", "exit", "1;", "}",
     )
 
 
