@@ -132,7 +132,88 @@ def make_index(images: list[Image]) -> Index:
     return Index(images, json.dumps(body, indent=3).encode())
 
 
-class LocalRegistry:
+class RegistryAPI:
+    """Pushing real images to, and reading back from, a registry at ``address`` over HTTP."""
+
+    def __init__(self, address: str):
+        self._address = address
+        self.session = requests.Session()
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    # --- pushing through the API ----------------------------------------------------------------
+
+    def push_blob(self, repo: str, blob: Blob) -> None:
+        head = self.session.head(f"{self.url}/v2/{repo}/blobs/{blob.digest}")
+        if head.status_code == 200:
+            return
+        start = self.session.post(f"{self.url}/v2/{repo}/blobs/uploads/")
+        assert start.status_code == 202, start.text
+        location = start.headers["Location"]
+        sep = "&" if "?" in location else "?"
+        url = location if location.startswith("http") else self.url + location
+        put = self.session.put(f"{url}{sep}digest={blob.digest}", data=blob.data,
+                               headers={"Content-Type": "application/octet-stream"})
+        assert put.status_code == 201, put.text
+
+    def push_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
+        response = self.session.put(f"{self.url}/v2/{repo}/manifests/{reference}", data=body,
+                                    headers={"Content-Type": media_type})
+        assert response.status_code == 201, response.text
+        return response.headers["Docker-Content-Digest"]
+
+    def push_image(self, repo: str, tag: str, image: Image) -> str:
+        for blob in image.blobs:
+            self.push_blob(repo, blob)
+        digest = self.push_manifest(repo, tag, image.manifest, image.media_type)
+        assert digest == image.digest
+        return digest
+
+    def push_index(self, repo: str, tag: str, index: Index) -> str:
+        for image in index.images:
+            for blob in image.blobs:
+                self.push_blob(repo, blob)
+            self.push_manifest(repo, image.digest, image.manifest, image.media_type)
+        digest = self.push_manifest(repo, tag, index.manifest, OCI_INDEX)
+        assert digest == index.digest
+        return digest
+
+    def tag(self, repo: str, tag: str, digest: str) -> str:
+        """Point ``tag`` at an existing manifest (re-put its bytes under the tag)."""
+        got = self.session.get(f"{self.url}/v2/{repo}/manifests/{digest}", headers={
+            "Accept": ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))})
+        assert got.status_code == 200, got.text
+        return self.push_manifest(repo, tag, got.content, got.headers["Content-Type"])
+
+    # --- reading back ---------------------------------------------------------------------------
+
+    def catalog(self) -> list[str]:
+        return requests.get(f"{self.url}/v2/_catalog?n=1000").json()["repositories"] or []
+
+    def tags(self, repo: str) -> list[str]:
+        response = requests.get(f"{self.url}/v2/{repo}/tags/list")
+        if response.status_code == 404:
+            return []
+        return sorted(response.json().get("tags") or [])
+
+    def skopeo_pull(self, ref: str, all_platforms: bool = False) -> subprocess.CompletedProcess:
+        """Pull an image (every blob) with skopeo into a throwaway folder; the result to check."""
+        with tempfile.TemporaryDirectory(prefix="labhub-pull-") as dest:
+            argv = ["skopeo", "copy", "--src-tls-verify=false", "--retry-times", "0"]
+            if all_platforms:
+                argv.append("--all")
+            argv += [f"docker://{self.address}/{ref}", f"oci:{dest}/image:x"]
+            return subprocess.run(argv, capture_output=True, text=True,
+                                  env={**os.environ, "HOME": dest})
+
+
+class LocalRegistry(RegistryAPI):
     """``docker-registry serve`` on 127.0.0.1:<free port> with a temporary storage folder."""
 
     def __init__(self, root: Path | None = None, delete: bool = True, read_only: bool = False,
@@ -147,16 +228,8 @@ class LocalRegistry:
         self.read_only = read_only
         self.log_level = log_level
         self.process: subprocess.Popen | None = None
-        self.session = requests.Session()
+        super().__init__(f"127.0.0.1:{self.port}")
         self.write_config()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
 
     def write_config(self) -> None:
         self.config.write_text(f"""\
@@ -255,68 +328,3 @@ http:
         return sum(1 for line in self.log_path.read_text(errors="replace").splitlines()
                    if '"GET ' in line or '"HEAD ' in line or '"DELETE ' in line
                    or '"PUT ' in line or '"POST ' in line or '"PATCH ' in line)
-
-    # --- pushing through the API ----------------------------------------------------------------
-
-    def push_blob(self, repo: str, blob: Blob) -> None:
-        head = self.session.head(f"{self.url}/v2/{repo}/blobs/{blob.digest}")
-        if head.status_code == 200:
-            return
-        start = self.session.post(f"{self.url}/v2/{repo}/blobs/uploads/")
-        assert start.status_code == 202, start.text
-        location = start.headers["Location"]
-        sep = "&" if "?" in location else "?"
-        url = location if location.startswith("http") else self.url + location
-        put = self.session.put(f"{url}{sep}digest={blob.digest}", data=blob.data,
-                               headers={"Content-Type": "application/octet-stream"})
-        assert put.status_code == 201, put.text
-
-    def push_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
-        response = self.session.put(f"{self.url}/v2/{repo}/manifests/{reference}", data=body,
-                                    headers={"Content-Type": media_type})
-        assert response.status_code == 201, response.text
-        return response.headers["Docker-Content-Digest"]
-
-    def push_image(self, repo: str, tag: str, image: Image) -> str:
-        for blob in image.blobs:
-            self.push_blob(repo, blob)
-        digest = self.push_manifest(repo, tag, image.manifest, image.media_type)
-        assert digest == image.digest
-        return digest
-
-    def push_index(self, repo: str, tag: str, index: Index) -> str:
-        for image in index.images:
-            for blob in image.blobs:
-                self.push_blob(repo, blob)
-            self.push_manifest(repo, image.digest, image.manifest, image.media_type)
-        digest = self.push_manifest(repo, tag, index.manifest, OCI_INDEX)
-        assert digest == index.digest
-        return digest
-
-    def tag(self, repo: str, tag: str, digest: str) -> str:
-        """Point ``tag`` at an existing manifest (re-put its bytes under the tag)."""
-        got = self.session.get(f"{self.url}/v2/{repo}/manifests/{digest}", headers={
-            "Accept": ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))})
-        assert got.status_code == 200, got.text
-        return self.push_manifest(repo, tag, got.content, got.headers["Content-Type"])
-
-    # --- reading back ---------------------------------------------------------------------------
-
-    def catalog(self) -> list[str]:
-        return requests.get(f"{self.url}/v2/_catalog?n=1000").json()["repositories"] or []
-
-    def tags(self, repo: str) -> list[str]:
-        response = requests.get(f"{self.url}/v2/{repo}/tags/list")
-        if response.status_code == 404:
-            return []
-        return sorted(response.json().get("tags") or [])
-
-    def skopeo_pull(self, ref: str, all_platforms: bool = False) -> subprocess.CompletedProcess:
-        """Pull an image (every blob) with skopeo into a throwaway folder; the result to check."""
-        with tempfile.TemporaryDirectory(prefix="labhub-pull-") as dest:
-            argv = ["skopeo", "copy", "--src-tls-verify=false", "--retry-times", "0"]
-            if all_platforms:
-                argv.append("--all")
-            argv += [f"docker://{self.address}/{ref}", f"oci:{dest}/image:x"]
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  env={**os.environ, "HOME": dest})
