@@ -360,6 +360,7 @@ class Settings(_Model):
                 problems.append(f"hub_admins[{i}]: {admin!r} is not in hub_users")
         names: set[str] = set()
         mountpoints: set[str] = set()
+        user_groups = sorted({g for user in self.hub_users for g in user.groups})
         for i, share in enumerate(self.shares):
             if share.name in names:
                 problems.append(f"shares[{i}].name: {share.name!r} is used by another share")
@@ -369,7 +370,6 @@ class Settings(_Model):
                 )
             names.add(share.name)
             mountpoints.add(share.mountpoint)
-            user_groups = sorted({g for user in self.hub_users for g in user.groups})
             for group in share.groups or ():
                 # A group no user is in gives the share to nobody: most likely a typo.
                 if group not in user_groups:
