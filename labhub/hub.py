@@ -142,6 +142,13 @@ def local_url(bind: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def render(template: str, **data) -> str:
+    """A template of templates/ rendered as pyinfra's files.template renders it."""
+    from pyinfra.api.util import get_template
+
+    return get_template(str(TEMPLATES / template)).render(**data)
+
+
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

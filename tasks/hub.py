@@ -8,7 +8,6 @@ registry its lab images come from, up and answering.
 from io import BytesIO, StringIO
 
 from pyinfra import host
-from pyinfra.api.util import get_template
 from pyinfra.operations import apt, files
 
 from labhub import hub
@@ -18,14 +17,10 @@ from labhub.settings import get_settings
 
 settings = get_settings(host)
 hub_image, hub_image_hash = hub.hub_image(settings)
-
-
-def render(template: str, **data) -> str:
-    return get_template(str(hub.TEMPLATES / template)).render(**data)
-
-
-hub_config = render("jupyterhub_config.py.j2", settings=hub.hub_config_data(settings))
-registry_config = render("registry-config.yml.j2")
+# Rendered here, not by files.template: compose.yaml carries their hashes, so that compose itself
+# recreates a service whose configuration file changed (and only that one).
+hub_config = hub.render("jupyterhub_config.py.j2", settings=hub.hub_config_data(settings))
+registry_config = hub.render("registry-config.yml.j2")
 
 apt.packages(
     name="Install curl (registry queries and health checks)",
@@ -82,7 +77,7 @@ files.put(
 )
 files.put(
     name="Render compose.yaml",
-    src=StringIO(render(
+    src=StringIO(hub.render(
         "compose.yaml.j2",
         project=hub.PROJECT,
         network=hub.NETWORK,

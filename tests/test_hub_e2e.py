@@ -55,7 +55,7 @@ def deploy_data(tmp: Path, overrides: dict) -> dict:
              "mountpoint": SCRATCH_SHARE, "mode": "rw", "credentials": str(credentials),
              "groups": ["leem"]},
         ],
-        "build_ca_bundle": str(labhost.CA_BUNDLE),
+        # The stand-in base images, and this machine's CA bundle for pip in the image builds.
         **overrides,
     }
 
@@ -88,6 +88,14 @@ def stack(lab_server, tmp_path_factory):
     prepare_host_state(lab_server)
     data = deploy_data(tmp, overrides)
     inventory = lab_server.inventory_file(data)
+
+    # A dry run on the bare server plans the stack and changes nothing.
+    dry = labhost.run_pyinfra(inventory, "deploy.py", dry=True)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    for planned in ("Build the hub image", "Bring up the hub stack (docker compose up)",
+                    "Build 127.0.0.1:5000/lab:1.0", "Push 127.0.0.1:5000/lab:1.0 to the registry"):
+        assert any(planned in name for name in dry.planned_changes), planned
+    assert lab_server.exec("test -e /opt/labhub && echo exists || true").strip() == ""
 
     started = time.monotonic()
     cold = labhost.run_pyinfra(inventory, "deploy.py")
@@ -316,6 +324,9 @@ def test_first_login_spawns_a_lab_from_the_registry(stack):
     assert int(server.exec("stat -c %u /home/jupyter-alice/hello.txt")) == uid
 
     assert alice.run("import os; print(os.getuid(), os.getgid())").split() == [str(uid), "100"]
+    # alice is an admin: she sees the idle culler running as a hub service.
+    services = alice.api("GET", "/hub/api/services").json()
+    assert "idle-culler" in services, services
     # JupyterLab is the default view.
     landing = alice.api("GET", "/user/alice/", allow_redirects=False)
     assert urlparse(landing.headers["Location"]).path == "/user/alice/lab"

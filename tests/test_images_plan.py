@@ -134,10 +134,7 @@ def test_culler_command(idle, age, expected):
 
 def load_hub_config(settings, monkeypatch, registry: dict[str, object]) -> dict:
     """Render jupyterhub_config.py and run it with a stand-in for traitlets' config object."""
-    from pyinfra.api.util import get_template
-
-    text = get_template(str(hub.TEMPLATES / "jupyterhub_config.py.j2")).render(
-        settings=hub.hub_config_data(settings))
+    text = hub.render("jupyterhub_config.py.j2", settings=hub.hub_config_data(settings))
 
     class Section(dict):
         def __getattr__(self, key):
@@ -191,3 +188,24 @@ def test_hub_config_offers_registry_images_newest_first(monkeypatch):
 def test_hub_config_falls_back_to_the_default_image(monkeypatch, settings):
     config = load_hub_config(settings, monkeypatch, {})
     assert list(config["c"].DockerSpawner["allowed_images"]()) == [LAB]
+
+
+def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):
+    """A real (not dry) run against @fake: the hub never answers, the run fails and says why."""
+    responses = {
+        "getent passwd": ["jupyter-alice:x:1001:100::/home/jupyter-alice:/bin/bash:100",
+                          "jupyter-bob:x:1002:100::/home/jupyter-bob:/bin/bash:100,1003"],
+        "/hub/health": ["000"],
+        "logs --no-color": ["hub-1  | ValueError: the hub could not start"],
+    }
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        f"hosts = [('@fake', {{'fake_delay': 0, 'fake_delay_jitter': 0, "
+        f"'fake_responses': {responses!r}, **{settings_data()!r}}})]\n"
+    )
+    run = labhost.run_pyinfra(inventory, "tasks/hub.py")
+    assert run.returncode != 0
+    assert ("hub: http://127.0.0.1:8000/hub/health did not answer within 120 s, the stack did "
+            "not come up") in run.stderr
+    assert "docker compose -f /opt/labhub/compose.yaml logs hub" in run.stderr
+    assert "ValueError: the hub could not start" in run.stderr

@@ -385,10 +385,11 @@ STAND_INS = (
 def prepare_images(client: docker.DockerClient) -> dict[str, str]:
     """
     Build the stand-ins of the official registry, JupyterHub and Jupyter base images (once per
-    machine, cached by tag) and return the setting overrides that point a deploy at them.
+    machine, cached by tag) and return the setting overrides that point a deploy at them, with
+    this machine's CA bundle for the deploy's own image builds (pip needs it here).
     """
     base = ensure_base_image(client)
-    overrides = {}
+    overrides = {"build_ca_bundle": str(CA_BUNDLE)}
     for image in STAND_INS:
         tag = image.tag()
         if not _has_image(client, tag):
@@ -423,7 +424,7 @@ def load_stack_images(server: LabServer) -> dict[str, str]:
     overrides = prepare_images(ensure_engine())
     ensure_server_engine(server)
     present = set(server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
-    for tag in overrides.values():
+    for tag in (overrides[image.setting] for image in STAND_INS):
         if tag not in present:
             logger.info("loading %s into %s", tag, server.address)
             server.load_image(tag)
