@@ -417,3 +417,43 @@ def test_second_deploy_changes_nothing(stack):
     TIMINGS["no-change deploy"] = time.monotonic() - started
     logger.warning("timings: %s", TIMINGS)
     assert again.changed == 0, again.changed_operations
+
+
+def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
+    """A hub setting recreates the hub alone (labs keep running); a new lab image is built and
+    pushed alone."""
+    server, url = stack["server"], stack["url"]
+    registry_started = server.exec("docker inspect labhub-registry-1 --format "
+                                   "'{{.State.StartedAt}}'")
+    hub_container = server.exec("docker inspect labhub-hub-1 --format '{{.Id}}'")
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+                                      "LABEL org.example.lab-tools=1\n")
+
+    run = labhost.run_pyinfra(stack["inventory"], "deploy.py", data={
+        "min_password_length": 12,
+        "lab_images": [{"name": "lab", "version": "1.0"},
+                       {"name": "tools", "version": "0.1", "context": str(tools)}],
+    }).check()
+    changed = [name.split(" | ", 1)[1] for name in run.changed_operations]
+    assert sorted(changed) == sorted([
+        "Render jupyterhub_config.py",
+        "Render compose.yaml",
+        "Bring up the hub stack (docker compose up)",
+        f"Upload the build context of tools:0.1 ({tools})",
+        "Upload the CA bundle the tools:0.1 build trusts",
+        f"Build {REGISTRY}/tools:0.1",
+        f"Push {REGISTRY}/tools:0.1 to the registry",
+    ]), changed
+
+    assert server.exec("docker inspect labhub-hub-1 --format '{{.Id}}'") != hub_container
+    assert server.exec("docker inspect labhub-registry-1 --format '{{.State.StartedAt}}'") \
+        == registry_started
+    assert "tools" in json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))[
+        "repositories"]
+    alice = Hub(url, "alice")
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    assert alice.server()["ready"]
+    assert alice.lab("GET", "/api/contents/hello.txt").status_code == 200
