@@ -1,6 +1,8 @@
 """
-The whole lab server, top to bottom: Docker, notebook users, network shares, lab images and the
-hub stack. Each task also runs alone: ``pyinfra inventory.py tasks/<task>.py``.
+The whole lab server, top to bottom: Docker, notebook users, network shares, the hub stack with
+its private registry, then the lab images pushed to that registry. Each task also runs alone:
+``pyinfra inventory.py tasks/<task>.py``. Pruning the registry is on demand, not part of this:
+``pyinfra inventory.py tasks/registry_prune.py``.
 
     pyinfra inventory.py deploy.py
 """
