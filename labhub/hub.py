@@ -7,6 +7,7 @@ with. The same answers in a dry run and a real one.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path, PurePosixPath
 
 from labhub.settings import ROOT, Settings
@@ -15,6 +16,15 @@ PROJECT = "labhub"
 NETWORK = "labhub"
 HUB_SERVICE = "hub"
 REGISTRY_SERVICE = "registry"
+# The registry's rendered configuration, under hub_dir.
+REGISTRY_CONFIG_FILE = "registry/config.yml"
+# Where the registry image keeps its data (the stack mounts a named volume there).
+REGISTRY_DATA_PATH = "/var/lib/registry"
+# Where each registry major version reads its configuration from.
+REGISTRY_CONFIG_PATHS = {
+    2: "/etc/docker/registry/config.yml",
+    3: "/etc/distribution/config.yml",
+}
 HUB_REPOSITORY = "labhub/hub"
 # Where the registry answers inside the compose network (the hub lists images there).
 REGISTRY_INTERNAL_URL = "http://registry:5000"
@@ -26,6 +36,23 @@ CA_FILE = "labhub-build-ca.crt"
 CONTEXT_HASH_LABEL = "org.labhub.context-hash"
 # An idle timeout the culler never reaches, when only max_age is set (ten years).
 NEVER = 10 * 365 * 24 * 3600
+
+
+def registry_major(image: str) -> int:
+    """
+    The distribution major version of a registry image by its tag: ``registry:3.0.0`` -> 3;
+    anything else (``registry:2``, ``registry:2.8.3``, a digest, a stand-in) -> 2.
+    """
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    tag = last.split(":", 1)[1] if ":" in last else "latest"
+    match = re.match(r"v?(\d+)", tag)
+    return 3 if match and int(match.group(1)) == 3 else 2
+
+
+def registry_config_path(settings: Settings) -> str:
+    """Where the registry container reads the rendered config.yml."""
+    return REGISTRY_CONFIG_PATHS[registry_major(settings.registry_image)]
 
 
 def compose_file(settings: Settings) -> str:

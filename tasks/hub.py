@@ -20,7 +20,7 @@ hub_image, hub_image_hash = hub.hub_image(settings)
 # Rendered here, not by files.template: compose.yaml carries their hashes, so that compose itself
 # recreates a service whose configuration file changed (and only that one).
 hub_config = hub.render("jupyterhub_config.py.j2", settings=hub.hub_config_data(settings))
-registry_config = hub.render("registry-config.yml.j2")
+registry_config = hub.render("registry-config.yml.j2", data_path=hub.REGISTRY_DATA_PATH)
 
 apt.packages(
     name="Install curl (registry queries and health checks)",
@@ -72,7 +72,7 @@ hub_ops.accounts_file(
 files.put(
     name="Render the registry's config.yml (deletes enabled)",
     src=StringIO(registry_config),
-    dest=hub.remote_path(settings, "registry/config.yml"),
+    dest=hub.remote_path(settings, hub.REGISTRY_CONFIG_FILE),
     mode="0644",
 )
 files.put(
@@ -89,6 +89,8 @@ files.put(
         registry_bind=settings.registry_bind,
         registry_port=settings.registry_port,
         registry_config_sha256=hub.sha256(registry_config),
+        registry_config_path=hub.registry_config_path(settings),
+        registry_data_path=hub.REGISTRY_DATA_PATH,
     )),
     dest=hub.compose_file(settings),
     mode="0644",

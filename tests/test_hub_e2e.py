@@ -27,7 +27,6 @@ import pytest
 import requests
 
 from labhub import labhost
-from labhub.settings import ROOT
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -49,28 +48,15 @@ def deploy_data(tmp: Path, overrides: dict) -> dict:
         # The tests reach the hub from this machine; the registry stays on the server's loopback.
         "hub_bind": "0.0.0.0",
         "shares": [
-            {"name": "data", "source": "//files.example/data", "mountpoint": DATA_SHARE,
+            {"name": "data", "source": "//127.0.0.1/data", "mountpoint": DATA_SHARE,
              "mode": "ro", "credentials": str(credentials)},
-            {"name": "scratch", "source": "//files.example/scratch",
+            {"name": "scratch", "source": "//127.0.0.1/scratch",
              "mountpoint": SCRATCH_SHARE, "mode": "rw", "credentials": str(credentials),
              "groups": ["leem"]},
         ],
         # The stand-in base images, and this machine's CA bundle for pip in the image builds.
         **overrides,
     }
-
-
-def deploy_includes(task: str) -> bool:
-    return re.search(rf'"{task}"', (ROOT / "deploy.py").read_text()) is not None
-
-
-def prepare_host_state(server: labhost.LabServer) -> None:
-    """What this machine cannot give a lab server: CIFS mounts (plain folders stand in), and the
-    hub users' accounts while the users task is not part of the deploy yet."""
-    if not deploy_includes("users"):
-        server.exec("getent group leem || groupadd leem")
-        for user, groups in (("alice", "-G leem"), ("bob", "")):
-            server.exec(f"id jupyter-{user} || useradd -m -g 100 {groups} jupyter-{user}")
 
 
 def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
@@ -85,7 +71,6 @@ def stack(lab_server, tmp_path_factory):
     started = time.monotonic()
     overrides = labhost.load_stack_images(lab_server)
     TIMINGS["engine and image load"] = time.monotonic() - started
-    prepare_host_state(lab_server)
     data = deploy_data(tmp, overrides)
     inventory = lab_server.inventory_file(data)
 

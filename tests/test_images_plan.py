@@ -155,6 +155,8 @@ def load_hub_config(settings, monkeypatch, registry: dict[str, object]) -> dict:
 
     config = Config()
     monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    # The hub image installs the spawner's module next to the configuration.
+    monkeypatch.syspath_prepend(str(hub.HUB_CONTEXT))
     namespace = {"get_config": lambda: config, "__file__": "/etc/labhub/jupyterhub_config.py"}
     exec(compile(text, "jupyterhub_config.py", "exec"), namespace)
     return {"c": config, **namespace}

@@ -1,8 +1,7 @@
 """
-End to end, over SSH: tasks/registry_prune.py on a real Debian 13 lab server whose registry runs as
-the hub stack runs it (compose project ``labhub``, service ``registry``, config mounted at
-/etc/docker/registry/config.yml, data in a named volume, published on 127.0.0.1:5000). The
-registry image is the project's stand-in for ``registry:2`` (Debian's distribution 2.8), the
+End to end, over SSH: tasks/registry_prune.py on a real Debian 13 lab server whose registry was
+brought up by tasks/hub.py (compose project ``labhub``, service ``registry``, data in a named
+volume, published on 127.0.0.1:5000). The registry image is the project's stand-in for ``registry:2`` (Debian's distribution 2.8), the
 only one that exists here. Images reach the registry for real: pushed through its API over an
 SSH tunnel, and with ``docker push`` by the server's own engine, which then runs a container from
 one of them and leaves it stopped.
@@ -26,60 +25,13 @@ pytestmark = pytest.mark.e2e
 HUB_DIR = "/opt/labhub"
 COMPOSE = f"docker compose -f {HUB_DIR}/compose.yaml"
 VOLUME_DATA = "/var/lib/docker/volumes/labhub_registry-data/_data"
-CONFIG = """\
-version: 0.1
-log:
-  fields:
-    service: registry
-storage:
-  filesystem:
-    rootdirectory: /var/lib/registry
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: :5000
-"""
-
-
-def compose_file(image: str) -> str:
-    return f"""\
-name: labhub
-services:
-  registry:
-    image: {image}
-    restart: unless-stopped
-    ports:
-      - "127.0.0.1:5000:5000"
-    volumes:
-      - ./registry/config.yml:/etc/docker/registry/config.yml:ro
-      - registry-data:/var/lib/registry
-volumes:
-  registry-data:
-"""
-
-
 @pytest.fixture(scope="module")
 def stack(lab_server):
-    """The registry service of the hub's compose project, running on the lab server."""
-    overrides = labhost.prepare_images(labhost.ensure_engine())
-    image = overrides["registry_image"]
-    labhost.ensure_server_engine(lab_server)
-    lab_server.load_image(image)
-    lab_server.exec(f"mkdir -p {HUB_DIR}/registry")
-    lab_server.exec(f"cat > {HUB_DIR}/registry/config.yml <<'EOF'\n{CONFIG}EOF")
-    lab_server.exec(f"cat > {HUB_DIR}/compose.yaml <<'EOF'\n{compose_file(image)}EOF")
-    lab_server.exec(f"{COMPOSE} up -d registry")
-    for _ in range(60):
-        if lab_server.exec("python3 -c \"import urllib.request; "
-                           "urllib.request.urlopen('http://127.0.0.1:5000/v2/')\" && echo ok",
-                           check=False).strip() == "ok":
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError(lab_server.exec(f"{COMPOSE} logs registry", check=False))
-    return image
+    """The hub stack, registry included, brought up by tasks/hub.py as a deploy brings it up."""
+    overrides = labhost.load_stack_images(lab_server)
+    inventory = lab_server.inventory_file({"docker_source": "distro", **overrides})
+    labhost.run_pyinfra(inventory, "tasks/hub.py").check()
+    return overrides["registry_image"]
 
 
 @pytest.fixture(scope="module")

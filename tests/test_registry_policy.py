@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from labhub.registry import RegistryStack, registry_major
+from labhub.hub import registry_major
+from labhub.registry import RegistryStack
 from labhub.registry.policy import (
     InUse,
     format_report,

@@ -5,7 +5,6 @@ and whether an HTTP endpoint answers.
 
 from __future__ import annotations
 
-import json
 import shlex
 
 from pyinfra.api import FactBase

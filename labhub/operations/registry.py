@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from labhub.registry import DATA_PATH, remote_program
+from labhub.hub import REGISTRY_DATA_PATH
+from labhub.registry import remote_program
 from labhub.registry.client import DEFAULT_WORKERS
 from labhub.registry.policy import human_size, short_digest
 
@@ -100,7 +101,7 @@ def delete_manifests(url: str, deletions: list[dict], workers: int = DEFAULT_WOR
 
 @operation(is_idempotent=False)
 def garbage_collect(compose_file: str, project: str, service: str, config_path: str,
-                    config_file: str | None = None, data_path: str = DATA_PATH,
+                    config_file: str | None = None, data_path: str = REGISTRY_DATA_PATH,
                     url: str | None = None, wait: int = 60):
     """
     Run a compose service's registry garbage collector with the registry stopped (no push can

@@ -1,47 +1,23 @@
 """
 The lab's private registry as labhub prunes it: the client that reads and deletes (``client``,
 standard library only, shipped to the host), the pruning policy (``policy``), and where the
-hub stack runs the registry (this module: the one place that names the compose file, service,
-config path and data path).
+hub stack runs the registry (``RegistryStack``, from the names in ``labhub.hub``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from labhub import hub
+from labhub.hub import REGISTRY_DATA_PATH, registry_major
 from labhub.settings import Settings
 
 CLIENT_SOURCE_FILE = Path(__file__).with_name("client.py")
 _SHIPPED_END = "# Everything above this line is shipped to hosts"
 _HEREDOC = "LABHUB_REGISTRY_PROGRAM"
-
-# The hub stack's compose project (see templates/compose.yaml.j2 and labhub/hub.py).
-COMPOSE_PROJECT = "labhub"
-REGISTRY_SERVICE = "registry"
-# Where the registry image keeps its data (the stack mounts a named volume there).
-DATA_PATH = "/var/lib/registry"
-# Where each registry major version reads its configuration from.
-CONFIG_PATHS = {
-    2: "/etc/docker/registry/config.yml",
-    3: "/etc/distribution/config.yml",
-}
-
-
-def registry_major(image: str) -> int:
-    """
-    The distribution major version of a registry image by its tag: ``registry:3.0.0`` -> 3;
-    anything else (``registry:2``, ``registry:2.8.3``, a digest, a stand-in) -> 2.
-    """
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    tag = last.split(":", 1)[1] if ":" in last else "latest"
-    match = re.match(r"v?(\d+)", tag)
-    return 3 if match and int(match.group(1)) == 3 else 2
-
 
 @dataclass(frozen=True)
 class RegistryStack:
@@ -58,16 +34,15 @@ class RegistryStack:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RegistryStack:
-        major = registry_major(settings.registry_image)
         return cls(
             url=f"http://{settings.registry_address}",
-            compose_file=f"{settings.hub_dir}/compose.yaml",
-            project=COMPOSE_PROJECT,
-            service=REGISTRY_SERVICE,
-            config_file=f"{settings.hub_dir}/registry/config.yml",
-            config_path=CONFIG_PATHS[major],
-            data_path=DATA_PATH,
-            major=major,
+            compose_file=hub.compose_file(settings),
+            project=hub.PROJECT,
+            service=hub.REGISTRY_SERVICE,
+            config_file=hub.remote_path(settings, hub.REGISTRY_CONFIG_FILE),
+            config_path=hub.registry_config_path(settings),
+            data_path=REGISTRY_DATA_PATH,
+            major=registry_major(settings.registry_image),
         )
 
     def compose(self, *args: str) -> str:
