@@ -33,7 +33,6 @@ LAB_CONTEXT = ROOT / "files" / "lab"
 TEMPLATES = ROOT / "templates"
 # Every build context gets the build_ca_bundle setting under this name (empty when unset).
 CA_FILE = "labhub-build-ca.crt"
-CONTEXT_HASH_LABEL = "org.labhub.context-hash"
 # An idle timeout the culler never reaches, when only max_age is set (ten years).
 NEVER = 10 * 365 * 24 * 3600
 
@@ -92,11 +91,8 @@ def context_hash(context: Path, ca: bytes, args: dict[str, str]) -> str:
 
 def lab_context(context: str | None) -> Path:
     """A lab image's build context on the admin's machine: files/lab, or the admin's folder
-    (relative paths are relative to the project)."""
-    if context is None:
-        return LAB_CONTEXT
-    path = Path(context).expanduser()
-    return path if path.is_absolute() else ROOT / path
+    (made absolute by the settings)."""
+    return LAB_CONTEXT if context is None else Path(context)
 
 
 def hub_image(settings: Settings) -> tuple[str, str]:

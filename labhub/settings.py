@@ -264,6 +264,18 @@ class LabImage(_Model):
 
     _check_version = field_validator("version")(classmethod(lambda cls, v: _image_tag(v)))
 
+    @field_validator("context")
+    @classmethod
+    def _check_context(cls, value: str | None) -> str | None:
+        # A folder on the admin's machine; relative paths are relative to the project.
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else ROOT / path
+        if not (path / "Dockerfile").is_file():
+            raise ValueError(f"{value!r} is not a build folder with a Dockerfile on this machine")
+        return str(path)
+
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
@@ -307,6 +319,20 @@ class Settings(_Model):
     pip_index_url: str | None
     registry_prune: PrunePolicy
     registry_prune_apply: bool
+
+    @field_validator("build_ca_bundle")
+    @classmethod
+    def _check_ca_bundle(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as e:
+            raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise ValueError(f"{value!r} is not a PEM CA bundle (no BEGIN CERTIFICATE)")
+        return str(path)
 
     @field_validator("docker_apt_url", "pip_index_url")
     @classmethod

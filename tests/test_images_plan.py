@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from labhub import hub, labhost
+from labhub.operations.images import CONTEXT_HASH_LABEL
 from labhub.settings import validate
 
 REGISTRY = "127.0.0.1:5000"
@@ -56,7 +57,7 @@ def settings():
 
 def test_nothing_built_or_pushed_when_image_and_registry_are_current(tmp_path, settings):
     planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({hub.CONTEXT_HASH_LABEL: lab_hash(settings)},
+        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)},
                                            [f"{REGISTRY}/lab@sha256:aa"]),
         "/v2/lab/manifests/1.0": registry_answer("sha256:aa"),
     })
@@ -66,7 +67,7 @@ def test_nothing_built_or_pushed_when_image_and_registry_are_current(tmp_path, s
 
 def test_push_only_when_the_registry_lacks_the_tag(tmp_path, settings):
     planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({hub.CONTEXT_HASH_LABEL: lab_hash(settings)}, []),
+        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)}, []),
         "/v2/lab/manifests/1.0": registry_answer(None),
     })
     assert f"Build {LAB}" not in planned
@@ -75,7 +76,7 @@ def test_push_only_when_the_registry_lacks_the_tag(tmp_path, settings):
 
 def test_push_when_the_registry_tag_is_another_image(tmp_path, settings):
     planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({hub.CONTEXT_HASH_LABEL: lab_hash(settings)},
+        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)},
                                            [f"{REGISTRY}/lab@sha256:aa"]),
         "/v2/lab/manifests/1.0": registry_answer("sha256:bb"),
     })
@@ -84,7 +85,7 @@ def test_push_when_the_registry_tag_is_another_image(tmp_path, settings):
 
 def test_build_and_push_when_the_context_changed(tmp_path):
     planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({hub.CONTEXT_HASH_LABEL: "an-older-context"},
+        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: "an-older-context"},
                                            [f"{REGISTRY}/lab@sha256:aa"]),
         "/v2/lab/manifests/1.0": registry_answer("sha256:aa"),
     })
