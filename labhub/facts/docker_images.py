@@ -9,13 +9,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-# Ask for every manifest type, so a tag answers with its own digest (an index's, not a child's).
-MANIFEST_TYPES = ",".join((
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-))
+from labhub.registry.client import ACCEPT
 
 
 class DockerImage(FactBase[dict | None]):
@@ -68,7 +62,7 @@ class RegistryTag(FactBase[dict]):
     def command(self, registry: str, repository: str, tag: str) -> str:
         url = f"http://{registry}/v2/{repository}/manifests/{tag}"
         return (
-            f"curl -sS -I --max-time 10 -H {shlex.quote('Accept: ' + MANIFEST_TYPES)} "
+            f"curl -sS -I --max-time 10 -H {shlex.quote('Accept: ' + ACCEPT)} "
             f"{shlex.quote(url)} 2>/dev/null || true"
         )
 
