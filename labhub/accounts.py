@@ -48,21 +48,29 @@ def labhub_accounts(local_accounts: dict) -> dict[str, str]:
     }
 
 
-def account_problems(settings: Settings, local_accounts: dict) -> list[str]:
-    """What keeps the hub accounts from being made as declared on this host, before any change:
-    a system account under a hub account's name, or a pinned uid another account holds."""
+def takeover_problems(account: str, uid: int | None, local_accounts: dict,
+                      who: str) -> list[str]:
+    """What keeps ``account`` (for ``who``) from being made or kept as declared: a system account
+    under its name, or its pinned ``uid`` held by another account."""
     problems = []
-    for user in settings.hub_users:
-        account = settings.account_name(user.name)
-        existing = local_accounts.get(account)
-        if existing is not None and existing["uid"] < 1000:
-            problems.append(
-                f"hub_users: account {account} exists as a system account (uid "
-                f"{existing['uid']}): labhub does not take it over"
-            )
-        holders = sorted(name for name, info in local_accounts.items()
-                         if user.uid is not None and info["uid"] == user.uid and name != account)
-        if holders:
-            problems.append(f"hub_users: uid {user.uid} of {user.name} is taken by account "
-                            f"{holders[0]}")
+    existing = local_accounts.get(account)
+    if existing is not None and existing["uid"] < 1000:
+        problems.append(
+            f"account {account} exists as a system account (uid {existing['uid']}): labhub "
+            "does not take it over"
+        )
+    holders = sorted(name for name, info in local_accounts.items()
+                     if uid is not None and info["uid"] == uid and name != account)
+    if holders:
+        problems.append(f"uid {uid} of {who} is taken by account {holders[0]}")
     return problems
+
+
+def account_problems(settings: Settings, local_accounts: dict) -> list[str]:
+    """What keeps the hub accounts from being made as declared on this host, before any change."""
+    return [
+        f"hub_users: {problem}"
+        for user in settings.hub_users
+        for problem in takeover_problems(settings.account_name(user.name), user.uid,
+                                         local_accounts, user.name)
+    ]

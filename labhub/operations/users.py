@@ -9,6 +9,7 @@ from pyinfra.api import OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import Directory
 from pyinfra.operations import files
 
+from labhub.accounts import takeover_problems
 from labhub.facts.users import LocalAccounts, LocalGroups
 
 
@@ -74,15 +75,9 @@ def account(
             host.noop(f"account {user} is locked")
         return
 
-    if existing is not None and existing["uid"] < 1000:
-        raise OperationError(
-            f"account {user} exists as a system account (uid {existing['uid']}): "
-            "labhub does not take it over"
-        )
-    if uid is not None:
-        taken = sorted(name for name, a in accounts.items() if a["uid"] == uid and name != user)
-        if taken:
-            raise OperationError(f"uid {uid} for {user} is taken by account {taken[0]}")
+    problems = takeover_problems(user, uid, accounts, user)
+    if problems:
+        raise OperationError("; ".join(problems))
 
     gid = host.get_fact(LocalGroups).get(group, {}).get("gid")
     if existing is None:
