@@ -196,8 +196,9 @@ def test_hub_config_falls_back_to_the_default_image(monkeypatch, settings):
 def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):
     """A real (not dry) run against @fake: the hub never answers, the run fails and says why."""
     responses = {
-        "getent passwd": ["jupyter-alice:x:1001:100::/home/jupyter-alice:/bin/bash:100",
-                          "jupyter-bob:x:1002:100::/home/jupyter-bob:/bin/bash:100,1003"],
+        "cat /etc/passwd": ["jupyter-alice:x:1001:100::/home/jupyter-alice:/bin/bash",
+                            "jupyter-bob:x:1002:100::/home/jupyter-bob:/bin/bash"],
+        "cat /etc/group": ["users:x:100:", "leem:x:1003:jupyter-bob"],
         "/hub/health": ["000"],
         "logs --no-color": ["hub-1  | ValueError: the hub could not start"],
     }

@@ -1,6 +1,6 @@
 """
-Facts about the hub stack on the host: the hub users' accounts, the compose project's services,
-and whether an HTTP endpoint answers.
+Facts about the hub stack on the host: the compose project's services, and whether an HTTP
+endpoint answers.
 """
 
 from __future__ import annotations
@@ -8,42 +8,6 @@ from __future__ import annotations
 import shlex
 
 from pyinfra.api import FactBase
-
-
-class Accounts(FactBase[dict]):
-    """
-    Host accounts by name, with uid, home and every group id (primary first); accounts that do
-    not exist are left out.
-
-    .. code:: python
-
-        {"jupyter-alice": {"uid": 1001, "home": "/home/jupyter-alice", "gids": [100, 1002]}}
-    """
-
-    @staticmethod
-    def default() -> dict:
-        return {}
-
-    def command(self, accounts: list[str]) -> str:
-        names = " ".join(shlex.quote(a) for a in accounts)
-        return (
-            f"for a in {names}; do "
-            'e=$(getent passwd "$a") && echo "$e:$(id -G "$a" | tr " " ",")"; '
-            "done; true"
-        )
-
-    def process(self, output) -> dict:
-        accounts = {}
-        for line in output:
-            fields = line.strip().split(":")
-            if len(fields) != 8:
-                continue
-            accounts[fields[0]] = {
-                "uid": int(fields[2]),
-                "home": fields[5],
-                "gids": [int(g) for g in fields[7].split(",") if g],
-            }
-        return accounts
 
 
 class ComposeServices(FactBase[dict]):

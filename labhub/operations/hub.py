@@ -11,7 +11,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import files
 
-from labhub.facts.hub import Accounts
+from labhub.facts.users import LocalAccounts, LocalGroups
 
 
 @operation()
@@ -33,7 +33,21 @@ def accounts_file(path: str, accounts: dict[str, str]):
             accounts={"alice": "jupyter-alice"},
         )
     """
-    found = host.get_fact(Accounts, accounts=sorted(accounts.values())) if accounts else {}
+    local = host.get_fact(LocalAccounts)
+    groups = host.get_fact(LocalGroups)
+    found = {
+        account: {
+            "uid": local[account]["uid"],
+            "home": local[account]["home"],
+            # Primary group first, then the groups that list the account.
+            "gids": [local[account]["gid"]] + sorted(
+                g["gid"] for g in groups.values()
+                if account in g["members"] and g["gid"] != local[account]["gid"]
+            ),
+        }
+        for account in accounts.values()
+        if account in local
+    }
     missing = sorted(account for account in accounts.values() if account not in found)
     if missing and host.state.is_executing:
         raise OperationError(
