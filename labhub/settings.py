@@ -14,10 +14,12 @@ import re
 import runpy
 from functools import cached_property
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -111,6 +113,32 @@ def _credentials_file(value: str) -> str:
     return str(path)
 
 
+def _build_folder(value: str) -> str:
+    """A build folder on the admin's machine; relative paths are relative to the project."""
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else ROOT / path
+    if not (path / "Dockerfile").is_file():
+        raise ValueError(f"{value!r} is not a build folder with a Dockerfile on this machine")
+    return str(path)
+
+
+def _ca_bundle(value: str) -> str:
+    path = Path(value).expanduser()
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as e:
+        raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(f"{value!r} is not a PEM CA bundle (no BEGIN CERTIFICATE)")
+    return str(path)
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s'\"]+$", value):
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value.rstrip("/")
+
+
 def _regex(value: str) -> str:
     try:
         re.compile(value)
@@ -119,7 +147,7 @@ def _regex(value: str) -> str:
     return value
 
 
-def _image_component(value: str) -> str:
+def _image_name(value: str) -> str:
     if not re.match(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", value):
         raise ValueError(f"{value!r} is not a valid image repository name (lower case, a-z0-9._-/)")
     return value
@@ -135,32 +163,58 @@ def _str_if_number(value: Any) -> Any:
     return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 
+def _mount_point(value: str) -> str:
+    if value == "/" or any(c.isspace() for c in value):
+        raise ValueError(f"{value!r} cannot be a mount point (not '/', no spaces)")
+    return value
+
+
+def _not_empty_groups(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is not None and not value:
+        raise ValueError("an empty list gives it to nobody; leave groups out for all hub users")
+    return value
+
+
+# The types of settings: each checks its values once, wherever a setting of that type appears.
+LinuxUserName = Annotated[str, AfterValidator(_linux_user_name)]
+GroupName = Annotated[str, AfterValidator(_group_name)]
+HubUserName = Annotated[str, AfterValidator(_hub_user_name)]
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+# A path inside lab containers: relative means in the notebook user's home (lab_home).
+ContainerPath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
+MountPoint = Annotated[AbsolutePath, AfterValidator(_mount_point)]
+CredentialsFile = Annotated[str, AfterValidator(_credentials_file)]
+BuildFolder = Annotated[str, AfterValidator(_build_folder)]
+CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Regex = Annotated[str, AfterValidator(_regex)]
+ImageName = Annotated[str, AfterValidator(_image_name)]
+ImageTag = Annotated[str, BeforeValidator(_str_if_number), AfterValidator(_image_tag)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[int, Field(ge=0)]
+# Host groups that select who gets a share or lab volume; None: every hub user.
+SelectingGroups = Annotated[tuple[GroupName, ...] | None, AfterValidator(_not_empty_groups)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class HubUser(_Model):
-    name: str
+    name: HubUserName
     uid: int | None = Field(default=None, ge=1000, le=2**31 - 2)
-    groups: tuple[str, ...] = ()
-
-    _check_name = field_validator("name")(classmethod(lambda cls, v: _hub_user_name(v)))
-
-    @field_validator("groups")
-    @classmethod
-    def _check_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_group_name(g) for g in value)
+    groups: tuple[GroupName, ...] = ()
 
 
 class Share(_Model):
     name: str
     source: str
-    mountpoint: str
+    mountpoint: MountPoint
     mode: Literal["ro", "rw"]
-    credentials: str
+    credentials: CredentialsFile
     options: tuple[str, ...] = ()
-    groups: tuple[str, ...] | None = None
-    container_path: str | None = None
+    groups: SelectingGroups = None
+    container_path: ContainerPath | None = None
 
     @field_validator("name")
     @classmethod
@@ -174,14 +228,6 @@ class Share(_Model):
     def _check_source(cls, value: str) -> str:
         if not re.match(r"^//[^/\s]+/[^\s]+$", value):
             raise ValueError(f"{value!r} is not a CIFS source like //server/share (no spaces)")
-        return value
-
-    @field_validator("mountpoint")
-    @classmethod
-    def _check_mountpoint(cls, value: str) -> str:
-        value = _absolute_path(value)
-        if value == "/" or any(c.isspace() for c in value):
-            raise ValueError(f"{value!r} cannot be a mount point (not '/', no spaces)")
         return value
 
     @field_validator("options", mode="before")
@@ -213,68 +259,23 @@ class Share(_Model):
                 )
         return value
 
-    @field_validator("credentials")
-    @classmethod
-    def _check_credentials(cls, value: str) -> str:
-        return _credentials_file(value)
-
-    @field_validator("groups")
-    @classmethod
-    def _check_groups(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if value is not None and not value:
-            raise ValueError("an empty list gives the share to nobody; leave groups out for all "
-                             "hub users")
-        return None if value is None else tuple(_group_name(g) for g in value)
-
-    @field_validator("container_path")
-    @classmethod
-    def _check_container_path(cls, value: str | None) -> str | None:
-        return None if value is None else _relative_or_absolute_path(value)
+    @property
+    def host_path(self) -> str:
+        return self.mountpoint
 
 
 class LabVolume(_Model):
-    host_path: str
-    container_path: str
+    host_path: AbsolutePath
+    container_path: ContainerPath
     mode: Literal["ro", "rw"] = "rw"
-    groups: tuple[str, ...] | None = None
-
-    _check_host_path = field_validator("host_path")(classmethod(lambda cls, v: _absolute_path(v)))
-    _check_container_path = field_validator("container_path")(
-        classmethod(lambda cls, v: _relative_or_absolute_path(v))
-    )
-
-    @field_validator("groups")
-    @classmethod
-    def _check_groups(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else tuple(_group_name(g) for g in value)
+    groups: SelectingGroups = None
 
 
 class LabImage(_Model):
-    name: str
-    version: str
-    context: str | None = None
+    name: ImageName
+    version: ImageTag
+    context: BuildFolder | None = None
     base_image: str | None = None
-
-    _check_name = field_validator("name")(classmethod(lambda cls, v: _image_component(v)))
-
-    @field_validator("version", mode="before")
-    @classmethod
-    def _version_str(cls, value: Any) -> Any:
-        return _str_if_number(value)
-
-    _check_version = field_validator("version")(classmethod(lambda cls, v: _image_tag(v)))
-
-    @field_validator("context")
-    @classmethod
-    def _check_context(cls, value: str | None) -> str | None:
-        # A folder on the admin's machine; relative paths are relative to the project.
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        path = path if path.is_absolute() else ROOT / path
-        if not (path / "Dockerfile").is_file():
-            raise ValueError(f"{value!r} is not a build folder with a Dockerfile on this machine")
-        return str(path)
 
     @property
     def ref(self) -> str:
@@ -282,69 +283,38 @@ class LabImage(_Model):
 
 
 class PrunePolicy(_Model):
-    keep_last: int = Field(default=3, ge=1)
-    keep_tags: tuple[str, ...] = ("^latest$",)
-    older_than_days: int | None = Field(default=None, ge=0)
-
-    @field_validator("keep_tags")
-    @classmethod
-    def _check_keep_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_regex(v) for v in value)
+    keep_last: int = Field(ge=1)
+    keep_tags: tuple[Regex, ...]
+    older_than_days: int | None = Field(ge=0)
 
 
 class Settings(_Model):
     docker_source: Literal["docker", "distro"]
-    docker_apt_url: str
-    docker_users: tuple[str, ...] | None
+    docker_apt_url: HttpUrl
+    docker_users: tuple[LinuxUserName, ...] | None
     hub_users: tuple[HubUser, ...]
     hub_admins: tuple[str, ...]
     user_prefix: str
     shares: tuple[Share, ...]
-    hub_dir: str
-    hub_port: int = Field(ge=1, le=65535)
+    hub_dir: AbsolutePath
+    hub_port: Port
     hub_bind: str
     hub_base_image: str
     min_password_length: int = Field(ge=1)
     registry_image: str
     registry_bind: str
-    registry_port: int = Field(ge=1, le=65535)
+    registry_port: Port
     lab_images: tuple[LabImage, ...] = Field(min_length=1)
     lab_base_image: str
     lab_default_image: str | None
-    lab_home: str
+    lab_home: AbsolutePath
     lab_volumes: tuple[LabVolume, ...]
-    idle_timeout: int = Field(ge=0)
-    max_age: int = Field(ge=0)
-    build_ca_bundle: str | None
-    pip_index_url: str | None
+    idle_timeout: Seconds
+    max_age: Seconds
+    build_ca_bundle: CaBundle | None
+    pip_index_url: HttpUrl | None
     registry_prune: PrunePolicy
     registry_prune_apply: bool
-
-    @field_validator("build_ca_bundle")
-    @classmethod
-    def _check_ca_bundle(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        path = Path(value).expanduser()
-        try:
-            text = path.read_text(errors="replace")
-        except OSError as e:
-            raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
-        if "-----BEGIN CERTIFICATE-----" not in text:
-            raise ValueError(f"{value!r} is not a PEM CA bundle (no BEGIN CERTIFICATE)")
-        return str(path)
-
-    @field_validator("docker_apt_url", "pip_index_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s'\"]+$", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/") if value else value
-
-    @field_validator("docker_users")
-    @classmethod
-    def _check_docker_users(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        return None if value is None else tuple(_linux_user_name(v) for v in value)
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -359,10 +329,6 @@ class Settings(_Model):
         if value and not re.match(r"^[a-z][a-z0-9_-]*$", value):
             raise ValueError(f"{value!r} must start with a lower case letter and use a-z0-9_-")
         return value
-
-    _check_hub_dir = field_validator("hub_dir", "lab_home")(
-        classmethod(lambda cls, v: _absolute_path(v))
-    )
 
     @model_validator(mode="after")
     def _check_cross(self) -> Settings:
@@ -419,24 +385,31 @@ class Settings(_Model):
         """The host account of a hub user: ``jupyter-alice`` for ``alice``."""
         return f"{self.user_prefix}{hub_user}"
 
-    @property
-    def hub_user_names(self) -> tuple[str, ...]:
-        """The hub users allowed to log in, in order: the hub renders this list."""
-        return tuple(user.name for user in self.hub_users)
+    def container_path(self, path: str) -> str:
+        """A path inside lab containers: relative paths are in the notebook user's home."""
+        return str(PurePosixPath(self.lab_home, path))
 
     def share_container_path(self, share: Share) -> str:
-        """
-        Where a share appears inside lab containers: its absolute ``container_path``, or a
-        relative one (default: the share's name) inside ``lab_home``.
-        """
-        return str(PurePosixPath(self.lab_home, share.container_path or share.name))
+        """Where a share appears inside lab containers (default: its name, in the home)."""
+        return self.container_path(share.container_path or share.name)
 
     def share_users(self, share: Share) -> tuple[str, ...]:
         """The hub users whose labs get a share: all, or those in one of its groups."""
-        return tuple(
-            user.name for user in self.hub_users
-            if share.groups is None or set(user.groups) & set(share.groups)
-        )
+        return tuple(user.name for user in self.hub_users if _selects(share.groups, user))
+
+    def lab_mounts(self, user: HubUser) -> dict[str, dict[str, str]]:
+        """The shares and lab volumes a hub user's lab mounts, as DockerSpawner's ``volumes``
+        take them: ``{host path: {"bind": container path, "mode": "ro" or "rw"}}``."""
+        mounts = {}
+        for share in self.shares:
+            if _selects(share.groups, user):
+                mounts[share.mountpoint] = {"bind": self.share_container_path(share),
+                                            "mode": share.mode}
+        for volume in self.lab_volumes:
+            if _selects(volume.groups, user):
+                mounts[volume.host_path] = {"bind": self.container_path(volume.container_path),
+                                            "mode": volume.mode}
+        return mounts
 
     @cached_property
     def host_groups(self) -> tuple[str, ...]:
@@ -458,8 +431,23 @@ class Settings(_Model):
     @property
     def registry_address(self) -> str:
         """The registry as the host's engine addresses it for push and pull."""
-        host = "127.0.0.1" if self.registry_bind in ("0.0.0.0", "127.0.0.1") else self.registry_bind
-        return f"{host}:{self.registry_port}"
+        return f"{local_host(self.registry_bind)}:{self.registry_port}"
+
+    @property
+    def hub_url(self) -> str:
+        """The hub as the server itself reaches it."""
+        return f"http://{local_host(self.hub_bind)}:{self.hub_port}"
+
+
+def _selects(groups: tuple[str, ...] | None, user: HubUser) -> bool:
+    """Whether a share or lab volume with these groups goes to a user's lab (None: to all)."""
+    return groups is None or bool(set(groups) & set(user.groups))
+
+
+def local_host(bind: str) -> str:
+    """The address the server itself uses for a port published on ``bind``: loopback for the
+    wildcard addresses, the address itself otherwise."""
+    return "127.0.0.1" if bind in ("0.0.0.0", "127.0.0.1", "::", "") else bind
 
 
 def _format_error(error: ValidationError) -> list[str]:

@@ -117,19 +117,3 @@ def set_fstab_entry(lines: list[str], mountpoint: str, line: str | None) -> list
     if line is not None and not matches:
         new.append(line)
     return new
-
-
-def systemd_unit_name(path: str, suffix: str) -> str:
-    """The systemd unit of a mount point, as ``systemd-escape --path --suffix=...`` names it."""
-    trimmed = path.strip("/")
-    if not trimmed:
-        return f"-.{suffix}"
-    out = []
-    for i, char in enumerate(trimmed):
-        if char == "/":
-            out.append("-")
-        elif char.isascii() and (char.isalnum() or char in ":_" or (char == "." and i > 0)):
-            out.append(char)
-        else:
-            out.extend(f"\\x{byte:02x}" for byte in char.encode())
-    return f"{''.join(out)}.{suffix}"

@@ -12,8 +12,8 @@ from pyinfra.facts.deb import DebArch
 from pyinfra.facts.server import OsRelease, Users
 from pyinfra.operations import apt, files, server, systemd
 
-from labhub import docker
-from labhub.facts.system import LoginUser
+from labhub import docker_source
+from labhub.facts.accounts import LoginUser
 from labhub.settings import get_settings
 
 settings = get_settings(host)
@@ -26,24 +26,24 @@ if settings.docker_source == "docker":
     )
     files.directory(name="Create the apt keyrings folder", path="/etc/apt/keyrings", mode="0755")
     files.download(
-        name=f"Download Docker's apt key to {docker.KEYRING}",
-        src=docker.key_url(settings.docker_apt_url, os_release),
-        dest=docker.KEYRING,
+        name=f"Download Docker's apt key to {docker_source.KEYRING}",
+        src=docker_source.key_url(settings.docker_apt_url, os_release),
+        dest=docker_source.KEYRING,
         mode="0644",
     )
-    source_line = docker.apt_source_line(
+    source_line = docker_source.apt_source_line(
         settings.docker_apt_url, os_release, host.get_fact(DebArch)
     )
     source = files.put(
         name=f"Add Docker's apt source: {source_line}",
         src=StringIO(source_line + "\n"),
-        dest=docker.SOURCES_FILE,
+        dest=docker_source.SOURCES_FILE,
         mode="0644",
     )
     apt.update(name="Update apt lists for Docker's repository", _if=source.did_change)
-    packages = docker.DOCKER_CE_PACKAGES
+    packages = docker_source.DOCKER_CE_PACKAGES
 else:
-    packages = docker.distro_packages(os_release)
+    packages = docker_source.distro_packages(os_release)
 
 apt.packages(
     name=f"Install Docker packages: {' '.join(packages)}",

@@ -5,22 +5,21 @@ registry its lab images come from, up and answering.
     pyinfra inventory.py tasks/hub.py
 """
 
-from io import BytesIO, StringIO
+import json
+from io import StringIO
 
 from pyinfra import host
 from pyinfra.operations import apt, files
 
-from labhub import hub
-from labhub.operations import compose, images
-from labhub.operations import hub as hub_ops
+from labhub import stack
+from labhub.operations import accounts, compose, images
 from labhub.settings import get_settings
 
 settings = get_settings(host)
-hub_image, hub_image_hash = hub.hub_image(settings)
-# Rendered here, not by files.template: compose.yaml carries their hashes, so that compose itself
-# recreates a service whose configuration file changed (and only that one).
-hub_config = hub.render("jupyterhub_config.py.j2", settings=hub.hub_config_data(settings))
-registry_config = hub.render("registry-config.yml.j2", data_path=hub.REGISTRY_DATA_PATH)
+project = stack.Stack.from_settings(settings)
+hub = stack.hub_build(settings)
+hub_settings = json.dumps(stack.hub_settings(settings), indent=2, sort_keys=True) + "\n"
+registry_config = stack.REGISTRY_CONFIG.read_text()
 
 apt.packages(
     name="Install curl (registry queries and health checks)",
@@ -28,86 +27,76 @@ apt.packages(
     cache_time=24 * 3600,
 )
 
-for folder in ("", "hub", "registry", "build", "build/hub"):
+for folder in ("", "hub", "registry", "build"):
     files.directory(
-        name=f"Create {hub.remote_path(settings, folder)}",
-        path=hub.remote_path(settings, folder),
+        name=f"Create {project.path(folder)}",
+        path=project.path(folder),
         mode="0755",
     )
 
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
-files.sync(
-    name="Upload the hub image's build context",
-    src=str(hub.HUB_CONTEXT),
-    dest=hub.remote_path(settings, "build/hub"),
-    delete=True,
-    exclude=f"*/{hub.CA_FILE}",
-)
-files.put(
-    name="Upload the CA bundle image builds trust",
-    src=BytesIO(hub.ca_bundle(settings)),
-    dest=hub.remote_path(settings, "build/hub", hub.CA_FILE),
-    mode="0644",
-)
 images.built(
-    name=f"Build the hub image {hub_image}",
-    image=hub_image,
-    context=hub.remote_path(settings, "build/hub"),
-    content_hash=hub_image_hash,
-    build_args=hub.build_args(settings, settings.hub_base_image),
+    name=f"Build the hub image {hub.image} from {hub.context}",
+    image=hub.image,
+    src=str(hub.context),
+    context=hub.remote,
+    content_hash=hub.content_hash,
+    support=hub.support,
+    build_args=hub.args,
 )
 
-# Configuration, mounted read-only; the hub's state lives in the hub-data volume.
+# What the hub's configuration reads, mounted read-only; its state lives in the hub-data volume.
 files.put(
-    name="Render jupyterhub_config.py",
-    src=StringIO(hub_config),
-    dest=hub.remote_path(settings, "hub/jupyterhub_config.py"),
+    name="Write the hub's settings.json",
+    src=StringIO(hub_settings),
+    dest=project.path("hub", "settings.json"),
     mode="0644",
 )
-hub_ops.accounts_file(
+accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
-    path=hub.remote_path(settings, "hub/accounts.json"),
+    path=project.path("hub", "accounts.json"),
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
 )
 files.put(
-    name="Render the registry's config.yml (deletes enabled)",
+    name="Upload the registry's config.yml (deletes enabled)",
     src=StringIO(registry_config),
-    dest=hub.remote_path(settings, hub.REGISTRY_CONFIG_FILE),
+    dest=project.registry_config_file,
     mode="0644",
 )
+# compose.yaml carries the hashes of the files above, so that compose itself recreates a service
+# whose configuration file changed (and only that one).
 files.put(
     name="Render compose.yaml",
-    src=StringIO(hub.render(
+    src=StringIO(stack.render(
         "compose.yaml.j2",
-        project=hub.PROJECT,
-        network=hub.NETWORK,
-        hub_image=hub_image,
+        project=project.project,
+        network=stack.NETWORK,
+        hub_image=hub.image,
         hub_bind=settings.hub_bind,
         hub_port=settings.hub_port,
-        hub_config_sha256=hub.sha256(hub_config),
+        hub_settings_sha256=stack.sha256(hub_settings),
         registry_image=settings.registry_image,
         registry_bind=settings.registry_bind,
         registry_port=settings.registry_port,
-        registry_config_sha256=hub.sha256(registry_config),
-        registry_config_path=hub.registry_config_path(settings),
-        registry_data_path=hub.REGISTRY_DATA_PATH,
+        registry_config_sha256=stack.sha256(registry_config),
+        registry_config_path=project.registry_config_path,
+        registry_data_path=stack.REGISTRY_DATA_PATH,
     )),
-    dest=hub.compose_file(settings),
+    dest=project.compose_file,
     mode="0644",
 )
 
-# Compose recreates exactly the services whose configuration, image or config file changed.
 compose.up(
     name="Bring up the hub stack (docker compose up)",
-    compose_file=hub.compose_file(settings),
-    project=hub.PROJECT,
+    compose_file=project.compose_file,
+    project=project.project,
 )
 compose.healthy(
     name="Check the hub and the registry answer",
     checks={
-        "hub": (hub.local_url(settings.hub_bind, settings.hub_port) + "/hub/health",
-                hub.HUB_SERVICE),
-        "registry": (f"http://{settings.registry_address}/v2/", hub.REGISTRY_SERVICE),
+        "hub": (f"{settings.hub_url}/hub/health", stack.HUB_SERVICE),
+        "registry": (f"{project.registry_url}/v2/", stack.REGISTRY_SERVICE),
     },
-    compose_file=hub.compose_file(settings),
+    compose_file=project.compose_file,
+    project=project.project,
 )

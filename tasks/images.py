@@ -6,54 +6,31 @@ changed. The registry runs in the hub stack (tasks/hub.py).
     pyinfra inventory.py tasks/images.py
 """
 
-from io import BytesIO
-
 from pyinfra import host
 from pyinfra.operations import files
 
-from labhub import hub
+from labhub import stack
 from labhub.operations import images
 from labhub.settings import get_settings
 
 settings = get_settings(host)
-ca_bundle = hub.ca_bundle(settings)
+build_dir = stack.Stack.from_settings(settings).path("build")
 
-files.directory(
-    name=f"Create {hub.remote_path(settings, 'build')}",
-    path=hub.remote_path(settings, "build"),
-    mode="0755",
-)
+files.directory(name=f"Create {build_dir}", path=build_dir, mode="0755")
 
-for lab in settings.lab_images:
-    image = f"{settings.registry_address}/{lab.ref}"
-    context = hub.lab_context(lab.context)
-    remote = hub.remote_path(settings, "build", f"lab-{lab.name.replace('/', '-')}-{lab.version}")
-    args = hub.build_args(settings, lab.base_image or settings.lab_base_image)
-
-    files.sync(
-        name=f"Upload the build context of {lab.ref} ({context})",
-        src=str(context),
-        dest=remote,
-        delete=True,
-        exclude=f"*/{hub.CA_FILE}",
-    )
-    files.put(
-        name=f"Upload the CA bundle the {lab.ref} build trusts",
-        src=BytesIO(ca_bundle),
-        dest=f"{remote}/{hub.CA_FILE}",
-        mode="0644",
-    )
-    content_hash = hub.context_hash(context, ca_bundle, args)
+for lab in stack.lab_builds(settings):
     images.built(
-        name=f"Build {image}",
-        image=image,
-        context=remote,
-        content_hash=content_hash,
-        build_args=args,
+        name=f"Build {lab.image} from {lab.context}",
+        image=lab.image,
+        src=str(lab.context),
+        context=lab.remote,
+        content_hash=lab.content_hash,
+        support=lab.support,
+        build_args=lab.args,
     )
     images.pushed(
-        name=f"Push {image} to the registry",
-        image=image,
+        name=f"Push {lab.image} to the registry",
+        image=lab.image,
         registry=settings.registry_address,
-        content_hash=content_hash,
+        content_hash=lab.content_hash,
     )

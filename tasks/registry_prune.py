@@ -18,31 +18,33 @@ starts again, and the space freed on disk is logged.
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
 
-from labhub.facts.registry import ContainerImages, RegistryContents
+from labhub import stack
+from labhub.facts.images import ContainerImages
+from labhub.facts.registry import RegistryContents
 from labhub.operations import registry
-from labhub.registry import RegistryStack, policy
+from labhub.registry import policy
 from labhub.registry.client import error_from_dict
 from labhub.settings import get_settings
 
 settings = get_settings(host)
-stack = RegistryStack.from_settings(settings)
+project = stack.Stack.from_settings(settings)
 apply = settings.registry_prune_apply
 
-contents = host.get_fact(RegistryContents, url=stack.url, probe_delete=True)
+contents = host.get_fact(RegistryContents, url=project.registry_url, probe_delete=True)
 if contents is None:
     raise OperationError(f"{host.name}: python3 is not installed: labhub reads the registry with it")
 if contents.get("error"):
     error = error_from_dict(contents["error"])
-    raise OperationError(f"{host.name}: cannot read the registry at {stack.url} "
+    raise OperationError(f"{host.name}: cannot read the registry at {project.registry_url} "
                          f"({error.kind}): {error.message}")
 
 prune = settings.registry_prune
 used = policy.in_use(settings.lab_images, host.get_fact(ContainerImages) or [],
                      policy.registry_hosts(settings.registry_address))
 plan = policy.plan(contents, prune.keep_last, prune.keep_tags, prune.older_than_days, used,
-                   registry_major=stack.major)
+                   registry_major=project.registry_major)
 
-host.log(f"registry {stack.url}: {len(contents['repositories'])} repositories, "
+host.log(f"registry {project.registry_url}: {len(contents['repositories'])} repositories, "
          f"{len(plan.rows)} tags, read with {contents['requests']} requests")
 for line in policy.format_report(plan, apply).splitlines():
     host.log(line)
@@ -64,17 +66,17 @@ if refusal and plan.deletions:
 if apply and plan.deletions:
     deleted = registry.delete_manifests(
         name=f"Delete {len(plan.deletions)} stale image(s) from the registry by digest",
-        url=stack.url,
+        url=project.registry_url,
         deletions=[deletion.as_dict() for deletion in plan.deletions],
     )
     registry.garbage_collect(
         name="Collect the registry's garbage (registry stopped) and start it again",
-        compose_file=stack.compose_file,
-        project=stack.project,
-        service=stack.service,
-        config_path=stack.config_path,
-        config_file=stack.config_file,
-        data_path=stack.data_path,
-        url=stack.url,
+        compose_file=project.compose_file,
+        project=project.project,
+        service=stack.REGISTRY_SERVICE,
+        config_path=project.registry_config_path,
+        config_file=project.registry_config_file,
+        data_path=stack.REGISTRY_DATA_PATH,
+        url=project.registry_url,
         _if=deleted.did_change,
     )

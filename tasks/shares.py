@@ -16,8 +16,9 @@ from pyinfra.operations.util import any_changed
 
 from labhub import accounts, shares
 from labhub.facts.fstab import FstabLines
-from labhub.facts.users import LocalAccounts
-from labhub.operations import fstab, secret_files, users
+from labhub.facts.accounts import LocalAccounts
+from labhub.operations import accounts as account_ops
+from labhub.operations import fstab, secret_files
 from labhub.settings import get_settings
 
 settings = get_settings(host)
@@ -95,7 +96,7 @@ managed = sorted(
 )
 for group in dict.fromkeys(g for share in settings.shares for g in share.groups or ()):
     members = accounts.group_members(settings, group)
-    users.group_members(
+    account_ops.group_members(
         name=f"Group {group}: {', '.join(members)}",
         group=group,
         members=members,

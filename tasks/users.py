@@ -10,8 +10,8 @@ from pyinfra import host
 from pyinfra.api.exceptions import OperationError
 
 from labhub import accounts
-from labhub.facts.users import LocalAccounts
-from labhub.operations import users
+from labhub.facts.accounts import LocalAccounts
+from labhub.operations import accounts as account_ops
 from labhub.settings import get_settings
 
 settings = get_settings(host)
@@ -24,7 +24,7 @@ if problems:
 
 for user in settings.hub_users:
     account = settings.account_name(user.name)
-    users.account(
+    account_ops.account(
         name=f"Hub user {user.name}: account {account}"
         + (f" with uid {user.uid}" if user.uid is not None else ""),
         user=account,
@@ -43,7 +43,7 @@ former = {
     if account not in wanted
 }
 for account, user in sorted(former.items()):
-    users.account(
+    account_ops.account(
         name=f"Lock {account}: {user} is no longer in hub_users "
         f"(account and home {local_accounts[account]['home']} kept)",
         user=account,
@@ -58,7 +58,7 @@ share_groups = {group for share in settings.shares for group in share.groups or 
 for group in settings.host_groups:
     if group not in share_groups:
         members = accounts.group_members(settings, group)
-        users.group_members(
+        account_ops.group_members(
             name=f"Group {group}: {', '.join(members) or 'no hub users'}",
             group=group,
             members=members,

@@ -1,5 +1,6 @@
 """
-Facts about the lab's private registry and the images the host's containers use.
+Facts about the lab's private registry, read over HTTP from the host. Paired with
+``labhub.operations.registry``.
 
 ``RegistryContents`` reads a whole registry (API v2) in one remote command: the host runs
 ``labhub/registry/client.py`` with ``python3`` (standard library only, its source sent in a
@@ -10,11 +11,41 @@ image config in parallel through a bounded pool, and prints one JSON document.
 from __future__ import annotations
 
 import json
+import shlex
 
-from pyinfra.api import FactBase, ShortFactBase
+from pyinfra.api import FactBase
 
 from labhub.registry import remote_program
-from labhub.registry.client import DEFAULT_PAGE_SIZE, DEFAULT_WORKERS
+from labhub.registry.client import ACCEPT, DEFAULT_PAGE_SIZE, DEFAULT_WORKERS
+
+
+class RegistryTag(FactBase[dict]):
+    """
+    A tag in a Docker registry (API v2) the host reaches over HTTP: the HTTP status of its
+    manifest (``0`` when the registry does not answer) and the manifest's digest when it exists.
+
+    .. code:: python
+
+        {"status": 200, "digest": "sha256:d2a8..."}
+    """
+
+    requires_command = "curl"
+
+    def command(self, registry: str, repository: str, tag: str) -> str:
+        url = f"http://{registry}/v2/{repository}/manifests/{tag}"
+        return (
+            f"curl -sS -I --max-time 10 -H {shlex.quote('Accept: ' + ACCEPT)} "
+            f"{shlex.quote(url)} 2>/dev/null || true"
+        )
+
+    def process(self, output) -> dict:
+        status, digest = 0, None
+        for line in output:
+            if line.startswith("HTTP/"):
+                status = int(line.split()[1])
+            elif line.lower().startswith("docker-content-digest:"):
+                digest = line.split(":", 1)[1].strip()
+        return {"status": status, "digest": digest if status == 200 else None}
 
 
 class RegistryContents(FactBase[dict]):
@@ -45,10 +76,7 @@ class RegistryContents(FactBase[dict]):
         }
     """
 
-    def requires_command(self, url: str, probe_delete: bool = False,
-                         workers: int = DEFAULT_WORKERS,
-                         page_size: int = DEFAULT_PAGE_SIZE) -> str:
-        return "python3"
+    requires_command = "python3"
 
     def command(self, url: str, probe_delete: bool = False, workers: int = DEFAULT_WORKERS,
                 page_size: int = DEFAULT_PAGE_SIZE) -> str:
@@ -64,75 +92,3 @@ class RegistryContents(FactBase[dict]):
             return {"error": {"kind": "protocol", "message": "the registry reader printed nothing",
                               "status": None, "code": None}}
         return json.loads(text.splitlines()[-1])
-
-
-class RegistryTags(ShortFactBase[dict]):
-    """
-    Every repository of a registry and its tags, each with the digest it points at (from
-    ``RegistryContents``; ``{}`` for a repository left without tags).
-
-    .. code:: python
-
-        {"lab": {"1.0": "sha256:9f86...", "latest": "sha256:9f86..."}, "old": {}}
-    """
-
-    fact = RegistryContents
-
-    def process_data(self, data) -> dict:
-        return (data or {}).get("repositories") or {}
-
-
-class ContainerImages(FactBase[list]):
-    """
-    Every container of the host's Docker engine, running or stopped: its name, state, the
-    reference it was created from and its image's registry digests (``RepoDigests``). An empty
-    list when the host has no engine; the host fails when the engine does not answer, rather than
-    answer "no containers".
-
-    .. code:: python
-
-        [
-            {
-                "name": "jupyter-alice",
-                "status": "exited",
-                "image": "127.0.0.1:5000/lab:1.0",
-                "image_id": "sha256:4b1c...",
-                "repo_digests": ["127.0.0.1:5000/lab@sha256:9f86..."],
-            },
-        ]
-    """
-
-    def requires_command(self) -> str:
-        return "docker"
-
-    def command(self) -> str:
-        container = "C {{json .Name}} {{json .State.Status}} {{json .Config.Image}} {{json .Image}}"
-        image = "I {{json .Id}} {{json .RepoDigests}}"
-        return (
-            'ids=$(docker ps -aq --no-trunc) || exit 1; [ -n "$ids" ] || exit 0; '
-            f"docker container inspect --format '{container}' $ids 2>/dev/null; "
-            f"docker image inspect --format '{image}' "
-            "$(docker container inspect --format '{{.Image}}' $ids 2>/dev/null | sort -u) "
-            "2>/dev/null; true"
-        )
-
-    def process(self, output) -> list:
-        containers = []
-        digests: dict[str, list[str]] = {}
-        decoder = json.JSONDecoder()
-        for line in output:
-            kind, _, rest = line.strip().partition(" ")
-            values = []
-            rest = rest.strip()
-            while rest:
-                value, end = decoder.raw_decode(rest)
-                values.append(value)
-                rest = rest[end:].strip()
-            if kind == "C" and len(values) == 4:
-                containers.append({"name": values[0].lstrip("/"), "status": values[1],
-                                   "image": values[2], "image_id": values[3]})
-            elif kind == "I" and len(values) == 2:
-                digests[values[0]] = values[1] or []
-        for container in containers:
-            container["repo_digests"] = digests.get(container["image_id"], [])
-        return containers

@@ -1,26 +1,27 @@
 """
 A docker compose v2 project brought up only when it is not already up as its file says, and
-health checks of the services it publishes.
+health checks of the services it publishes. Paired with ``labhub.facts.compose``.
 """
 
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import OperationError, StringCommand, operation
-from pyinfra.api.command import QuoteString
+from pyinfra.api import OperationError, operation
+from pyinfra.operations import docker
 
-from labhub.facts.hub import ComposeConfigHashes, ComposeLogs, ComposeServices, HttpStatus
+from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatus
 
 
 @operation()
 def up(compose_file: str, project: str):
     """
-    ``docker compose up -d`` when a service of the compose file has no running container or one
-    made from another configuration (compose's configuration hash), as compose itself decides
-    what to recreate. pyinfra's ``docker.compose`` runs it every time and so always changes.
+    ``docker compose up`` (pyinfra's ``docker.compose``) when a service of the compose file has no
+    running container or one made from another configuration (compose's configuration hash, as
+    compose itself decides what to recreate), or a container of the project is no longer in the
+    file. ``docker.compose`` alone runs every time and so always reports a change.
 
-    + compose_file: the compose file on the host
-    + project: the project name the file sets (``name:``)
+    + compose_file: the compose file on the host; its folder is the project directory
+    + project: the project name
 
     **Example:**
 
@@ -32,30 +33,33 @@ def up(compose_file: str, project: str):
             project="labhub",
         )
     """
-    wanted = host.get_fact(ComposeConfigHashes, compose_file=compose_file) or {}
-    running = host.get_fact(ComposeServices, project=project) or {}
+    services = host.get_fact(ComposeProject, compose_file=compose_file, project=project)
     stale = sorted(
-        service for service, config_hash in wanted.items()
-        if running.get(service, {}).get("state") != "running"
-        or running[service]["config_hash"] != config_hash
+        name for name, service in services.items()
+        if service["wanted_hash"] is None
+        or service["state"] != "running"
+        or service["config_hash"] != service["wanted_hash"]
     )
-    orphans = sorted(set(running) - set(wanted))
-    if wanted and not stale and not orphans:
+    if services and not stale:
         host.noop(f"compose project {project} is up as {compose_file} says")
         return
 
-    yield StringCommand("docker", "compose", "-f", QuoteString(compose_file), "up", "--detach",
-                        "--remove-orphans")
+    yield from docker.compose._inner(
+        project_directory=compose_file.rsplit("/", 1)[0] or "/",
+        files=[compose_file],
+        project_name=project,
+    )
 
 
 @operation()
-def healthy(checks: dict[str, tuple[str, str]], compose_file: str, wait: int = 120):
+def healthy(checks: dict[str, tuple[str, str]], compose_file: str, project: str, wait: int = 120):
     """
     Fail the deploy with a clear message when a service does not answer 200 on its URL within
     ``wait`` seconds. Changes nothing; checks only when the deploy executes (not in dry runs).
 
     + checks: ``{description: (url, compose service)}``
     + compose_file: the compose file on the host, to show the failing service's last log lines
+    + project: the project name
     + wait: seconds each service may take to answer
 
     **Example:**
@@ -66,6 +70,7 @@ def healthy(checks: dict[str, tuple[str, str]], compose_file: str, wait: int = 1
             name="Check the hub stack answers",
             checks={"hub": ("http://127.0.0.1:8000/hub/health", "hub")},
             compose_file="/opt/labhub/compose.yaml",
+            project="labhub",
         )
     """
     # A check, not a change: this operation never yields a command.
@@ -76,7 +81,8 @@ def healthy(checks: dict[str, tuple[str, str]], compose_file: str, wait: int = 1
     for description, (url, service) in checks.items():
         status = host.get_fact(HttpStatus, url=url, wait=wait)
         if status != 200:
-            logs = host.get_fact(ComposeLogs, compose_file=compose_file, service=service)
+            logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
+                                 service=service)
             answer = f"answered HTTP {status}" if status else "did not answer"
             raise OperationError(
                 f"{description}: {url} {answer} within {wait} s, the stack did not come up. "

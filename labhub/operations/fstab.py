@@ -1,5 +1,6 @@
 """
-Lines of ``/etc/fstab`` managed by mount point, and mounting and unmounting them.
+Lines of ``/etc/fstab`` managed by mount point, and mounting and unmounting them through their
+systemd units. Paired with ``labhub.facts.fstab``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
 from labhub.facts.fstab import FstabLines, MountsAt
-from labhub.shares import FSTAB, parse_fstab, set_fstab_entry, systemd_unit_name
+from labhub.shares import FSTAB, parse_fstab, set_fstab_entry
 
 
 @operation()
@@ -85,11 +86,11 @@ def mounted(path: str, fstype: str, failure: str):
     if fstype in host.get_fact(MountsAt, path=path):
         host.noop(f"{fstype} is mounted at {path}")
         return
-    unit = QuoteString(systemd_unit_name(path, "mount"))
     # On failure, the mount helper's own error (from the journal) and then ours.
     yield StringCommand(
-        "since=$(date +%s);", "systemctl", "start", unit, "||", "{",
-        "journalctl", "--unit", unit, "--since", '"@$since"', "--no-pager", "--output", "cat",
+        "unit=$(systemd-escape", "--path", "--suffix=mount", QuoteString(path), ")", "&&",
+        "since=$(date +%s)", "&&", "systemctl", "start", '"$unit"', "||", "{",
+        "journalctl", "--unit", '"$unit"', "--since", '"@$since"', "--no-pager", "--output", "cat",
         ">&2;", "echo", QuoteString(failure), ">&2;", "exit", "1;", "}",
     )
 
@@ -112,9 +113,11 @@ def unmounted(path: str):
     if not host.get_fact(MountsAt, path=path):
         host.noop(f"nothing is mounted at {path}")
         return
-    units = [systemd_unit_name(path, suffix) for suffix in ("automount", "mount")]
     # Units that do not exist (a mount made by hand) are no error; what is left is unmounted.
-    yield StringCommand("systemctl", "stop", *map(QuoteString, units), "||", "true")
+    yield StringCommand(
+        "systemctl", "stop", "$(systemd-escape", "--path", "--suffix=automount", QuoteString(path),
+        ")", "$(systemd-escape", "--path", "--suffix=mount", QuoteString(path), ")", "||", "true",
+    )
     yield StringCommand(
         "while", "findmnt", "--mountpoint", QuoteString(path), ">/dev/null;", "do",
         "umount", QuoteString(path), "||", "exit", "1;", "done",

@@ -1,27 +1,47 @@
 """
-Build images on the host and push them to a registry, each only when something changed.
+Build images on the host and push them to a registry, each only when something changed. Paired
+with ``labhub.facts.images``; reads pyinfra's ``DockerImage`` fact.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
+
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.api.command import QuoteString
+from pyinfra.facts.docker import DockerImage
+from pyinfra.operations import docker, files
 
-from labhub.facts.docker_images import DockerImage, RegistryTag
+from labhub.facts.registry import RegistryTag
+from labhub.stack import BUILD_SUPPORT, CONTEXT_HASH_LABEL
 
-CONTEXT_HASH_LABEL = "org.labhub.context-hash"
+
+def _inspect(image: str) -> dict | None:
+    """``docker image inspect`` of an image of the host's engine, None when it has none."""
+    found = host.get_fact(DockerImage, object_id=image)
+    return found[0] if found else None
+
+
+def _content_hash(inspect: dict | None) -> str | None:
+    labels = ((inspect or {}).get("Config") or {}).get("Labels") or {}
+    return labels.get(CONTEXT_HASH_LABEL)
 
 
 @operation()
-def built(image: str, context: str, content_hash: str, build_args: dict[str, str] | None = None):
+def built(image: str, src: str, context: str, content_hash: str,
+          support: dict[str, bytes] | None = None, build_args: dict[str, str] | None = None):
     """
-    Build an image on the host from a build context there, unless the image already carries the
-    context's content hash (a label the build sets).
+    An image built on the host: its build context uploaded from the admin's machine (files it no
+    longer has removed), with labhub's build support files in ``labhub-build/``, and the image
+    built from it (pyinfra's ``docker.build``) unless it already carries the context's content
+    hash (a label the build sets): a tag alone says nothing of what it was built from.
 
     + image: tag to build, ``repository:tag``
-    + context: build context folder on the host (with its Dockerfile)
+    + src: the build folder on the admin's machine (with its Dockerfile)
+    + context: where the build folder goes on the host
     + content_hash: hash of everything the build reads, computed by the caller
+    + support: ``{file name: content}`` of the files added in ``labhub-build/``
     + build_args: ``--build-arg`` values
 
     **Example:**
@@ -31,22 +51,30 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
         images.built(
             name="Build the lab image",
             image="127.0.0.1:5000/lab:1.0",
-            context="/opt/labhub/build/lab-1.0",
+            src="files/lab",
+            context="/opt/labhub/build/lab-lab-1.0",
             content_hash="9f86d081...",
+            support={"ca.crt": b""},
             build_args={"BASE_IMAGE": "quay.io/jupyter/base-notebook:2025-01-20"},
         )
     """
-    current = host.get_fact(DockerImage, image=image)
-    if current is not None and current["labels"].get(CONTEXT_HASH_LABEL) == content_hash:
+    yield from files.sync._inner(src=src, dest=context, delete=True,
+                                 exclude=f"*/{BUILD_SUPPORT}/*")
+    yield from files.directory._inner(path=f"{context}/{BUILD_SUPPORT}", mode="0755")
+    for support_file, content in (support or {}).items():
+        yield from files.put._inner(src=BytesIO(content),
+                                    dest=f"{context}/{BUILD_SUPPORT}/{support_file}", mode="0644")
+
+    if _content_hash(_inspect(image)) == content_hash:
         host.noop(f"image {image} is built from this context")
         return
-
-    args: list = ["docker", "build", "--tag", QuoteString(image),
-                  "--label", QuoteString(f"{CONTEXT_HASH_LABEL}={content_hash}")]
-    for key, value in (build_args or {}).items():
-        args += ["--build-arg", QuoteString(f"{key}={value}")]
-    args.append(QuoteString(context))
-    yield StringCommand(*args)
+    yield from docker.build._inner(
+        path=context,
+        tags=[image],
+        build_args=build_args,
+        labels={CONTEXT_HASH_LABEL: content_hash},
+        force=True,
+    )
 
 
 @operation()
@@ -75,7 +103,7 @@ def pushed(image: str, registry: str, content_hash: str | None = None):
         raise OperationError(f"{image} is not an image of registry {registry} with a tag")
     repository, tag = image[len(prefix):].rsplit(":", 1)
 
-    local = host.get_fact(DockerImage, image=image)
+    local = _inspect(image)
     remote = host.get_fact(RegistryTag, registry=registry, repository=repository, tag=tag)
     if host.state.is_executing:
         if local is None:
@@ -87,10 +115,10 @@ def pushed(image: str, registry: str, content_hash: str | None = None):
             )
     current = (
         local is not None
-        and (content_hash is None or local["labels"].get(CONTEXT_HASH_LABEL) == content_hash)
+        and (content_hash is None or _content_hash(local) == content_hash)
         and remote is not None
         and remote["digest"] is not None
-        and f"{prefix}{repository}@{remote['digest']}" in local["repo_digests"]
+        and f"{prefix}{repository}@{remote['digest']}" in (local.get("RepoDigests") or [])
     )
     if current:
         host.noop(f"registry {registry} has {repository}:{tag} as this image")

@@ -1,5 +1,6 @@
 """
-Delete stale images from the lab's private registry and collect their blobs.
+Delete stale images from the lab's private registry and collect their blobs. Paired with
+``labhub.facts.registry``.
 """
 
 from __future__ import annotations
@@ -8,35 +9,43 @@ import json
 import shlex
 from collections.abc import Callable
 
-from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from functools import partial
 
-from labhub.hub import REGISTRY_DATA_PATH
+from pyinfra import host
+from pyinfra.api import FunctionCommand, StringCommand, operation
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.util import print_host_combined_output
+
+from labhub.facts.compose import compose_command, http_wait_command
 from labhub.registry import remote_program
 from labhub.registry.client import DEFAULT_WORKERS
 from labhub.registry.policy import human_size, short_digest
+from labhub.stack import REGISTRY_DATA_PATH
 
 GC_MARKER = "labhub-registry-gc"
 
 
-class ReportingCommand(StringCommand):
-    """A shell command whose standard output, once it ran, ``report`` logs for the admin."""
+def _reported(command: str, report: Callable) -> FunctionCommand:
+    """
+    A shell command run by pyinfra as a ``FunctionCommand`` that hands its standard output to
+    ``report`` (which logs it for the admin) once it ran. It runs with the operation's connector
+    arguments (``_sudo``...), as a ``StringCommand`` would.
+    """
+    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
+                 if key in CONNECTOR_ARGUMENT_KEYS}
 
-    def __init__(self, command: str, report: Callable, description: str):
-        super().__init__(command)
-        self.report = report
-        self.description = description
+    def run(state, host) -> bool:
+        status, output = host.run_shell_command(StringCommand(command),
+                                                print_output=state.print_output, **arguments)
+        if not status and not state.print_output:
+            print_host_combined_output(host, output)
+        report(host, output.stdout_lines)
+        return status
 
-    def __repr__(self) -> str:
-        return f"ReportingCommand({self.description})"
-
-    def execute(self, state, host, connector_arguments):
-        status, output = super().execute(state, host, connector_arguments)
-        self.report(host, output.stdout_lines, status)
-        return status, output
+    return FunctionCommand(run, (), {})
 
 
-def _report_deletions(host, lines: list[str], status: bool) -> None:
+def _report_deletions(host, lines: list[str]) -> None:
     result = None
     for line in reversed(lines):
         if line.startswith("{"):
@@ -55,7 +64,7 @@ def _report_deletions(host, lines: list[str], status: bool) -> None:
         host.log(f"registry error: {result['error']['message']}")
 
 
-def _report_gc(host, lines: list[str], status: bool) -> None:
+def _report_gc(host, lines: list[str]) -> None:
     for line in reversed(lines):
         if line.startswith(GC_MARKER):
             values = dict(part.split("=", 1) for part in line.split()[1:])
@@ -95,8 +104,7 @@ def delete_manifests(url: str, deletions: list[dict], workers: int = DEFAULT_WOR
         return
     program = remote_program(["delete", url, "--workers", str(int(workers))],
                              plan={"deletions": deletions})
-    yield ReportingCommand(program, _report_deletions,
-                           f"delete {len(deletions)} manifest(s) from {url}")
+    yield _reported(program, _report_deletions)
 
 
 @operation(is_idempotent=False)
@@ -133,17 +141,15 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
             config_path="/etc/docker/registry/config.yml",
         )
     """
-    compose = " ".join(shlex.quote(w) for w in ("docker", "compose", "-f", compose_file, "-p",
-                                                 project))
-    q_service = shlex.quote(service)
+    compose = partial(compose_command, compose_file, project)
 
     def mount_template(match_field: str, value: str, out_field: str) -> str:
         return shlex.quote(f"{{{{range .Mounts}}}}{{{{if eq .{match_field} {json.dumps(value)}}}}}"
                            f"{{{{.{out_field}}}}}{{{{end}}}}{{{{end}}}}")
 
     lines = [
-        f'cid=$({compose} ps -a -q {q_service})',
-        f'[ -n "$cid" ] || {{ echo "no container of service {service} in {compose_file}" >&2; '
+        f'cid=$({compose("ps", "-a", "-q", service)})',
+        f'[ -n "$cid" ] || {{ echo {shlex.quote(f"no container of service {service} in {compose_file}")} >&2; '
         "exit 1; }",
         f'data=$(docker inspect --format {mount_template("Destination", data_path, "Source")} '
         '"$cid")',
@@ -157,21 +163,19 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
         'size() { if [ -n "$data" ] && [ -d "$data" ]; then du -sb "$data" | cut -f1; '
         "else echo -1; fi; }",
         "before=$(size)",
-        f"{compose} stop {q_service} || exit 1",
+        f"{compose('stop', service)} || exit 1",
         "status=0",
-        f'{compose} run --rm --no-deps -T {q_service} garbage-collect "$cfg" >&2 || status=$?',
-        f"{compose} start {q_service} || status=1",
+        f'{compose("run", "--rm", "--no-deps", "-T", service, "garbage-collect")} "$cfg" >&2 '
+        "|| status=$?",
+        f"{compose('start', service)} || status=1",
         "after=$(size)",
     ]
     if url:
-        probe = f"import urllib.request; urllib.request.urlopen({url + '/v2/'!r}, timeout=2)"
         lines.append(
-            f"i=0; until python3 -c {shlex.quote(probe)} 2>/dev/null; do i=$((i+1)); "
-            f'[ "$i" -lt {int(wait)} ] || {{ echo "the registry did not answer again" >&2; '
-            "status=1; break; }; sleep 1; done")
+            f'code=$({http_wait_command(url + "/v2/", wait)}); [ "$code" = 200 ] || '
+            '{ echo "the registry did not answer again" >&2; status=1; }')
     lines += [
         f'echo "{GC_MARKER} before=$before after=$after status=$status"',
         'exit "$status"',
     ]
-    yield ReportingCommand("\n".join(lines), _report_gc,
-                           f"garbage-collect {service} of {compose_file}")
+    yield _reported("\n".join(lines), _report_gc)

@@ -11,7 +11,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util import files as file_utils
 
-from labhub.facts.system import LoginUser
+from labhub.facts.accounts import LoginUser
 
 
 @operation()

@@ -141,6 +141,18 @@ def parse_next_link(value: str | None) -> str | None:
     return None
 
 
+def version_key(tag: str) -> tuple:
+    """
+    The order of tags from oldest to newest: digit runs compare as numbers (``1.10`` after
+    ``1.9``), and a word sorts before a number (``latest`` names no version, so it is never
+    "newer" than one). The hub's spawn form and the registry pruning both order tags by it.
+    """
+    parts = []
+    for chunk in re.findall(r"\d+|\D+", tag):
+        parts.append((1, int(chunk), "") if chunk.isdigit() else (0, 0, chunk))
+    return (tuple(parts), tag)
+
+
 class Registry:
     """One registry's HTTP API v2, used from many threads (a keep-alive connection per thread)."""
 

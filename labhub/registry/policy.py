@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from labhub.registry.client import version_key
+
 # Creation times before this are placeholders (the epoch, Go's zero time), not ages.
 UNUSABLE_BEFORE = datetime(1970, 1, 2, tzinfo=timezone.utc)
 
@@ -156,14 +158,6 @@ def parse_time(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed >= UNUSABLE_BEFORE else None
-
-
-def version_key(tag: str) -> tuple:
-    """A natural order of tag names: digit runs compare as numbers (``1.10`` after ``1.9``)."""
-    parts = []
-    for chunk in re.findall(r"\d+|\D+", tag):
-        parts.append((1, int(chunk), "") if chunk.isdigit() else (0, 0, chunk))
-    return (tuple(parts), tag)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """
 Facts about local accounts and groups, read from ``/etc/passwd``, ``/etc/shadow`` and
 ``/etc/group``. Unlike pyinfra's ``server.Users`` they carry the account's expiry date (how a
-locked hub account is recognized) and never password hashes.
+locked hub account is recognized) and never password hashes. Paired with
+``labhub.operations.accounts``.
 """
 
 from __future__ import annotations
@@ -107,3 +108,19 @@ class LocalGroups(FactBase[dict[str, GroupDict]]):
                     "members": [m for m in fields[3].split(",") if m],
                 }
         return groups
+
+
+class LoginUser(FactBase[str]):
+    """
+    The account pyinfra logged in as, also when operations run through sudo.
+
+    .. code:: python
+
+        "labadmin"
+    """
+
+    def command(self) -> str:
+        return 'echo "${SUDO_USER:-$(id -un)}"'
+
+    def process(self, output) -> str:
+        return "\n".join(output).strip()

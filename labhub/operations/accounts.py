@@ -1,8 +1,12 @@
 """
-Hub user accounts and the members of host groups.
+Hub user accounts, the members of host groups, and the record of the accounts the hub spawns labs
+as. Paired with ``labhub.facts.accounts``.
 """
 
 from __future__ import annotations
+
+import json
+from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
@@ -10,7 +14,7 @@ from pyinfra.facts.files import Directory
 from pyinfra.operations import files
 
 from labhub.accounts import takeover_problems
-from labhub.facts.users import LocalAccounts, LocalGroups
+from labhub.facts.accounts import LocalAccounts, LocalGroups
 
 
 @operation()
@@ -157,3 +161,51 @@ def group_members(group: str, members: list[str], managed: list[str]):
         yield StringCommand("gpasswd", "--members", QuoteString(",".join(new)), QuoteString(group))
     elif group in groups:
         host.noop(f"group {group} has its members")
+
+
+@operation()
+def record(path: str, accounts: dict[str, str]):
+    """
+    Write the uid, home and groups of each hub user's host account as JSON, read by the hub at
+    each spawn. The accounts are read when the operation runs, after the tasks that create them.
+
+    + path: the JSON file on the host
+    + accounts: ``{hub user: host account}``
+
+    **Example:**
+
+    .. code:: python
+
+        accounts.record(
+            name="Record the hub users' host accounts",
+            path="/opt/labhub/hub/accounts.json",
+            accounts={"alice": "jupyter-alice"},
+        )
+    """
+    local = host.get_fact(LocalAccounts)
+    groups = host.get_fact(LocalGroups)
+    found = {
+        account: {
+            "uid": local[account]["uid"],
+            "home": local[account]["home"],
+            # Primary group first, then the groups that list the account.
+            "gids": [local[account]["gid"]] + sorted(
+                g["gid"] for g in groups.values()
+                if account in g["members"] and g["gid"] != local[account]["gid"]
+            ),
+        }
+        for account in accounts.values()
+        if account in local
+    }
+    missing = sorted(account for account in accounts.values() if account not in found)
+    if missing and host.state.is_executing:
+        raise OperationError(
+            f"no host account {', '.join(missing)}: hub users' accounts are made by tasks/users.py"
+        )
+    table = {user: found[account] for user, account in sorted(accounts.items())
+             if account in found}
+    yield from files.put._inner(
+        src=StringIO(json.dumps(table, indent=2, sort_keys=True) + "\n"),
+        dest=path,
+        mode="0644",
+    )

@@ -1,15 +1,18 @@
-# JupyterHub configuration of the lab hub. Rendered by labhub (tasks/hub.py) from
-# templates/jupyterhub_config.py.j2: edit the settings, not this file.
+# JupyterHub configuration of the lab hub, shipped in the hub image. It reads the settings the
+# deploy writes to /etc/labhub/settings.json (labhub.stack.hub_settings): edit the inventory,
+# not this file or that one.
 import json
+import os
 from pathlib import Path
 
 from labhub_spawn import RegistryImages, image_form, pre_spawn_hook
 
-# Settings, as the deploy rendered them.
-SETTINGS = json.loads(r'''{{ settings | tojson(indent=2) }}''')
+# Where compose mounts the deploy's hub/ folder (LABHUB_CONFIG_DIR: elsewhere, as in tests).
+SETTINGS_DIR = Path(os.environ.get("LABHUB_CONFIG_DIR", "/etc/labhub"))
+SETTINGS = json.loads((SETTINGS_DIR / "settings.json").read_text())
 # Host accounts of the hub users ({"alice": {"uid": 1001, "home": ..., "gids": [...]}}), written
-# by the deploy next to this file and read at each spawn.
-ACCOUNTS_FILE = Path(__file__).with_name("accounts.json")
+# by the deploy once the accounts exist, and read at each spawn.
+ACCOUNTS_FILE = SETTINGS_DIR / "accounts.json"
 
 c = get_config()  # noqa: F821
 
@@ -45,15 +48,13 @@ c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 300
 
-
-# Spawnable images: the private registry's, read at each spawn (files/hub/labhub_spawn.py).
+# Spawnable images: the private registry's, read at each spawn.
 images = RegistryImages(SETTINGS["registry"], SETTINGS["registry_internal"],
                         SETTINGS["default_image"])
 c.DockerSpawner.allowed_images = images
 c.DockerSpawner.options_form = image_form(images)
 # Each lab runs as its user's host account, with the home, shares and lab volumes it gets.
-c.Spawner.pre_spawn_hook = pre_spawn_hook(ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["mounts"],
-                                          SETTINGS["lab_home"])
+c.Spawner.pre_spawn_hook = pre_spawn_hook(ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["lab_home"])
 
 # --- Idle culler: stop idle labs after idle_timeout, any lab after max_age (0: never) ---
 if SETTINGS["culler"]:

@@ -1,0 +1,129 @@
+"""
+Facts about a docker compose v2 project on the host and the HTTP services it publishes. Paired
+with ``labhub.operations.compose``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TypedDict
+
+from pyinfra.api import FactBase
+
+# Between the two parts of ComposeProject's output; neither part can print it.
+_SEPARATOR = "--labhub-compose-containers--"
+
+
+def compose_command(compose_file: str, project: str, *args: str) -> str:
+    """A ``docker compose`` command line for a project, every word quoted: the one way labhub
+    runs compose on the host."""
+    words = ["docker", "compose", "-f", compose_file, "-p", project, *args]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+class ServiceDict(TypedDict):
+    wanted_hash: str | None
+    state: str | None
+    config_hash: str | None
+
+
+class ComposeProject(FactBase[dict[str, ServiceDict]]):
+    """
+    The services of a compose project: the configuration hash its compose file gives each (the
+    one compose labels containers with; None: not in the file, or no file yet), and the state and
+    configuration hash of each service's container (None: no container). One command reads both.
+
+    .. code:: python
+
+        {
+            "hub": {"wanted_hash": "5c1f...", "state": "running", "config_hash": "5c1f..."},
+            "registry": {"wanted_hash": "a07e...", "state": None, "config_hash": None},
+        }
+    """
+
+    default = dict
+
+    requires_command = "docker"
+
+    def command(self, compose_file: str, project: str) -> str:
+        template = ('{{.Label "com.docker.compose.service"}} {{.State}} '
+                    '{{.Label "com.docker.compose.config-hash"}}')
+        label = shlex.quote(f"label=com.docker.compose.project={project}")
+        return (
+            f"{{ ! test -f {shlex.quote(compose_file)} || "
+            f"{compose_command(compose_file, project, 'config', '--hash', '*')}; }} && "
+            f"echo {_SEPARATOR} && "
+            f"docker ps --all --filter {label} --format {shlex.quote(template)}"
+        )
+
+    def process(self, output) -> dict[str, ServiceDict]:
+        services: dict[str, ServiceDict] = {}
+        containers = False
+        for line in output:
+            parts = line.split()
+            if line.strip() == _SEPARATOR:
+                containers = True
+            elif not containers and len(parts) == 2:
+                services[parts[0]] = {"wanted_hash": parts[1], "state": None, "config_hash": None}
+            elif containers and len(parts) == 3:
+                service = services.setdefault(
+                    parts[0], {"wanted_hash": None, "state": None, "config_hash": None})
+                service["state"], service["config_hash"] = parts[1], parts[2]
+        return services
+
+
+def http_wait_command(url: str, wait: int) -> str:
+    """
+    A shell command that prints the HTTP status ``url`` answers, asking again each second for up
+    to ``wait`` seconds until it is 200 (``000``: no answer). The one HTTP wait of labhub: the
+    health checks and the registry's restart after garbage collection use it.
+    """
+    quoted = shlex.quote(url)
+    return (
+        f"end=$(($(date +%s) + {int(wait)})); "
+        f"while :; do code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {quoted}); "
+        '[ "$code" = 200 ] || [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; '
+        'echo "${code:-000}"'
+    )
+
+
+class HttpStatus(FactBase[int]):
+    """
+    The HTTP status an URL answers the host with, waiting up to ``wait`` seconds for a 200
+    (``0``: no answer).
+
+    .. code:: python
+
+        200
+    """
+
+    requires_command = "curl"
+
+    def command(self, url: str, wait: int = 0) -> str:
+        return http_wait_command(url, wait)
+
+    def process(self, output) -> int:
+        text = "".join(output).strip()
+        return int(text) if text.isdigit() else 0
+
+
+class ComposeLogs(FactBase[str]):
+    """
+    The last lines a compose service logged (for error messages).
+
+    .. code:: python
+
+        "hub-1  | [I 2026-11-30 10:00:00.000 JupyterHub app:3300] JupyterHub is now running"
+    """
+
+    default = str
+
+    requires_command = "docker"
+
+    def command(self, compose_file: str, project: str, service: str, lines: int = 30) -> str:
+        logs = compose_command(compose_file, project, "logs", "--no-color", "--tail",
+                               str(int(lines)), service)
+        return f"{logs} 2>&1 || true"
+
+    def process(self, output) -> str:
+        return "\n".join(output)
