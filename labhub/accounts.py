@@ -48,16 +48,22 @@ def labhub_accounts(local_accounts: dict) -> dict[str, str]:
     }
 
 
-def takeover_problems(account: str, uid: int | None, local_accounts: dict,
+def takeover_problems(account: str, uid: int | None, comment: str, local_accounts: dict,
                       who: str) -> list[str]:
-    """What keeps ``account`` (for ``who``) from being made or kept as declared: a system account
-    under its name, or its pinned ``uid`` held by another account."""
+    """What keeps ``account`` (for ``who``) from being made or kept as declared: an account of
+    that name that labhub did not make (a system account, or one without ``comment``), or its
+    pinned ``uid`` held by another account."""
     problems = []
     existing = local_accounts.get(account)
     if existing is not None and existing["uid"] < 1000:
         problems.append(
             f"account {account} exists as a system account (uid {existing['uid']}): labhub "
             "does not take it over"
+        )
+    elif existing is not None and existing["comment"] != comment:
+        problems.append(
+            f"account {account} exists and labhub did not make it (its comment is not "
+            f"{comment!r}): labhub does not take it over; choose another user_prefix or name"
         )
     holders = sorted(name for name, info in local_accounts.items()
                      if uid is not None and info["uid"] == uid and name != account)
@@ -66,11 +72,23 @@ def takeover_problems(account: str, uid: int | None, local_accounts: dict,
     return problems
 
 
-def account_problems(settings: Settings, local_accounts: dict) -> list[str]:
-    """What keeps the hub accounts from being made as declared on this host, before any change."""
-    return [
+def account_problems(settings: Settings, local_accounts: dict, local_groups: dict) -> list[str]:
+    """What keeps the hub accounts and their groups from being made as declared on this host,
+    before any change: accounts and groups labhub does not own."""
+    problems = [
         f"hub_users: {problem}"
         for user in settings.hub_users
         for problem in takeover_problems(settings.account_name(user.name), user.uid,
-                                         local_accounts, user.name)
+                                         account_comment(user.name), local_accounts, user.name)
     ]
+    personal = {info["gid"]: name for name, info in local_accounts.items()
+                if hub_user_of(info["comment"]) is None}
+    for group in settings.host_groups:
+        gid = (local_groups.get(group) or {}).get("gid")
+        if gid is not None and gid < 1000:
+            problems.append(f"groups: {group} is a system group (gid {gid}): labhub does not "
+                            "add hub users to it")
+        elif gid is not None and gid in personal:
+            problems.append(f"groups: {group} is the primary group of account {personal[gid]}: "
+                            "labhub does not add hub users to it")
+    return problems

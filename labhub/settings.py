@@ -10,6 +10,7 @@ the problem, at prepare time, before any operation runs on any host.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import runpy
 from functools import cached_property
@@ -19,7 +20,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -34,10 +34,36 @@ DEFAULTS_FILE = ROOT / "group_data" / "all.py"
 # pyinfra's global arguments (``_sudo``...) and connector settings share host data with ours.
 GLOBAL_ARGUMENT_PREFIX = "_"
 
-LINUX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")
-HUB_USER_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+# Matched whole (re.fullmatch): "$" would let a trailing newline through.
+LINUX_USER_RE = re.compile(r"[a-z_][a-z0-9_-]*\$?")
+HUB_USER_RE = re.compile(r"[a-z][a-z0-9_-]*")
 MAX_ACCOUNT_NAME = 32
 USERS_GID = 100
+
+# The one list of paths labhub never mounts over, writes into or owns, on the server and in lab
+# containers: each of SYSTEM_TREES and everything under it, and each of SYSTEM_FOLDERS itself
+# (a folder under /opt or /srv is fine; /opt or /srv is not).
+SYSTEM_TREES = (
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
+    "/run", "/sbin", "/snap", "/sys", "/usr", "/var/cache", "/var/lib", "/var/log", "/var/mail",
+    "/var/run", "/var/spool",
+    # The Python environment of the Jupyter images.
+    "/opt/conda",
+)
+SYSTEM_FOLDERS = ("/", "/home", "/media", "/mnt", "/opt", "/srv", "/tmp", "/var", "/var/opt",
+                  "/var/tmp")
+
+# The image reference grammar of the distribution project (reference/regexp.go), whole.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = (rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])"
+           r"(?::[0-9]+)?")
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*"
+_REPOSITORY = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+IMAGE_REFERENCE_RE = re.compile(rf"(?:{_DOMAIN}/)?{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?")
+REPOSITORY_RE = re.compile(_REPOSITORY)
+TAG_RE = re.compile(_TAG)
 
 
 class SettingsError(PyinfraError):
@@ -50,7 +76,7 @@ def load_defaults() -> dict[str, Any]:
 
 
 def _linux_user_name(value: str) -> str:
-    if not LINUX_USER_RE.match(value) or len(value) > MAX_ACCOUNT_NAME:
+    if not LINUX_USER_RE.fullmatch(value) or len(value) > MAX_ACCOUNT_NAME:
         raise ValueError(
             f"{value!r} is not a valid Linux user name (lower case letters, digits, '_' and '-', "
             f"starting with a letter or '_', at most {MAX_ACCOUNT_NAME} characters)"
@@ -59,13 +85,13 @@ def _linux_user_name(value: str) -> str:
 
 
 def _group_name(value: str) -> str:
-    if not LINUX_USER_RE.match(value) or len(value) > MAX_ACCOUNT_NAME:
+    if not LINUX_USER_RE.fullmatch(value) or len(value) > MAX_ACCOUNT_NAME:
         raise ValueError(f"{value!r} is not a valid Linux group name")
     return value
 
 
 def _hub_user_name(value: str) -> str:
-    if not HUB_USER_RE.match(value):
+    if not HUB_USER_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid hub user name: use lower case letters, digits, '_' and "
             "'-', starting with a letter"
@@ -86,9 +112,37 @@ def _relative_or_absolute_path(value: str) -> str:
     return str(PurePosixPath(value))
 
 
+def system_path_problem(path: str) -> str | None:
+    """Why ``path`` (absolute) is a system folder labhub must not use, or None."""
+    for tree in SYSTEM_TREES:
+        if path == tree or path.startswith(tree + "/"):
+            return f"{path!r} is {'' if path == tree else 'inside '}the system folder {tree}"
+    if path in SYSTEM_FOLDERS:
+        return f"{path!r} is a system folder: use a folder inside it"
+    return None
+
+
+def _not_system_path(value: str) -> str:
+    problem = system_path_problem(value) if value.startswith("/") else None
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _plain_path(value: str) -> str:
+    # fstab, compose and mount options split on white space and commas, and so would these.
+    if any(c.isspace() or c == "," or not c.isprintable() for c in value):
+        raise ValueError(f"{value!r} may not contain spaces, commas or control characters")
+    return value
+
+
 def _credentials_file(value: str) -> str:
-    """A CIFS credentials file on the admin's machine: absolute, outside the repository, with a
-    username= and a password= line. Its content is never put in an error message."""
+    """
+    A CIFS credentials file on the admin's machine: absolute, outside the repository, and read
+    right by mount.cifs, which takes each line's key by its first letters, in any case (``user``,
+    ``pass``, ``dom``) and its value as everything after the first ``=`` up to the line end. Its
+    content is never put in an error message.
+    """
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise ValueError(f"{value!r} must be an absolute path (or start with ~/)")
@@ -98,17 +152,34 @@ def _credentials_file(value: str) -> str:
             "that a password is never committed"
         )
     try:
-        lines = path.read_text().splitlines()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"{value!r}: no such file on this machine") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{value!r} cannot be read: {type(e).__name__}") from None
-    keys = {line.split("=", 1)[0].strip() for line in lines if "=" in line}
-    missing = [k for k in ("username", "password") if k not in keys]
+    except OSError as e:
+        raise ValueError(f"{value!r} cannot be read: {e.strerror}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise ValueError(f"{value!r} starts with a byte-order mark, which mount.cifs reads as part "
+                         "of the first key: save it as UTF-8 without BOM")
+    if b"\r" in data:
+        raise ValueError(f"{value!r} has Windows line ends (CR LF): mount.cifs would read the CR "
+                         "as part of each value; convert it (dos2unix) and deploy again")
+    try:
+        lines = data.decode().split("\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"{value!r} is not UTF-8 text") from None
+    found: dict[str, str] = {}
+    for line in lines:
+        line = line.lstrip(" \t")
+        if "=" not in line:
+            continue
+        for key, prefix in (("username", "user"), ("password", "pass"), ("domain", "dom")):
+            if line[:len(prefix)].lower() == prefix:
+                found[key] = line.split("=", 1)[1]
+    missing = [key for key in ("username", "password") if not found.get(key)]
     if missing:
         raise ValueError(
-            f"{value!r} has no {' and no '.join(k + '=' for k in missing)} line (a credentials "
-            "file holds username= and password= lines, and optionally domain=)"
+            f"{value!r} has no {' and no '.join(k + '=' for k in missing)} line with a value (a "
+            "credentials file holds username= and password= lines, and optionally domain=)"
         )
     return str(path)
 
@@ -134,7 +205,7 @@ def _ca_bundle(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^\s'\"]+$", value):
+    if not re.fullmatch(r"https?://[^\s'\"]+", value):
         raise ValueError(f"{value!r} is not an http(s) URL")
     return value.rstrip("/")
 
@@ -148,25 +219,31 @@ def _regex(value: str) -> str:
 
 
 def _image_name(value: str) -> str:
-    if not re.match(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", value):
+    if not REPOSITORY_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid image repository name (lower case, a-z0-9._-/)")
     return value
 
 
 def _image_tag(value: str) -> str:
-    if not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", value):
-        raise ValueError(f"{value!r} is not a valid image tag")
+    if not TAG_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid image tag (letters, digits, '_', '.', '-', at "
+                         "most 128, not starting with '.' or '-')")
     return value
 
 
-def _str_if_number(value: Any) -> Any:
-    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
-
-
-def _mount_point(value: str) -> str:
-    if value == "/" or any(c.isspace() for c in value):
-        raise ValueError(f"{value!r} cannot be a mount point (not '/', no spaces)")
+def _image_reference(value: str) -> str:
+    if not IMAGE_REFERENCE_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not an image reference like registry:2 or "
+                         "quay.io/jupyter/base-notebook:2025-01-20")
     return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address (a bind address is one of the server's "
+                         "addresses, 0.0.0.0 for all, or 127.0.0.1 for the server alone)") from None
 
 
 def _not_empty_groups(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -180,16 +257,20 @@ LinuxUserName = Annotated[str, AfterValidator(_linux_user_name)]
 GroupName = Annotated[str, AfterValidator(_group_name)]
 HubUserName = Annotated[str, AfterValidator(_hub_user_name)]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+# A folder labhub owns or mounts over: never a system folder.
+OwnedPath = Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 # A path inside lab containers: relative means in the notebook user's home (lab_home).
-ContainerPath = Annotated[str, AfterValidator(_relative_or_absolute_path)]
-MountPoint = Annotated[AbsolutePath, AfterValidator(_mount_point)]
+ContainerPath = Annotated[str, AfterValidator(_relative_or_absolute_path),
+                          AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 CredentialsFile = Annotated[str, AfterValidator(_credentials_file)]
 BuildFolder = Annotated[str, AfterValidator(_build_folder)]
 CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Regex = Annotated[str, AfterValidator(_regex)]
 ImageName = Annotated[str, AfterValidator(_image_name)]
-ImageTag = Annotated[str, BeforeValidator(_str_if_number), AfterValidator(_image_tag)]
+ImageTag = Annotated[str, AfterValidator(_image_tag)]
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
+IpAddress = Annotated[str, AfterValidator(_ip_address)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[int, Field(ge=0)]
 # Host groups that select who gets a share or lab volume; None: every hub user.
@@ -209,7 +290,7 @@ class HubUser(_Model):
 class Share(_Model):
     name: str
     source: str
-    mountpoint: MountPoint
+    mountpoint: OwnedPath
     mode: Literal["ro", "rw"]
     credentials: CredentialsFile
     options: tuple[str, ...] = ()
@@ -219,14 +300,14 @@ class Share(_Model):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not re.match(r"^[a-z0-9][a-z0-9_.-]*$", value):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value):
             raise ValueError(f"{value!r} is not a valid share name (a-z, 0-9, '_', '.', '-')")
         return value
 
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
-        if not re.match(r"^//[^/\s]+/[^\s]+$", value):
+        if not re.fullmatch(r"//[^/\s,]+/[^\s,]+", value) or not value.isprintable():
             raise ValueError(f"{value!r} is not a CIFS source like //server/share (no spaces)")
         return value
 
@@ -265,7 +346,7 @@ class Share(_Model):
 
 
 class LabVolume(_Model):
-    host_path: AbsolutePath
+    host_path: OwnedPath
     container_path: ContainerPath
     mode: Literal["ro", "rw"] = "rw"
     groups: SelectingGroups = None
@@ -275,7 +356,7 @@ class LabImage(_Model):
     name: ImageName
     version: ImageTag
     context: BuildFolder | None = None
-    base_image: str | None = None
+    base_image: ImageReference | None = None
 
     @property
     def ref(self) -> str:
@@ -296,18 +377,18 @@ class Settings(_Model):
     hub_admins: tuple[str, ...]
     user_prefix: str
     shares: tuple[Share, ...]
-    hub_dir: AbsolutePath
+    hub_dir: OwnedPath
     hub_port: Port
-    hub_bind: str
-    hub_base_image: str
+    hub_bind: IpAddress
+    hub_base_image: ImageReference
     min_password_length: int = Field(ge=1)
-    registry_image: str
-    registry_bind: str
+    registry_image: ImageReference
+    registry_bind: IpAddress
     registry_port: Port
     lab_images: tuple[LabImage, ...] = Field(min_length=1)
-    lab_base_image: str
+    lab_base_image: ImageReference
     lab_default_image: str | None
-    lab_home: AbsolutePath
+    lab_home: Annotated[AbsolutePath, AfterValidator(_not_system_path)]
     lab_volumes: tuple[LabVolume, ...]
     idle_timeout: Seconds
     max_age: Seconds
@@ -326,7 +407,7 @@ class Settings(_Model):
     @field_validator("user_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
-        if value and not re.match(r"^[a-z][a-z0-9_-]*$", value):
+        if value and not re.fullmatch(r"[a-z][a-z0-9_-]*", value):
             raise ValueError(f"{value!r} must start with a lower case letter and use a-z0-9_-")
         return value
 
@@ -351,24 +432,21 @@ class Settings(_Model):
             if admin not in seen:
                 problems.append(f"hub_admins[{i}]: {admin!r} is not in hub_users")
         names: set[str] = set()
-        mountpoints: set[str] = set()
         user_groups = sorted({g for user in self.hub_users for g in user.groups})
         for i, share in enumerate(self.shares):
             if share.name in names:
                 problems.append(f"shares[{i}].name: {share.name!r} is used by another share")
-            if share.mountpoint in mountpoints:
-                problems.append(
-                    f"shares[{i}].mountpoint: {share.mountpoint!r} is used by another share"
-                )
             names.add(share.name)
-            mountpoints.add(share.mountpoint)
-            for group in share.groups or ():
-                # A group no user is in gives the share to nobody: most likely a typo.
+        for where, item in self._mounts():
+            for group in item.groups or ():
+                # A group no user is in gives the share or volume to nobody: most likely a typo.
                 if group not in user_groups:
                     problems.append(
-                        f"shares[{i}].groups: {group!r} is not a group of any hub user "
+                        f"{where}.groups: {group!r} is not a group of any hub user "
                         f"(their groups: {', '.join(user_groups) or 'none'})"
                     )
+        problems += self._path_problems()
+        problems += self._address_problems()
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
@@ -380,6 +458,59 @@ class Settings(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _mounts(self) -> list[tuple[str, Share | LabVolume]]:
+        """Shares and lab volumes, each with the setting that declares it."""
+        return ([(f"shares[{i}]", share) for i, share in enumerate(self.shares)]
+                + [(f"lab_volumes[{i}]", volume) for i, volume in enumerate(self.lab_volumes)])
+
+    def _path_problems(self) -> list[str]:
+        """Host folders that overlap (a share over hub_dir, one host path twice, a mount inside
+        another or inside a hub user's home) and container paths that collide."""
+        problems = []
+        homes = {f"/home/{self.account_name(user.name)}" for user in self.hub_users}
+        host_paths: dict[str, str] = {"hub_dir": self.hub_dir}
+        container_paths: dict[str, str] = {"lab_home": self.lab_home}
+        for where, item in self._mounts():
+            is_share = isinstance(item, Share)
+            host_setting = f"{where}.{'mountpoint' if is_share else 'host_path'}"
+            host = item.host_path
+            for other_setting, other in host_paths.items():
+                inside = _inside(host, other) or _inside(other, host)
+                # Nested mount points would race their automounts; hub_dir is labhub's own.
+                nested_mount = is_share and other_setting.startswith("shares")
+                if host == other or (inside and (nested_mount or other_setting == "hub_dir")):
+                    problems.append(f"{host_setting}: {host!r} overlaps {other_setting} "
+                                    f"({other!r})")
+            for home in sorted(homes):
+                if host == home or _inside(host, home):
+                    problems.append(f"{host_setting}: {host!r} is in the home of a hub user")
+            host_paths[host_setting] = host
+            container = (self.share_container_path(item) if is_share
+                         else self.container_path(item.container_path))
+            for other_setting, other in container_paths.items():
+                if container == other:
+                    problems.append(f"{where}.container_path: {container!r} in labs is also "
+                                    f"{other_setting}'s")
+            container_paths[f"{where}.container_path"] = container
+        return problems
+
+    def _address_problems(self) -> list[str]:
+        """Ports published twice on one address, and a registry published off loopback."""
+        problems = []
+        published = [("hub_port", self.hub_bind, self.hub_port),
+                     ("registry_port", self.registry_bind, self.registry_port)]
+        for i, (setting, bind, port) in enumerate(published):
+            for other_setting, other_bind, other_port in published[:i]:
+                if port == other_port and _same_address(bind, other_bind):
+                    problems.append(f"{setting}: port {port} on {bind} is {other_setting}'s "
+                                    f"already (on {other_bind})")
+        if not ipaddress.ip_address(self.registry_bind).is_loopback:
+            problems.append(
+                f"registry_bind: {self.registry_bind!r} is off loopback: the registry has no TLS "
+                "and no login, and Docker engines only pull over plain HTTP from loopback; keep "
+                "it on 127.0.0.1 (labs on this server pull through it)")
+        return problems
 
     def account_name(self, hub_user: str) -> str:
         """The host account of a hub user: ``jupyter-alice`` for ``alice``."""
@@ -444,10 +575,28 @@ def _selects(groups: tuple[str, ...] | None, user: HubUser) -> bool:
     return groups is None or bool(set(groups) & set(user.groups))
 
 
+def _inside(path: str, folder: str) -> bool:
+    return PurePosixPath(path).is_relative_to(folder) and path != folder
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Whether ports published on two bind addresses collide (a wildcard takes every address of
+    its family)."""
+    a_ip, b_ip = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    return a_ip == b_ip or (a_ip.is_unspecified or b_ip.is_unspecified)
+
+
 def local_host(bind: str) -> str:
     """The address the server itself uses for a port published on ``bind``: loopback for the
     wildcard addresses, the address itself otherwise."""
     return "127.0.0.1" if bind in ("0.0.0.0", "127.0.0.1", "::", "") else bind
+
+
+# pydantic's words for the types of host data, in an inventory's words.
+_TYPE_WORDS = {"tuple_type": "should be a list", "dict_type": "should be a mapping",
+               "model_type": "should be a mapping", "list_type": "should be a list",
+               "string_type": "should be a string", "int_type": "should be a whole number",
+               "bool_type": "should be true or false"}
 
 
 def _format_error(error: ValidationError) -> list[str]:
@@ -455,18 +604,30 @@ def _format_error(error: ValidationError) -> list[str]:
     for item in error.errors():
         loc = ""
         for part in item["loc"]:
+            if isinstance(part, str) and part.startswith(("function-", "tagged-union")):
+                continue
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         message = item["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
+        value = item["input"]
         if item["type"] == "extra_forbidden":
             message = "unknown setting"
+        elif item["type"] in ("string_type", "model_type") \
+                and isinstance(value, (int, float)) and not isinstance(value, bool):
+            # YAML and Python read 1.10 as the number 1.1: converting it back would change it.
+            message = f"{value!r} is a number: write it as a string, in quotes"
+        elif item["type"] in _TYPE_WORDS:
+            message = _TYPE_WORDS[item["type"]]
+        elif item["type"] == "too_short":
+            message = f"should have at least {item['ctx']['min_length']} item"
         if "\n" in message or not loc:
             lines.extend(message.splitlines())
         else:
-            lines.append(f"{loc}: {message} (got {item['input']!r})"
+            lines.append(f"{loc}: {message} (got {value!r})"
                          if item["type"] not in ("value_error", "extra_forbidden", "missing")
-                         and not isinstance(item["input"], (dict, list, tuple))
+                         and not message.startswith(repr(value))
+                         and not isinstance(value, (dict, list, tuple))
                          else f"{loc}: {message}")
     return lines
 
@@ -482,18 +643,20 @@ def connector_keys() -> frozenset[str]:
 
 def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
     """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``."""
+    from pyinfra.api.arguments import all_argument_meta
+
     defaults = load_defaults()
-    foreign = connector_keys()
+    foreign = connector_keys() | frozenset(all_argument_meta)
     problems: list[str] = []
     ours: dict[str, Any] = {}
     for key, value in data.items():
-        if key.startswith(GLOBAL_ARGUMENT_PREFIX) or key in foreign:
+        if key in foreign:
             continue
         if key not in defaults:
-            hint = difflib.get_close_matches(key, defaults, n=1)
-            problems.append(
-                f"{key}: unknown setting" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            )
+            hint = difflib.get_close_matches(key, [*defaults, *foreign], n=1)
+            what = ("unknown pyinfra argument" if key.startswith(GLOBAL_ARGUMENT_PREFIX)
+                    else "unknown setting")
+            problems.append(f"{key}: {what}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             continue
         ours[key] = value
     values = {**defaults, **ours}

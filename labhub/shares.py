@@ -117,3 +117,38 @@ def set_fstab_entry(lines: list[str], mountpoint: str, line: str | None) -> list
     if line is not None and not matches:
         new.append(line)
     return new
+
+
+def new_mountpoints(settings_shares: tuple[Share, ...], entries: list[FstabEntry]) -> list[str]:
+    """The mount points of shares that have no labhub fstab line yet (to be made)."""
+    ours = {entry.mountpoint for entry in entries if entry.is_labhub_share}
+    return [share.mountpoint for share in settings_shares if share.mountpoint not in ours]
+
+
+def mountpoint_problems(settings_shares: tuple[Share, ...], entries: list[FstabEntry],
+                        folders: dict) -> list[str]:
+    """
+    What keeps labhub from mounting the shares where they are declared, before any change: an
+    fstab line at the mount point that labhub did not write, or a new mount point that is a file
+    or a folder with something in it (the share would hide it).
+    """
+    problems = []
+    for i, share in enumerate(settings_shares):
+        for entry in entries:
+            if entry.mountpoint == share.mountpoint and not entry.is_labhub_share:
+                problems.append(
+                    f"shares[{i}].mountpoint: /etc/fstab already mounts {entry.source} at "
+                    f"{share.mountpoint} (line {entry.index + 1}, not written by labhub): labhub "
+                    "does not change it")
+        folder = folders.get(share.mountpoint)
+        if folder is None:
+            continue
+        if folder["kind"] == "other":
+            problems.append(f"shares[{i}].mountpoint: {share.mountpoint} exists and is not a "
+                            "folder")
+        elif folder["entries"] or folder["mounted"]:
+            what = ("something is mounted there" if folder["mounted"]
+                    else f"it holds {', '.join(folder['entries'][:5])}")
+            problems.append(f"shares[{i}].mountpoint: {share.mountpoint} is in use ({what}): the "
+                            "share would hide it; choose an empty or new folder")
+    return problems

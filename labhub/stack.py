@@ -120,6 +120,15 @@ class Build:
         build arguments."""
         return context_hash(self.context, self.support, self.args)
 
+    def context_arguments(self) -> dict:
+        """The arguments of ``labhub.operations.images.context`` that upload this context."""
+        return {"src": str(self.context), "dest": self.remote, "support": self.support}
+
+    def build_arguments(self) -> dict:
+        """The arguments of ``labhub.operations.images.built`` that build this image."""
+        return {"image": self.image, "context": self.remote, "content_hash": self.content_hash,
+                "build_args": self.args}
+
 
 def context_files(context: Path) -> list[Path]:
     return sorted(p for p in context.rglob("*")
@@ -172,6 +181,19 @@ def lab_builds(settings: Settings) -> list[Build]:
         )
         for lab in settings.lab_images
     ]
+
+
+def hub_dir_problems(settings: Settings, folder: dict | None) -> list[str]:
+    """What keeps labhub from owning hub_dir, before any change: a file there, or a folder with
+    other things in it and no labhub compose project."""
+    if folder is None or folder["kind"] == "missing":
+        return []
+    if folder["kind"] == "other":
+        return [f"hub_dir: {settings.hub_dir} exists and is not a folder"]
+    if folder["entries"] and "compose.yaml" not in folder["entries"]:
+        return [f"hub_dir: {settings.hub_dir} holds {', '.join(folder['entries'][:5])} and no "
+                "labhub compose project: labhub does not take it over; choose a new folder"]
+    return []
 
 
 def culler_command(settings: Settings) -> list[str] | None:

@@ -9,9 +9,11 @@ import json
 from io import StringIO
 
 from pyinfra import host
+from pyinfra.api.exceptions import OperationError
 from pyinfra.operations import apt, files
 
 from labhub import stack
+from labhub.facts.folders import Folders
 from labhub.operations import accounts, compose, images
 from labhub.settings import get_settings
 
@@ -20,6 +22,11 @@ project = stack.Stack.from_settings(settings)
 hub = stack.hub_build(settings)
 hub_settings = json.dumps(stack.hub_settings(settings), indent=2, sort_keys=True) + "\n"
 registry_config = stack.REGISTRY_CONFIG.read_text()
+# Refused before any change, like a bad setting.
+problems = stack.hub_dir_problems(
+    settings, host.get_fact(Folders, paths=[settings.hub_dir]).get(settings.hub_dir))
+if problems:
+    raise OperationError(f"{host.name}: " + "; ".join(problems))
 
 apt.packages(
     name="Install curl (registry queries and health checks)",
@@ -35,15 +42,9 @@ for folder in ("", "hub", "registry", "build"):
     )
 
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
-images.built(
-    name=f"Build the hub image {hub.image} from {hub.context}",
-    image=hub.image,
-    src=str(hub.context),
-    context=hub.remote,
-    content_hash=hub.content_hash,
-    support=hub.support,
-    build_args=hub.args,
-)
+images.context(name=f"Upload the hub image's build context ({hub.context})",
+               **hub.context_arguments())
+images.built(name=f"Build the hub image {hub.image}", **hub.build_arguments())
 
 # What the hub's configuration reads, mounted read-only; its state lives in the hub-data volume.
 files.put(

@@ -19,15 +19,9 @@ build_dir = stack.Stack.from_settings(settings).path("build")
 files.directory(name=f"Create {build_dir}", path=build_dir, mode="0755")
 
 for lab in stack.lab_builds(settings):
-    images.built(
-        name=f"Build {lab.image} from {lab.context}",
-        image=lab.image,
-        src=str(lab.context),
-        context=lab.remote,
-        content_hash=lab.content_hash,
-        support=lab.support,
-        build_args=lab.args,
-    )
+    images.context(name=f"Upload the build context of {lab.image} ({lab.context})",
+                   **lab.context_arguments())
+    images.built(name=f"Build {lab.image}", **lab.build_arguments())
     images.pushed(
         name=f"Push {lab.image} to the registry",
         image=lab.image,

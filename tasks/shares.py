@@ -10,23 +10,34 @@ old options until it is mounted again (reboot, or ``umount``): labs may hold it 
 """
 
 from pyinfra import host
+from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.files import FindFiles
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
 from labhub import accounts, shares
+from labhub.facts.accounts import LocalAccounts, LocalGroups
+from labhub.facts.folders import Folders
 from labhub.facts.fstab import FstabLines
-from labhub.facts.accounts import LocalAccounts
 from labhub.operations import accounts as account_ops
 from labhub.operations import fstab, secret_files
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 mountpoints = {share.mountpoint for share in settings.shares}
+entries = shares.parse_fstab(host.get_fact(FstabLines))
+# Refused before any change, like a bad setting: what labhub did not make stays as it is. Only
+# new mount points are looked into: a share's own automount would mount on first access.
+new = shares.new_mountpoints(settings.shares, entries)
+problems = shares.mountpoint_problems(
+    settings.shares, entries, host.get_fact(Folders, paths=new) if new else {})
+problems += accounts.account_problems(settings, host.get_fact(LocalAccounts),
+                                      host.get_fact(LocalGroups))
+if problems:
+    raise OperationError(f"{host.name}: " + "; ".join(problems))
 # Lines labhub wrote (their credentials are labhub's) for shares no longer in the settings.
 removed = [
-    entry for entry in shares.parse_fstab(host.get_fact(FstabLines))
-    if entry.is_labhub_share and entry.mountpoint not in mountpoints
+    entry for entry in entries if entry.is_labhub_share and entry.mountpoint not in mountpoints
 ]
 
 if settings.shares:

@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.api.exceptions import OperationError
 
 from labhub import accounts
-from labhub.facts.accounts import LocalAccounts
+from labhub.facts.accounts import LocalAccounts, LocalGroups
 from labhub.operations import accounts as account_ops
 from labhub.settings import get_settings
 
@@ -18,7 +18,7 @@ settings = get_settings(host)
 wanted = {settings.account_name(user.name) for user in settings.hub_users}
 local_accounts = host.get_fact(LocalAccounts)
 # Refused before any change, like a bad setting.
-problems = accounts.account_problems(settings, local_accounts)
+problems = accounts.account_problems(settings, local_accounts, host.get_fact(LocalGroups))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 

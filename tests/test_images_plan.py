@@ -5,15 +5,20 @@ host: pyinfra's @fake connector answers the facts, and the dry-run plan shows wh
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from labhub import hub, labhost
-from labhub.operations.images import CONTEXT_HASH_LABEL
+import labhost
+from labhub import stack
+from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import validate
+from labhub.stack import CONTEXT_HASH_LABEL
+from registry_server import LocalRegistry, free_port, make_image
 
 REGISTRY = "127.0.0.1:5000"
 LAB = f"{REGISTRY}/lab:1.0"
@@ -25,8 +30,7 @@ def settings_data(**extra) -> dict:
 
 
 def lab_hash(settings) -> str:
-    return hub.context_hash(hub.LAB_CONTEXT, hub.ca_bundle(settings),
-                            hub.build_args(settings, settings.lab_base_image))
+    return stack.lab_builds(settings)[0].content_hash
 
 
 def plan(tmp_path: Path, task: str, responses: dict) -> list[str]:
@@ -41,7 +45,9 @@ def plan(tmp_path: Path, task: str, responses: dict) -> list[str]:
 
 
 def image_fact(labels: dict, repo_digests: list[str]) -> str:
-    return json.dumps({"id": "sha256:1", "labels": labels, "repo_digests": repo_digests})
+    """What ``docker image inspect`` prints (pyinfra's DockerImage fact reads it)."""
+    return json.dumps([{"Id": "sha256:1", "Config": {"Labels": labels},
+                        "RepoDigests": repo_digests}])
 
 
 def registry_answer(digest: str | None) -> list[str]:
@@ -94,48 +100,62 @@ def test_build_and_push_when_the_context_changed(tmp_path):
 
 
 def test_compose_up_only_when_a_service_differs(tmp_path):
-    running = ("hub running h1\nregistry running r1")
-    current = plan(tmp_path, "tasks/hub.py", {
-        "config --hash": ["hub h1", "registry r1"],
-        "docker ps --all": running.splitlines(),
-    })
+    def project(wanted: list[str], containers: list[str]) -> dict:
+        # ComposeProject reads the file's hashes and the containers in one command.
+        return {"config --hash": [*wanted, "--labhub-compose-containers--", *containers]}
+
+    running = ["hub running h1", "registry running r1"]
+    current = plan(tmp_path, "tasks/hub.py", project(["hub h1", "registry r1"], running))
     assert "Bring up the hub stack (docker compose up)" not in current
-    changed = plan(tmp_path, "tasks/hub.py", {
-        "config --hash": ["hub h2", "registry r1"],
-        "docker ps --all": running.splitlines(),
-    })
+    changed = plan(tmp_path, "tasks/hub.py", project(["hub h2", "registry r1"], running))
     assert "Bring up the hub stack (docker compose up)" in changed
-    stopped = plan(tmp_path, "tasks/hub.py", {
-        "config --hash": ["hub h1", "registry r1"],
-        "docker ps --all": ["hub exited h1", "registry running r1"],
-    })
+    stopped = plan(tmp_path, "tasks/hub.py", project(["hub h1", "registry r1"],
+                                                     ["hub exited h1", "registry running r1"]))
     assert "Bring up the hub stack (docker compose up)" in stopped
+    orphan = plan(tmp_path, "tasks/hub.py", project(["hub h1", "registry r1"],
+                                                    [*running, "old running o1"]))
+    assert "Bring up the hub stack (docker compose up)" in orphan
 
 
-def test_context_hash_covers_files_ca_and_build_args(tmp_path):
+def test_context_hash_covers_files_support_files_and_build_args(tmp_path):
     (tmp_path / "Dockerfile").write_text("FROM x\n")
-    base = hub.context_hash(tmp_path, b"", {"BASE_IMAGE": "a"})
-    assert hub.context_hash(tmp_path, b"", {"BASE_IMAGE": "a"}) == base
-    assert hub.context_hash(tmp_path, b"ca", {"BASE_IMAGE": "a"}) != base
-    assert hub.context_hash(tmp_path, b"", {"BASE_IMAGE": "b"}) != base
+    base = stack.context_hash(tmp_path, {"ca.crt": b""}, {"BASE_IMAGE": "a"})
+    assert stack.context_hash(tmp_path, {"ca.crt": b""}, {"BASE_IMAGE": "a"}) == base
+    assert stack.context_hash(tmp_path, {"ca.crt": b"ca"}, {"BASE_IMAGE": "a"}) != base
+    assert stack.context_hash(tmp_path, {"ca.crt": b""}, {"BASE_IMAGE": "b"}) != base
+    # The support files uploaded into the context on the host are not the context's own.
+    (tmp_path / stack.BUILD_SUPPORT).mkdir()
+    (tmp_path / stack.BUILD_SUPPORT / "ca.crt").write_text("stale")
+    assert stack.context_hash(tmp_path, {"ca.crt": b""}, {"BASE_IMAGE": "a"}) == base
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    assert hub.context_hash(tmp_path, b"", {"BASE_IMAGE": "a"}) != base
+    assert stack.context_hash(tmp_path, {"ca.crt": b""}, {"BASE_IMAGE": "a"}) != base
 
 
 @pytest.mark.parametrize("idle, age, expected", [
     (86400, 604800, ["--timeout=86400", "--max-age=604800", "--cull-every=600"]),
-    (0, 3600, [f"--timeout={hub.NEVER}", "--max-age=3600", "--cull-every=600"]),
+    (0, 3600, [f"--timeout={stack.NEVER}", "--max-age=3600", "--cull-every=600"]),
     (600, 0, ["--timeout=600", "--max-age=0", "--cull-every=300"]),
     (0, 0, None),
 ])
 def test_culler_command(idle, age, expected):
-    command = hub.culler_command(validate(settings_data(idle_timeout=idle, max_age=age)))
+    command = stack.culler_command(validate(settings_data(idle_timeout=idle, max_age=age)))
     assert (command[3:] if command else None) == expected
 
 
-def load_hub_config(settings, monkeypatch, registry: dict[str, object]) -> dict:
-    """Render jupyterhub_config.py and run it with a stand-in for traitlets' config object."""
-    text = hub.render("jupyterhub_config.py.j2", settings=hub.hub_config_data(settings))
+@pytest.fixture
+def registry():
+    with LocalRegistry() as reg:
+        yield reg
+
+
+def load_hub_config(settings, monkeypatch, tmp_path, registry_url: str) -> dict:
+    """Run the hub image's jupyterhub_config.py as JupyterHub does, on the settings.json the
+    deploy writes, with a stand-in for traitlets' config object; the spawner lists the images of
+    a real registry at ``registry_url``."""
+    config_dir = tmp_path / "etc-labhub"
+    config_dir.mkdir()
+    data = {**stack.hub_settings(settings), "registry_internal": registry_url}
+    (config_dir / "settings.json").write_text(json.dumps(data))
 
     class Section(dict):
         def __getattr__(self, key):
@@ -148,35 +168,31 @@ def load_hub_config(settings, monkeypatch, registry: dict[str, object]) -> dict:
         def __getattr__(self, key):
             return self.setdefault(key, Section())
 
-    def urlopen(url, timeout):
-        path = url.removeprefix(hub.REGISTRY_INTERNAL_URL)
-        if path not in registry:
-            raise OSError(f"no route to {url}")
-        return _Response(json.dumps(registry[path]).encode())
-
     config = Config()
-    monkeypatch.setattr("urllib.request.urlopen", urlopen)
-    # The hub image installs the spawner's module next to the configuration.
-    monkeypatch.syspath_prepend(str(hub.HUB_CONTEXT))
-    namespace = {"get_config": lambda: config, "__file__": "/etc/labhub/jupyterhub_config.py"}
-    exec(compile(text, "jupyterhub_config.py", "exec"), namespace)
+    monkeypatch.setenv("LABHUB_CONFIG_DIR", str(config_dir))
+    # The hub image installs the spawner and the registry client next to the configuration.
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(stack.HUB_CONTEXT / "labhub_spawn.py", lib)
+    shutil.copy(CLIENT_SOURCE_FILE, lib / "labhub_registry.py")
+    monkeypatch.syspath_prepend(str(lib))
+    for module in ("labhub_spawn", "labhub_registry"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    source = (stack.HUB_CONTEXT / "jupyterhub_config.py").read_text()
+    namespace = {"get_config": lambda: config}
+    exec(compile(source, "jupyterhub_config.py", "exec"), namespace)
     return {"c": config, **namespace}
 
 
-class _Response(io.BytesIO):
-    """What urlopen answers: a body and headers (no Link: one catalog page)."""
-
-    headers: dict = {}
-
-
-def test_hub_config_offers_registry_images_newest_first(monkeypatch):
-    settings = validate(settings_data(lab_images=[{"name": "lab", "version": "1.9"}]))
-    config = load_hub_config(settings, monkeypatch, {
-        "/v2/_catalog?n=1000": {"repositories": ["gpu", "lab"]},
-        "/v2/lab/tags/list": {"tags": ["1.9", "1.10", "1.0"]},
-        "/v2/gpu/tags/list": {"tags": ["2024.1"]},
-    })
-    c = config["c"]
+def test_hub_config_offers_registry_images_newest_first(monkeypatch, tmp_path, registry):
+    for repository, tag in (("gpu", "2024.1"), ("lab", "1.9"), ("lab", "1.10"), ("lab", "1.0"),
+                            ("lab", "latest")):
+        registry.push_image(repository, tag, make_image("2025-01-01T00:00:00Z", tag.encode()))
+    settings = validate(settings_data(lab_images=[{"name": "lab", "version": "1.9"}],
+                                      lab_volumes=[{"host_path": "/srv/data",
+                                                    "container_path": "data",
+                                                    "groups": ["leem"]}]))
+    c = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"]
     assert c.FirstUseAuthenticator["create_users"] is False
     assert c.Authenticator["allowed_users"] == {"alice", "bob"}
     assert c.Authenticator["admin_users"] == {"alice"}
@@ -184,13 +200,38 @@ def test_hub_config_offers_registry_images_newest_first(monkeypatch):
     assert c.Spawner["default_url"] == "/lab"
     assert c.DockerSpawner["image"] == f"{REGISTRY}/lab:1.9"
     images = list(c.DockerSpawner["allowed_images"]())
+    # The same order as registry pruning's: "latest" names no version, so it is no newer.
     assert images == [f"{REGISTRY}/lab:1.10", f"{REGISTRY}/lab:1.9", f"{REGISTRY}/lab:1.0",
-                      f"{REGISTRY}/gpu:2024.1"]
+                      f"{REGISTRY}/lab:latest", f"{REGISTRY}/gpu:2024.1"]
 
 
-def test_hub_config_falls_back_to_the_default_image(monkeypatch, settings):
-    config = load_hub_config(settings, monkeypatch, {})
-    assert list(config["c"].DockerSpawner["allowed_images"]()) == [LAB]
+def test_hub_config_falls_back_to_the_default_image(monkeypatch, tmp_path, settings):
+    c = load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")["c"]
+    assert list(c.DockerSpawner["allowed_images"]()) == [LAB]
+
+
+def test_spawner_runs_labs_as_the_account_with_the_users_mounts(monkeypatch, tmp_path):
+    settings = validate(settings_data(lab_volumes=[
+        {"host_path": "/srv/data", "container_path": "data", "groups": ["leem"]},
+        {"host_path": "/srv/ref", "container_path": "/opt/ref", "mode": "ro"},
+    ]))
+    c = load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")["c"]
+    (tmp_path / "etc-labhub" / "accounts.json").write_text(json.dumps({
+        "alice": {"uid": 1001, "home": "/home/jupyter-alice", "gids": [100]},
+        "bob": {"uid": 1002, "home": "/home/jupyter-bob", "gids": [100, 1003]},
+    }))
+    volumes = {}
+    for name in ("alice", "bob"):
+        spawner = SimpleNamespace(user=SimpleNamespace(name=name))
+        c.Spawner["pre_spawn_hook"](spawner)
+        volumes[name] = spawner.volumes
+    assert spawner.extra_create_kwargs == {"user": "1002:100"}
+    assert spawner.extra_host_config == {"group_add": ["1003"]}
+    assert volumes["alice"] == {
+        "/home/jupyter-alice": {"bind": "/home/jovyan", "mode": "rw"},
+        "/srv/ref": {"bind": "/opt/ref", "mode": "ro"},
+    }
+    assert volumes["bob"]["/srv/data"] == {"bind": "/home/jovyan/data", "mode": "rw"}
 
 
 def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):

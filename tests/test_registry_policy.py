@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from labhub.hub import registry_major
-from labhub.registry import RegistryStack
+from labhub.stack import Stack, registry_major
 from labhub.registry.policy import (
     InUse,
     format_report,
@@ -196,13 +195,13 @@ def test_helpers():
 
 
 def test_the_stack_comes_from_the_settings():
-    stack = RegistryStack.from_settings(validate({"hub_dir": "/srv/hub", "registry_port": 5001,
-                                                  "registry_image": "registry:3"}))
-    assert stack.url == "http://127.0.0.1:5001"
+    stack = Stack.from_settings(validate({"hub_dir": "/srv/hub", "registry_port": 5001,
+                                          "registry_image": "registry:3"}))
+    assert stack.registry_url == "http://127.0.0.1:5001"
     assert stack.compose_file == "/srv/hub/compose.yaml"
-    assert stack.config_file == "/srv/hub/registry/config.yml"
-    assert stack.config_path == "/etc/distribution/config.yml"
+    assert stack.registry_config_file == "/srv/hub/registry/config.yml"
+    assert stack.registry_config_path == "/etc/distribution/config.yml"
     assert stack.compose("stop", "registry") == (
         "docker compose -f /srv/hub/compose.yaml -p labhub stop registry")
-    assert RegistryStack.from_settings(validate({})).config_path == \
+    assert Stack.from_settings(validate({})).registry_config_path == \
         "/etc/docker/registry/config.yml"

@@ -5,15 +5,13 @@ the fstab lines a share becomes, the editing of fstab by mount point, and the fa
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from labhub import accounts, shares
+from labhub.facts.accounts import LocalAccounts, LocalGroups
 from labhub.facts.fstab import MountsAt
-from labhub.facts.users import LocalAccounts, LocalGroups
 from labhub.settings import ROOT, SettingsError, validate
 
 
@@ -59,11 +57,11 @@ NAME_RULE = "use lower case letters, digits, '_' and '-', starting with a letter
         ({"hub_users": [{"name": "alice", "uid": 999}]},
          "hub_users[0].uid: Input should be greater than or equal to 1000 (got 999)"),
         ({"hub_users": [{"name": "alice", "uid": "2001"}]},
-         "hub_users[0].uid: Input should be a valid integer (got '2001')"),
+         "hub_users[0].uid: should be a whole number (got '2001')"),
         ({"hub_users": [{"name": "alice", "uid": 2001}, {"name": "bob", "uid": 2001}]},
          "hub_users: uid 2001 is pinned for more than one user"),
         ({"hub_users": [{"name": "alice", "groups": ["Leem"]}]},
-         "hub_users[0].groups: 'Leem' is not a valid Linux group name"),
+         "hub_users[0].groups[0]: 'Leem' is not a valid Linux group name"),
         ({"hub_users": [{"name": "alice", "shell": "/bin/zsh"}]}, "hub_users[0].shell: unknown setting"),
         ({"hub_users": [{"uid": 2001}]}, "hub_users[0].name: Field required"),
         ({"user_prefix": "Jupyter-"},
@@ -96,8 +94,7 @@ def test_hub_users_accept_names_and_mappings():
         "hub_users": ["alice", {"name": "bob", "uid": 2001, "groups": ["leem"]}],
         "hub_admins": ["bob"],
     })
-    assert settings.hub_user_names == ("alice", "bob")
-    assert [settings.account_name(n) for n in settings.hub_user_names] == [
+    assert [settings.account_name(user.name) for user in settings.hub_users] == [
         "jupyter-alice", "jupyter-bob"]
     assert settings.hub_users[1].uid == 2001 and settings.hub_users[0].uid is None
     assert validate({"hub_users": ["alice"], "user_prefix": "lab-"}).account_name("alice") == "lab-alice"
@@ -116,8 +113,8 @@ def test_hub_users_accept_names_and_mappings():
         ({"source": "//files.lab/lab book"}, "shares[0].source: '//files.lab/lab book' is not a CIFS source"),
         ({"mountpoint": "mnt/leem"}, "shares[0].mountpoint: 'mnt/leem' must be an absolute path without '..'"),
         ({"mountpoint": "/mnt/../etc"}, "shares[0].mountpoint: '/mnt/../etc' must be an absolute path without '..'"),
-        ({"mountpoint": "/"}, "shares[0].mountpoint: '/' cannot be a mount point (not '/', no spaces)"),
-        ({"mountpoint": "/mnt/lab book"}, "shares[0].mountpoint: '/mnt/lab book' cannot be a mount point"),
+        ({"mountpoint": "/"}, "shares[0].mountpoint: '/' is a system folder: use a folder inside it"),
+        ({"mountpoint": "/mnt/lab book"}, "shares[0].mountpoint: '/mnt/lab book' may not contain spaces"),
         ({"mode": "readonly"}, "shares[0].mode: Input should be 'ro' or 'rw' (got 'readonly')"),
         ({"options": ["password=hunter2"]},
          "shares[0].options: mount option 'password' is not allowed: put the login in the credentials file"),
@@ -130,7 +127,7 @@ def test_hub_users_accept_names_and_mappings():
         ({"options": ["iocharset=utf8 x"]},
          "shares[0].options: mount option 'iocharset=utf8 x' may not contain spaces or commas"),
         ({"groups": []},
-         "shares[0].groups: an empty list gives the share to nobody; leave groups out for all hub users"),
+         "shares[0].groups: an empty list gives it to nobody; leave groups out for all hub users"),
         ({"groups": ["lemm"]}, "shares[0].groups: 'lemm' is not a group of any hub user (their groups: leem, xps)"),
         ({"container_path": "../leem"}, "shares[0].container_path: '../leem' must be a path without '..'"),
         ({"server": "files.lab"}, "shares[0].server: unknown setting"),
@@ -152,7 +149,9 @@ def test_share_names_and_mount_points_are_unique(credentials):
     lines = problems(shares=[share(credentials),
                              share(credentials, source="//files.lab/other")])
     assert lines == ["shares[1].name: 'leem' is used by another share",
-                     "shares[1].mountpoint: '/mnt/leem' is used by another share"]
+                     "shares[1].mountpoint: '/mnt/leem' overlaps shares[0].mountpoint ('/mnt/leem')",
+                     "shares[1].container_path: '/home/jovyan/leem' in labs is also "
+                     "shares[0].container_path's"]
 
 
 def test_credentials_file_rules(tmp_path, credentials):
@@ -172,8 +171,8 @@ def test_credentials_file_rules(tmp_path, credentials):
     no_password.write_text("username=labuser\npasword=typo-secret\n")
     message = error(str(no_password))
     assert message == (
-        f"shares[0].credentials: '{no_password}' has no password= line (a credentials file holds "
-        "username= and password= lines, and optionally domain=)")
+        f"shares[0].credentials: '{no_password}' has no password= line with a value (a "
+        "credentials file holds username= and password= lines, and optionally domain=)")
     empty = tmp_path / "empty"
     empty.write_text("")
     assert "has no username= and no password= line" in error(str(empty))
@@ -278,23 +277,6 @@ def test_labhub_lines_are_recognized_by_their_credentials():
     assert not entries["/"].is_labhub_share
 
 
-@pytest.mark.parametrize("path", ["/mnt/leem", "/srv/my-share/a.b", "/mnt/.hidden", "/mnt/lab book",
-                                  "/mnt/ü"])
-def test_systemd_unit_names_match_systemd_escape(path):
-    expected = {
-        "/mnt/leem": "mnt-leem.automount",
-        "/srv/my-share/a.b": "srv-my\\x2dshare-a.b.automount",
-        "/mnt/.hidden": "mnt-.hidden.automount",
-        "/mnt/lab book": "mnt-lab\\x20book.automount",
-        "/mnt/ü": "mnt-\\xc3\\xbc.automount",
-    }[path]
-    assert shares.systemd_unit_name(path, "automount") == expected
-    if shutil.which("systemd-escape"):
-        escaped = subprocess.run(["systemd-escape", "--path", "--suffix=automount", path],
-                                 capture_output=True, text=True, check=True).stdout.strip()
-        assert escaped == expected
-
-
 # --- Accounts and facts -------------------------------------------------------------------------
 
 def test_labhub_accounts_are_recognized_by_their_comment():
@@ -336,13 +318,26 @@ def test_mounts_fact_lists_stacked_file_systems():
     assert "--mountpoint '/mnt/lab book'" in MountsAt().command("/mnt/lab book").get_raw_value()
 
 
-def test_accounts_that_cannot_be_made_are_found_before_any_change():
-    settings = validate({"hub_users": [{"name": "alice", "uid": 2001}, "daemon"],
+def test_accounts_and_groups_labhub_does_not_own_are_found_before_any_change():
+    settings = validate({"hub_users": [{"name": "alice", "uid": 2001, "groups": ["sudo"]},
+                                       "daemon", {"name": "admin", "groups": ["admin", "leem"]}],
                          "user_prefix": ""})
-    local = {"daemon": {"uid": 1}, "olduser": {"uid": 2001}, "alice": {"uid": 1500}}
-    assert accounts.account_problems(settings, local) == [
+    local = {
+        "daemon": {"uid": 1, "gid": 1, "comment": "daemon"},
+        "olduser": {"uid": 2001, "gid": 2001, "comment": ""},
+        "alice": {"uid": 1500, "gid": 100, "comment": "labhub hub user alice"},
+        "admin": {"uid": 1000, "gid": 1000, "comment": "Lab Admin"},
+    }
+    groups = {"sudo": {"gid": 27, "members": []}, "admin": {"gid": 1000, "members": []},
+              "leem": {"gid": 1001, "members": []}}
+    assert accounts.account_problems(settings, local, groups) == [
         "hub_users: uid 2001 of alice is taken by account olduser",
         "hub_users: account daemon exists as a system account (uid 1): labhub does not take it "
         "over",
+        "hub_users: account admin exists and labhub did not make it (its comment is not "
+        "'labhub hub user admin'): labhub does not take it over; choose another user_prefix or "
+        "name",
+        "groups: sudo is a system group (gid 27): labhub does not add hub users to it",
+        "groups: admin is the primary group of account admin: labhub does not add hub users to it",
     ]
-    assert accounts.account_problems(validate({"hub_users": ["alice"]}), local) == []
+    assert accounts.account_problems(validate({"hub_users": ["alice"]}), local, groups) == []

@@ -79,7 +79,7 @@ def account(
             host.noop(f"account {user} is locked")
         return
 
-    problems = takeover_problems(user, uid, accounts, user)
+    problems = takeover_problems(user, uid, comment, accounts, user)
     if problems:
         raise OperationError("; ".join(problems))
 

@@ -29,19 +29,44 @@ def _content_hash(inspect: dict | None) -> str | None:
 
 
 @operation()
-def built(image: str, src: str, context: str, content_hash: str,
-          support: dict[str, bytes] | None = None, build_args: dict[str, str] | None = None):
+def context(src: str, dest: str, support: dict[str, bytes]):
     """
-    An image built on the host: its build context uploaded from the admin's machine (files it no
-    longer has removed), with labhub's build support files in ``labhub-build/``, and the image
-    built from it (pyinfra's ``docker.build``) unless it already carries the context's content
-    hash (a label the build sets): a tag alone says nothing of what it was built from.
+    A build context on the host: a local folder synced to ``dest`` (files it no longer has are
+    removed), and labhub's build support files in ``dest/labhub-build/``.
+
+    + src: the build folder on the admin's machine
+    + dest: the build folder on the host
+    + support: ``{file name: content}`` of the support files
+
+    **Example:**
+
+    .. code:: python
+
+        images.context(
+            name="Upload the build context of the lab image",
+            src="files/lab",
+            dest="/opt/labhub/build/lab-lab-1.0",
+            support={"ca.crt": b""},
+        )
+    """
+    yield from files.sync._inner(src=src, dest=dest, delete=True,
+                                 exclude=f"*/{BUILD_SUPPORT}/*")
+    yield from files.directory._inner(path=f"{dest}/{BUILD_SUPPORT}", mode="0755")
+    for support_file, content in support.items():
+        yield from files.put._inner(src=BytesIO(content),
+                                    dest=f"{dest}/{BUILD_SUPPORT}/{support_file}", mode="0644")
+
+
+@operation()
+def built(image: str, context: str, content_hash: str, build_args: dict[str, str] | None = None):
+    """
+    Build an image on the host from a build context there (pyinfra's ``docker.build``), unless
+    the image already carries the context's content hash (a label the build sets): a tag alone
+    says nothing of what it was built from.
 
     + image: tag to build, ``repository:tag``
-    + src: the build folder on the admin's machine (with its Dockerfile)
-    + context: where the build folder goes on the host
+    + context: build context folder on the host (with its Dockerfile)
     + content_hash: hash of everything the build reads, computed by the caller
-    + support: ``{file name: content}`` of the files added in ``labhub-build/``
     + build_args: ``--build-arg`` values
 
     **Example:**
@@ -51,20 +76,11 @@ def built(image: str, src: str, context: str, content_hash: str,
         images.built(
             name="Build the lab image",
             image="127.0.0.1:5000/lab:1.0",
-            src="files/lab",
             context="/opt/labhub/build/lab-lab-1.0",
             content_hash="9f86d081...",
-            support={"ca.crt": b""},
             build_args={"BASE_IMAGE": "quay.io/jupyter/base-notebook:2025-01-20"},
         )
     """
-    yield from files.sync._inner(src=src, dest=context, delete=True,
-                                 exclude=f"*/{BUILD_SUPPORT}/*")
-    yield from files.directory._inner(path=f"{context}/{BUILD_SUPPORT}", mode="0755")
-    for support_file, content in (support or {}).items():
-        yield from files.put._inner(src=BytesIO(content),
-                                    dest=f"{context}/{BUILD_SUPPORT}/{support_file}", mode="0644")
-
     if _content_hash(_inspect(image)) == content_hash:
         host.noop(f"image {image} is built from this context")
         return

@@ -1,0 +1,277 @@
+"""
+Bad settings, tried as a new admin would write them, across every setting and every class of
+mistake: each run of ``pyinfra inventory.py deploy.py`` stops before any operation, with a message
+that names the setting and the problem. Refusals that need the server (an account labhub did not
+make, an fstab line that is not labhub's) are in test_refusals_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import labhost
+from labhub.settings import validate
+
+CREDENTIALS = {
+    "good": b"username=lab\npassword=s3cret-pw\n",
+    # mount.cifs reads keys by their first letters, in any case: the lab's original file.
+    "short-keys": b"user=lab\npass=s3cret-pw\ndom=LAB\n",
+    "upper-keys": b"Username=lab\nPASSWORD=s3cret-pw\n",
+    "indented": b"  username=lab\n\tpassword=s3cret-pw\n",
+    "crlf": b"username=lab\r\npassword=s3cret-pw\r\n",
+    "bom": b"\xef\xbb\xbfusername=lab\npassword=s3cret-pw\n",
+    "no-password": b"username=lab\n",
+    "empty-password": b"username=lab\npassword=\n",
+    "typo": b"username=lab\npasword=s3cret-pw\n",
+    "latin1": b"username=lab\npassword=s\xe9cret\n",
+}
+
+
+def share(credentials: str = "good", **fields) -> dict:
+    return {"name": "leem", "source": "//files.lab/leem", "mountpoint": "/mnt/leem",
+            "mode": "ro", "credentials": credentials, **fields}
+
+
+def volume(**fields) -> dict:
+    return {"host_path": "/srv/data", "container_path": "data", **fields}
+
+
+USERS = {"hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"]}
+
+# (settings, what the message must say). Every message starts with the setting's name.
+CASES = [
+    # --- Values keep their meaning ---------------------------------------------------------------
+    ({"lab_images": [{"name": "lab", "version": 1.10}]},
+     "lab_images[0].version: 1.1 is a number: write it as a string, in quotes"),
+    ({"lab_images": [{"name": "lab", "version": 2}]},
+     "lab_images[0].version: 2 is a number: write it as a string"),
+    ({"lab_default_image": 1.0}, "lab_default_image: 1.0 is a number: write it as a string"),
+    ({"hub_users": [2001]}, "hub_users[0]: 2001 is a number"),
+    ({"hub_admins": [7]}, "hub_admins[0]: 7 is a number: write it as a string"),
+    ({"user_prefix": 0}, "user_prefix: 0 is a number"),
+    ({"hub_bind": 0}, "hub_bind: 0 is a number"),
+    ({"registry_image": 2}, "registry_image: 2 is a number"),
+    ({"hub_port": "8000"}, "hub_port: should be a whole number (got '8000')"),
+    ({"hub_port": 8000.0}, "hub_port: should be a whole number"),
+    ({"registry_port": True}, "registry_port: should be a whole number (got True)"),
+    ({"idle_timeout": "1d"}, "idle_timeout: should be a whole number (got '1d')"),
+    ({"max_age": -5}, "max_age: Input should be greater than or equal to 0"),
+    ({"min_password_length": 0}, "min_password_length: Input should be greater than or equal to 1"),
+    ({"registry_prune_apply": "yes"}, "registry_prune_apply: should be true or false (got 'yes')"),
+    ({"registry_prune": {"keep_last": "3"}}, "registry_prune.keep_last: should be a whole number"),
+    ({"registry_prune": {"older_than_days": -1}}, "registry_prune.older_than_days: Input should be"),
+    ({"hub_users": [{"name": "alice", "uid": "2001"}]}, "hub_users[0].uid: should be a whole number"),
+    ({"hub_users": [{"name": "alice", "uid": 999}]}, "hub_users[0].uid: Input should be greater than or equal to 1000"),
+    # --- Errors in the admin's words ---------------------------------------------------------------
+    ({"docker_users": "admin"}, "docker_users: should be a list (got 'admin')"),
+    ({"hub_users": "alice"}, "hub_users: should be a list (got 'alice')"),
+    ({"shares": {"name": "leem"}}, "shares: should be a list"),
+    ({"lab_images": "lab:1.0"}, "lab_images: should be a list"),
+    ({"registry_prune": ["keep_last"]}, "registry_prune: should be a mapping"),
+    ({"hub_user": ["alice"]}, "hub_user: unknown setting (did you mean 'hub_users'?)"),
+    ({"ssh_usr": "admin"}, "ssh_usr: unknown setting (did you mean 'ssh_user'?)"),
+    ({"_sudoo": True}, "_sudoo: unknown pyinfra argument (did you mean '_sudo'?)"),
+    ({"registry_prune": {"keep_tag": ["x"]}}, "registry_prune.keep_tag: unknown setting"),
+    ({"lab_images": []}, "lab_images: should have at least 1 item"),
+    # --- Names -------------------------------------------------------------------------------------
+    ({"docker_source": "snap"}, "docker_source: Input should be 'docker' or 'distro'"),
+    ({"docker_users": ["Admin User"]}, "docker_users[0]: 'Admin User' is not a valid Linux user name"),
+    ({"docker_users": ["admin\n"]}, "docker_users[0]: 'admin\\n' is not a valid Linux user name"),
+    ({"hub_users": ["Alice"]}, "hub_users[0].name: 'Alice' is not a valid hub user name"),
+    ({"hub_users": ["alice\n"]}, "hub_users[0].name: 'alice\\n' is not a valid hub user name"),
+    ({"hub_users": ["_alice"]}, "hub_users[0].name: '_alice' is not a valid hub user name"),
+    ({"hub_users": ["a" * 30]}, "hub_users[0]: account name 'jupyter-aaaa"),
+    ({"hub_users": ["alice", "alice"]}, "hub_users[1]: 'alice' is listed twice"),
+    ({"hub_users": [{"name": "a", "uid": 2001}, {"name": "b", "uid": 2001}]},
+     "hub_users: uid 2001 is pinned for more than one user"),
+    ({"hub_users": [{"name": "alice", "groups": ["Lab Group"]}]},
+     "hub_users[0].groups[0]: 'Lab Group' is not a valid Linux group name"),
+    ({"hub_users": [{"name": "alice", "group": ["leem"]}]}, "hub_users[0].group: unknown setting"),
+    ({"hub_admins": ["carol"], **USERS}, "hub_admins[0]: 'carol' is not in hub_users"),
+    ({"user_prefix": "Jupyter-"}, "user_prefix: 'Jupyter-' must start with a lower case letter"),
+    ({"user_prefix": "jupyter-\n"}, "user_prefix: 'jupyter-\\n' must start with a lower case letter"),
+    # --- Image references --------------------------------------------------------------------------
+    ({"registry_image": "registry:2\nservices: {}"}, "registry_image: 'registry:2\\nservices: {}' is not an image reference"),
+    ({"registry_image": "Registry:2"}, "registry_image: 'Registry:2' is not an image reference"),
+    ({"registry_image": "registry:2 --privileged"}, "registry_image: 'registry:2 --privileged' is not an image reference"),
+    ({"hub_base_image": "quay.io/jupyterhub/jupyterhub:"}, "hub_base_image: 'quay.io/jupyterhub/jupyterhub:' is not an image reference"),
+    ({"hub_base_image": "jupyterhub@sha256:abc"}, "hub_base_image: 'jupyterhub@sha256:abc' is not an image reference"),
+    ({"lab_base_image": "quay.io//jupyter"}, "lab_base_image: 'quay.io//jupyter' is not an image reference"),
+    ({"lab_base_image": ""}, "lab_base_image: '' is not an image reference"),
+    ({"lab_images": [{"name": "lab", "version": "1.0", "base_image": "x y"}]},
+     "lab_images[0].base_image: 'x y' is not an image reference"),
+    ({"lab_images": [{"name": "Lab", "version": "1"}]}, "lab_images[0].name: 'Lab' is not a valid image repository name"),
+    ({"lab_images": [{"name": "lab/", "version": "1"}]}, "lab_images[0].name: 'lab/' is not a valid image repository name"),
+    ({"lab_images": [{"name": "lab", "version": ".1"}]}, "lab_images[0].version: '.1' is not a valid image tag"),
+    ({"lab_images": [{"name": "lab", "version": "1.0\n"}]}, "lab_images[0].version: '1.0\\n' is not a valid image tag"),
+    ({"lab_images": [{"name": "lab", "version": "a" * 129}]}, "lab_images[0].version: 'aaaa"),
+    ({"lab_images": [{"name": "lab"}]}, "lab_images[0].version: Field required"),
+    ({"lab_images": [{"name": "lab", "version": "1"}, {"name": "lab", "version": "1"}]},
+     "lab_images: 'lab:1' is listed twice"),
+    ({"lab_default_image": "lab:9"}, "lab_default_image: 'lab:9' is not one of lab_images (lab:1.0)"),
+    ({"lab_images": [{"name": "lab", "version": "1", "context": "files/nolab"}]},
+     "lab_images[0].context: 'files/nolab' is not a build folder with a Dockerfile"),
+    # --- URLs and files on the admin's machine ----------------------------------------------------
+    ({"docker_apt_url": "download.docker.com"}, "docker_apt_url: 'download.docker.com' is not an http(s) URL"),
+    ({"docker_apt_url": "https://x.org/linux\n"}, "docker_apt_url: 'https://x.org/linux\\n' is not an http(s) URL"),
+    ({"pip_index_url": "ftp://pypi.lab/simple"}, "pip_index_url: 'ftp://pypi.lab/simple' is not an http(s) URL"),
+    ({"build_ca_bundle": "/nonexistent/ca.pem"}, "build_ca_bundle: '/nonexistent/ca.pem' cannot be read on this machine"),
+    ({"registry_prune": {"keep_tags": ["v[0-9"]}}, "registry_prune.keep_tags[0]: 'v[0-9' is not a valid regular expression"),
+    # --- Addresses and ports -----------------------------------------------------------------------
+    ({"hub_bind": "lab.example.org"}, "hub_bind: 'lab.example.org' is not an IP address"),
+    ({"hub_bind": "localhost"}, "hub_bind: 'localhost' is not an IP address"),
+    ({"hub_bind": "0.0.0.0:8000"}, "hub_bind: '0.0.0.0:8000' is not an IP address"),
+    ({"registry_bind": "127.0.0.1 "}, "registry_bind: '127.0.0.1 ' is not an IP address"),
+    ({"hub_port": 70000}, "hub_port: Input should be less than or equal to 65535"),
+    ({"hub_port": 0}, "hub_port: Input should be greater than or equal to 1"),
+    ({"hub_port": 5000, "hub_bind": "127.0.0.1"}, "registry_port: port 5000 on 127.0.0.1 is hub_port's already"),
+    ({"hub_port": 5000, "hub_bind": "0.0.0.0"}, "registry_port: port 5000 on 127.0.0.1 is hub_port's already (on 0.0.0.0)"),
+    ({"registry_bind": "0.0.0.0"}, "registry_bind: '0.0.0.0' is off loopback"),
+    ({"registry_bind": "10.0.0.5"}, "registry_bind: '10.0.0.5' is off loopback"),
+    # --- System paths and overlaps -----------------------------------------------------------------
+    ({"hub_dir": "/tmp"}, "hub_dir: '/tmp' is a system folder: use a folder inside it"),
+    ({"hub_dir": "/etc/labhub"}, "hub_dir: '/etc/labhub' is inside the system folder /etc"),
+    ({"hub_dir": "/"}, "hub_dir: '/' is a system folder"),
+    ({"hub_dir": "/opt"}, "hub_dir: '/opt' is a system folder"),
+    ({"hub_dir": "/var/lib/docker/labhub"}, "hub_dir: '/var/lib/docker/labhub' is inside the system folder /var/lib"),
+    ({"hub_dir": "opt/labhub"}, "hub_dir: 'opt/labhub' must be an absolute path without '..'"),
+    ({"hub_dir": "/opt/lab hub"}, "hub_dir: '/opt/lab hub' may not contain spaces"),
+    ({"lab_home": "/"}, "lab_home: '/' is a system folder"),
+    ({"lab_home": "/usr/local"}, "lab_home: '/usr/local' is inside the system folder /usr"),
+    ({"shares": [share(mountpoint="/etc")]}, "shares[0].mountpoint: '/etc' is the system folder /etc"),
+    ({"shares": [share(mountpoint="/home")]}, "shares[0].mountpoint: '/home' is a system folder"),
+    ({"shares": [share(mountpoint="/boot/efi")]}, "shares[0].mountpoint: '/boot/efi' is inside the system folder /boot"),
+    ({"shares": [share(mountpoint="/opt/labhub")]}, "shares[0].mountpoint: '/opt/labhub' overlaps hub_dir ('/opt/labhub')"),
+    ({"shares": [share(mountpoint="/opt/labhub/hub")]}, "shares[0].mountpoint: '/opt/labhub/hub' overlaps hub_dir"),
+    ({"shares": [share(mountpoint="/home/jupyter-alice/leem")], **USERS},
+     "shares[0].mountpoint: '/home/jupyter-alice/leem' is in the home of a hub user"),
+    ({"shares": [share(), share(name="sub", mountpoint="/mnt/leem/sub")]},
+     "shares[1].mountpoint: '/mnt/leem/sub' overlaps shares[0].mountpoint"),
+    ({"shares": [share(container_path="/etc/leem")]}, "shares[0].container_path: '/etc/leem' is inside the system folder /etc"),
+    ({"shares": [share(container_path="/opt/conda")]}, "shares[0].container_path: '/opt/conda' is the system folder /opt/conda"),
+    ({"shares": [share(container_path="../leem")]}, "shares[0].container_path: '../leem' must be a path without '..'"),
+    ({"shares": [share(container_path="/home/jovyan")]},
+     "shares[0].container_path: '/home/jovyan' in labs is also lab_home's"),
+    ({"lab_volumes": [volume(host_path="/var/lib/docker")]}, "lab_volumes[0].host_path: '/var/lib/docker' is inside the system folder /var/lib"),
+    ({"lab_volumes": [volume(host_path="/opt/labhub/hub")]}, "lab_volumes[0].host_path: '/opt/labhub/hub' overlaps hub_dir"),
+    ({"lab_volumes": [volume(host_path="/mnt/leem")], "shares": [share()]},
+     "lab_volumes[0].host_path: '/mnt/leem' overlaps shares[0].mountpoint"),
+    ({"lab_volumes": [volume(), volume()]}, "lab_volumes[1].host_path: '/srv/data' overlaps lab_volumes[0].host_path"),
+    ({"lab_volumes": [volume(), volume(host_path="/srv/other")]},
+     "lab_volumes[1].container_path: '/home/jovyan/data' in labs is also lab_volumes[0].container_path's"),
+    ({"lab_volumes": [volume(container_path="leem")], "shares": [share()]},
+     "lab_volumes[0].container_path: '/home/jovyan/leem' in labs is also shares[0].container_path's"),
+    ({"lab_volumes": [volume(container_path="/proc/x")]}, "lab_volumes[0].container_path: '/proc/x' is inside the system folder /proc"),
+    ({"lab_volumes": [volume(mode="rx")]}, "lab_volumes[0].mode: Input should be 'ro' or 'rw'"),
+    # --- One rule for siblings -------------------------------------------------------------------
+    ({"shares": [share(groups=["lem"])], **USERS}, "shares[0].groups: 'lem' is not a group of any hub user (their groups: leem)"),
+    ({"lab_volumes": [volume(groups=["lem"])], **USERS}, "lab_volumes[0].groups: 'lem' is not a group of any hub user (their groups: leem)"),
+    ({"shares": [share(groups=[])]}, "shares[0].groups: an empty list gives it to nobody"),
+    ({"lab_volumes": [volume(groups=[])]}, "lab_volumes[0].groups: an empty list gives it to nobody"),
+    # --- Shares: sources, options, credentials files as mount.cifs reads them -----------------
+    ({"shares": [share(source="\\\\files.lab\\leem")]}, "shares[0].source: '\\\\\\\\files.lab\\\\leem' is not a CIFS source"),
+    ({"shares": [share(source="//files.lab/lab share")]}, "shares[0].source: '//files.lab/lab share' is not a CIFS source"),
+    ({"shares": [share(source="//files.lab/leem,guest")]}, "shares[0].source: '//files.lab/leem,guest' is not a CIFS source"),
+    ({"shares": [share(name="Leem")]}, "shares[0].name: 'Leem' is not a valid share name"),
+    ({"shares": [share(mode="rx")]}, "shares[0].mode: Input should be 'ro' or 'rw'"),
+    ({"shares": [share(options=["password=x"])]}, "shares[0].options: mount option 'password' is not allowed"),
+    ({"shares": [share(options=["rw"])]}, "shares[0].options: mount option 'rw' is not allowed: set the share's mode"),
+    ({"shares": [share(options=["noauto"])]}, "shares[0].options: mount option 'noauto' is not allowed"),
+    ({"shares": [share(options=["vers=3.0 sec=ntlm"])]}, "shares[0].options: mount option 'vers=3.0 sec=ntlm' may not contain spaces"),
+    ({"shares": [share("crlf")]}, "shares[0].credentials: '{crlf}' has Windows line ends (CR LF)"),
+    ({"shares": [share("bom")]}, "shares[0].credentials: '{bom}' starts with a byte-order mark"),
+    ({"shares": [share("no-password")]}, "shares[0].credentials: '{no-password}' has no password= line"),
+    ({"shares": [share("empty-password")]}, "shares[0].credentials: '{empty-password}' has no password= line"),
+    ({"shares": [share("typo")]}, "shares[0].credentials: '{typo}' has no password= line"),
+    ({"shares": [share("latin1")]}, "shares[0].credentials: '{latin1}' is not UTF-8 text"),
+    ({"shares": [share("relative.cred")]}, "shares[0].credentials: 'relative.cred' must be an absolute path"),
+]
+ACCEPTED_CREDENTIALS = ["good", "short-keys", "upper-keys", "indented"]
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("credentials")
+    paths = {}
+    for name, content in CREDENTIALS.items():
+        (folder / name).write_bytes(content)
+        paths[name] = str(folder / name)
+    return paths
+
+
+def resolve(value, credentials: dict[str, str]):
+    """Settings with the credentials files' names turned into their paths on this machine."""
+    if isinstance(value, dict):
+        return {k: (credentials.get(v, v) if k == "credentials" else resolve(v, credentials))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, credentials) for v in value]
+    return value
+
+
+def expected_text(expected: str, credentials: dict[str, str]) -> str:
+    return re.sub(r"\{([a-z0-9-]+)\}", lambda m: credentials[m.group(1)], expected)
+
+
+@pytest.fixture(scope="module")
+def runs(credentials, tmp_path_factory) -> list[labhost.PyinfraRun]:
+    """Every case as a dry run of the whole deploy, on a host that answers nothing (@fake): a
+    refusal must come before the first fact or operation. Four at a time."""
+    folder = tmp_path_factory.mktemp("inventories")
+
+    def run(index: int) -> labhost.PyinfraRun:
+        data = {"fake_delay": 0, "fake_delay_jitter": 0,
+                **resolve(CASES[index][0], credentials)}
+        inventory = folder / f"inventory_{index}.py"
+        inventory.write_text(f"import json\nhosts = [('@fake', json.loads({json.dumps(data)!r}))]\n")
+        return labhost.run_pyinfra(inventory, "deploy.py", dry=True)
+
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(run, range(len(CASES))))
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 80
+
+
+@pytest.mark.parametrize("index", range(len(CASES)),
+                         ids=[expected.split(":", 1)[0] for _, expected in CASES])
+def test_bad_setting_stops_the_run_before_any_operation(index, runs, credentials):
+    run = runs[index]
+    expected = expected_text(CASES[index][1], credentials)
+    assert run.returncode != 0
+    assert f"invalid labhub settings for @fake:\n" in run.stderr
+    assert expected in run.stderr, run.stderr[-2000:]
+    # Nothing was planned, let alone run: pyinfra stopped while loading the deploy.
+    assert "Starting operation" not in run.stderr and '"plan"' not in run.stdout
+    # The first line of the problems names the setting, in the admin's words.
+    problems = run.stderr.split("invalid labhub settings for @fake:\n", 1)[1].splitlines()
+    assert any(line.strip().startswith(expected.split(":", 1)[0]) for line in problems)
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("name", ACCEPTED_CREDENTIALS)
+def test_credentials_files_mount_cifs_reads_are_accepted(name, credentials):
+    settings = validate({"shares": [resolve(share(name), credentials)]})
+    assert settings.shares[0].credentials == credentials[name]
+
+
+def test_accepted_neighbours_of_refused_values():
+    """What sits next to a refused value and is fine: nothing above refuses too much."""
+    settings = validate({
+        "hub_dir": "/srv/labhub", "lab_home": "/home/lab",
+        "hub_bind": "10.1.2.3", "hub_port": 5000, "registry_port": 5001,
+        "registry_image": "localhost:5000/mirror/registry:2.8@sha256:" + "a" * 64,
+        "hub_users": [{"name": "alice", "groups": ["leem"]}],
+        "lab_volumes": [{"host_path": "/srv/data", "container_path": "/opt/data"},
+                        {"host_path": "/srv/data/ref", "container_path": "ref",
+                         "groups": ["leem"]}],
+        "lab_images": [{"name": "lab/gpu", "version": "2025.01_cuda-12"}],
+    })
+    assert settings.registry_address == "127.0.0.1:5001"
+    assert settings.hub_url == "http://10.1.2.3:5000"

@@ -1,0 +1,100 @@
+"""
+Refusals that only the server can tell: accounts, groups, fstab lines and folders that labhub did
+not make. Each run of the whole deploy, over SSH on a lab server that an admin has used before,
+stops before its first change and names the account, group or path; nothing on the server
+changes, whatever the settings say.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+import labhost
+
+pytestmark = pytest.mark.e2e
+
+# What an admin had on the server before labhub: an account of their own (with its personal
+# group), a CIFS line of their own, folders with files in them.
+BEFORE = """
+useradd --create-home --uid 1001 --comment 'Carol Admin' carol
+echo '//nas/old /mnt/old cifs credentials=/root/.smb-old,nofail 0 0' >> /etc/fstab
+mkdir -p /mnt/old /srv/busy /opt/notlabhub
+echo results > /srv/busy/data.txt
+echo mine > /opt/notlabhub/notes.txt
+"""
+# Everything a deploy could touch first: accounts, groups, fstab, folders, packages.
+STATE = ("cat /etc/passwd /etc/shadow /etc/group /etc/fstab; ls -laR /opt /srv /mnt /home "
+         "/etc/labhub 2>&1; ls /etc/apt/keyrings /etc/apt/sources.list.d 2>&1; "
+         "dpkg-query -W -f '${Package} ${Status}\\n'")
+
+
+@pytest.fixture(scope="module")
+def server(lab_server):
+    lab_server.exec(BEFORE)
+    return lab_server
+
+
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory):
+    path = tmp_path_factory.mktemp("credentials") / "share.cred"
+    path.write_text("username=lab\npassword=not-used-here\n")
+    return str(path)
+
+
+def share(credentials: str, mountpoint: str) -> dict:
+    return {"name": "data", "source": "//files.lab/data", "mountpoint": mountpoint, "mode": "ro",
+            "credentials": credentials}
+
+
+CASES = {
+    "an account labhub did not make": (
+        {"user_prefix": "", "hub_users": ["carol"]},
+        "hub_users: account carol exists and labhub did not make it (its comment is not "
+        "'labhub hub user carol'): labhub does not take it over"),
+    "a system account": (
+        {"user_prefix": "", "hub_users": ["daemon"]},
+        "hub_users: account daemon exists as a system account (uid 1)"),
+    "a pinned uid another account has": (
+        {"hub_users": [{"name": "alice", "uid": 1001}]},
+        "hub_users: uid 1001 of alice is taken by account carol"),
+    "a system group": (
+        {"hub_users": [{"name": "alice", "groups": ["sudo"]}]},
+        "groups: sudo is a system group (gid 27): labhub does not add hub users to it"),
+    "an admin's personal group": (
+        {"hub_users": [{"name": "alice", "groups": ["carol"]}]},
+        "groups: carol is the primary group of account carol"),
+    "an fstab line labhub did not write": (
+        {"shares": "old"},
+        "shares[0].mountpoint: /etc/fstab already mounts //nas/old at /mnt/old"),
+    "a folder with files as mount point": (
+        {"shares": "busy"},
+        "shares[0].mountpoint: /srv/busy is in use (it holds data.txt): the share would hide it"),
+    "a hub_dir with other things in it": (
+        {"hub_dir": "/opt/notlabhub"},
+        "hub_dir: /opt/notlabhub holds notes.txt and no labhub compose project"),
+}
+
+
+def state_digest(server: labhost.LabServer) -> str:
+    return hashlib.sha256(server.exec(STATE).encode()).hexdigest()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_deploy_stops_before_any_change_and_names_what_it_will_not_touch(case, server,
+                                                                            credentials):
+    data, expected = CASES[case]
+    if data.get("shares") == "old":
+        data = {"shares": [share(credentials, "/mnt/old")]}
+    elif data.get("shares") == "busy":
+        data = {"shares": [share(credentials, "/srv/busy")]}
+    before = state_digest(server)
+    inventory = server.inventory_file({"docker_source": "distro", **data})
+    run = labhost.run_pyinfra(inventory, "deploy.py")
+    assert run.returncode != 0
+    assert expected in run.stderr, run.stderr[-3000:]
+    assert state_digest(server) == before
+    # The admin's own things are as they were.
+    assert server.exec("getent passwd carol").split(":")[4] == "Carol Admin"
+    assert server.exec("cat /srv/busy/data.txt /opt/notlabhub/notes.txt") == "results\nmine\n"
