@@ -6,6 +6,8 @@ account made by hand (or another tool) may share.
 
 from __future__ import annotations
 
+import shlex
+
 from labhub.settings import Settings
 
 COMMENT_PREFIX = "labhub hub user "
@@ -63,7 +65,8 @@ def takeover_problems(account: str, uid: int | None, comment: str, local_account
     elif existing is not None and existing["comment"] != comment:
         problems.append(
             f"account {account} exists and labhub did not make it (its comment is not "
-            f"{comment!r}): labhub does not take it over; choose another user_prefix or name"
+            f"{comment!r}): labhub does not take it over; choose another user_prefix or name, "
+            f"or hand the account to labhub: usermod --comment {shlex.quote(comment)} {account}"
         )
     holders = sorted(name for name, info in local_accounts.items()
                      if uid is not None and info["uid"] == uid and name != account)

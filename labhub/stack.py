@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import yaml
+
 from labhub.facts.compose import compose_command
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
@@ -41,7 +43,6 @@ REGISTRY_INTERNAL_URL = "http://registry:5000"
 REGISTRY_CONFIG = ROOT / "files" / "registry" / "config.yml"
 HUB_CONTEXT = ROOT / "files" / "hub"
 LAB_CONTEXT = ROOT / "files" / "lab"
-TEMPLATES = ROOT / "templates"
 # Added to every build context by the deploy: the pip install step both Dockerfiles run, the
 # build_ca_bundle setting (empty when unset) and, for the hub, the registry client its spawner
 # lists images with. Admins' own lab contexts get it too.
@@ -226,11 +227,52 @@ def hub_settings(settings: Settings) -> dict:
     }
 
 
-def render(template: str, **data) -> str:
-    """A template of templates/ rendered as pyinfra's files.template renders it."""
-    from pyinfra.api.util import get_template
-
-    return get_template(str(TEMPLATES / template)).render(**data)
+def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str,
+                      registry_config_text: str) -> str:
+    """
+    The hub's compose project as YAML, dumped from data (nothing is pasted into YAML). Each
+    service is labelled with the hash of the configuration file it mounts, so that compose itself
+    recreates a service whose file changed, and only that one.
+    """
+    project = Stack.from_settings(settings)
+    services = {
+        HUB_SERVICE: {
+            # Built on this server from files/hub; the tag is a hash of its build context.
+            "image": hub_image,
+            "pull_policy": "never",
+            "restart": "unless-stopped",
+            "ports": [{"host_ip": settings.hub_bind, "published": str(settings.hub_port),
+                       "target": 8000}],
+            "volumes": [
+                # The hub starts each user's lab as a container of this server's engine.
+                "/var/run/docker.sock:/var/run/docker.sock",
+                "./hub:/etc/labhub:ro",
+                # Database, cookie secret and passwords: state, never in the image.
+                "hub-data:/srv/jupyterhub/data",
+            ],
+            "labels": {"org.labhub.config-sha256": sha256(hub_settings_text)},
+            "depends_on": [REGISTRY_SERVICE],
+        },
+        REGISTRY_SERVICE: {
+            "image": settings.registry_image,
+            "restart": "unless-stopped",
+            "ports": [{"host_ip": settings.registry_bind, "published": str(settings.registry_port),
+                       "target": 5000}],
+            "volumes": [f"./registry/config.yml:{project.registry_config_path}:ro",
+                        f"registry-data:{REGISTRY_DATA_PATH}"],
+            "labels": {"org.labhub.config-sha256": sha256(registry_config_text)},
+        },
+    }
+    data = {
+        "name": project.project,
+        "services": services,
+        # Lab containers join this network by name to reach the hub.
+        "networks": {"default": {"name": NETWORK}},
+        "volumes": {"hub-data": {}, "registry-data": {}},
+    }
+    return ("# The lab hub's compose project, written by labhub (tasks/hub.py) from the "
+            "settings:\n# edit the settings, not this file.\n"
+            + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
 def sha256(text: str) -> str:

@@ -22,6 +22,7 @@ project = stack.Stack.from_settings(settings)
 hub = stack.hub_build(settings)
 hub_settings = json.dumps(stack.hub_settings(settings), indent=2, sort_keys=True) + "\n"
 registry_config = stack.REGISTRY_CONFIG.read_text()
+compose_yaml = stack.compose_file_text(settings, hub.image, hub_settings, registry_config)
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(
     settings, host.get_fact(Folders, paths=[settings.hub_dir]).get(settings.hub_dir))
@@ -64,25 +65,9 @@ files.put(
     dest=project.registry_config_file,
     mode="0644",
 )
-# compose.yaml carries the hashes of the files above, so that compose itself recreates a service
-# whose configuration file changed (and only that one).
 files.put(
-    name="Render compose.yaml",
-    src=StringIO(stack.render(
-        "compose.yaml.j2",
-        project=project.project,
-        network=stack.NETWORK,
-        hub_image=hub.image,
-        hub_bind=settings.hub_bind,
-        hub_port=settings.hub_port,
-        hub_settings_sha256=stack.sha256(hub_settings),
-        registry_image=settings.registry_image,
-        registry_bind=settings.registry_bind,
-        registry_port=settings.registry_port,
-        registry_config_sha256=stack.sha256(registry_config),
-        registry_config_path=project.registry_config_path,
-        registry_data_path=stack.REGISTRY_DATA_PATH,
-    )),
+    name="Write compose.yaml",
+    src=StringIO(compose_yaml),
     dest=project.compose_file,
     mode="0644",
 )
@@ -91,6 +76,7 @@ compose.up(
     name="Bring up the hub stack (docker compose up)",
     compose_file=project.compose_file,
     project=project.project,
+    content=compose_yaml,
 )
 compose.healthy(
     name="Check the hub and the registry answer",

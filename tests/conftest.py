@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import testinfra
 
-from labhub import labhost
+import labhost
 
 
 def _testinfra_host(server: labhost.LabServer, sudo: bool):

@@ -4,7 +4,7 @@ over HTTP from this machine (requests, and a small WebSocket client for kernels)
 hub's proxy.
 
 Nothing can be pulled here: the official registry, JupyterHub and Jupyter base images are stood
-in for by images made on this machine (labhub.labhost.prepare_images) and loaded into the lab
+in for by images made on this machine (labhost.prepare_images) and loaded into the lab
 server's engine; the production Dockerfiles build on them unchanged. CIFS cannot be mounted here,
 so the shares' mount points are plain folders: the labs' bind mounts still show ro/rw and groups.
 """
@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 
-from labhub import labhost
+import labhost
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ def deploy_data(tmp: Path, overrides: dict) -> dict:
 
 
 def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
-    # A CIFS mount's owner and modes come from its mount options; a plain folder stands in.
+    # A CIFS mount's owner and modes come from its mount options; a plain folder stands in, with
+    # the share's automount stopped: a first access would mount CIFS, which fails here.
+    server.exec(f"systemctl stop $(systemd-escape --path --suffix=automount {DATA_SHARE}) "
+                f"$(systemd-escape --path --suffix=automount {SCRATCH_SHARE})")
     server.exec(f"mkdir -p {DATA_SHARE} {SCRATCH_SHARE} && echo shared > {DATA_SHARE}/README "
                 f"&& chmod 0777 {SCRATCH_SHARE} {DATA_SHARE}")
 
@@ -90,6 +93,19 @@ def stack(lab_server, tmp_path_factory):
     logger.warning("timings: %s", TIMINGS)
     return {"server": lab_server, "inventory": inventory, "cold": cold,
             "url": f"http://{lab_server.address}:8000"}
+
+
+def wait_for_hub(url: str, timeout: float = 120) -> None:
+    """Until the hub answers its health check again (after a restart or a reboot)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/hub/health", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"the hub at {url} did not answer within {timeout} s")
 
 
 # --- A lab member's HTTP client ----------------------------------------------------------------
@@ -377,14 +393,7 @@ def test_pushed_image_is_offered_at_once_newest_first(stack):
 def test_hub_restart_keeps_labs_and_passwords(stack):
     server, url = stack["server"], stack["url"]
     server.exec("cd /opt/labhub && docker compose restart hub")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/hub/health", timeout=5).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
+    wait_for_hub(url)
     alice = Hub(url, "alice")
     alice.login(PASSWORDS["alice"])
     assert alice.logged_in()
@@ -423,11 +432,10 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
     }).check()
     changed = [name.split(" | ", 1)[1] for name in run.changed_operations]
     assert sorted(changed) == sorted([
-        "Render jupyterhub_config.py",
-        "Render compose.yaml",
+        "Write the hub's settings.json",
+        "Write compose.yaml",
         "Bring up the hub stack (docker compose up)",
-        f"Upload the build context of tools:0.1 ({tools})",
-        "Upload the CA bundle the tools:0.1 build trusts",
+        f"Upload the build context of {REGISTRY}/tools:0.1 ({tools})",
         f"Build {REGISTRY}/tools:0.1",
         f"Push {REGISTRY}/tools:0.1 to the registry",
     ]), changed
@@ -442,3 +450,43 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
     alice.api_token()
     assert alice.server()["ready"]
     assert alice.lab("GET", "/api/contents/hello.txt").status_code == 200
+
+
+def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
+    """
+    Last, as it reboots the server. A tmpfs stands in for CIFS in labhub's own fstab lines (only
+    their type and source swapped); after the reboot nothing has touched the shares until a lab
+    starts: the lab's bind mount triggers the share's automount, and the lab writes into the
+    share as its user's uid.
+    """
+    server = stack["server"]
+    server.stand_in_cifs([DATA_SHARE, SCRATCH_SHARE])
+    server.reboot()
+    url = f"http://{server.address}:8000"
+    wait_for_hub(url)
+    assert server.exec(f"findmnt --noheadings --output FSTYPE --mountpoint {SCRATCH_SHARE}") \
+        == "autofs\n"
+
+    alice = Hub(url, "alice")
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    alice.start()
+    written = alice.run("import os\n"
+                        "open(os.path.expanduser('~/scratch/after-reboot'), 'w').write('x')\n"
+                        "print(os.stat(os.path.expanduser('~/scratch/after-reboot')).st_uid)")
+    uid = server.exec("id -u jupyter-alice").strip()
+    assert written.split("\n")[0] == uid
+    assert "tmpfs" in server.exec(f"findmnt --noheadings --output FSTYPE "
+                                  f"--mountpoint {SCRATCH_SHARE}").split()
+    assert server.exec(f"stat -c %u {SCRATCH_SHARE}/after-reboot").strip() == uid
+    # The read-only share mounted read-only, for every user; scratch only for group leem.
+    bob = Hub(url, "bob")
+    bob.login(PASSWORDS["bob"])
+    bob.api_token()
+    bob.start()
+    probe = ("import os\nfor share in ('data', 'scratch'):\n"
+             "    print(share, os.path.isdir(os.path.expanduser('~/' + share)))")
+    assert bob.run(probe).split("\n")[:2] == ["data True", "scratch False"]
+    data = server.exec(f"findmnt --noheadings --output OPTIONS --types tmpfs "
+                       f"--mountpoint {DATA_SHARE}")
+    assert "ro" in data.strip().split(","), data

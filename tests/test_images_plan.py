@@ -33,7 +33,7 @@ def lab_hash(settings) -> str:
     return stack.lab_builds(settings)[0].content_hash
 
 
-def plan(tmp_path: Path, task: str, responses: dict) -> list[str]:
+def dry_run(tmp_path: Path, task: str, responses: dict) -> labhost.PyinfraRun:
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
         f"hosts = [('@fake', {{'fake_delay': 0, 'fake_delay_jitter': 0, "
@@ -41,7 +41,11 @@ def plan(tmp_path: Path, task: str, responses: dict) -> list[str]:
     )
     run = labhost.run_pyinfra(inventory, task, dry=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    return run.planned_changes
+    return run
+
+
+def plan(tmp_path: Path, task: str, responses: dict) -> list[str]:
+    return dry_run(tmp_path, task, responses).planned_changes
 
 
 def image_fact(labels: dict, repo_digests: list[str]) -> str:
@@ -99,22 +103,29 @@ def test_build_and_push_when_the_context_changed(tmp_path):
     assert f"Push {LAB} to the registry" in planned
 
 
-def test_compose_up_only_when_a_service_differs(tmp_path):
-    def project(wanted: list[str], containers: list[str]) -> dict:
-        # ComposeProject reads the file's hashes and the containers in one command.
-        return {"config --hash": [*wanted, "--labhub-compose-containers--", *containers]}
+def test_compose_up_only_when_a_service_differs_and_the_dry_run_says_why(tmp_path):
+    hub_image = stack.hub_build(validate(settings_data())).image
+    up = "Bring up the hub stack (docker compose up)"
 
-    running = ["hub running h1", "registry running r1"]
-    current = plan(tmp_path, "tasks/hub.py", project(["hub h1", "registry r1"], running))
-    assert "Bring up the hub stack (docker compose up)" not in current
-    changed = plan(tmp_path, "tasks/hub.py", project(["hub h2", "registry r1"], running))
-    assert "Bring up the hub stack (docker compose up)" in changed
-    stopped = plan(tmp_path, "tasks/hub.py", project(["hub h1", "registry r1"],
-                                                     ["hub exited h1", "registry running r1"]))
-    assert "Bring up the hub stack (docker compose up)" in stopped
-    orphan = plan(tmp_path, "tasks/hub.py", project(["hub h1", "registry r1"],
-                                                    [*running, "old running o1"]))
-    assert "Bring up the hub stack (docker compose up)" in orphan
+    def run(wanted: list[str], containers: list[str]) -> labhost.PyinfraRun:
+        # ComposeProject reads the new file's hashes and the containers in one command.
+        return dry_run(tmp_path, "tasks/hub.py", {
+            "config --hash": [*wanted, "--labhub-compose-containers--", *containers]})
+
+    running = [f"hub running h1 {hub_image}", "registry running r1 registry:2"]
+    assert up not in run(["hub h1", "registry r1"], running).planned_changes
+    changed = run(["hub h2", "registry r1"], running)
+    assert up in changed.planned_changes
+    assert "compose: hub recreated: its configuration changed" in changed.stderr
+    assert "compose: registry" not in changed.stderr
+    new_image = run(["hub h2", "registry r1"], ["hub running h1 labhub/hub:0ld", running[1]])
+    assert f"compose: hub recreated: new image {hub_image}" in new_image.stderr
+    stopped = run(["hub h1", "registry r1"], [f"hub exited h1 {hub_image}", running[1]])
+    assert "compose: hub started (it is exited)" in stopped.stderr
+    orphan = run(["hub h1", "registry r1"], [*running, "old running o1 old:1"])
+    assert "compose: old no longer in the compose file: removed" in orphan.stderr
+    bare = run([], [])
+    assert up in bare.planned_changes and "compose: hub created" in bare.stderr
 
 
 def test_context_hash_covers_files_support_files_and_build_args(tmp_path):

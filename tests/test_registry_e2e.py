@@ -18,7 +18,7 @@ import time
 import pytest
 from registry_server import RegistryAPI, free_port, make_image, make_index
 
-from labhub import labhost
+import labhost
 
 pytestmark = pytest.mark.e2e
 

@@ -336,7 +336,7 @@ def test_accounts_and_groups_labhub_does_not_own_are_found_before_any_change():
         "over",
         "hub_users: account admin exists and labhub did not make it (its comment is not "
         "'labhub hub user admin'): labhub does not take it over; choose another user_prefix or "
-        "name",
+        "name, or hand the account to labhub: usermod --comment 'labhub hub user admin' admin",
         "groups: sudo is a system group (gid 27): labhub does not add hub users to it",
         "groups: admin is the primary group of account admin: labhub does not add hub users to it",
     ]

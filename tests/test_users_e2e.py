@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from labhub import labhost
+import labhost
 
 pytestmark = pytest.mark.e2e
 
@@ -52,11 +52,11 @@ def inventory(lab_server):
 
 @pytest.fixture(scope="module")
 def first_run(inventory):
-    return deploy(inventory, hub_users=[*USERS, "dave"], hub_admins=["alice"]).check()
+    return deploy(inventory, hub_users=USERS, hub_admins=["alice"]).check()
 
 
 def test_accounts_are_created_as_declared(first_run, lab_host):
-    for name in ("alice", "bob", "carol", "dave"):
+    for name in ("alice", "bob", "carol"):
         user = lab_host.user(f"jupyter-{name}")
         assert user.exists, name
         assert user.gid == 100 and user.group == "users", name
@@ -76,10 +76,22 @@ def test_accounts_are_created_as_declared(first_run, lab_host):
     assert lab_host.user("jupyter-alice").groups == ["users"]
 
 
-def test_an_existing_account_keeps_its_uid(first_run, lab_host):
+def test_an_account_made_by_hand_is_taken_over_only_when_handed_over(first_run, inventory,
+                                                                    lab_server, lab_host):
+    refused = deploy(inventory, hub_users=[*USERS, "dave"], hub_admins=["alice"])
+    assert refused.returncode != 0
+    assert ("hub_users: account jupyter-dave exists and labhub did not make it (its comment is "
+            "not 'labhub hub user dave'): labhub does not take it over") in refused.stderr
+    assert "Starting operation" not in refused.stderr
+    dave = lab_host.user("jupyter-dave")
+    assert dave.gecos == "Dave (old add_user.sh)" and dave.shell == "/bin/sh"
+
+    # The admin hands it over, as the message says: labhub then keeps its uid and home.
+    lab_server.exec("usermod --comment 'labhub hub user dave' jupyter-dave")
+    adopted = deploy(inventory, hub_users=[*USERS, "dave"], hub_admins=["alice"]).check()
     dave = lab_host.user("jupyter-dave")
     assert dave.uid == 3005 and dave.gid == 100 and dave.shell == "/bin/bash"
-    assert first_run.changed_operations.count("Hub user dave: account jupyter-dave") == 1
+    assert adopted.changed_operations.count("Hub user dave: account jupyter-dave") == 1
 
 
 def test_notebook_users_cannot_read_each_others_homes(first_run, lab_server):

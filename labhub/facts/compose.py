@@ -25,35 +25,46 @@ class ServiceDict(TypedDict):
     wanted_hash: str | None
     state: str | None
     config_hash: str | None
+    image: str | None
+
+
+# Ends the compose file given on standard input; a YAML dump never holds it.
+_HEREDOC = "LABHUB_COMPOSE_FILE"
 
 
 class ComposeProject(FactBase[dict[str, ServiceDict]]):
     """
-    The services of a compose project: the configuration hash its compose file gives each (the
-    one compose labels containers with; None: not in the file, or no file yet), and the state and
-    configuration hash of each service's container (None: no container). One command reads both.
+    The services of a compose project: the configuration hash the compose file ``content`` gives
+    each (the one compose labels containers with; None: not in the file), and the state,
+    configuration hash and image of each service's container (None: no container). One command
+    reads both. The file is given as it is about to be written, not read on the host, so that a
+    dry run compares the containers with it too.
 
     .. code:: python
 
         {
-            "hub": {"wanted_hash": "5c1f...", "state": "running", "config_hash": "5c1f..."},
-            "registry": {"wanted_hash": "a07e...", "state": None, "config_hash": None},
+            "hub": {"wanted_hash": "5c1f...", "state": "running", "config_hash": "5c1f...",
+                    "image": "labhub/hub:2b9d0c3e1f4a"},
+            "registry": {"wanted_hash": "a07e...", "state": None, "config_hash": None,
+                         "image": None},
         }
     """
 
     default = dict
-
     requires_command = "docker"
 
-    def command(self, compose_file: str, project: str) -> str:
+    def command(self, compose_file: str, project: str, content: str) -> str:
         template = ('{{.Label "com.docker.compose.service"}} {{.State}} '
-                    '{{.Label "com.docker.compose.config-hash"}}')
+                    '{{.Label "com.docker.compose.config-hash"}} {{.Image}}')
         label = shlex.quote(f"label=com.docker.compose.project={project}")
+        assert _HEREDOC not in content
+        # Relative paths in the file are relative to its folder, as when compose reads the file.
+        hashes = compose_command("-", project, "--project-directory", compose_file.rsplit("/", 1)[0]
+                                 or "/", "config", "--hash", "*")
         return (
-            f"{{ ! test -f {shlex.quote(compose_file)} || "
-            f"{compose_command(compose_file, project, 'config', '--hash', '*')}; }} && "
-            f"echo {_SEPARATOR} && "
-            f"docker ps --all --filter {label} --format {shlex.quote(template)}"
+            f"{hashes} <<'{_HEREDOC}' && echo {_SEPARATOR} && "
+            f"docker ps --all --filter {label} --format {shlex.quote(template)}\n"
+            f"{content.rstrip()}\n{_HEREDOC}\n"
         )
 
     def process(self, output) -> dict[str, ServiceDict]:
@@ -64,11 +75,13 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
             if line.strip() == _SEPARATOR:
                 containers = True
             elif not containers and len(parts) == 2:
-                services[parts[0]] = {"wanted_hash": parts[1], "state": None, "config_hash": None}
-            elif containers and len(parts) == 3:
+                services[parts[0]] = {"wanted_hash": parts[1], "state": None, "config_hash": None,
+                                      "image": None}
+            elif containers and len(parts) == 4:
                 service = services.setdefault(
-                    parts[0], {"wanted_hash": None, "state": None, "config_hash": None})
-                service["state"], service["config_hash"] = parts[1], parts[2]
+                    parts[0],
+                    {"wanted_hash": None, "state": None, "config_hash": None, "image": None})
+                service["state"], service["config_hash"], service["image"] = parts[1:]
         return services
 
 

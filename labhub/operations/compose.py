@@ -5,6 +5,7 @@ health checks of the services it publishes. Paired with ``labhub.facts.compose``
 
 from __future__ import annotations
 
+import yaml
 from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import docker
@@ -13,15 +14,18 @@ from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatus
 
 
 @operation()
-def up(compose_file: str, project: str):
+def up(compose_file: str, project: str, content: str):
     """
     ``docker compose up`` (pyinfra's ``docker.compose``) when a service of the compose file has no
-    running container or one made from another configuration (compose's configuration hash, as
-    compose itself decides what to recreate), or a container of the project is no longer in the
-    file. ``docker.compose`` alone runs every time and so always reports a change.
+    running container or one made from another configuration (compose's own configuration hash,
+    as compose itself decides what to recreate), or a container of the project is no longer in
+    the file; each such service is logged with the reason. ``docker.compose`` alone runs every
+    time and so always reports a change.
 
     + compose_file: the compose file on the host; its folder is the project directory
     + project: the project name
+    + content: the compose file's content, as written before this operation runs: a dry run,
+      which writes nothing, compares the containers with it too
 
     **Example:**
 
@@ -31,19 +35,33 @@ def up(compose_file: str, project: str):
             name="Start the hub stack",
             compose_file="/opt/labhub/compose.yaml",
             project="labhub",
+            content=compose_yaml,
         )
     """
-    services = host.get_fact(ComposeProject, compose_file=compose_file, project=project)
-    stale = sorted(
-        name for name, service in services.items()
-        if service["wanted_hash"] is None
-        or service["state"] != "running"
-        or service["config_hash"] != service["wanted_hash"]
-    )
-    if services and not stale:
+    services = host.get_fact(ComposeProject, compose_file=compose_file, project=project,
+                             content=content)
+    images = {name: (service or {}).get("image")
+              for name, service in (yaml.safe_load(content).get("services") or {}).items()}
+    reasons = {}
+    for name in sorted(set(images) | set(services)):
+        service = services.get(name)
+        if name not in images:
+            reasons[name] = "no longer in the compose file: removed"
+        elif service is None or service["state"] is None:
+            # Also what a dry run on a server without Docker yet says.
+            reasons[name] = "created"
+        elif service["config_hash"] != service["wanted_hash"]:
+            reasons[name] = ("recreated: new image " + str(images.get(name))
+                             if service["image"] != images.get(name)
+                             else "recreated: its configuration changed")
+        elif service["state"] != "running":
+            reasons[name] = f"started (it is {service['state']})"
+    if not reasons:
         host.noop(f"compose project {project} is up as {compose_file} says")
         return
 
+    for name, reason in reasons.items():
+        host.log(f"compose: {name} {reason}")
     yield from docker.compose._inner(
         project_directory=compose_file.rsplit("/", 1)[0] or "/",
         files=[compose_file],

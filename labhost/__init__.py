@@ -1,0 +1,39 @@
+"""
+A test and demo harness for labhub, not part of the deploy: real Debian 13 lab servers on this
+machine (systemd containers with sshd and their own Docker engine) to deploy to over SSH, the
+pyinfra CLI run as an admin runs it, and stand-ins for the official images the stack starts from
+(nothing can be pulled here).
+
+- ``labhost.server``: this machine's Docker engine, the lab server image, ``LabServer`` and
+  starting, finding and removing lab servers
+- ``labhost.images``: the stand-in images, and loading them into a lab server
+- ``labhost.runner``: ``run_pyinfra`` and its ``PyinfraRun`` results
+- ``python -m labhost engine|up|down``: the local demo (``./dev up``, ``./dev down``)
+"""
+
+from labhost.images import STAND_INS, load_stack_images, prepare_images
+from labhost.runner import PyinfraRun, run_pyinfra
+from labhost.server import (
+    PROJECT_ROOT,
+    LabHostError,
+    LabServer,
+    ensure_engine,
+    find_lab_server,
+    remove_all_lab_servers,
+    start_lab_server,
+)
+
+__all__ = [
+    "PROJECT_ROOT",
+    "STAND_INS",
+    "LabHostError",
+    "LabServer",
+    "PyinfraRun",
+    "ensure_engine",
+    "find_lab_server",
+    "load_stack_images",
+    "prepare_images",
+    "remove_all_lab_servers",
+    "run_pyinfra",
+    "start_lab_server",
+]

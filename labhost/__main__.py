@@ -1,0 +1,88 @@
+"""
+    python -m labhost engine            start this machine's Docker engine if needed
+    python -m labhost up [INVENTORY]    deploy the stack (to a throwaway lab server
+                                        when no inventory is given) and say how to log in
+    python -m labhost down              remove the throwaway lab server
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import labhost
+from labhub.settings import validate
+
+DEMO_NAME = "labhub-demo"
+DEMO_DIR = labhost.PROJECT_ROOT / ".labhub" / "demo"
+DEMO_USERS = ["alice", "bob"]
+
+
+def pyinfra(*args: str) -> int:
+    argv = [str(Path(sys.executable).with_name("pyinfra")), *args]
+    return subprocess.call(argv, cwd=labhost.PROJECT_ROOT)
+
+
+def up(inventory: str | None) -> int:
+    if inventory:
+        return pyinfra(inventory, "deploy.py")
+    server = labhost.find_lab_server(DEMO_NAME, DEMO_DIR)
+    if server is None:
+        print(f"--> starting a throwaway lab server ({DEMO_NAME})", file=sys.stderr)
+        server = labhost.start_lab_server(name=DEMO_NAME, workdir=DEMO_DIR)
+    overrides = labhost.load_stack_images(server)
+    data = {
+        "docker_source": "distro",
+        "hub_users": DEMO_USERS,
+        "hub_admins": DEMO_USERS[:1],
+        "hub_bind": "0.0.0.0",
+        **overrides,
+    }
+    settings = validate(data)
+    inventory_path = server.inventory_file(data)
+    status = pyinfra(str(inventory_path), "deploy.py", "-y")
+    if status != 0:
+        return status
+    print(
+        f"""
+The lab hub is up on a throwaway lab server:
+
+    http://{server.address}:{settings.hub_port}/
+
+Log in as {" or ".join(DEMO_USERS)}: the first login of a user sets that user's password
+(at least {settings.min_password_length} characters); {DEMO_USERS[0]} is an admin.
+Inventory: {inventory_path}    SSH: ssh -i {server.key_path} {server.login_user}@{server.address}
+Remove it with: ./dev down
+"""
+    )
+    return 0
+
+
+def down() -> int:
+    server = labhost.find_lab_server(DEMO_NAME, DEMO_DIR)
+    if server is None:
+        print("no throwaway lab server is running", file=sys.stderr)
+        return 0
+    server.remove()
+    print(f"removed {DEMO_NAME}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="--> %(message)s")
+    command, args = (argv[0], argv[1:]) if argv else ("help", [])
+    if command == "engine":
+        labhost.ensure_engine()
+        return 0
+    if command == "up":
+        return up(args[0] if args else None)
+    if command == "down":
+        return down()
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,157 @@
+"""
+Stand-ins for the official images the stack starts from, and loading them into a lab server.
+
+Nothing can be pulled here, so the images the deploy builds FROM (and the registry it runs) are
+made on this machine from the debootstrapped base, with the shape the production Dockerfiles rely
+on, and moved into the lab server's engine before a deploy. Their versions are the tags of the
+production defaults (``group_data/all.py``), so a stand-in follows a default that moves. Each tag
+also carries a hash of its build context, so editing a stand-in's Dockerfile rebuilds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import runpy
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import docker
+
+from labhost.runner import run_pyinfra
+from labhost.server import (
+    BASE_IMAGE,
+    CONTEXTS,
+    PROJECT_ROOT,
+    LabServer,
+    build_image,
+    context_tag,
+    ensure_base_image,
+    ensure_engine,
+    has_image,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS_FILE = PROJECT_ROOT / "group_data" / "all.py"
+CA_BUNDLE = Path(os.environ.get("LABHUB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+# The JupyterLab that the official base-notebook at the lab_base_image default's tag ships; it is
+# not in the image's name, so it moves by hand with that default.
+JUPYTERLAB_VERSION = "4.3.4"
+
+
+@cache
+def defaults() -> dict:
+    """The production defaults, read from the file the deploy reads them from."""
+    return runpy.run_path(str(DEFAULTS_FILE))
+
+
+def image_tag(reference: str) -> str:
+    """The tag of an image reference: ``quay.io/jupyterhub/jupyterhub:5.2.1`` -> ``5.2.1``."""
+    name = reference.split("@", 1)[0].rsplit("/", 1)[-1]
+    if ":" not in name:
+        return "latest"
+    return name.rsplit(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """One stand-in image: its build context under ``contexts/``, repository, and the setting
+    whose default image it stands in for (its tag is the stand-in's version)."""
+
+    folder: str
+    repository: str
+    setting: str | None
+
+    @property
+    def version(self) -> str:
+        # The shared python layer stands in for no image: it is Debian's release.
+        return image_tag(defaults()[self.setting]) if self.setting else "trixie"
+
+    def buildargs(self) -> tuple[tuple[str, str], ...]:
+        hub = image_tag(defaults()["hub_base_image"])
+        if self.folder == "jupyterhub":
+            return (("JUPYTERHUB_VERSION", hub),)
+        if self.folder == "lab-base":
+            # jupyterhub-singleuser in a lab must match the hub it talks to.
+            return (("JUPYTERHUB_VERSION", hub), ("JUPYTERLAB_VERSION", JUPYTERLAB_VERSION))
+        return ()
+
+    def tag(self) -> str:
+        return context_tag(self.repository, self.version, CONTEXTS / self.folder,
+                           (("BASE_IMAGE", self.base_tag()), *self.buildargs()))
+
+    def base_tag(self) -> str:
+        """What it is built FROM: the python layer, or the debootstrapped base."""
+        return PYTHON_LAYER.tag() if self.folder in ("jupyterhub", "lab-base") else BASE_IMAGE
+
+
+# Not a stand-in of a production image: the layer the Python ones share.
+PYTHON_LAYER = StandIn("python", "labhub-test/python", None)
+STAND_INS = (
+    StandIn("registry", "labhub-test/registry", "registry_image"),
+    StandIn("jupyterhub", "labhub-test/jupyterhub", "hub_base_image"),
+    StandIn("lab-base", "labhub-test/base-notebook", "lab_base_image"),
+)
+
+
+def build_stand_in(client: docker.DockerClient, image: StandIn) -> str:
+    """Build a stand-in once per machine (cached by tag), its base first."""
+    tag = image.tag()
+    if has_image(client, tag):
+        return tag
+    base = image.base_tag()
+    if base == BASE_IMAGE:
+        ensure_base_image(client)
+    else:
+        build_stand_in(client, PYTHON_LAYER)
+    # pip in the builds trusts this machine's CA bundle, copied into the context.
+    with tempfile.TemporaryDirectory(prefix="labhub-image-") as context:
+        shutil.copytree(CONTEXTS / image.folder, context, dirs_exist_ok=True)
+        shutil.copy(CA_BUNDLE, Path(context) / "ca-bundle.crt")
+        build_image(client, Path(context), tag, BASE_IMAGE=base, **dict(image.buildargs()))
+    return tag
+
+
+def prepare_images(client: docker.DockerClient) -> dict[str, str]:
+    """
+    Build the stand-ins of the official registry, JupyterHub and Jupyter base images (once per
+    machine, cached by tag) and return the setting overrides that point a deploy at them, with
+    this machine's CA bundle for the deploy's own image builds (pip needs it here).
+    """
+    overrides = {"build_ca_bundle": str(CA_BUNDLE)}
+    for image in STAND_INS:
+        overrides[image.setting] = build_stand_in(client, image)
+    return overrides
+
+
+def ensure_server_engine(server: LabServer) -> None:
+    """
+    The lab server's own Docker engine, installed by the project's docker task (Debian's packages)
+    when it is missing: images can only be loaded into a running engine. In production the engine
+    pulls the official images itself.
+    """
+    if server.exec("command -v docker || true").strip():
+        return
+    logger.info("installing the lab server's Docker engine (tasks/docker.py, distro packages)")
+    inventory = server.inventory_file({"docker_source": "distro"},
+                                      path=server.workdir / "engine-inventory.py")
+    run_pyinfra(inventory, "tasks/docker.py").check()
+
+
+def load_stack_images(server: LabServer) -> dict[str, str]:
+    """
+    Move the stand-in images into the lab server's engine (installing the engine first when
+    needed); returns the same setting overrides as ``prepare_images``.
+    """
+    overrides = prepare_images(ensure_engine())
+    ensure_server_engine(server)
+    present = set(server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
+    for tag in (overrides[image.setting] for image in STAND_INS):
+        if tag not in present:
+            logger.info("loading %s into %s", tag, server.address)
+            server.load_image(tag)
+    return overrides

@@ -1,0 +1,68 @@
+"""
+The pyinfra CLI of this environment, run as an admin runs it (from the project root, with an
+inventory file), with its ``--json`` results at hand.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from labhost.server import PROJECT_ROOT, LabHostError
+
+
+@dataclass
+class PyinfraRun:
+    """One ``pyinfra`` CLI run: exit code, output and the JSON results pyinfra printed."""
+
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def result(self) -> dict:
+        start = self.stdout.find("{")
+        if start < 0:
+            raise LabHostError(f"pyinfra printed no JSON:\n{self.stdout}\n{self.stderr[-3000:]}")
+        return json.loads(self.stdout[start:])
+
+    @property
+    def changed(self) -> int:
+        """How many operations changed something (``results.totals.success`` of ``--json``)."""
+        return self.result["results"]["totals"]["success"]
+
+    @property
+    def changed_operations(self) -> list[str]:
+        return [op["name"] for op in self.result["results"]["operations"] if op["success"]]
+
+    @property
+    def planned_changes(self) -> list[str]:
+        """Names of the operations a ``--dry`` run would (or might) change."""
+        return [op["name"] for op in self.result["plan"]
+                if op["hosts_with_change"] or op["hosts_with_conditional_change"]]
+
+    def check(self) -> PyinfraRun:
+        if self.returncode != 0:
+            raise LabHostError(
+                f"{' '.join(self.argv)} exited {self.returncode}:\n"
+                f"{self.stderr[-6000:]}\n{self.stdout[-2000:]}"
+            )
+        return self
+
+
+def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
+                extra: tuple[str, ...] = (), cwd: Path | None = None,
+                timeout: float = 1800) -> PyinfraRun:
+    """Run the pyinfra CLI of this environment (as an admin would) with ``--json`` results."""
+    argv = [str(Path(sys.executable).with_name("pyinfra")), str(inventory), *deploy, "--json"]
+    argv += ["--dry"] if dry else ["-y"]
+    for key, value in (data or {}).items():
+        argv += ["--data", f"{key}={json.dumps(value)}"]
+    argv += list(extra)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                          cwd=str(cwd or PROJECT_ROOT))
+    return PyinfraRun(argv, proc.returncode, proc.stdout, proc.stderr)

@@ -1,0 +1,337 @@
+"""
+A real Debian 13 lab server on this machine: a systemd container with sshd and its own Docker
+engine, reached over SSH like any server. The end-to-end tests and the local demo share it.
+
+No image can be pulled here, so the base image is debootstrapped on this machine and every image
+is cached by tag. The container is started with the flags a systemd container needs on this
+machine (no ``--privileged``: the machine lacks CAP_SYS_RESOURCE), with ``/dev/autofs`` so that
+fstab's ``x-systemd.automount`` lines work as on a real host, and its image makes ``/``
+shared-propagation at boot as systemd does on a real host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import docker.errors
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONTEXTS = Path(__file__).resolve().parent / "contexts"
+BASE_IMAGE = "labhub/debian-base:trixie"
+LABHOST_REPOSITORY = "labhub/labhost"
+DEBIAN_MIRROR = os.environ.get("LABHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+LOGIN_USER = "labadmin"
+LABEL = "org.labhub.labhost"
+
+
+class LabHostError(RuntimeError):
+    pass
+
+
+def _run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, **kwargs)
+
+
+def ensure_engine(timeout: float = 60) -> docker.DockerClient:
+    """Use this machine's Docker engine, installing and starting it first when it is not running."""
+    client = docker.from_env(version="auto") if _engine_answers() else None
+    if client is not None:
+        return client
+    if shutil.which("dockerd") is None or shutil.which("debootstrap") is None:
+        logger.info("installing docker.io and debootstrap")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        _run("apt-get", "update", "-qq", env=env)
+        _run("apt-get", "install", "-y", "-qq", "docker.io", "debootstrap", env=env)
+    if not _engine_answers():
+        logger.info("starting dockerd")
+        log = open("/var/log/labhub-dockerd.log", "ab")
+        subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not _engine_answers():
+        if time.monotonic() > deadline:
+            raise LabHostError("dockerd did not answer; see /var/log/labhub-dockerd.log")
+        time.sleep(0.5)
+    return docker.from_env(version="auto")
+
+
+def _engine_answers() -> bool:
+    try:
+        return docker.from_env(version="auto").ping()
+    except Exception:
+        return False
+
+
+def has_image(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def ensure_base_image(client: docker.DockerClient, tag: str = BASE_IMAGE) -> str:
+    """A minimal Debian 13 image made with debootstrap, built once per machine."""
+    if has_image(client, tag):
+        return tag
+    logger.info("debootstrapping %s", tag)
+    with tempfile.TemporaryDirectory(prefix="labhub-rootfs-") as root:
+        _run("debootstrap", "--variant=minbase", "trixie", root, DEBIAN_MIRROR,
+             stdout=subprocess.DEVNULL)
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        _run("docker", "import", "-", tag, stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        if tar.wait() != 0:
+            raise LabHostError("tar of the debootstrapped root failed")
+    return tag
+
+
+def context_tag(repository: str, version: str, context: Path,
+                buildargs: tuple[tuple[str, str], ...] = ()) -> str:
+    """
+    ``repository:version-<hash>``, the hash of the build context's files and build args: images
+    are cached by tag, so an edited context must get a new one.
+    """
+    digest = hashlib.sha256(repr(buildargs).encode())
+    for path in sorted(context.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(context).as_posix().encode())
+            digest.update(path.read_bytes())
+    return f"{repository}:{version}-{digest.hexdigest()[:8]}"
+
+
+def build_image(client: docker.DockerClient, context: Path, tag: str, **buildargs: str) -> str:
+    """Build ``context`` as ``tag`` unless an image with that tag exists (cache by tag)."""
+    if not has_image(client, tag):
+        logger.info("building %s", tag)
+        try:
+            client.images.build(path=str(context), tag=tag, buildargs=buildargs, rm=True,
+                                network_mode="host")
+        except docker.errors.BuildError as e:
+            log = "".join(chunk.get("stream", "") for chunk in e.build_log)
+            raise LabHostError(f"building {tag} failed:\n{log[-4000:]}") from e
+    return tag
+
+
+def ensure_labhost_image(client: docker.DockerClient) -> str:
+    base = ensure_base_image(client)
+    context = CONTEXTS / "labhost"
+    tag = context_tag(LABHOST_REPOSITORY, "trixie", context, (("BASE_IMAGE", base),))
+    return build_image(client, context, tag, BASE_IMAGE=base)
+
+
+@dataclass
+class LabServer:
+    """One running lab server container and the SSH login pyinfra uses."""
+
+    client: docker.DockerClient
+    container_id: str
+    volume: str
+    address: str
+    key_path: Path
+    workdir: Path
+    login_user: str = LOGIN_USER
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def container(self):
+        return self.client.containers.get(self.container_id)
+
+    def exec(self, command: str, check: bool = True, user: str = "root") -> str:
+        """Run a shell command on the server as root (outside SSH) and return its stdout."""
+        result = self.container.exec_run(["sh", "-c", command], user=user, demux=True)
+        out = (result.output[0] or b"").decode()
+        err = (result.output[1] or b"").decode()
+        if check and result.exit_code != 0:
+            raise LabHostError(f"{command!r} exited {result.exit_code}: {err or out}")
+        return out
+
+    def load_image(self, tag: str) -> None:
+        """Move an image from this machine's engine into the server's own engine."""
+        save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+        _run("docker", "exec", "-i", self.container_id, "docker", "load",
+             stdin=save.stdout, stdout=subprocess.DEVNULL)
+        if save.wait() != 0:
+            raise LabHostError(f"docker save {tag} failed")
+
+    def inventory_file(self, data: dict | None = None, path: Path | None = None) -> Path:
+        """Write a pyinfra inventory for this server (SSH with the generated key, sudo)."""
+        host_data = {
+            "ssh_user": self.login_user,
+            "ssh_key": str(self.key_path),
+            "ssh_known_hosts_file": "/dev/null",
+            "ssh_strict_host_key_checking": "no",
+            "_sudo": True,
+            **(data or {}),
+        }
+        path = path or self.workdir / "inventory.py"
+        path.write_text(
+            "# Generated by labhost for a throwaway lab server.\n"
+            f"lab_servers = [({self.address!r}, {host_data!r})]\n"
+        )
+        return path
+
+    def reboot(self, timeout: float = 120) -> None:
+        """
+        Restart the server as a host reboots: systemd shuts down (containers of its engine
+        stop), boots again, and the server is back when systemd runs and SSH answers. Its address
+        on this machine's bridge may change: ``address`` is read again, and inventories written
+        before must be written again.
+        """
+        # systemd stops the nested engine and its containers first: give it time before a kill.
+        self.container.restart(timeout=60)
+        _wait_booted(self, timeout)
+        container = self.container
+        container.reload()
+        self.address = container.attrs["NetworkSettings"]["IPAddress"]
+        _wait_ssh(self.address, timeout)
+
+    def stand_in_cifs(self, mountpoints: list[str]) -> None:
+        """
+        A tmpfs stands in for CIFS (which this machine's kernel cannot mount) at these shares'
+        mount points: labhub's fstab line of each keeps everything but its type and source, and
+        ``mount.tmpfs`` (beside this module) takes CIFS's options. The automounts are started
+        again with the new lines; a redeploy writes the CIFS lines back.
+        """
+        _run("docker", "exec", "-i", self.container_id, "install", "-m", "0755", "/dev/stdin",
+             "/sbin/mount.tmpfs", input=(Path(__file__).with_name("mount.tmpfs")).read_bytes())
+        for mountpoint in mountpoints:
+            path = shlex.quote(mountpoint)
+            self.exec(
+                f"awk -v m={path} '$2 == m && $3 == \"cifs\" {{ $1 = \"tmpfs\"; $3 = \"tmpfs\" }} "
+                "{ print }' /etc/fstab > /etc/fstab.new && mv /etc/fstab.new /etc/fstab && "
+                f"systemctl stop $(systemd-escape --path --suffix=automount {path}) "
+                f"$(systemd-escape --path --suffix=mount {path})")
+        self.exec("systemctl daemon-reload && systemctl restart remote-fs.target")
+
+    def remove(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        try:
+            self.client.volumes.get(self.volume).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_lab_server(name: str | None = None, workdir: Path | None = None,
+                     boot_timeout: float = 90) -> LabServer:
+    """Start a fresh lab server and wait until systemd is running and SSH accepts the key."""
+    client = ensure_engine()
+    image = ensure_labhost_image(client)
+    name = name or f"labhost-{uuid.uuid4().hex[:8]}"
+    volume = f"{name}-docker"
+    workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{name}-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    key_path = workdir / "id_ed25519"
+    if not key_path.exists():
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key_path))
+    container = client.containers.run(
+        image,
+        name=name,
+        hostname=name,
+        detach=True,
+        cap_add=["ALL"],
+        cap_drop=["SYS_RESOURCE"],
+        security_opt=["seccomp=unconfined", "apparmor=unconfined"],
+        cgroupns="host",
+        # systemd's automount units (fstab's x-systemd.automount) need the kernel's autofs.
+        devices=["/dev/autofs:/dev/autofs"],
+        tmpfs={"/run": "", "/run/lock": ""},
+        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+                 volume: {"bind": "/var/lib/docker", "mode": "rw"}},
+        labels={LABEL: "1"},
+    )
+    container.reload()
+    address = container.attrs["NetworkSettings"]["IPAddress"]
+    server = LabServer(client, container.id, volume, address, key_path, workdir)
+    try:
+        _wait_booted(server, boot_timeout)
+        pubkey = (workdir / "id_ed25519.pub").read_text().strip()
+        home = f"/home/{LOGIN_USER}"
+        server.exec(
+            f"install -d -m 0700 -o {LOGIN_USER} -g {LOGIN_USER} {home}/.ssh && "
+            f"echo '{pubkey}' > {home}/.ssh/authorized_keys && "
+            f"chown {LOGIN_USER}: {home}/.ssh/authorized_keys && chmod 0600 {home}/.ssh/authorized_keys"
+        )
+        _wait_ssh(address, boot_timeout)
+    except BaseException:
+        server.remove()
+        raise
+    return server
+
+
+def _wait_booted(server: LabServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        try:
+            state = server.exec("systemctl is-system-running || true").strip()
+        except docker.errors.APIError as e:
+            # A container still restarting refuses execs.
+            state = str(e)
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+    raise LabHostError(f"lab server did not boot (systemd state {state!r})")
+
+
+def _wait_ssh(address: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, 22), timeout=2) as sock:
+                if sock.recv(4).startswith(b"SSH-"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise LabHostError(f"no SSH on {address}:22")
+
+
+def find_lab_server(name: str, workdir: Path) -> LabServer | None:
+    """The running lab server called ``name`` (started earlier with this workdir), if any."""
+    client = ensure_engine()
+    try:
+        container = client.containers.get(name)
+    except docker.errors.NotFound:
+        return None
+    if container.status != "running" or not (workdir / "id_ed25519").exists():
+        container.remove(force=True)
+        return None
+    address = container.attrs["NetworkSettings"]["IPAddress"]
+    return LabServer(client, container.id, f"{name}-docker", address, workdir / "id_ed25519",
+                     workdir)
+
+
+def remove_all_lab_servers() -> int:
+    """Remove every lab server container this harness started (and their engine volumes)."""
+    client = ensure_engine()
+    count = 0
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        volumes = [m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"]
+        container.remove(force=True)
+        for volume in volumes:
+            try:
+                client.volumes.get(volume).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+        count += 1
+    return count
