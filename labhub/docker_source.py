@@ -6,6 +6,8 @@ Pure functions of the host's facts, so the same answer is given in a dry run and
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 KEYRING = "/etc/apt/keyrings/docker.asc"
 SOURCES_FILE = "/etc/apt/sources.list.d/docker.list"
 DOCKER_CE_PACKAGES = [
@@ -15,7 +17,21 @@ DOCKER_CE_PACKAGES = [
     "docker-buildx-plugin",
     "docker-compose-plugin",
 ]
+# The distribution's packages that Docker's install guide has removed before docker-ce goes in
+# (they conflict with Docker's), with Debian's split-out CLI and buildx and Ubuntu's compose v2.
+DISTRO_ENGINE_PACKAGES = [
+    "docker.io",
+    "docker-cli",
+    "docker-doc",
+    "docker-compose",
+    "docker-compose-v2",
+    "docker-buildx",
+    "podman-docker",
+    "containerd",
+    "runc",
+]
 SUPPORTED = ("debian", "ubuntu")
+SOURCE_NAMES = {"docker": "Docker's apt repository", "distro": "the distribution's packages"}
 
 
 class UnsupportedHost(ValueError):
@@ -41,11 +57,48 @@ def key_url(base_url: str, os_release: dict[str, str]) -> str:
     return f"{base_url}/{distribution(os_release)}/gpg"
 
 
+def repository(base_url: str, os_release: dict[str, str]) -> str:
+    """Docker's repository for this host as apt names it in its messages: ``<url> <codename>``."""
+    return f"{base_url}/{distribution(os_release)} {codename(os_release)}"
+
+
 def apt_source_line(base_url: str, os_release: dict[str, str], arch: str) -> str:
     """The one-line apt source Docker's install guide writes for this host."""
+    return f"deb [arch={arch} signed-by={KEYRING}] {repository(base_url, os_release)} stable"
+
+
+def installed_source(installed: Collection[str]) -> str | None:
+    """
+    The ``docker_source`` the host's engine came from, by the installed package names: "docker"
+    when any of Docker's packages is installed (whatever else is), else "distro" when the
+    distribution's engine is; None when neither is.
+    """
+    if any(package in installed for package in DOCKER_CE_PACKAGES):
+        return "docker"
+    if "docker.io" in installed:
+        return "distro"
+    return None
+
+
+def switch_problem(docker_source: str, installed: Collection[str]) -> str | None:
+    """
+    Why the engine cannot be installed from ``docker_source`` on a host with these packages
+    (None: nothing stands in the way): it already came from the other source. The two sources'
+    packages conflict, and replacing one engine with the other stops every container under it,
+    on a server whose hub and labs are running: that is left to the admin, who is told both ways
+    out.
+    """
+    current = installed_source(installed)
+    if current is None or current == docker_source:
+        return None
+    own = DOCKER_CE_PACKAGES if current == "docker" else DISTRO_ENGINE_PACKAGES
+    packages = [package for package in own if package in installed]
     return (
-        f"deb [arch={arch} signed-by={KEYRING}] "
-        f"{base_url}/{distribution(os_release)} {codename(os_release)} stable"
+        f"docker_source is {docker_source!r}, but the Docker engine here was installed from "
+        f"{SOURCE_NAMES[current]} ({', '.join(packages)}). labhub does not swap a running engine "
+        f"(every container would stop): set docker_source to {current!r} to keep it, or remove "
+        f"those packages first (apt-get remove {' '.join(packages)}; images, containers and "
+        "volumes in /var/lib/docker stay) and deploy again"
     )
 
 

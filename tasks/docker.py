@@ -8,24 +8,35 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
-from pyinfra.facts.deb import DebArch
+from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import OsRelease, Users
 from pyinfra.operations import apt, files, server, systemd
 
 from labhub import docker_source
 from labhub.facts.accounts import LoginUser
+from labhub.operations import apt_source, engine
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 os_release = host.get_fact(OsRelease)
+installed = host.get_fact(DebPackages)
+# Refused before any change, like a bad setting.
+problem = docker_source.switch_problem(settings.docker_source, installed)
+if problem:
+    raise OperationError(f"{host.name}: {problem}")
 
 if settings.docker_source == "docker":
+    fetch_tools = ["ca-certificates", "curl"]
     apt.packages(
         name="Install what fetching Docker's key needs",
-        packages=["ca-certificates", "curl"],
+        packages=fetch_tools,
+        # A new server may have no apt lists yet. Updated only when something is missing: this
+        # update reads every source, Docker's too, whose failures are told below.
+        update=not set(fetch_tools) <= set(installed),
+        cache_time=24 * 3600,
     )
     files.directory(name="Create the apt keyrings folder", path="/etc/apt/keyrings", mode="0755")
-    files.download(
+    key = files.download(
         name=f"Download Docker's apt key to {docker_source.KEYRING}",
         src=docker_source.key_url(settings.docker_apt_url, os_release),
         dest=docker_source.KEYRING,
@@ -40,8 +51,17 @@ if settings.docker_source == "docker":
         dest=docker_source.SOURCES_FILE,
         mode="0644",
     )
-    apt.update(name="Update apt lists for Docker's repository", _if=source.did_change)
     packages = docker_source.DOCKER_CE_PACKAGES
+    # Until Docker's packages are in, a run that stopped at a refused signature asks again.
+    incomplete = not set(packages) <= set(installed)
+    apt_source.update(
+        name="Update apt lists for Docker's repository (its signature verified)",
+        sources_file=docker_source.SOURCES_FILE,
+        repository=f"Docker's apt repository "
+        f"{docker_source.repository(settings.docker_apt_url, os_release)}",
+        keyring=docker_source.KEYRING,
+        _if=lambda: incomplete or key.did_change() or source.did_change(),
+    )
 else:
     packages = docker_source.distro_packages(os_release)
 
@@ -55,6 +75,12 @@ apt.packages(
 for service in ("containerd", "docker"):
     systemd.service(name=f"Enable and start {service}", service=service, running=True,
                     enabled=True)
+# Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade of
+# its packages, a restart by hand).
+engine.configured(
+    name="Keep containers running while the engine restarts (live-restore)",
+    values={"live-restore": True},
+)
 
 server.group(name="Create group docker", group="docker", system=True)
 

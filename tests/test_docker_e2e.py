@@ -1,20 +1,32 @@
 """
-tasks/docker.py on a fresh Debian 13 lab server, over SSH, through pyinfra's CLI.
+tasks/docker.py on fresh Debian 13 lab servers, over SSH, through pyinfra's CLI.
 
-Docker's own apt repository cannot be reached from this machine: the "docker" source is checked
-through pyinfra's dry-run plan against the lab server (the exact keyring path, apt source line and
-package set), and a real run of it is shown to stop at the key download, not hidden.
+Docker's own apt repository cannot be reached from here. The default source ("docker") is
+deployed from a stand-in of it (``labhost.apt_repository``: Debian's engine, CLI, containerd,
+compose v2 and buildx repacked under Docker's package names, in a repository signed like
+Docker's, served on this machine), with ``docker_apt_url`` pointed at it and nothing else
+changed. The dry-run plans check the exact lines Docker's real URL gives on Debian and Ubuntu.
+
+One lab server per source: ``lab_server`` gets Docker's packages, ``distro_server`` Debian's; a
+fresh third one is refused the repository signed with another key.
 """
 
 from __future__ import annotations
 
-import pytest
+import json
 
-from labhub import labhost
+import pytest
+import testinfra
+
+import labhost
+from labhost.apt_repository import AptRepository, start_docker_apt_repository
 
 pytestmark = pytest.mark.e2e
 
-DOCKER_CE = "docker-ce docker-ce-cli containerd.io docker-buildx-plugin docker-compose-plugin"
+KEYRING = "/etc/apt/keyrings/docker.asc"
+SOURCES_FILE = "/etc/apt/sources.list.d/docker.list"
+DOCKER_CE = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
+             "docker-compose-plugin"]
 UBUNTU_NOBLE = """\
 PRETTY_NAME="Ubuntu 24.04.3 LTS"
 NAME="Ubuntu"
@@ -25,6 +37,36 @@ ID=ubuntu
 ID_LIKE=debian
 UBUNTU_CODENAME=noble
 """
+
+
+def ssh_host(server: labhost.LabServer, sudo: bool):
+    """pytest-testinfra's view of a lab server over SSH (conftest's is of ``lab_server`` only)."""
+    return testinfra.get_host(
+        f"ssh://{server.login_user}@{server.address}",
+        ssh_identity_file=str(server.key_path),
+        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+        "-o LogLevel=ERROR",
+        sudo=sudo,
+    )
+
+
+def started_server():
+    """A fresh lab server for a fixture, removed afterwards."""
+    server = labhost.start_lab_server()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="module")
+def docker_apt():
+    """The stand-in of Docker's apt repository, for this module's tests."""
+    repository = start_docker_apt_repository()
+    try:
+        yield repository
+    finally:
+        repository.remove()
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +88,29 @@ def planned(run: labhost.PyinfraRun) -> list[str]:
     return run.planned_changes
 
 
+def release_of(host) -> tuple[str, str]:
+    """The server's release codename and Debian architecture, as the server itself says."""
+    codename = host.run(". /etc/os-release && echo \"$VERSION_CODENAME\"").stdout.strip()
+    arch = host.run("dpkg --print-architecture").stdout.strip()
+    assert codename and arch
+    return codename, arch
+
+
+def assert_engine_works(server: labhost.LabServer, host, login_host) -> None:
+    for service in ("docker", "containerd"):
+        assert host.service(service).is_running, service
+        assert host.service(service).is_enabled, service
+    assert "docker" in host.user(server.login_user).groups
+    # Containers keep running while the engine restarts.
+    assert host.run("docker info --format '{{.LiveRestoreEnabled}}'").stdout.strip() == "true"
+    version = host.run("docker compose version --short")
+    assert version.rc == 0 and version.stdout.strip().startswith("2."), version.stdout
+    # A fresh login (no sudo) picks up the new group: the admin runs docker without sudo.
+    ps = login_host.run("docker ps --format '{{.ID}}'")
+    assert ps.rc == 0, ps.stderr
+    assert login_host.run("id -nG").stdout.split().count("docker") == 1
+
+
 def test_docker_source_plan_on_debian_13(inventory):
     run = labhost.run_pyinfra(inventory, "tasks/docker.py", dry=True, extra=("--diff",))
     plan = planned(run)
@@ -58,7 +123,8 @@ def test_docker_source_plan_on_debian_13(inventory):
         "Add Docker's apt source: deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
         "https://download.docker.com/linux/debian trixie stable"
     ) in plan
-    assert f"Install Docker packages: {DOCKER_CE}" in plan
+    assert "Update apt lists for Docker's repository (its signature verified)" in plan
+    assert f"Install Docker packages: {' '.join(DOCKER_CE)}" in plan
     assert not any("apt-key" in name for name in plan)
 
 
@@ -68,7 +134,7 @@ def test_docker_source_plan_on_ubuntu_noble(inventory, as_ubuntu_noble):
         "Add Docker's apt source: deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
         "https://download.docker.com/linux/ubuntu noble stable"
     ) in plan
-    assert f"Install Docker packages: {DOCKER_CE}" in plan
+    assert f"Install Docker packages: {' '.join(DOCKER_CE)}" in plan
 
 
 def test_distro_source_plan_on_ubuntu_noble(inventory, as_ubuntu_noble):
@@ -78,44 +144,176 @@ def test_distro_source_plan_on_ubuntu_noble(inventory, as_ubuntu_noble):
     assert not any("Docker's apt" in name for name in plan)
 
 
-def test_docker_source_cannot_reach_docker_repository_here(inventory, lab_host):
-    """A real run of the default source stops at the key download: the repository is unreachable."""
-    run = labhost.run_pyinfra(inventory, "tasks/docker.py")
-    assert run.returncode != 0
-    # pyinfra prints no JSON results when the host fails: read its log of the failing operation.
-    last_operation = run.stderr.rsplit("--> Starting operation: ", 1)[1]
-    assert last_operation.startswith("Download Docker's apt key to /etc/apt/keyrings/docker.asc")
-    assert "Could not resolve host: download.docker.com" in last_operation
-    assert not lab_host.file("/etc/apt/sources.list.d/docker.list").exists
-    assert not lab_host.package("docker-ce").is_installed
-
-
-def test_distro_source_installs_a_working_engine(lab_server, inventory, lab_host, login_host):
-    first = labhost.run_pyinfra(inventory, "tasks/docker.py", data={"docker_source": "distro"})
-    first.check()
-    assert first.changed > 0
-
-    for service in ("docker", "containerd"):
-        assert lab_host.service(service).is_running, service
-        assert lab_host.service(service).is_enabled, service
-    assert "docker" in lab_host.user(lab_server.login_user).groups
-
-    version = lab_host.run("docker compose version --short")
-    assert version.rc == 0 and version.stdout.strip().startswith("2."), version.stdout
-    # A fresh login (no sudo) picks up the new group: the admin runs docker without sudo.
-    ps = login_host.run("docker ps --format '{{.ID}}'")
-    assert ps.rc == 0, ps.stderr
-    assert login_host.run("id -nG").stdout.split().count("docker") == 1
-
-    second = labhost.run_pyinfra(inventory, "tasks/docker.py", data={"docker_source": "distro"})
-    second.check()
-    assert second.changed == 0, second.changed_operations
-
-
 def test_unknown_docker_user_is_refused_before_any_change(inventory, lab_host):
-    run = labhost.run_pyinfra(inventory, "tasks/docker.py",
-                              data={"docker_source": "distro", "docker_users": ["labadmn"]})
+    run = labhost.run_pyinfra(inventory, "tasks/docker.py", data={"docker_users": ["labadmn"]})
     assert run.returncode != 0
     assert "docker_users: no such account on" in run.stderr and "labadmn" in run.stderr
     assert "Starting operation" not in run.stderr
     assert not lab_host.user("labadmn").exists
+    assert not lab_host.file(SOURCES_FILE).exists
+
+
+# Docker's source, from the stand-in of its repository: on lab_server.
+
+@pytest.fixture(scope="module")
+def docker_installed(inventory, docker_apt: AptRepository) -> labhost.PyinfraRun:
+    """The first deploy of the default source to the fresh lab_server."""
+    return labhost.run_pyinfra(inventory, "tasks/docker.py",
+                               data={"docker_apt_url": docker_apt.url}).check()
+
+
+def test_docker_source_installs_from_a_signed_repository(
+        docker_installed, docker_apt, lab_server, inventory, lab_host, login_host):
+    assert docker_installed.changed > 0
+    codename, arch = release_of(lab_host)
+
+    keyring = lab_host.file(KEYRING)
+    assert keyring.mode == 0o644 and keyring.user == "root"
+    assert keyring.content == docker_apt.published_key()
+    assert lab_host.file(SOURCES_FILE).content_string == (
+        f"deb [arch={arch} signed-by={KEYRING}] {docker_apt.url}/debian {codename} stable\n"
+    )
+    # apt lists a repository's packages only once its signature verified, and with
+    # Error-Mode=any a signature it no longer accepts fails the update instead of a warning.
+    update = lab_host.run("apt-get update -o APT::Update::Error-Mode=any")
+    assert update.rc == 0, update.stdout + update.stderr
+    policy = lab_host.run("apt-cache policy docker-ce").stdout
+    assert f"500 {docker_apt.url}/debian {codename}/stable {arch} Packages" in policy, policy
+
+    for package in DOCKER_CE:
+        assert lab_host.package(package).is_installed, package
+    # The engine is Docker's package, not the distribution's.
+    assert not lab_host.package("docker.io").is_installed
+    assert_engine_works(lab_server, lab_host, login_host)
+
+    again = labhost.run_pyinfra(inventory, "tasks/docker.py",
+                                data={"docker_apt_url": docker_apt.url}).check()
+    assert again.changed == 0, again.changed_operations
+
+
+def test_switching_to_distro_is_refused_before_any_change(docker_installed, inventory, lab_host):
+    run = labhost.run_pyinfra(inventory, "tasks/docker.py", data={"docker_source": "distro"})
+    assert run.returncode != 0
+    assert ("docker_source is 'distro', but the Docker engine here was installed from Docker's "
+            "apt repository (docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin, "
+            "docker-compose-plugin)") in run.stderr, run.stderr[-3000:]
+    assert "set docker_source to 'docker' to keep it" in run.stderr
+    assert f"apt-get remove {' '.join(DOCKER_CE)}" in run.stderr
+    assert "Starting operation" not in run.stderr and "Traceback" not in run.stderr
+    for package in DOCKER_CE:
+        assert lab_host.package(package).is_installed, package
+    assert not lab_host.package("docker.io").is_installed
+    assert lab_host.service("docker").is_running
+
+
+def test_a_repository_whose_key_changed_is_refused_not_read_from_old_lists(
+        docker_installed, docker_apt, lab_server, inventory, lab_host):
+    """
+    apt keeps the old lists of a repository it fetched before and that no longer verifies, and
+    exits 0: the deploy must not install from them.
+    """
+    codename, _ = release_of(lab_host)
+    data = {"docker_apt_url": docker_apt.url}
+    lab_server.exec("apt-get remove -y docker-compose-plugin")
+
+    with docker_apt.signed_with_another_key():
+        run = labhost.run_pyinfra(inventory, "tasks/docker.py", data=data)
+    assert run.returncode != 0
+    assert (f"Docker's apt repository {docker_apt.url}/debian {codename}: its signature did not "
+            f"verify with the key in {KEYRING}") in run.stderr, run.stderr[-3000:]
+    assert not lab_host.package("docker-compose-plugin").is_installed
+
+    # Signed with the published key again, the next run puts the package back.
+    labhost.run_pyinfra(inventory, "tasks/docker.py", data=data).check()
+    assert lab_host.package("docker-compose-plugin").is_installed
+
+
+# The distribution's packages: on distro_server.
+
+@pytest.fixture(scope="module")
+def distro_server():
+    yield from started_server()
+
+
+@pytest.fixture(scope="module")
+def distro_inventory(distro_server):
+    return distro_server.inventory_file()
+
+
+@pytest.fixture(scope="module")
+def distro_host(distro_server):
+    return ssh_host(distro_server, sudo=True)
+
+
+@pytest.fixture(scope="module")
+def distro_installed(distro_server, distro_inventory) -> labhost.PyinfraRun:
+    # The admin's own engine setting, which labhub keeps beside its own.
+    distro_server.exec("mkdir -p /etc/docker && echo '{\"log-level\": \"warn\"}' "
+                       "> /etc/docker/daemon.json")
+    return labhost.run_pyinfra(distro_inventory, "tasks/docker.py",
+                               data={"docker_source": "distro"}).check()
+
+
+def test_distro_source_installs_a_working_engine(distro_installed, distro_server,
+                                                 distro_inventory, distro_host):
+    assert distro_installed.changed > 0
+    assert distro_host.package("docker.io").is_installed
+    assert distro_host.package("docker-compose").is_installed
+    assert not distro_host.package("docker-ce").is_installed
+    assert not distro_host.file(SOURCES_FILE).exists
+    assert_engine_works(distro_server, distro_host, ssh_host(distro_server, sudo=False))
+    assert json.loads(distro_host.file("/etc/docker/daemon.json").content_string) == {
+        "live-restore": True, "log-level": "warn"}
+
+    again = labhost.run_pyinfra(distro_inventory, "tasks/docker.py",
+                                data={"docker_source": "distro"}).check()
+    assert again.changed == 0, again.changed_operations
+
+
+def test_switching_to_docker_is_refused_before_any_change(distro_installed, distro_inventory,
+                                                          distro_host, docker_apt):
+    run = labhost.run_pyinfra(distro_inventory, "tasks/docker.py",
+                              data={"docker_apt_url": docker_apt.url})
+    assert run.returncode != 0
+    assert ("docker_source is 'docker', but the Docker engine here was installed from the "
+            "distribution's packages (docker.io") in run.stderr, run.stderr[-3000:]
+    assert "set docker_source to 'distro' to keep it" in run.stderr
+    assert "apt-get remove docker.io" in run.stderr
+    assert "Starting operation" not in run.stderr and "Traceback" not in run.stderr
+    assert not distro_host.file(KEYRING).exists
+    assert not distro_host.file(SOURCES_FILE).exists
+    assert distro_host.package("docker.io").is_installed
+    assert distro_host.service("docker").is_running
+
+
+# A repository signed with another key than the one it publishes: on a fresh server.
+
+@pytest.fixture
+def fresh_server():
+    yield from started_server()
+
+
+def test_a_repository_signed_with_another_key_is_refused(fresh_server, docker_apt):
+    inventory = fresh_server.inventory_file()
+    host = ssh_host(fresh_server, sudo=True)
+    codename, _ = release_of(host)
+    data = {"docker_apt_url": docker_apt.another_key_url}
+    refusal = (f"Docker's apt repository {docker_apt.another_key_url}/debian {codename}: its "
+               f"signature did not verify with the key in {KEYRING}, so apt refused the "
+               "repository and nothing was installed from it")
+
+    for attempt in ("first run", "run again"):
+        run = labhost.run_pyinfra(inventory, "tasks/docker.py", data=data)
+        assert run.returncode != 0, attempt
+        assert refusal in run.stderr, (attempt, run.stderr[-3000:])
+        assert "Traceback" not in run.stderr
+        # The deploy stopped at apt's refusal: no later operation was started.
+        last_operation = run.stderr.rsplit("--> Starting operation: ", 1)[1]
+        assert last_operation.startswith(
+            "Update apt lists for Docker's repository (its signature verified)"), attempt
+
+    # The published key was installed as the admin asked; apt refused what it did not sign.
+    assert host.file(KEYRING).content == docker_apt.published_key()
+    assert host.run("apt-cache madison docker-ce").stdout.strip() == ""
+    for package in [*DOCKER_CE, "docker.io"]:
+        assert not host.package(package).is_installed, package

@@ -452,6 +452,24 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
     assert alice.lab("GET", "/api/contents/hello.txt").status_code == 200
 
 
+def test_an_engine_restart_keeps_labs_and_kernels_running(stack):
+    server, url = stack["server"], stack["url"]
+    alice = Hub(url, "alice")
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    if not (alice.server() or {}).get("ready"):
+        alice.start()
+    started = server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'")
+    kernel = alice.lab("POST", "/api/kernels", json={"name": "python3"}).json()["id"]
+    server.exec("systemctl restart docker")
+    wait_for_hub(url)
+    # The same container, never stopped, and the kernel started before still answers.
+    assert server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'") == started
+    assert kernel_execute(url, f"/user/alice/api/kernels/{kernel}/channels", alice.token,
+                          "print(6 * 7)", 60).strip() == "42"
+    assert alice.lab("DELETE", f"/api/kernels/{kernel}").status_code == 204
+
+
 def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
     """
     Last, as it reboots the server. A tmpfs stands in for CIFS in labhub's own fstab lines (only

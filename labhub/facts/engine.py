@@ -1,0 +1,37 @@
+"""
+Facts about the Docker engine's own configuration. Paired with ``labhub.operations.engine``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
+
+DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+class EngineSettings(FactBase[dict | None]):
+    """
+    The engine's ``daemon.json`` as data: ``{}`` when there is none, None when it is not a JSON
+    object (the engine would not start with it either).
+
+    .. code:: python
+
+        {"live-restore": True, "log-driver": "journald"}
+    """
+
+    default = dict
+
+    def command(self, path: str = DAEMON_JSON) -> StringCommand:
+        return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
+
+    def process(self, output) -> dict | None:
+        text = "\n".join(output).strip()
+        if not text:
+            return {}
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
