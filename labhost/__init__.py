@@ -20,6 +20,7 @@ from labhost.server import (
     ensure_engine,
     find_lab_server,
     remove_all_lab_servers,
+    running_lab_server,
     start_lab_server,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "prepare_images",
     "remove_all_lab_servers",
     "run_pyinfra",
+    "running_lab_server",
     "start_lab_server",
 ]

@@ -25,14 +25,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
-from labhost.server import (
-    CONTEXTS,
-    LabHostError,
-    build_image,
-    context_tag,
-    ensure_base_image,
-    ensure_engine,
-)
+from labhost.server import LabHostError, build_on_base, ensure_engine
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +35,7 @@ LABEL = "org.labhub.stand-in"
 
 def ensure_docker_apt_image(client: docker.DockerClient) -> str:
     """The stand-in repository's image, built once per machine (cached by tag)."""
-    base = ensure_base_image(client)
-    context = CONTEXTS / "docker-apt"
-    tag = context_tag(DOCKER_APT_REPOSITORY, "trixie", context, (("BASE_IMAGE", base),))
-    return build_image(client, context, tag, BASE_IMAGE=base)
+    return build_on_base(client, DOCKER_APT_REPOSITORY, "docker-apt")
 
 
 @dataclass

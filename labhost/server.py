@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,11 +127,17 @@ def build_image(client: docker.DockerClient, context: Path, tag: str, **buildarg
     return tag
 
 
-def ensure_labhost_image(client: docker.DockerClient) -> str:
+def build_on_base(client: docker.DockerClient, repository: str, folder: str) -> str:
+    """An image of ``contexts/<folder>`` built FROM the debootstrapped base, once per machine
+    (cached by a tag that hashes the context)."""
     base = ensure_base_image(client)
-    context = CONTEXTS / "labhost"
-    tag = context_tag(LABHOST_REPOSITORY, "trixie", context, (("BASE_IMAGE", base),))
+    context = CONTEXTS / folder
+    tag = context_tag(repository, "trixie", context, (("BASE_IMAGE", base),))
     return build_image(client, context, tag, BASE_IMAGE=base)
+
+
+def ensure_labhost_image(client: docker.DockerClient) -> str:
+    return build_on_base(client, LABHOST_REPOSITORY, "labhost")
 
 
 @dataclass
@@ -197,6 +205,19 @@ class LabServer:
         container.reload()
         self.address = container.attrs["NetworkSettings"]["IPAddress"]
         _wait_ssh(self.address, timeout)
+
+    def testinfra(self, sudo: bool):
+        """pytest-testinfra's view of the server, over SSH as the login user, with or without
+        sudo (without it, each command is a fresh login)."""
+        import testinfra
+
+        return testinfra.get_host(
+            f"ssh://{self.login_user}@{self.address}",
+            ssh_identity_file=str(self.key_path),
+            ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+            "-o LogLevel=ERROR",
+            sudo=sudo,
+        )
 
     def stand_in_cifs(self, mountpoints: list[str]) -> None:
         """
@@ -277,6 +298,16 @@ def start_lab_server(name: str | None = None, workdir: Path | None = None,
         raise
     return server
 
+
+
+@contextmanager
+def running_lab_server() -> Iterator[LabServer]:
+    """A fresh lab server, removed afterwards."""
+    server = start_lab_server()
+    try:
+        yield server
+    finally:
+        server.remove()
 
 def _wait_booted(server: LabServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout

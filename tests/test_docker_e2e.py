@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import testinfra
 
 import labhost
 from labhost.apt_repository import AptRepository, start_docker_apt_repository
@@ -37,26 +36,6 @@ ID=ubuntu
 ID_LIKE=debian
 UBUNTU_CODENAME=noble
 """
-
-
-def ssh_host(server: labhost.LabServer, sudo: bool):
-    """pytest-testinfra's view of a lab server over SSH (conftest's is of ``lab_server`` only)."""
-    return testinfra.get_host(
-        f"ssh://{server.login_user}@{server.address}",
-        ssh_identity_file=str(server.key_path),
-        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
-        "-o LogLevel=ERROR",
-        sudo=sudo,
-    )
-
-
-def started_server():
-    """A fresh lab server for a fixture, removed afterwards."""
-    server = labhost.start_lab_server()
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +211,8 @@ def test_a_repository_whose_key_changed_is_refused_not_read_from_old_lists(
 
 @pytest.fixture(scope="module")
 def distro_server():
-    yield from started_server()
+    with labhost.running_lab_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +222,7 @@ def distro_inventory(distro_server):
 
 @pytest.fixture(scope="module")
 def distro_host(distro_server):
-    return ssh_host(distro_server, sudo=True)
+    return distro_server.testinfra(sudo=True)
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +241,7 @@ def test_distro_source_installs_a_working_engine(distro_installed, distro_server
     assert distro_host.package("docker-compose").is_installed
     assert not distro_host.package("docker-ce").is_installed
     assert not distro_host.file(SOURCES_FILE).exists
-    assert_engine_works(distro_server, distro_host, ssh_host(distro_server, sudo=False))
+    assert_engine_works(distro_server, distro_host, distro_server.testinfra(sudo=False))
     assert json.loads(distro_host.file("/etc/docker/daemon.json").content_string) == {
         "live-restore": True, "log-level": "warn"}
 
@@ -290,12 +270,13 @@ def test_switching_to_docker_is_refused_before_any_change(distro_installed, dist
 
 @pytest.fixture
 def fresh_server():
-    yield from started_server()
+    with labhost.running_lab_server() as server:
+        yield server
 
 
 def test_a_repository_signed_with_another_key_is_refused(fresh_server, docker_apt):
     inventory = fresh_server.inventory_file()
-    host = ssh_host(fresh_server, sudo=True)
+    host = fresh_server.testinfra(sudo=True)
     codename, _ = release_of(host)
     data = {"docker_apt_url": docker_apt.another_key_url}
     refusal = (f"Docker's apt repository {docker_apt.another_key_url}/debian {codename}: its "

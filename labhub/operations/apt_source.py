@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host, logger
-from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
-from pyinfra.api.util import print_host_combined_output
+from pyinfra import logger
+from pyinfra.api import operation
+
+from labhub.commands import reported
 
 # How apt 2.x/3.x (gpgv or sqv) words a signature that does not verify, in the C locale.
 SIGNATURE_WORDS = ("signature", "NO_PUBKEY", "is not signed", "BADSIG", "EXPKEYSIG", "REVKEYSIG")
@@ -76,19 +76,9 @@ def update(sources_file: str, repository: str, keyring: str):
             _if=source.did_change,
         )
     """
-    # With the operation's connector arguments (_sudo...), as a StringCommand would run.
-    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
-                 if key in CONNECTOR_ARGUMENT_KEYS}
-    command = update_command(sources_file)
-
-    def run(state, host) -> bool:
-        status, output = host.run_shell_command(StringCommand(command),
-                                                print_output=state.print_output, **arguments)
+    def report(host, status: bool, output) -> None:
         if not status:
-            if not state.print_output:
-                print_host_combined_output(host, output)
             host.log_styled(failure_message(repository, keyring, output.output_lines),
                             fg="red", log_func=logger.error)
-        return status
 
-    yield FunctionCommand(run, (), {})
+    yield reported(update_command(sources_file), report)

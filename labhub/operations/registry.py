@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Callable
 
 from functools import partial
 
 from pyinfra import host
-from pyinfra.api import FunctionCommand, StringCommand, operation
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
-from pyinfra.api.util import print_host_combined_output
+from pyinfra.api import operation
 
+from labhub.commands import reported
 from labhub.facts.compose import compose_command, http_wait_command
 from labhub.registry import remote_program
 from labhub.registry.client import DEFAULT_WORKERS
@@ -25,27 +23,8 @@ from labhub.stack import REGISTRY_DATA_PATH
 GC_MARKER = "labhub-registry-gc"
 
 
-def _reported(command: str, report: Callable) -> FunctionCommand:
-    """
-    A shell command run by pyinfra as a ``FunctionCommand`` that hands its standard output to
-    ``report`` (which logs it for the admin) once it ran. It runs with the operation's connector
-    arguments (``_sudo``...), as a ``StringCommand`` would.
-    """
-    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
-                 if key in CONNECTOR_ARGUMENT_KEYS}
-
-    def run(state, host) -> bool:
-        status, output = host.run_shell_command(StringCommand(command),
-                                                print_output=state.print_output, **arguments)
-        if not status and not state.print_output:
-            print_host_combined_output(host, output)
-        report(host, output.stdout_lines)
-        return status
-
-    return FunctionCommand(run, (), {})
-
-
-def _report_deletions(host, lines: list[str]) -> None:
+def _report_deletions(host, status: bool, output) -> None:
+    lines = output.stdout_lines
     result = None
     for line in reversed(lines):
         if line.startswith("{"):
@@ -64,7 +43,8 @@ def _report_deletions(host, lines: list[str]) -> None:
         host.log(f"registry error: {result['error']['message']}")
 
 
-def _report_gc(host, lines: list[str]) -> None:
+def _report_gc(host, status: bool, output) -> None:
+    lines = output.stdout_lines
     for line in reversed(lines):
         if line.startswith(GC_MARKER):
             values = dict(part.split("=", 1) for part in line.split()[1:])
@@ -104,7 +84,7 @@ def delete_manifests(url: str, deletions: list[dict], workers: int = DEFAULT_WOR
         return
     program = remote_program(["delete", url, "--workers", str(int(workers))],
                              plan={"deletions": deletions})
-    yield _reported(program, _report_deletions)
+    yield reported(program, _report_deletions)
 
 
 @operation(is_idempotent=False)
@@ -178,4 +158,4 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
         f'echo "{GC_MARKER} before=$before after=$after status=$status"',
         'exit "$status"',
     ]
-    yield _reported("\n".join(lines), _report_gc)
+    yield reported("\n".join(lines), _report_gc)

@@ -1,0 +1,34 @@
+"""
+Shell commands whose output labhub reads once they ran, to tell the admin what happened in its
+own words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyinfra import host
+from pyinfra.api import FunctionCommand, StringCommand
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.util import print_host_combined_output
+
+
+def reported(command: str, report: Callable) -> FunctionCommand:
+    """
+    A shell command run by pyinfra as a ``FunctionCommand`` that hands the host, its success and
+    its output to ``report(host, status, output)`` once it ran. Called inside an operation: it
+    runs with that operation's connector arguments (``_sudo``...), and a failure's output is
+    printed as pyinfra prints a failed command's.
+    """
+    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
+                 if key in CONNECTOR_ARGUMENT_KEYS}
+
+    def run(state, host) -> bool:
+        status, output = host.run_shell_command(StringCommand(command),
+                                                print_output=state.print_output, **arguments)
+        if not status and not state.print_output:
+            print_host_combined_output(host, output)
+        report(host, status, output)
+        return status
+
+    return FunctionCommand(run, (), {})
