@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from pyinfra.api.exceptions import PyinfraError
+
 KEYRING = "/etc/apt/keyrings/docker.asc"
 SOURCES_FILE = "/etc/apt/sources.list.d/docker.list"
 DOCKER_CE_PACKAGES = [
@@ -34,8 +36,8 @@ SUPPORTED = ("debian", "ubuntu")
 SOURCE_NAMES = {"docker": "Docker's apt repository", "distro": "the distribution's packages"}
 
 
-class UnsupportedHost(ValueError):
-    pass
+class UnsupportedHost(PyinfraError):
+    """A host labhub cannot install Docker on: pyinfra stops with this one line."""
 
 
 def distribution(os_release: dict[str, str]) -> str:

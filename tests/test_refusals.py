@@ -275,3 +275,20 @@ def test_accepted_neighbours_of_refused_values():
     })
     assert settings.registry_address == "127.0.0.1:5001"
     assert settings.hub_url == "http://10.1.2.3:5000"
+
+
+@pytest.mark.parametrize("os_release, data, expected", [
+    (["ID=centos", "VERSION_ID=9"], {}, "labhub supports Debian and Ubuntu hosts, not 'centos'"),
+    (["ID=debian", "VERSION_ID=12", "VERSION_CODENAME=bookworm"], {"docker_source": "distro"},
+     "docker_source 'distro': debian 12 has no compose v2 package"),
+    (["ID=debian", "VERSION_ID=13"], {}, "/etc/os-release names no release codename"),
+])
+def test_an_unsupported_os_or_release_is_one_line(os_release, data, expected, tmp_path):
+    inventory = tmp_path / "inventory.py"
+    host_data = {"fake_delay": 0, "fake_delay_jitter": 0,
+                 "fake_responses": {"os-release": os_release}, **data}
+    inventory.write_text(f"import json\nhosts = [('@fake', json.loads({json.dumps(host_data)!r}))]\n")
+    run = labhost.run_pyinfra(inventory, "deploy.py", dry=True)
+    assert run.returncode != 0
+    assert expected in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
