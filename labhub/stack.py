@@ -114,12 +114,9 @@ class Build:
     remote: str
     args: dict[str, str]
     support: dict[str, bytes] = field(repr=False)
-
-    @property
-    def content_hash(self) -> str:
-        """A hash of everything the build reads: the context's files, the support files and the
-        build arguments."""
-        return context_hash(self.context, self.support, self.args)
+    # A hash of everything the build reads: the context's files, the support files and the
+    # build arguments (context_hash), read once.
+    content_hash: str
 
     def context_arguments(self) -> dict:
         """The arguments of ``labhub.operations.images.context`` that upload this context."""
@@ -166,22 +163,26 @@ def hub_build(settings: Settings) -> Build:
     args = _args(settings, settings.hub_base_image)
     digest = context_hash(HUB_CONTEXT, support, args)
     return Build(f"{HUB_REPOSITORY}:{digest[:12]}", HUB_CONTEXT,
-                 Stack.from_settings(settings).path("build", "hub"), args, support)
+                 Stack.from_settings(settings).path("build", "hub"), args, support, digest)
 
 
 def lab_builds(settings: Settings) -> list[Build]:
     """Each of lab_images, built as ``<registry>/<name>:<version>``."""
     stack = Stack.from_settings(settings)
-    return [
-        Build(
+    support = _support(settings)
+    builds = []
+    for lab in settings.lab_images:
+        context = LAB_CONTEXT if lab.context is None else Path(lab.context)
+        args = _args(settings, lab.base_image or settings.lab_base_image)
+        builds.append(Build(
             image=f"{settings.registry_address}/{lab.ref}",
-            context=LAB_CONTEXT if lab.context is None else Path(lab.context),
+            context=context,
             remote=stack.path("build", f"lab-{lab.name.replace('/', '-')}-{lab.version}"),
-            args=_args(settings, lab.base_image or settings.lab_base_image),
-            support=_support(settings),
-        )
-        for lab in settings.lab_images
-    ]
+            args=args,
+            support=support,
+            content_hash=context_hash(context, support, args),
+        ))
+    return builds
 
 
 def hub_dir_problems(settings: Settings, folder: dict | None) -> list[str]:
