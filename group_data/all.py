@@ -39,10 +39,49 @@ shares = []
 # Where the hub's compose project, rendered configuration and build contexts live on the host.
 hub_dir = "/opt/labhub"
 
-# The hub's published port on the host.
+# How the hub gets its HTTPS certificate, served by a proxy (Caddy) in front of the hub:
+# "internal": a local CA the proxy makes on the server; hand its root certificate (the deploy
+#             says where) to users' browsers;
+# "acme":     from an ACME CA (Let's Encrypt by default) for hub_domain, renewed automatically;
+#             the CA must reach the server on port 80 or 443 by that name;
+# "files":    tls_cert and tls_key, a certificate the lab got (a university CA's);
+# "off":      plain HTTP on hub_port, passwords in clear: every run warns.
+tls = "internal"
+
+# The DNS name (or, for "internal" and "files", the IP address) users open the hub at; None:
+# the server's name in the inventory.
+hub_domain = None
+
+# The contact e-mail of the ACME account (tls "acme").
+acme_email = None
+
+# The ACME directory (tls "acme"): Let's Encrypt, or any RFC 8555 CA, such as a university's.
+acme_directory = "https://acme-v02.api.letsencrypt.org/directory"
+
+# A PEM CA bundle on the admin's machine that the proxy trusts for a private ACME directory's
+# own HTTPS (None: the system's CAs).
+acme_ca_root = None
+
+# The certificate chain (server certificate first), a file on the admin's machine (tls "files").
+tls_cert = None
+
+# The certificate's key, a file on the admin's machine outside this repository (tls "files"):
+# uploaded root-only, never printed.
+tls_key = None
+
+# The HTTPS proxy's image: the official Caddy image.
+proxy_image = "caddy:2"
+
+# The proxy's published HTTPS port.
+https_port = 443
+
+# The proxy's published HTTP port: redirects to HTTPS, and answers ACME's HTTP challenge.
+http_port = 80
+
+# The hub's published port on the host with tls "off" (with HTTPS, only the proxy is published).
 hub_port = 8000
 
-# The address the hub's port is published on.
+# The address the hub's ports (the proxy's, with HTTPS) are published on.
 hub_bind = "0.0.0.0"
 
 # Image the hub's Dockerfile starts FROM: the official JupyterHub image, pinned (files/hub pins

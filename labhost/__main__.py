@@ -40,16 +40,23 @@ def up(inventory: str | None) -> int:
         "hub_bind": "0.0.0.0",
         **overrides,
     }
-    settings = validate(data)
+    settings = validate(data, server.address)
     inventory_path = server.inventory_file(data)
     status = pyinfra(str(inventory_path), "deploy.py", "-y")
     if status != 0:
         return status
+    # The hub's certificate comes from the proxy's local CA (tls "internal", the default).
+    root = DEMO_DIR / "local-ca-root.crt"
+    root.write_text(server.exec(f"cat {settings.hub_dir}/proxy/local-ca-root.crt"))
     print(
         f"""
 The lab hub is up on a throwaway lab server:
 
-    http://{server.address}:{settings.hub_port}/
+    {settings.hub_url}/
+
+Its certificate is signed by the proxy's local CA: trust that root in your browser (or
+curl --cacert {root} {settings.hub_url}/hub/health): {root}
+(on the server: {settings.hub_dir}/proxy/local-ca-root.crt)
 
 Log in as {" or ".join(DEMO_USERS)}: the first login of a user sets that user's password
 (at least {settings.min_password_length} characters); {DEMO_USERS[0]} is an admin.

@@ -95,6 +95,7 @@ STAND_INS = (
     StandIn("registry", "labhub-test/registry", "registry_image"),
     StandIn("jupyterhub", "labhub-test/jupyterhub", "hub_base_image"),
     StandIn("lab-base", "labhub-test/base-notebook", "lab_base_image"),
+    StandIn("caddy", "labhub-test/caddy", "proxy_image"),
 )
 
 
@@ -118,7 +119,7 @@ def build_stand_in(client: docker.DockerClient, image: StandIn) -> str:
 
 def prepare_images(client: docker.DockerClient) -> dict[str, str]:
     """
-    Build the stand-ins of the official registry, JupyterHub and Jupyter base images (once per
+    Build the stand-ins of the official registry, JupyterHub, Jupyter base and Caddy images (once per
     machine, cached by tag) and return the setting overrides that point a deploy at them, with
     this machine's CA bundle for the deploy's own image builds (pip needs it here).
     """

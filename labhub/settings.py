@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pyinfra.api.exceptions import PyinfraError
 
+from labhub import tls
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "group_data" / "all.py"
 
@@ -63,6 +65,8 @@ _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE_REFERENCE_RE = re.compile(rf"(?:{_DOMAIN}/)?{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?")
 REPOSITORY_RE = re.compile(_REPOSITORY)
+DNS_NAME_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
+                         r"[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
 TAG_RE = re.compile(_TAG)
 
 
@@ -136,6 +140,25 @@ def _plain_path(value: str) -> str:
     return value
 
 
+def _secret_file(value: str) -> tuple[Path, bytes]:
+    """A file on the admin's machine holding a secret: absolute and outside the repository, so
+    that it is never committed. Its content is never put in an error message."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{value!r} must be an absolute path (or start with ~/)")
+    if path.resolve().is_relative_to(ROOT):
+        raise ValueError(
+            f"{value!r} is inside the labhub repository: keep secret files outside it so "
+            "that they are never committed"
+        )
+    try:
+        return path, path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{value!r}: no such file on this machine") from None
+    except OSError as e:
+        raise ValueError(f"{value!r} cannot be read: {e.strerror}") from None
+
+
 def _credentials_file(value: str) -> str:
     """
     A CIFS credentials file on the admin's machine: absolute, outside the repository, and read
@@ -143,20 +166,7 @@ def _credentials_file(value: str) -> str:
     ``pass``, ``dom``) and its value as everything after the first ``=`` up to the line end. Its
     content is never put in an error message.
     """
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        raise ValueError(f"{value!r} must be an absolute path (or start with ~/)")
-    if path.resolve().is_relative_to(ROOT):
-        raise ValueError(
-            f"{value!r} is inside the labhub repository: keep credentials files outside it so "
-            "that a password is never committed"
-        )
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{value!r}: no such file on this machine") from None
-    except OSError as e:
-        raise ValueError(f"{value!r} cannot be read: {e.strerror}") from None
+    path, data = _secret_file(value)
     if data.startswith(b"\xef\xbb\xbf"):
         raise ValueError(f"{value!r} starts with a byte-order mark, which mount.cifs reads as part "
                          "of the first key: save it as UTF-8 without BOM")
@@ -202,6 +212,50 @@ def _ca_bundle(value: str) -> str:
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise ValueError(f"{value!r} is not a PEM CA bundle (no BEGIN CERTIFICATE)")
     return str(path)
+
+
+def _certificate_file(value: str) -> str:
+    path = Path(value).expanduser()
+    try:
+        tls.leaf(path.read_bytes())
+    except OSError as e:
+        raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
+    except tls.CertificateProblem as e:
+        raise ValueError(f"{value!r} {e}") from None
+    return str(path)
+
+
+def _key_file(value: str) -> str:
+    path, data = _secret_file(value)
+    try:
+        tls.key_public_bytes(data)
+    except tls.CertificateProblem as e:
+        raise ValueError(f"{value!r} {e}") from None
+    return str(path)
+
+
+def _host_name(value: str) -> str:
+    """A DNS name or an IP address that users open the hub at."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if len(value) > 253 or not DNS_NAME_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a DNS name (like hub.lab.example.org) or an IP "
+                         "address")
+    return value.lower()
+
+
+def _email(value: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", value):
+        raise ValueError(f"{value!r} is not an e-mail address")
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not re.fullmatch(r"https://[^\s'\"]+", value):
+        raise ValueError(f"{value!r} is not an https:// URL")
+    return value
 
 
 def _http_url(value: str) -> str:
@@ -271,6 +325,11 @@ ImageName = Annotated[str, AfterValidator(_image_name)]
 ImageTag = Annotated[str, AfterValidator(_image_tag)]
 ImageReference = Annotated[str, AfterValidator(_image_reference)]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
+HostName = Annotated[str, AfterValidator(_host_name)]
+Email = Annotated[str, AfterValidator(_email)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+CertificateFile = Annotated[str, AfterValidator(_certificate_file)]
+KeyFile = Annotated[str, AfterValidator(_key_file)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[int, Field(ge=0)]
 # Host groups that select who gets a share or lab volume; None: every hub user.
@@ -380,6 +439,16 @@ class Settings(_Model):
     hub_dir: OwnedPath
     hub_port: Port
     hub_bind: IpAddress
+    tls: Literal["acme", "files", "internal", "off"]
+    hub_domain: HostName | None
+    acme_email: Email | None
+    acme_directory: HttpsUrl
+    acme_ca_root: CaBundle | None
+    tls_cert: CertificateFile | None
+    tls_key: KeyFile | None
+    https_port: Port
+    http_port: Port
+    proxy_image: ImageReference
     hub_base_image: ImageReference
     min_password_length: int = Field(ge=1)
     registry_image: ImageReference
@@ -447,6 +516,7 @@ class Settings(_Model):
                     )
         problems += self._path_problems()
         problems += self._address_problems()
+        problems += self._tls_problems()
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
@@ -495,11 +565,49 @@ class Settings(_Model):
             container_paths[f"{where}.container_path"] = container
         return problems
 
+    def _tls_problems(self) -> list[str]:
+        """What the chosen way of getting the hub's certificate still needs."""
+        if self.tls == "off":
+            return []
+        if self.hub_domain is None:
+            return [f"hub_domain: needed with tls {self.tls!r}: the inventory's name of the "
+                    "server is not a DNS name or an IP address; set the name users open the "
+                    "hub at (or tls: \"off\" for plain HTTP)"]
+        problems = []
+        if self.tls == "acme":
+            if _is_ip(self.hub_domain) or "." not in self.hub_domain:
+                problems.append(f"hub_domain: {self.hub_domain!r} is not a full DNS name: ACME "
+                                "CAs certify names like hub.lab.example.org; set hub_domain, or "
+                                "use tls \"internal\" or \"files\"")
+            if self.acme_email is None:
+                problems.append("acme_email: needed with tls \"acme\": the CA writes there "
+                                "before the certificate expires")
+        if self.tls == "files":
+            missing = [s for s in ("tls_cert", "tls_key") if getattr(self, s) is None]
+            problems += [f"{s}: needed with tls \"files\" (a file on this machine)"
+                         for s in missing]
+            if not missing:
+                problems += tls.served_problems(self.certificate, tls.key_public_bytes(
+                    Path(self.tls_key).read_bytes()), self.hub_domain)
+        return problems
+
+    @cached_property
+    def certificate(self) -> tls.Certificate:
+        """The leaf of tls_cert (tls "files")."""
+        return tls.leaf(Path(self.tls_cert).read_bytes())
+
+    @property
+    def published_ports(self) -> list[tuple[str, str, int]]:
+        """(setting, bind address, port) of each port the stack publishes on the host."""
+        web = ([("hub_port", self.hub_bind, self.hub_port)] if self.tls == "off" else
+               [("https_port", self.hub_bind, self.https_port),
+                ("http_port", self.hub_bind, self.http_port)])
+        return [*web, ("registry_port", self.registry_bind, self.registry_port)]
+
     def _address_problems(self) -> list[str]:
         """Ports published twice on one address, and a registry published off loopback."""
         problems = []
-        published = [("hub_port", self.hub_bind, self.hub_port),
-                     ("registry_port", self.registry_bind, self.registry_port)]
+        published = self.published_ports
         for i, (setting, bind, port) in enumerate(published):
             for other_setting, other_bind, other_port in published[:i]:
                 if port == other_port and _same_address(bind, other_bind):
@@ -566,8 +674,12 @@ class Settings(_Model):
 
     @property
     def hub_url(self) -> str:
-        """The hub as the server itself reaches it."""
-        return f"http://{local_host(self.hub_bind)}:{self.hub_port}"
+        """The hub as users open it."""
+        if self.tls == "off":
+            return f"http://{self.hub_domain or local_host(self.hub_bind)}:{self.hub_port}"
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        host = f"[{self.hub_domain}]" if ":" in self.hub_domain else self.hub_domain
+        return f"https://{host}{port}"
 
 
 def _selects(groups: tuple[str, ...] | None, user: HubUser) -> bool:
@@ -577,6 +689,14 @@ def _selects(groups: tuple[str, ...] | None, user: HubUser) -> bool:
 
 def _inside(path: str, folder: str) -> bool:
     return PurePosixPath(path).is_relative_to(folder) and path != folder
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -660,6 +780,12 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
             continue
         ours[key] = value
     values = {**defaults, **ours}
+    if values.get("hub_domain") is None and values.get("tls") != "off":
+        # The name the inventory gives the server is, most often, the one users open.
+        try:
+            values["hub_domain"] = _host_name(host_name)
+        except ValueError:
+            pass
     if isinstance(values.get("registry_prune"), dict):
         values["registry_prune"] = {**defaults["registry_prune"], **values["registry_prune"]}
     try:

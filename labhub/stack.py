@@ -5,10 +5,13 @@ file the hub reads. The same answers in a dry run and a real one.
 
 On the host, under ``hub_dir``::
 
-    compose.yaml             the project: the hub and the registry
+    compose.yaml             the project: the hub, the registry and the HTTPS proxy
     hub/settings.json        what jupyterhub_config.py (in the hub image) reads
     hub/accounts.json        the hub users' host accounts, read at each spawn
     registry/config.yml      the registry's configuration
+    proxy/caddy.json         the proxy's configuration (Caddy's own JSON), with tls "files"
+                             its cert.pem and key.pem (root only), with tls "acme" acme-ca-root.pem
+    proxy/local-ca-root.crt  with tls "internal": the root certificate to give users' browsers
     build/<image>/           each image's build context, with labhub-build/ added
 """
 
@@ -18,6 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -30,6 +34,16 @@ PROJECT = "labhub"
 NETWORK = "labhub"
 HUB_SERVICE = "hub"
 REGISTRY_SERVICE = "registry"
+PROXY_SERVICE = "proxy"
+# Where the proxy's folder of hub_dir is mounted, read-only.
+PROXY_CONFIG_DIR = "/etc/caddy/labhub"
+# The hub's port inside the compose network (configurable-http-proxy in the hub container).
+HUB_INTERNAL_PORT = 8000
+# Where the official Caddy image keeps certificates, keys and its local CA ($XDG_DATA_HOME).
+PROXY_DATA_PATH = "/data"
+PROXY_LOCAL_ROOT = f"{PROXY_DATA_PATH}/caddy/pki/authorities/local/root.crt"
+# How long browsers remember to use HTTPS only (HSTS): one year.
+HSTS_MAX_AGE = 365 * 24 * 3600
 HUB_REPOSITORY = "labhub/hub"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
@@ -225,11 +239,13 @@ def hub_settings(settings: Settings) -> dict:
         "default_image": settings.default_image.ref,
         "lab_home": settings.lab_home,
         "culler": culler_command(settings),
+        # Behind the HTTPS proxy: the URL users open, which makes the hub's cookies secure.
+        "public_url": None if settings.tls == "off" else settings.hub_url,
     }
 
 
 def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str,
-                      registry_config_text: str) -> str:
+                      registry_config_text: str, proxy_digest: str = "") -> str:
     """
     The hub's compose project as YAML, dumped from data (nothing is pasted into YAML). Each
     service is labelled with the hash of the configuration file it mounts, so that compose itself
@@ -242,8 +258,6 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
             "image": hub_image,
             "pull_policy": "never",
             "restart": "unless-stopped",
-            "ports": [{"host_ip": settings.hub_bind, "published": str(settings.hub_port),
-                       "target": 8000}],
             "volumes": [
                 # The hub starts each user's lab as a container of this server's engine.
                 "/var/run/docker.sock:/var/run/docker.sock",
@@ -264,16 +278,133 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
             "labels": {"org.labhub.config-sha256": sha256(registry_config_text)},
         },
     }
+    volumes: dict[str, dict] = {"hub-data": {}, "registry-data": {}}
+    if settings.tls == "off":
+        services[HUB_SERVICE]["ports"] = [{"host_ip": settings.hub_bind,
+                                           "published": str(settings.hub_port),
+                                           "target": HUB_INTERNAL_PORT}]
+    else:
+        services[PROXY_SERVICE] = {
+            "image": settings.proxy_image,
+            "restart": "unless-stopped",
+            "command": ["caddy", "run", "--config", f"{PROXY_CONFIG_DIR}/caddy.json"],
+            # Published as they are inside, so that redirects and ACME challenges name them.
+            "ports": [{"host_ip": settings.hub_bind, "published": str(port), "target": port}
+                      for port in (settings.https_port, settings.http_port)],
+            "volumes": [f"./proxy:{PROXY_CONFIG_DIR}:ro",
+                        # Certificates, ACME account and local CA: kept across re-deploys.
+                        f"proxy-data:{PROXY_DATA_PATH}", "proxy-config:/config"],
+            "labels": {"org.labhub.config-sha256": proxy_digest},
+            "depends_on": [HUB_SERVICE],
+        }
+        volumes.update({"proxy-data": {}, "proxy-config": {}})
     data = {
         "name": project.project,
         "services": services,
         # Lab containers join this network by name to reach the hub.
         "networks": {"default": {"name": NETWORK}},
-        "volumes": {"hub-data": {}, "registry-data": {}},
+        "volumes": volumes,
     }
     return ("# The lab hub's compose project, written by labhub (tasks/hub.py) from the "
             "settings:\n# edit the settings, not this file.\n"
             + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def proxy_config(settings: Settings) -> dict:
+    """
+    The proxy's configuration, in Caddy's native JSON: the hub at ``hub_domain`` over HTTPS
+    (websockets included), HSTS, HTTP redirected to HTTPS, and a certificate from the one
+    source ``tls`` names. Only that source: with a directory or files given, Caddy never falls
+    back to another CA or to a self-signed certificate.
+    """
+    domain = settings.hub_domain
+    port = "" if settings.https_port == 443 else f":{settings.https_port}"
+    files = f"{PROXY_CONFIG_DIR}/"
+    if settings.tls == "files":
+        # Caddy leaves a name alone when a loaded certificate covers it.
+        tls_app = {"certificates": {"load_files": [
+            {"certificate": files + "cert.pem", "key": files + "key.pem"}]}}
+    else:
+        issuer: dict = {"module": "internal"}
+        if settings.tls == "acme":
+            issuer = {"module": "acme", "ca": settings.acme_directory,
+                      "email": settings.acme_email}
+            if settings.acme_ca_root:
+                issuer["trusted_roots_pem_files"] = [files + "acme-ca-root.pem"]
+        tls_app = {"automation": {"policies": [{"subjects": [domain], "issuers": [issuer]}]}}
+    hub = {
+        "listen": [f":{settings.https_port}"],
+        # Only TCP is published: no HTTP/3 (UDP) to advertise.
+        "protocols": ["h1", "h2"],
+        "routes": [{
+            "match": [{"host": [domain]}],
+            "handle": [
+                {"handler": "headers", "response": {"set": {
+                    "Strict-Transport-Security": [f"max-age={HSTS_MAX_AGE}"]}}},
+                # Sets X-Forwarded-* itself, dropping any a client sent.
+                {"handler": "reverse_proxy",
+                 "upstreams": [{"dial": f"{HUB_SERVICE}:{HUB_INTERNAL_PORT}"}]},
+            ],
+            "terminal": True,
+        }],
+        # Caddy's own redirect leaves out a port other than 443: the one below keeps it.
+        "automatic_https": {"disable_redirects": True},
+    }
+    redirect = {
+        "listen": [f":{settings.http_port}"],
+        "protocols": ["h1"],
+        "routes": [{"handle": [{
+            "handler": "static_response",
+            "status_code": 308,
+            "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
+        }]}],
+    }
+    return {
+        # Changes come as a new container (compose recreates it), never through the admin API.
+        "admin": {"disabled": True},
+        "apps": {
+            "http": {"http_port": settings.http_port, "https_port": settings.https_port,
+                     "servers": {"hub": hub, "redirect": redirect}},
+            "tls": tls_app,
+            # The local CA stays in the proxy's volume; nothing is added to the container's trust.
+            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+        },
+    }
+
+
+def obtained_certificate(settings: Settings) -> str:
+    """Where in the proxy Caddy keeps the certificate it obtained for hub_domain (tls "acme"
+    and "internal"): its storage names the issuer by the directory's host and path, with
+    characters outside [a-z0-9_.@-] dropped and ":" made "-"."""
+    if settings.tls == "internal":
+        issuer = "local"
+    else:
+        url = urlsplit(settings.acme_directory)
+        issuer = url.netloc + ("-" + url.path.replace("/", "-").strip("-")
+                               if url.path.strip("/") else "")
+        issuer = re.sub(r"[^\w@.-]", "", issuer.lower().replace(":", "-"))
+    domain = settings.hub_domain
+    return f"{PROXY_DATA_PATH}/caddy/certificates/{issuer}/{domain}/{domain}.crt"
+
+
+def proxy_files(settings: Settings) -> dict[str, bytes]:
+    """The files the proxy reads besides its configuration, by name in the proxy folder:
+    the certificate and key (tls "files"), the ACME directory's CA (tls "acme")."""
+    if settings.tls == "files":
+        return {"cert.pem": Path(settings.tls_cert).read_bytes(),
+                "key.pem": Path(settings.tls_key).read_bytes()}
+    if settings.tls == "acme" and settings.acme_ca_root:
+        return {"acme-ca-root.pem": Path(settings.acme_ca_root).read_bytes()}
+    return {}
+
+
+def proxy_digest(config_text: str, files: dict[str, bytes]) -> str:
+    """One hash of the proxy's configuration and files: a new certificate recreates the proxy
+    as a new configuration does. (A hash, so no secret is put in the label.)"""
+    digest = hashlib.sha256(config_text.encode())
+    for name in sorted(files):
+        digest.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
 
 
 def sha256(text: str) -> str:

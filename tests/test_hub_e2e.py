@@ -11,15 +11,10 @@ so the shares' mount points are plain folders: the labs' bind mounts still show 
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
 import re
-import socket
-import struct
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -27,6 +22,7 @@ import pytest
 import requests
 
 import labhost
+from hubclient import Hub, kernel_execute, resolving, wait_for_hub
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -35,6 +31,9 @@ PASSWORDS = {"alice": "alice-first-login", "bob": "bob-first-login-pw"}
 DATA_SHARE = "/srv/shares/data"          # read-only, for every hub user
 SCRATCH_SHARE = "/srv/shares/scratch"    # read-write, only for group leem
 REGISTRY = "127.0.0.1:5000"
+# The name users open the hub at (HTTPS, the proxy's local CA): it resolves to the lab server.
+DOMAIN = "hub.lab.test"
+URL = f"https://{DOMAIN}"
 TIMINGS: dict[str, float] = {}
 
 
@@ -47,6 +46,7 @@ def deploy_data(tmp: Path, overrides: dict) -> dict:
         "hub_admins": ["alice"],
         # The tests reach the hub from this machine; the registry stays on the server's loopback.
         "hub_bind": "0.0.0.0",
+        "hub_domain": DOMAIN,
         "shares": [
             {"name": "data", "source": "//127.0.0.1/data", "mountpoint": DATA_SHARE,
              "mode": "ro", "credentials": str(credentials)},
@@ -69,7 +69,13 @@ def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(lab_server, tmp_path_factory):
+def resolve(lab_server):
+    with resolving(DOMAIN, lambda: lab_server.address):
+        yield
+
+
+@pytest.fixture(scope="module")
+def stack(lab_server, resolve, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hub")
     started = time.monotonic()
     overrides = labhost.load_stack_images(lab_server)
@@ -91,195 +97,11 @@ def stack(lab_server, tmp_path_factory):
     cold.check()
     make_shares_writable_as_mounted(lab_server)
     logger.warning("timings: %s", TIMINGS)
-    return {"server": lab_server, "inventory": inventory, "cold": cold,
-            "url": f"http://{lab_server.address}:8000"}
-
-
-def wait_for_hub(url: str, timeout: float = 120) -> None:
-    """Until the hub answers its health check again (after a restart or a reboot)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/hub/health", timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(1)
-    raise AssertionError(f"the hub at {url} did not answer within {timeout} s")
-
-
-# --- A lab member's HTTP client ----------------------------------------------------------------
-
-class Hub:
-    def __init__(self, url: str, user: str):
-        self.url = url
-        self.user = user
-        self.session = requests.Session()
-        self.token: str | None = None
-
-    def login(self, password: str) -> requests.Response:
-        self.session.get(f"{self.url}/hub/login", timeout=30)
-        return self.session.post(
-            f"{self.url}/hub/login",
-            data={"username": self.user, "password": password,
-                  "_xsrf": self.session.cookies.get("_xsrf", path="/hub/")},
-            timeout=30,
-        )
-
-    def logged_in(self) -> bool:
-        response = self.session.get(f"{self.url}/hub/home", timeout=30, allow_redirects=False)
-        return response.status_code == 200
-
-    def api_token(self) -> str:
-        response = self.session.post(
-            f"{self.url}/hub/api/users/{self.user}/tokens",
-            json={"note": "labhub e2e", "expires_in": 3600},
-            headers={"X-XSRFToken": self.session.cookies.get("_xsrf", path="/hub/")},
-            timeout=30,
-        )
-        response.raise_for_status()
-        self.token = response.json()["token"]
-        return self.token
-
-    def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=60,
-                                headers={"Authorization": f"token {self.token}"}, **kwargs)
-
-    def spawn_form(self) -> str:
-        response = self.session.get(f"{self.url}/hub/spawn", timeout=60)
-        response.raise_for_status()
-        return response.text
-
-    def start(self, image: str | None = None, timeout: float = 240) -> dict:
-        response = self.api("POST", f"/hub/api/users/{self.user}/server",
-                            json={"image": image} if image else {})
-        assert response.status_code in (201, 202), response.text
-        return self.wait_ready(timeout)
-
-    def server(self) -> dict | None:
-        response = self.api("GET", f"/hub/api/users/{self.user}")
-        response.raise_for_status()
-        return response.json()["servers"].get("")
-
-    def wait_ready(self, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = self.server()
-            if server and server["ready"]:
-                return server
-            time.sleep(1)
-        raise AssertionError(f"{self.user}'s server did not become ready: {server}")
-
-    def lab(self, method: str, path: str, **kwargs) -> requests.Response:
-        """The user's Jupyter Server, through the hub's proxy."""
-        return self.api(method, f"/user/{self.user}{path}", **kwargs)
-
-    def run(self, code: str, timeout: float = 60) -> str:
-        """Run code in a new kernel of the user's lab; return what it printed."""
-        kernel = self.lab("POST", "/api/kernels", json={"name": "python3"})
-        assert kernel.status_code == 201, kernel.text
-        kernel_id = kernel.json()["id"]
-        try:
-            return kernel_execute(self.url, f"/user/{self.user}/api/kernels/{kernel_id}/channels",
-                                  self.token, code, timeout)
-        finally:
-            self.lab("DELETE", f"/api/kernels/{kernel_id}")
-
-
-def kernel_execute(url: str, path: str, token: str, code: str, timeout: float) -> str:
-    """Jupyter's kernel protocol over a WebSocket (RFC 6455, text frames), with only the stdlib."""
-    parsed = urlparse(url)
-    sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
-    try:
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Authorization: token {token}\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise AssertionError(f"WebSocket handshake cut short: {head!r}")
-            head += chunk
-        head, buffered = head.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 101"), head.decode(errors="replace")
-
-        msg_id = uuid.uuid4().hex
-        _send_text(sock, json.dumps({
-            "header": {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-        }))
-        output, error = [], None
-        reader = _FrameReader(sock, buffered)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = json.loads(reader.next_text())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = message["msg_type"]
-            if kind == "stream":
-                output.append(message["content"]["text"])
-            elif kind == "error":
-                error = "\n".join(message["content"]["traceback"])
-            elif kind == "status" and message["content"]["execution_state"] == "idle":
-                break
-        if error:
-            raise AssertionError(f"kernel error:\n{error}")
-        return "".join(output)
-    finally:
-        sock.close()
-
-
-def _send_text(sock: socket.socket, text: str) -> None:
-    payload = text.encode()
-    mask = os.urandom(4)
-    header = bytes([0x81])
-    if len(payload) < 126:
-        header += bytes([0x80 | len(payload)])
-    elif len(payload) < 1 << 16:
-        header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-    else:
-        header += bytes([0x80 | 127]) + struct.pack("!Q", len(payload))
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    sock.sendall(header + mask + masked)
-
-
-class _FrameReader:
-    def __init__(self, sock: socket.socket, buffered: bytes):
-        self.sock = sock
-        self.buffer = buffered
-
-    def _read(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError("WebSocket closed")
-            self.buffer += chunk
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    def next_text(self) -> str:
-        message = b""
-        while True:
-            first, second = self._read(2)
-            length = second & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", self._read(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", self._read(8))[0]
-            payload = self._read(length)
-            opcode = first & 0x0F
-            if opcode == 0x8:
-                raise AssertionError("WebSocket closed by the server")
-            if opcode in (0x1, 0x0):
-                message += payload
-                if first & 0x80:
-                    return message.decode()
+    # What the deploy points the admin to, for users' browsers: the proxy's local CA root.
+    root = tmp / "local-ca-root.crt"
+    root.write_text(lab_server.exec("cat /opt/labhub/proxy/local-ca-root.crt"))
+    return {"server": lab_server, "inventory": inventory, "cold": cold, "url": URL,
+            "verify": str(root)}
 
 
 # --- The tests, in the order a lab lives through them ------------------------------------------
@@ -287,7 +109,8 @@ class _FrameReader:
 def test_cold_deploy_brings_up_the_stack(stack):
     server, url = stack["server"], stack["url"]
     assert stack["cold"].changed > 0
-    assert requests.get(f"{url}/hub/health", timeout=10).status_code == 200
+    assert requests.get(f"{url}/hub/health", timeout=10,
+                        verify=stack["verify"]).status_code == 200
     catalog = json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))
     assert "lab" in catalog["repositories"]
     tags = json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/lab/tags/list"))
@@ -297,7 +120,7 @@ def test_cold_deploy_brings_up_the_stack(stack):
     assert re.search(r"delete:\n\s+enabled: true", config)
     services = server.exec("docker compose -f /opt/labhub/compose.yaml ps --services "
                            "--status running").split()
-    assert sorted(services) == ["hub", "registry"]
+    assert sorted(services) == ["hub", "proxy", "registry"]
     mounts = server.exec("docker inspect labhub-registry-1 --format "
                          "'{{range .Mounts}}{{.Destination}} {{end}}'")
     assert "/etc/docker/registry/config.yml" in mounts.split()
@@ -305,7 +128,7 @@ def test_cold_deploy_brings_up_the_stack(stack):
 
 def test_first_login_spawns_a_lab_from_the_registry(stack):
     server, url = stack["server"], stack["url"]
-    alice = Hub(url, "alice")
+    alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     assert alice.logged_in()
     alice.api_token()
@@ -336,7 +159,7 @@ def test_first_login_spawns_a_lab_from_the_registry(stack):
 def test_wrong_password_and_undeclared_users_are_refused(stack):
     url = stack["url"]
     for user, password in (("alice", "not-alices-password"), ("mallory", "mallory-password")):
-        client = Hub(url, user)
+        client = Hub(url, user, verify=stack["verify"])
         refused = client.login(password)
         assert urlparse(refused.url).path == "/hub/login", user
         assert "Invalid username or password" in refused.text, user
@@ -345,7 +168,7 @@ def test_wrong_password_and_undeclared_users_are_refused(stack):
 
 def test_shares_are_mounted_as_declared(stack):
     url = stack["url"]
-    alice = Hub(url, "alice")
+    alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     alice.api_token()
     probe = (
@@ -360,7 +183,7 @@ def test_shares_are_mounted_as_declared(stack):
     )
     assert alice.run(probe).split("\n")[:2] == ["data errno30", "scratch writable"]
 
-    bob = Hub(url, "bob")
+    bob = Hub(url, "bob", verify=stack["verify"])
     bob.login(PASSWORDS["bob"])
     bob.api_token()
     bob.start()
@@ -374,7 +197,7 @@ def test_pushed_image_is_offered_at_once_newest_first(stack):
     # An admin pushes a new version by hand; the hub is not restarted.
     server.exec(f"docker tag {REGISTRY}/lab:1.0 {REGISTRY}/lab:1.1 && "
                 f"docker push -q {REGISTRY}/lab:1.1")
-    bob = Hub(url, "bob")
+    bob = Hub(url, "bob", verify=stack["verify"])
     bob.login(PASSWORDS["bob"])
     bob.api_token()
     deadline = time.monotonic() + 60
@@ -393,8 +216,8 @@ def test_pushed_image_is_offered_at_once_newest_first(stack):
 def test_hub_restart_keeps_labs_and_passwords(stack):
     server, url = stack["server"], stack["url"]
     server.exec("cd /opt/labhub && docker compose restart hub")
-    wait_for_hub(url)
-    alice = Hub(url, "alice")
+    wait_for_hub(url, verify=stack["verify"])
+    alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     assert alice.logged_in()
     alice.api_token()
@@ -445,7 +268,7 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
         == registry_started
     assert "tools" in json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))[
         "repositories"]
-    alice = Hub(url, "alice")
+    alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     alice.api_token()
     assert alice.server()["ready"]
@@ -454,7 +277,7 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
 
 def test_an_engine_restart_keeps_labs_and_kernels_running(stack):
     server, url = stack["server"], stack["url"]
-    alice = Hub(url, "alice")
+    alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     alice.api_token()
     if not (alice.server() or {}).get("ready"):
@@ -462,11 +285,11 @@ def test_an_engine_restart_keeps_labs_and_kernels_running(stack):
     started = server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'")
     kernel = alice.lab("POST", "/api/kernels", json={"name": "python3"}).json()["id"]
     server.exec("systemctl restart docker")
-    wait_for_hub(url)
+    wait_for_hub(url, verify=stack["verify"])
     # The same container, never stopped, and the kernel started before still answers.
     assert server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'") == started
     assert kernel_execute(url, f"/user/alice/api/kernels/{kernel}/channels", alice.token,
-                          "print(6 * 7)", 60).strip() == "42"
+                          "print(6 * 7)", 60, stack["verify"]).strip() == "42"
     assert alice.lab("DELETE", f"/api/kernels/{kernel}").status_code == 204
 
 
@@ -480,12 +303,12 @@ def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
     server = stack["server"]
     server.stand_in_cifs([DATA_SHARE, SCRATCH_SHARE])
     server.reboot()
-    url = f"http://{server.address}:8000"
-    wait_for_hub(url)
+    url = stack["url"]
+    wait_for_hub(url, verify=stack["verify"])
     assert server.exec(f"findmnt --noheadings --output FSTYPE --mountpoint {SCRATCH_SHARE}") \
         == "autofs\n"
 
-    alice = Hub(url, "alice")
+    alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     alice.api_token()
     alice.start()
@@ -498,7 +321,7 @@ def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
                                   f"--mountpoint {SCRATCH_SHARE}").split()
     assert server.exec(f"stat -c %u {SCRATCH_SHARE}/after-reboot").strip() == uid
     # The read-only share mounted read-only, for every user; scratch only for group leem.
-    bob = Hub(url, "bob")
+    bob = Hub(url, "bob", verify=stack["verify"])
     bob.login(PASSWORDS["bob"])
     bob.api_token()
     bob.start()

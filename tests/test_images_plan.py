@@ -26,7 +26,7 @@ LAB = f"{REGISTRY}/lab:1.0"
 
 def settings_data(**extra) -> dict:
     return {"hub_users": ["alice", {"name": "bob", "groups": ["leem"]}], "hub_admins": ["alice"],
-            **extra}
+            "hub_domain": "hub.lab.example.org", **extra}
 
 
 def lab_hash(settings) -> str:
@@ -112,17 +112,19 @@ def test_compose_up_only_when_a_service_differs_and_the_dry_run_says_why(tmp_pat
         return dry_run(tmp_path, "tasks/hub.py", {
             "config --hash": [*wanted, "--labhub-compose-containers--", *containers]})
 
-    running = [f"hub running h1 {hub_image}", "registry running r1 registry:2"]
-    assert up not in run(["hub h1", "registry r1"], running).planned_changes
-    changed = run(["hub h2", "registry r1"], running)
+    running = [f"hub running h1 {hub_image}", "registry running r1 registry:2",
+               "proxy running p1 caddy:2"]
+    others = ["registry r1", "proxy p1"]
+    assert up not in run(["hub h1", *others], running).planned_changes
+    changed = run(["hub h2", *others], running)
     assert up in changed.planned_changes
     assert "compose: hub recreated: its configuration changed" in changed.stderr
-    assert "compose: registry" not in changed.stderr
-    new_image = run(["hub h2", "registry r1"], ["hub running h1 labhub/hub:0ld", running[1]])
+    assert "compose: registry" not in changed.stderr and "compose: proxy" not in changed.stderr
+    new_image = run(["hub h2", *others], ["hub running h1 labhub/hub:0ld", *running[1:]])
     assert f"compose: hub recreated: new image {hub_image}" in new_image.stderr
-    stopped = run(["hub h1", "registry r1"], [f"hub exited h1 {hub_image}", running[1]])
+    stopped = run(["hub h1", *others], [f"hub exited h1 {hub_image}", *running[1:]])
     assert "compose: hub started (it is exited)" in stopped.stderr
-    orphan = run(["hub h1", "registry r1"], [*running, "old running o1 old:1"])
+    orphan = run(["hub h1", *others], [*running, "old running o1 old:1"])
     assert "compose: old no longer in the compose file: removed" in orphan.stderr
     bare = run([], [])
     assert up in bare.planned_changes and "compose: hub created" in bare.stderr
@@ -257,7 +259,7 @@ def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):
     inventory = tmp_path / "inventory.py"
     inventory.write_text(
         f"hosts = [('@fake', {{'fake_delay': 0, 'fake_delay_jitter': 0, "
-        f"'fake_responses': {responses!r}, **{settings_data()!r}}})]\n"
+        f"'fake_responses': {responses!r}, **{settings_data(tls='off')!r}}})]\n"
     )
     run = labhost.run_pyinfra(inventory, "tasks/hub.py")
     assert run.returncode != 0

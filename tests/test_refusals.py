@@ -10,9 +10,14 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import labhost
 from labhub.settings import validate
@@ -40,6 +45,11 @@ def share(credentials: str = "good", **fields) -> dict:
 def volume(**fields) -> dict:
     return {"host_path": "/srv/data", "container_path": "data", **fields}
 
+
+# Settings naming a file on the admin's machine: given by name in CASES, as files made here.
+FILE_SETTINGS = ("credentials", "tls_cert", "tls_key", "acme_ca_root")
+DOMAIN = "hub.lab.example.org"
+FILES = {"tls": "files", "tls_cert": "cert-good", "tls_key": "key-good"}
 
 USERS = {"hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"]}
 
@@ -129,8 +139,12 @@ CASES = [
     ({"registry_bind": "127.0.0.1 "}, "registry_bind: '127.0.0.1 ' is not an IP address"),
     ({"hub_port": 70000}, "hub_port: Input should be less than or equal to 65535"),
     ({"hub_port": 0}, "hub_port: Input should be greater than or equal to 1"),
-    ({"hub_port": 5000, "hub_bind": "127.0.0.1"}, "registry_port: port 5000 on 127.0.0.1 is hub_port's already"),
-    ({"hub_port": 5000, "hub_bind": "0.0.0.0"}, "registry_port: port 5000 on 127.0.0.1 is hub_port's already (on 0.0.0.0)"),
+    ({"tls": "off", "hub_port": 5000, "hub_bind": "127.0.0.1"}, "registry_port: port 5000 on 127.0.0.1 is hub_port's already"),
+    ({"tls": "off", "hub_port": 5000, "hub_bind": "0.0.0.0"}, "registry_port: port 5000 on 127.0.0.1 is hub_port's already (on 0.0.0.0)"),
+    ({"https_port": 5000, "hub_bind": "127.0.0.1"}, "registry_port: port 5000 on 127.0.0.1 is https_port's already"),
+    ({"http_port": 443}, "http_port: port 443 on 0.0.0.0 is https_port's already"),
+    ({"https_port": 0}, "https_port: Input should be greater than or equal to 1"),
+    ({"http_port": "80"}, "http_port: should be a whole number (got '80')"),
     ({"registry_bind": "0.0.0.0"}, "registry_bind: '0.0.0.0' is off loopback"),
     ({"registry_bind": "10.0.0.5"}, "registry_bind: '10.0.0.5' is off loopback"),
     # --- System paths and overlaps -----------------------------------------------------------------
@@ -190,24 +204,82 @@ CASES = [
     ({"shares": [share("typo")]}, "shares[0].credentials: '{typo}' has no password= line"),
     ({"shares": [share("latin1")]}, "shares[0].credentials: '{latin1}' is not UTF-8 text"),
     ({"shares": [share("relative.cred")]}, "shares[0].credentials: 'relative.cred' must be an absolute path"),
+    # --- HTTPS: a certificate the proxy can serve, and what each way of getting one needs -------
+    ({"tls": "https"}, "tls: Input should be 'acme', 'files', 'internal' or 'off'"),
+    ({"tls": True}, "tls: Input should be 'acme', 'files', 'internal' or 'off'"),
+    ({"tls": "acme"}, 'acme_email: needed with tls "acme"'),
+    ({"tls": "acme", "acme_email": "admin@lab.example.org", "hub_domain": "10.1.2.3"}, "hub_domain: '10.1.2.3' is not a full DNS name"),
+    ({"tls": "acme", "acme_email": "admin@lab.example.org", "hub_domain": "labhub"}, "hub_domain: 'labhub' is not a full DNS name"),
+    ({"tls": "acme", "acme_email": "admin at lab"}, "acme_email: 'admin at lab' is not an e-mail address"),
+    ({"acme_directory": "http://ca.lab.example.org/directory"}, "acme_directory: 'http://ca.lab.example.org/directory' is not an https:// URL"),
+    ({"acme_ca_root": "not-pem"}, "acme_ca_root: '{not-pem}' is not a PEM CA bundle"),
+    ({"hub_domain": "hub_lab.example.org"}, "hub_domain: 'hub_lab.example.org' is not a DNS name"),
+    ({"hub_domain": "hub.lab.example.org\nextra: 1"}, "is not a DNS name"),
+    ({"hub_domain": 10}, "hub_domain: 10 is a number: write it as a string, in quotes"),
+    ({"tls": "files"}, 'tls_cert: needed with tls "files"'),
+    ({"tls": "files", "tls_cert": "cert-good"}, 'tls_key: needed with tls "files"'),
+    ({**FILES, "tls_key": "key-other"}, "tls_key: does not match tls_cert"),
+    ({**FILES, "tls_cert": "cert-expired"}, "tls_cert: expired on"),
+    ({**FILES, "tls_cert": "cert-other-name"}, "tls_cert: is for www.lab.example.org, not for hub_domain 'hub.lab.example.org'"),
+    ({**FILES, "tls_cert": "cert-wildcard", "hub_domain": "a.b.lab.example.org"}, "tls_cert: is for *.lab.example.org, not for hub_domain"),
+    ({**FILES, "tls_key": "key-encrypted"}, "tls_key: '{key-encrypted}' is encrypted"),
+    ({**FILES, "tls_key": "not-pem"}, "tls_key: '{not-pem}' is not a PEM private key"),
+    ({**FILES, "tls_cert": "not-pem"}, "tls_cert: '{not-pem}' is not a PEM certificate chain"),
+    ({**FILES, "tls_key": "files/lab/Dockerfile"}, "tls_key: 'files/lab/Dockerfile' must be an absolute path"),
+    ({**FILES, "tls_key": str(Path(__file__).resolve())}, "is inside the labhub repository"),
+    ({"proxy_image": "caddy:2\nprivileged: true"}, "proxy_image: 'caddy:2\\nprivileged: true' is not an image reference"),
 ]
 ACCEPTED_CREDENTIALS = ["good", "short-keys", "upper-keys", "indented"]
 
 
 @pytest.fixture(scope="module")
 def credentials(tmp_path_factory) -> dict[str, str]:
+    """The credentials files, and the certificates and keys of tls "files", by name."""
     folder = tmp_path_factory.mktemp("credentials")
     paths = {}
-    for name, content in CREDENTIALS.items():
+    for name, content in {**CREDENTIALS, **certificates()}.items():
         (folder / name).write_bytes(content)
         paths[name] = str(folder / name)
     return paths
 
 
+def certificates() -> dict[str, bytes]:
+    """What a lab's CA might hand an admin, right and wrong, made as openssl would."""
+    now = datetime.now(timezone.utc)
+    key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+
+    def certificate(name: str, start: timedelta, end: timedelta) -> bytes:
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now + start).not_valid_after(now + end)
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+                .sign(key, hashes.SHA256()))
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+    def pem(k, password: bytes | None = None) -> bytes:
+        encryption = (serialization.BestAvailableEncryption(password) if password
+                      else serialization.NoEncryption())
+        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               encryption)
+
+    return {
+        "cert-good": certificate(DOMAIN, timedelta(days=-1), timedelta(days=90)),
+        "cert-wildcard": certificate("*.lab.example.org", timedelta(days=-1), timedelta(days=9)),
+        "cert-expired": certificate(DOMAIN, timedelta(days=-90), timedelta(days=-2)),
+        "cert-other-name": certificate("www.lab.example.org", timedelta(days=-1),
+                                       timedelta(days=90)),
+        "key-good": pem(key),
+        "key-other": pem(other_key),
+        "key-encrypted": pem(key, b"passphrase"),
+        "not-pem": b"this is not a certificate\n",
+    }
+
+
 def resolve(value, credentials: dict[str, str]):
     """Settings with the credentials files' names turned into their paths on this machine."""
     if isinstance(value, dict):
-        return {k: (credentials.get(v, v) if k == "credentials" else resolve(v, credentials))
+        return {k: (credentials.get(v, v) if k in FILE_SETTINGS else resolve(v, credentials))
                 for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, credentials) for v in value]
@@ -225,7 +297,7 @@ def runs(credentials, tmp_path_factory) -> list[labhost.PyinfraRun]:
     folder = tmp_path_factory.mktemp("inventories")
 
     def run(index: int) -> labhost.PyinfraRun:
-        data = {"fake_delay": 0, "fake_delay_jitter": 0,
+        data = {"fake_delay": 0, "fake_delay_jitter": 0, "hub_domain": DOMAIN,
                 **resolve(CASES[index][0], credentials)}
         inventory = folder / f"inventory_{index}.py"
         inventory.write_text(f"import json\nhosts = [('@fake', json.loads({json.dumps(data)!r}))]\n")
@@ -265,7 +337,7 @@ def test_accepted_neighbours_of_refused_values():
     """What sits next to a refused value and is fine: nothing above refuses too much."""
     settings = validate({
         "hub_dir": "/srv/labhub", "lab_home": "/home/lab",
-        "hub_bind": "10.1.2.3", "hub_port": 5000, "registry_port": 5001,
+        "tls": "off", "hub_bind": "10.1.2.3", "hub_port": 5000, "registry_port": 5001,
         "registry_image": "localhost:5000/mirror/registry:2.8@sha256:" + "a" * 64,
         "hub_users": [{"name": "alice", "groups": ["leem"]}],
         "lab_volumes": [{"host_path": "/srv/data", "container_path": "/opt/data"},
@@ -285,7 +357,7 @@ def test_accepted_neighbours_of_refused_values():
 ])
 def test_an_unsupported_os_or_release_is_one_line(os_release, data, expected, tmp_path):
     inventory = tmp_path / "inventory.py"
-    host_data = {"fake_delay": 0, "fake_delay_jitter": 0,
+    host_data = {"fake_delay": 0, "fake_delay_jitter": 0, "hub_domain": DOMAIN,
                  "fake_responses": {"os-release": os_release}, **data}
     inventory.write_text(f"import json\nhosts = [('@fake', json.loads({json.dumps(host_data)!r}))]\n")
     run = labhost.run_pyinfra(inventory, "deploy.py", dry=True)

@@ -43,7 +43,9 @@ def prune(reg: LocalRegistry, keep_last: int = 1, keep_tags=(), lab_images=(), c
 
 def run_task(reg: LocalRegistry, *extra: str, data: dict | None = None):
     argv = [str(Path(sys.executable).with_name("pyinfra")), "@local", "tasks/registry_prune.py",
-            "--json", "-y", "--data", f"registry_port={reg.port}"]
+            "--json", "-y", "--data", f"registry_port={reg.port}",
+            # @local is this machine: the hub would be at localhost.
+            "--data", "hub_domain=localhost"]
     for key, value in (data or {}).items():
         argv += ["--data", f"{key}={json.dumps(value)}"]
     argv += list(extra)

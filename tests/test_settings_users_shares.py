@@ -165,8 +165,8 @@ def test_credentials_file_rules(tmp_path, credentials):
         f"shares[0].credentials: '{tmp_path}/missing': no such file on this machine")
     inside = str(ROOT / "README.md")
     assert error(inside) == (
-        f"shares[0].credentials: '{inside}' is inside the labhub repository: keep credentials "
-        "files outside it so that a password is never committed")
+        f"shares[0].credentials: '{inside}' is inside the labhub repository: keep secret files "
+        "outside it so that they are never committed")
     no_password = tmp_path / "no-password"
     no_password.write_text("username=labuser\npasword=typo-secret\n")
     message = error(str(no_password))

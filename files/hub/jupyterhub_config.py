@@ -64,3 +64,11 @@ if SETTINGS["culler"]:
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
         "services": ["idle-culler"],
     }]
+
+# --- Behind the HTTPS proxy: the URL users open (secure cookies, redirects) ---
+if SETTINGS["public_url"]:
+    c.JupyterHub.public_url = SETTINGS["public_url"]
+    c.JupyterHub.cookie_options = {"secure": True}
+    # The proxy in front sets X-Forwarded-Proto https; adding configurable-http-proxy's own
+    # (http, the hop inside the hub's container) would make the hub and labs think it plain.
+    c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--no-x-forward"]

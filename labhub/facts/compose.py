@@ -85,13 +85,14 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
         return services
 
 
-def http_wait_command(url: str, wait: int) -> str:
+def http_wait_command(url: str, wait: int, curl_args: tuple[str, ...] = ()) -> str:
     """
     A shell command that prints the HTTP status ``url`` answers, asking again each second for up
-    to ``wait`` seconds until it is 200 (``000``: no answer). The one HTTP wait of labhub: the
-    health checks and the registry's restart after garbage collection use it.
+    to ``wait`` seconds until it is 200 (``000``: no answer, or a TLS certificate ``curl_args``
+    refuse). The one HTTP wait of labhub: the health checks and the registry's restart after
+    garbage collection use it.
     """
-    quoted = shlex.quote(url)
+    quoted = " ".join(shlex.quote(word) for word in (*curl_args, url))
     return (
         f"end=$(($(date +%s) + {int(wait)})); "
         f"while :; do code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {quoted}); "
@@ -112,8 +113,8 @@ class HttpStatus(FactBase[int]):
 
     requires_command = "curl"
 
-    def command(self, url: str, wait: int = 0) -> str:
-        return http_wait_command(url, wait)
+    def command(self, url: str, wait: int = 0, curl_args: tuple[str, ...] = ()) -> str:
+        return http_wait_command(url, wait, curl_args)
 
     def process(self, output) -> int:
         text = "".join(output).strip()

@@ -1,0 +1,125 @@
+"""
+The hub's HTTPS proxy once it runs: its local CA's root handed out, and the hub answering
+through it with the certificate expected. Paired with ``labhub.facts.proxy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+
+from pyinfra import host
+from pyinfra.api import OperationError, StringCommand, operation
+from pyinfra.facts.files import Sha256File
+
+from labhub import tls
+from labhub.facts.compose import ComposeLogs, HttpStatus
+from labhub.facts.proxy import ProxyFile, ServedCertificate
+
+
+@operation()
+def local_root(compose_file: str, project: str, service: str, path: str, dest: str,
+               wait: int = 60):
+    """
+    Copy the root certificate of the proxy's local CA (tls "internal") out of its data volume
+    to ``dest`` on the host, world-readable, for the admin to hand to users' browsers. Copied
+    again only when the proxy's root changed (a new data volume).
+
+    + compose_file: the compose file on the host
+    + project: the project name
+    + service: the proxy's service
+    + path: the root certificate inside the proxy
+    + dest: where the admin finds it on the host
+    + wait: seconds the proxy may take to make its CA
+
+    **Example:**
+
+    .. code:: python
+
+        proxy.local_root(
+            name="Hand out the local CA's root",
+            compose_file="/opt/labhub/compose.yaml",
+            project="labhub",
+            service="proxy",
+            path="/data/caddy/pki/authorities/local/root.crt",
+            dest="/opt/labhub/proxy/local-ca-root.crt",
+        )
+    """
+    if not host.state.is_executing:
+        # The proxy makes its CA when it first runs: nothing to read in a dry run.
+        if host.get_fact(Sha256File, path=dest) is None:
+            yield StringCommand("true")
+        host.log(f"the proxy's local CA root goes to {dest} once the proxy made it")
+        return
+    root = host.get_fact(ProxyFile, compose_file=compose_file, project=project,
+                         service=service, path=path, wait=wait)
+    if not root:
+        logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
+                             service=service)
+        raise OperationError(f"the proxy made no local CA within {wait} s ({path} is missing). "
+                             f"Last log lines of the proxy:\n{logs}")
+    if host.get_fact(Sha256File, path=dest) != hashlib.sha256(root.encode()).hexdigest():
+        read = shlex.join(["docker", "compose", "-f", compose_file, "-p", project, "exec", "-T",
+                           service, "cat", path])
+        yield f"{read} > {shlex.quote(dest)}.new && chmod 0644 {shlex.quote(dest)}.new && " \
+              f"mv {shlex.quote(dest)}.new {shlex.quote(dest)}"
+    host.log(f"Give users' browsers the hub's root certificate: {dest} on the server "
+             "(it signs the hub's certificate; keep the proxy-data volume to keep it)")
+
+
+@operation()
+def healthy(url: str, server_name: str, port: int, address: str, compose_file: str,
+            project: str, service: str, trust: tuple[str, ...] = (),
+            obtained: str | None = None, wait: int = 120):
+    """
+    Fail the deploy with a clear message unless the hub answers 200 at ``url`` through the
+    proxy, over HTTPS, with the certificate expected, so that a fallback certificate fails the
+    check: one that chains to ``trust`` (curl's words: a CA file, a pinned key), or the one the
+    proxy ``obtained`` (its path in the proxy). Changes nothing; checks when the deploy executes.
+
+    + url: the hub's health URL as users open it
+    + server_name, port: the name and port users open
+    + address: where the host reaches the proxy
+    + compose_file, project, service: the proxy's compose project and service, for its logs
+    + trust: curl arguments that accept only the expected certificate
+    + obtained: the certificate the proxy obtained (ACME), waited for up to ``wait`` seconds
+    + wait: seconds the proxy may take
+
+    **Example:**
+
+    .. code:: python
+
+        proxy.healthy(
+            name="Check the hub answers through the proxy",
+            url="https://hub.lab.example.org/hub/health",
+            server_name="hub.lab.example.org", port=443, address="127.0.0.1",
+            compose_file="/opt/labhub/compose.yaml", project="labhub", service="proxy",
+            trust=("--cacert", "/opt/labhub/proxy/local-ca-root.crt"),
+        )
+    """
+    yield from ()
+    if not host.state.is_executing:
+        host.noop("the check through the proxy runs when the deploy executes")
+        return
+
+    def fail(problem: str):
+        served = host.get_fact(ServedCertificate, address=address, port=port,
+                             server_name=server_name)
+        logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
+                             service=service)
+        raise OperationError(f"the hub through the proxy: {problem}. The proxy serves "
+                             f"{served or 'no certificate'}.\nLast log lines of the proxy:\n{logs}")
+
+    if obtained:
+        pem = host.get_fact(ProxyFile, compose_file=compose_file, project=project,
+                            service=service, path=obtained, wait=wait)
+        if not pem:
+            fail(f"no certificate for {server_name} obtained within {wait} s ({obtained})")
+        # The key of the certificate the proxy obtained, and no other.
+        trust = ("--insecure", "--pinnedpubkey", tls.leaf(pem.encode()).pin)
+    curl_args = ("--resolve", f"{server_name}:{port}:{address}", *trust)
+    status = host.get_fact(HttpStatus, url=url, wait=wait, curl_args=curl_args)
+    if status != 200:
+        fail(f"{url} answered HTTP {status} within {wait} s" if status else
+             f"{url} did not answer with the expected certificate within {wait} s")
+    host.noop(f"the hub answers at {url} with the expected certificate")

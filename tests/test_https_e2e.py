@@ -1,0 +1,205 @@
+"""
+HTTPS for the hub on a fresh lab server, in each of the three ways of getting a certificate, as a
+lab member's browser meets it: a certificate from a real ACME CA (Debian's pebble, validating the
+lab server over HTTP-01/TLS-ALPN-01), the lab's own certificate files, and the proxy's local CA.
+Each is checked by a client that trusts only the root it should: login, spawn, the contents API and
+a kernel over wss:// all go through the proxy. Switching from one way to another recreates only
+the proxy; the hub, the registry and a running lab stay as they are.
+
+The name users open, hub.lab.test, resolves to the lab server in this test process (as a DNS
+record would), and in pebble's DNS for its validation; first to a wrong address, as when the
+record is not there yet, which fails the run loudly.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+
+import labhost
+from hubclient import Hub, resolving
+from labhost.acme import running_pebble
+
+pytestmark = pytest.mark.e2e
+
+DOMAIN = "hub.lab.test"
+URL = f"https://{DOMAIN}"
+PASSWORD = "alice-https-pw"
+ROOT_ON_SERVER = "/opt/labhub/proxy/local-ca-root.crt"
+
+
+@pytest.fixture(scope="module")
+def resolve(lab_server):
+    with resolving(DOMAIN, lambda: lab_server.address):
+        yield
+
+
+@pytest.fixture(scope="module")
+def pebble(lab_server):
+    with running_pebble(validates=lab_server.address) as ca:
+        yield ca
+
+
+@pytest.fixture(scope="module")
+def site(lab_server, pebble, resolve, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("https")
+    overrides = labhost.load_stack_images(lab_server)
+    base = {
+        "docker_source": "distro",
+        "hub_users": ["alice", "bob"],
+        "hub_admins": ["alice"],
+        "hub_domain": DOMAIN,
+        **overrides,
+    }
+    acme = {"tls": "acme", "acme_email": "admin@lab.test", "acme_directory": pebble.directory,
+            "acme_ca_root": str(pebble.listener_ca)}
+    inventory = lab_server.inventory_file({**base, **acme})
+    # The most common real failure first: the name does not reach the server yet (pebble's DNS
+    # answers with this machine's address, where nothing serves the challenge).
+    pebble.resolve_to(pebble.address)
+    failed = labhost.run_pyinfra(inventory, "deploy.py")
+    # The DNS record fixed, the next run converges: the proxy's next attempt gets the certificate.
+    pebble.resolve_to(lab_server.address)
+    run = labhost.run_pyinfra(inventory, "deploy.py").check()
+    root = tmp / "pebble-root.pem"
+    root.write_text(pebble.root())
+    return {"server": lab_server, "base": base, "acme": acme, "failed": failed, "run": run,
+            "root": str(root), "tmp": tmp}
+
+
+def deploy(site, **settings) -> labhost.PyinfraRun:
+    inventory = site["server"].inventory_file({**site["base"], **settings})
+    return labhost.run_pyinfra(inventory, "deploy.py").check()
+
+
+def containers(server) -> dict[str, str]:
+    """The compose services' container ids."""
+    lines = server.exec("docker ps --filter label=com.docker.compose.project=labhub --format "
+                        "'{{.Label \"com.docker.compose.service\"}} {{.ID}}'").split("\n")
+    return dict(line.split() for line in lines if line.strip())
+
+
+def served_certificate(address: str, port: int = 443) -> bytes:
+    """The DER certificate the proxy serves for hub.lab.test, whoever signed it."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection((address, port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname=DOMAIN) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def openssl_certificate(tmp: Path, name: str, days: int, san: str) -> tuple[str, str]:
+    cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                    str(days), "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={DOMAIN}",
+                    "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_an_acme_ca_that_cannot_validate_fails_the_run_loudly(site):
+    """The run waits for the certificate, then fails naming it and showing the proxy's log,
+    instead of going on with a fallback certificate."""
+    failed = site["failed"]
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert f"no certificate for {DOMAIN} obtained within" in output, output[-3000:]
+    assert "Last log lines of the proxy" in output
+
+
+def test_acme_certificate_chains_to_the_acme_ca(site):
+    # A client trusting only pebble's root verifies the chain and the name.
+    assert requests.get(f"{URL}/hub/health", verify=site["root"], timeout=10).status_code == 200
+    # The system's CAs do not know pebble: the certificate is pebble's, not a public one.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{URL}/hub/health", timeout=10)
+
+
+def test_http_redirects_to_https_and_the_hub_port_is_closed(site):
+    response = requests.get(f"http://{DOMAIN}/hub/login?next=%2Fhub%2F", allow_redirects=False,
+                            timeout=10)
+    assert response.status_code in (301, 308)
+    assert response.headers["Location"] == f"{URL}/hub/login?next=%2Fhub%2F"
+    # The hub's own port is no longer published: only the proxy answers.
+    with pytest.raises(OSError):
+        socket.create_connection((site["server"].address, 8000), timeout=5).close()
+    assert sorted(containers(site["server"])) == ["hub", "proxy", "registry"]
+
+
+def test_login_spawn_contents_and_kernel_through_the_proxy(site):
+    alice = Hub(URL, "alice", verify=site["root"])
+    response = alice.login(PASSWORD)
+    assert alice.logged_in(), response.text[-500:]
+    assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+    session = {c.name: c for c in alice.session.cookies}["jupyterhub-session-id"]
+    assert session.secure, "the hub's session cookie must be Secure behind HTTPS"
+    alice.api_token()
+    alice.start()
+    saved = alice.lab("PUT", "/api/contents/over-https.txt",
+                      json={"type": "file", "format": "text", "content": "through the proxy"})
+    assert saved.status_code in (200, 201), saved.text
+    read = alice.lab("GET", "/api/contents/over-https.txt")
+    assert read.json()["content"] == "through the proxy"
+    # A kernel over wss://, through the proxy and the hub's proxy to the lab.
+    assert alice.run("print(6 * 7)") == "42\n"
+    # A wrong password is refused over HTTPS too.
+    bob = Hub(URL, "alice", verify=site["root"])
+    bob.login("not-alices-password")
+    assert not bob.logged_in()
+
+
+def test_a_second_run_changes_nothing(site):
+    inventory = site["server"].inventory_file({**site["base"], **site["acme"]})
+    again = labhost.run_pyinfra(inventory, "deploy.py").check()
+    assert again.changed == 0, again.changed_operations
+
+
+def test_the_labs_own_certificate_files_replace_only_the_proxy(site):
+    server, tmp = site["server"], site["tmp"]
+    before = containers(server)
+    cert, key = openssl_certificate(tmp, "lab-cert", 90, f"DNS:{DOMAIN}")
+    run = deploy(site, tls="files", tls_cert=cert, tls_key=key)
+    after = containers(server)
+    assert after["hub"] == before["hub"] and after["registry"] == before["registry"]
+    assert after["proxy"] != before["proxy"]
+    # The deploy says how long the certificate lasts, and never shows the key.
+    assert "89 days left" in run.stdout or "90 days left" in run.stdout, run.stdout[-3000:]
+    key_text = Path(key).read_text()
+    assert key_text.splitlines()[1] not in run.stdout + run.stderr
+    assert server.exec("stat -c '%a %U' /opt/labhub/proxy/key.pem").strip() == "600 root"
+    # The proxy serves exactly that certificate, which a client trusting it verifies.
+    assert served_certificate(server.address) == ssl.PEM_cert_to_DER_cert(Path(cert).read_text())
+    alice = Hub(URL, "alice", verify=cert)
+    alice.login(PASSWORD)
+    assert alice.logged_in()
+    alice.api_token()
+    # The lab started under ACME still runs, and its kernels answer through the new proxy.
+    assert alice.server() and alice.server()["ready"]
+    assert alice.run("print('files')") == "files\n"
+
+
+def test_the_local_ca_root_the_deploy_points_to_is_what_browsers_need(site):
+    server, tmp = site["server"], site["tmp"]
+    before = containers(server)
+    run = deploy(site, tls="internal")
+    assert ROOT_ON_SERVER in run.stdout, run.stdout[-3000:]
+    after = containers(server)
+    assert after["hub"] == before["hub"] and after["proxy"] != before["proxy"]
+    # The key of the "files" certificate does not stay on the server.
+    assert server.exec("test -e /opt/labhub/proxy/key.pem && echo left || true").strip() == ""
+    root = tmp / "local-ca-root.crt"
+    root.write_text(server.exec(f"cat {ROOT_ON_SERVER}"))
+    alice = Hub(URL, "alice", verify=str(root))
+    alice.login(PASSWORD)
+    assert alice.logged_in()
+    alice.api_token()
+    assert alice.run("print('internal')") == "internal\n"
+    # pebble's root does not verify it: the certificate is the local CA's.
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{URL}/hub/health", verify=site["root"], timeout=10)
+    again = deploy(site, tls="internal")
+    assert again.changed == 0, again.changed_operations
