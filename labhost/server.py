@@ -50,7 +50,7 @@ def _run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 
 def ensure_engine(timeout: float = 60) -> docker.DockerClient:
     """Use this machine's Docker engine, installing and starting it first when it is not running."""
-    client = docker.from_env(version="auto") if _engine_answers() else None
+    client = _client() if _engine_answers() else None
     if client is not None:
         return client
     if shutil.which("dockerd") is None or shutil.which("debootstrap") is None:
@@ -67,7 +67,13 @@ def ensure_engine(timeout: float = 60) -> docker.DockerClient:
         if time.monotonic() > deadline:
             raise LabHostError("dockerd did not answer; see /var/log/labhub-dockerd.log")
         time.sleep(0.5)
-    return docker.from_env(version="auto")
+    return _client()
+
+
+def _client() -> docker.DockerClient:
+    # Removing a lab server (its systemd, engine and containers) can take minutes on a busy
+    # machine: the SDK's default of 60 s turns that into a failed teardown.
+    return docker.from_env(version="auto", timeout=600)
 
 
 def _engine_answers() -> bool:

@@ -59,26 +59,29 @@ class Hub:
         self.url = url
         self.user = user
         self.verify = verify
+        # Given at each request: REQUESTS_CA_BUNDLE in the environment overrides a session's.
         self.session = requests.Session()
-        self.session.verify = verify
         self.token: str | None = None
 
     def login(self, password: str) -> requests.Response:
-        self.session.get(f"{self.url}/hub/login", timeout=30)
+        self.session.get(f"{self.url}/hub/login", timeout=30, verify=self.verify)
         return self.session.post(
             f"{self.url}/hub/login",
+            verify=self.verify,
             data={"username": self.user, "password": password,
                   "_xsrf": self.session.cookies.get("_xsrf", path="/hub/")},
             timeout=30,
         )
 
     def logged_in(self) -> bool:
-        response = self.session.get(f"{self.url}/hub/home", timeout=30, allow_redirects=False)
+        response = self.session.get(f"{self.url}/hub/home", timeout=30, allow_redirects=False,
+                                    verify=self.verify)
         return response.status_code == 200
 
     def api_token(self) -> str:
         response = self.session.post(
             f"{self.url}/hub/api/users/{self.user}/tokens",
+            verify=self.verify,
             json={"note": "labhub e2e", "expires_in": 3600},
             headers={"X-XSRFToken": self.session.cookies.get("_xsrf", path="/hub/")},
             timeout=30,
@@ -92,7 +95,7 @@ class Hub:
                                 headers={"Authorization": f"token {self.token}"}, **kwargs)
 
     def spawn_form(self) -> str:
-        response = self.session.get(f"{self.url}/hub/spawn", timeout=60)
+        response = self.session.get(f"{self.url}/hub/spawn", timeout=60, verify=self.verify)
         response.raise_for_status()
         return response.text
 
