@@ -164,7 +164,8 @@ class RegistryPruneState(FactBase[dict]):
             f'if [ -f {pending} ]; then echo "pending $(head -c 32 {pending})"; fi; '
             f'if [ -f {lock} ] && ! flock -n {lock} true 2>/dev/null; then '
             f'echo "locked $(head -c 32 {lock})"; fi; '
-            f"docker inspect --format 'collector {{{{.State.Status}}}}' {collector} 2>/dev/null; "
+            f"docker container inspect --format 'collector {{{{.State.Status}}}}' {collector} "
+            "2>/dev/null; "
             f"cid=$({service_container_command(project, service)} 2>/dev/null | head -n 1); "
             "[ -z \"$cid\" ] || docker inspect --format 'registry {{.State.Status}}' \"$cid\"; "
             "true"
