@@ -8,8 +8,8 @@ run it there against the server's loopback registry, with concurrent keep-alive 
 
 The layout (``layout()``, made where the test runs) gives each repository ``families`` groups of
 stale images: the images of a family share one config and one layer and differ by an
-annotation (distinct manifests, as rebuilds of one Dockerfile are); every image also has the
-base layer all repositories share. The ``kept`` images of a repository are newer, and also use
+annotation (distinct manifests, as rebuilds of one Dockerfile are), each image under one or more
+tags; every image also has the base layer all repositories share. The ``kept`` images of a repository are newer, and also use
 family 0's layer. One untagged manifest per repository uses family 1's config and layer; with
 ``common``, family 2's layer is the same in every repository and in the kept images of the
 first. With ``indexes``, the first repository also has a stale index and a kept one (tag
@@ -43,9 +43,10 @@ ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distributio
 
 
 def layout(repos: list[str], stale: int, kept: int = 2, families: int = 50, common: bool = False,
-           indexes: bool = False, seed: str = "") -> dict:
+           indexes: bool = False, seed: str = "", tags_per_image: int = 1) -> dict:
+    """``stale`` tags a repository, ``tags_per_image`` of them on each stale manifest."""
     return {"repos": repos, "stale": stale, "kept": kept, "families": families,
-            "common": common, "indexes": indexes, "seed": seed}
+            "common": common, "indexes": indexes, "seed": seed, "tags_per_image": tags_per_image}
 
 
 class Client:
@@ -116,12 +117,15 @@ def build(spec: dict) -> dict:
             blobs += [(repo, b) for b in image.blobs]
             if f > 2:
                 family_layers.append(layer.digest)
-        for j in range(spec["stale"]):
-            family = family_images[j * spec["families"] // spec["stale"]]
-            image = make_image(None, [base, family.layers[1]], annotations={"n": str(j)})
+        per_image = spec.get("tags_per_image") or 1
+        images = -(-spec["stale"] // per_image)
+        for i in range(images):
+            family = family_images[i * spec["families"] // images]
+            image = make_image(None, [base, family.layers[1]], annotations={"n": str(i)})
             body = _with_config(image.manifest, family.config)
-            manifests.append((repo, f"1.{j}", body, OCI_MANIFEST))
-            stale.append(f"{repo}:1.{j}")
+            for j in range(i * per_image, min(spec["stale"], (i + 1) * per_image)):
+                manifests.append((repo, f"1.{j}", body, OCI_MANIFEST))
+                stale.append(f"{repo}:1.{j}")
         # The kept images: newer, with family 0's layer (and the common one in the first repo).
         kept_layer = make_layer(f"kept {repo} {seed}".encode() + os.urandom(2000), "kept")[0]
         layers = [base, kept_layer, family_images[0].layers[1]]
