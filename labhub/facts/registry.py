@@ -17,7 +17,6 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from labhub.facts.compose import compose_command
 from labhub.registry import remote_program
 from labhub.registry.client import ACCEPT, DEFAULT_PAGE_SIZE, DEFAULT_WORKERS
 

@@ -14,7 +14,6 @@ collects what the interrupted one did not.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from io import StringIO
 
@@ -39,7 +38,6 @@ from labhub.registry.policy import human_size, short_digest
 from labhub.stack import REGISTRY_DATA_PATH
 
 GC_MARKER = "labhub-registry-gc"
-_PROGRESS = re.compile(r"^labhub registry delete: ")
 
 
 def locked_command(state_dir: str, phase: str | None = None) -> str:
