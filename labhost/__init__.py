@@ -12,7 +12,7 @@ pyinfra CLI run as an admin runs it, and stand-ins for the official images the s
 """
 
 from labhost.images import STAND_INS, load_stack_images, prepare_images
-from labhost.runner import PyinfraRun, run_pyinfra
+from labhost.runner import PyinfraRun, run_pyinfra, start_pyinfra
 from labhost.server import (
     PROJECT_ROOT,
     LabHostError,
@@ -36,6 +36,7 @@ __all__ = [
     "prepare_images",
     "remove_all_lab_servers",
     "run_pyinfra",
+    "start_pyinfra",
     "running_lab_server",
     "start_lab_server",
 ]

@@ -13,20 +13,22 @@ from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.util import print_host_combined_output
 
 
-def reported(command: str, report: Callable) -> FunctionCommand:
+def reported(command: str, report: Callable, live: bool = False) -> FunctionCommand:
     """
     A shell command run by pyinfra as a ``FunctionCommand`` that hands the host, its success and
     its output to ``report(host, status, output)`` once it ran. Called inside an operation: it
     runs with that operation's connector arguments (``_sudo``...), and a failure's output is
-    printed as pyinfra prints a failed command's.
+    printed as pyinfra prints a failed command's. With ``live``, its output is printed line by
+    line as it comes (progress of a long command), whatever the verbosity.
     """
     arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
                  if key in CONNECTOR_ARGUMENT_KEYS}
 
     def run(state, host) -> bool:
+        printed = live or state.print_output
         status, output = host.run_shell_command(StringCommand(command),
-                                                print_output=state.print_output, **arguments)
-        if not status and not state.print_output:
+                                                print_output=printed, **arguments)
+        if not status and not printed:
             print_host_combined_output(host, output)
         report(host, status, output)
         return status

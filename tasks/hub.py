@@ -14,7 +14,7 @@ from pyinfra.operations import apt, files
 
 from labhub import stack
 from labhub.facts.folders import Folders
-from labhub.operations import accounts, compose, images, proxy, secret_files
+from labhub.operations import accounts, compose, images, proxy, registry, secret_files
 from labhub.settings import get_settings, local_host
 
 settings = get_settings(host)
@@ -114,6 +114,15 @@ files.put(
     mode="0644",
 )
 
+# Before compose starts a stopped registry: a prune killed while collecting left it stopped
+# beside its collector, which must go first (and while a prune runs, this refuses to race it).
+registry.recovered(
+    name="Bring the registry back from an interrupted prune",
+    compose_file=project.compose_file,
+    project=project.project,
+    service=stack.REGISTRY_SERVICE,
+    state_dir=project.path("registry"),
+)
 compose.up(
     name="Bring up the hub stack (docker compose up)",
     compose_file=project.compose_file,

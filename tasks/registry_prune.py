@@ -10,9 +10,15 @@ stopped) is kept, and a digest goes only when every tag pointing at it is stale.
 
 Without ``registry_prune_apply`` (and always with ``--dry``) nothing is deleted: the task logs a
 table of every tag (repository, tag, short digest, created, size, keep and why, or delete) and
-what deleting would free. With it, the stale manifests are deleted by digest (each only if its
-tags did not move since they were read), the registry is stopped, its garbage collector runs, it
-starts again, and the space freed on disk is logged.
+what garbage collection would free (the blobs no remaining manifest, tagged or not, references).
+With it, the stale manifests are deleted by digest (each only if its tags did not move since they
+were read; the list is uploaded as a file, progress is printed a batch at a time), the registry
+is stopped, its garbage collector runs, it starts again, and the space freed on disk is logged.
+
+A prune killed at any point is picked up by the next run: a registry left stopped by a killed
+collection is started again (with ``registry_prune_apply``, after the collection is run to its
+end), and a collection that did not finish runs even when nothing is left to delete.
+tasks/hub.py starts such a registry again too.
 """
 
 from pyinfra import host
@@ -20,7 +26,7 @@ from pyinfra.api.exceptions import OperationError
 
 from labhub import stack
 from labhub.facts.images import ContainerImages
-from labhub.facts.registry import RegistryContents
+from labhub.facts.registry import RegistryContents, RegistryPruneState
 from labhub.operations import registry
 from labhub.registry import policy
 from labhub.registry.client import error_from_dict
@@ -29,54 +35,95 @@ from labhub.settings import get_settings
 settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
 apply = settings.registry_prune_apply
+state_dir = project.path("registry")
+service = dict(compose_file=project.compose_file, project=project.project,
+               service=stack.REGISTRY_SERVICE)
+collection = dict(
+    **service,
+    config_path=project.registry_config_path,
+    config_file=project.registry_config_file,
+    data_path=stack.REGISTRY_DATA_PATH,
+    state_dir=state_dir,
+    url=project.registry_url,
+)
 
-contents = host.get_fact(RegistryContents, url=project.registry_url, probe_delete=True)
-if contents is None:
-    raise OperationError(f"{host.name}: python3 is not installed: labhub reads the registry with it")
-if contents.get("error"):
-    error = error_from_dict(contents["error"])
-    raise OperationError(f"{host.name}: cannot read the registry at {project.registry_url} "
-                         f"({error.kind}): {error.message}")
+state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project.project,
+                      service=stack.REGISTRY_SERVICE)
+if state["locked"]:
+    raise OperationError(f"{host.name}: a registry prune is already running on this host (pid "
+                         f"{state['locked']}): wait for it to finish")
+interrupted = state["collector"] or (state["pending"] == "collecting"
+                                     and state["registry"] not in (None, "running"))
 
-prune = settings.registry_prune
-used = policy.in_use(settings.lab_images, host.get_fact(ContainerImages) or [],
-                     policy.registry_hosts(settings.registry_address))
-plan = policy.plan(contents, prune.keep_last, prune.keep_tags, prune.older_than_days, used,
-                   registry_major=project.registry_major)
-
-host.log(f"registry {project.registry_url}: {len(contents['repositories'])} repositories, "
-         f"{len(plan.rows)} tags, read with {contents['requests']} requests")
-for line in policy.format_report(plan, apply).splitlines():
-    host.log(line)
-for tag in contents.get("vanished") or []:
-    host.log(f"{tag} vanished while the registry was read")
-
-refusals = {
-    "disabled": "the registry has deletes disabled (405 UNSUPPORTED): set storage.delete.enabled: "
-                "true in its configuration",
-    "read-only": "the registry is in read-only maintenance mode (plain 405): turn "
-                 "storage.maintenance.readonly off",
-}
-refusal = refusals.get(contents.get("delete") or "")
-if refusal and plan.deletions:
+if interrupted:
+    # The registry cannot be read while it is stopped: finish (or undo) the collection first.
+    host.log("a registry prune was interrupted during garbage collection: the registry is "
+             f"{state['registry'] or 'gone'}")
     if apply:
-        raise OperationError(f"{host.name}: {refusal}; nothing was deleted")
-    host.log(f"note: {refusal}; registry_prune_apply=true would fail")
+        registry.garbage_collect(
+            name="Finish the interrupted garbage collection and start the registry again",
+            **collection)
+    else:
+        registry.recovered(name="Start the registry again", url=project.registry_url,
+                           state_dir=state_dir, **service)
+        host.log("run the task again for the report; registry_prune_apply=true finishes the "
+                 "collection")
+else:
+    contents = host.get_fact(RegistryContents, url=project.registry_url, probe_delete=True,
+                             project=project.project, service=stack.REGISTRY_SERVICE,
+                             data_path=stack.REGISTRY_DATA_PATH)
+    if contents is None:
+        raise OperationError(
+            f"{host.name}: python3 is not installed: labhub reads the registry with it")
+    if contents.get("error"):
+        error = error_from_dict(contents["error"])
+        raise OperationError(f"{host.name}: cannot read the registry at {project.registry_url} "
+                             f"({error.kind}): {error.message}")
 
-if apply and plan.deletions:
-    deleted = registry.delete_manifests(
-        name=f"Delete {len(plan.deletions)} stale image(s) from the registry by digest",
-        url=project.registry_url,
-        deletions=[deletion.as_dict() for deletion in plan.deletions],
-    )
-    registry.garbage_collect(
-        name="Collect the registry's garbage (registry stopped) and start it again",
-        compose_file=project.compose_file,
-        project=project.project,
-        service=stack.REGISTRY_SERVICE,
-        config_path=project.registry_config_path,
-        config_file=project.registry_config_file,
-        data_path=stack.REGISTRY_DATA_PATH,
-        url=project.registry_url,
-        _if=deleted.did_change,
-    )
+    prune = settings.registry_prune
+    used = policy.in_use(settings.lab_images, host.get_fact(ContainerImages) or [],
+                         policy.registry_hosts(settings.registry_address))
+    plan = policy.plan(contents, prune.keep_last, prune.keep_tags, prune.older_than_days, used,
+                       registry_major=project.registry_major)
+
+    host.log(f"registry {project.registry_url}: {len(contents['repositories'])} repositories, "
+             f"{len(plan.rows)} tags, read with {contents['requests']} requests")
+    for line in policy.format_report(plan, apply).splitlines():
+        host.log(line)
+    for tag in contents.get("vanished") or []:
+        host.log(f"{tag} vanished while the registry was read")
+    if state["pending"]:
+        host.log(f"a previous prune stopped before its garbage collection finished (it was "
+                 f"{state['pending']})" + ("" if apply else
+                                            ": registry_prune_apply=true finishes it"))
+
+    refusals = {
+        "disabled": "the registry has deletes disabled (405 UNSUPPORTED): set "
+                    "storage.delete.enabled: true in its configuration",
+        "read-only": "the registry is in read-only maintenance mode (plain 405): turn "
+                     "storage.maintenance.readonly off",
+    }
+    refusal = refusals.get(contents.get("delete") or "")
+    if refusal and plan.deletions:
+        if apply:
+            raise OperationError(f"{host.name}: {refusal}; nothing was deleted")
+        host.log(f"note: {refusal}; registry_prune_apply=true would fail")
+
+    if apply and plan.deletions:
+        deleted = registry.delete_manifests(
+            name=f"Delete {len(plan.deletions)} stale image(s) from the registry by digest",
+            url=project.registry_url,
+            deletions=[deletion.as_dict() for deletion in plan.deletions],
+            state_dir=state_dir,
+        )
+        # After a prune that stopped before its collection finished, collect even when these
+        # deletions all turn out to be done already.
+        after = {} if state["pending"] else {"_if": deleted.did_change}
+        registry.garbage_collect(
+            name="Collect the registry's garbage (registry stopped) and start it again",
+            **after,
+            **collection,
+        )
+    elif apply and state["pending"]:
+        registry.garbage_collect(
+            name="Finish the interrupted garbage collection (registry stopped)", **collection)

@@ -8,6 +8,7 @@ refusals; the full task over SSH with compose is in test_registry_e2e.py.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -17,8 +18,10 @@ from pathlib import Path
 
 import docker
 import pytest
+import registry_populate
 from registry_server import LocalRegistry, make_image, make_index
 
+from labhub.operations.registry import delete_command
 from labhub.registry import client, policy
 from labhub.settings import LabImage
 
@@ -254,3 +257,69 @@ def test_empty_registry_reports_nothing_to_delete(repos):
         assert result.returncode == 0, result.stderr
         assert "The registry holds no tags." in result.stderr
         assert json.loads(result.stdout)["results"]["totals"]["success"] == 0
+
+
+def blob_bytes(reg: LocalRegistry) -> int:
+    return sum(p.stat().st_size for p in (reg.storage / "docker/registry/v2/blobs").rglob("data"))
+
+
+def test_would_free_counts_only_blobs_no_remaining_manifest_uses():
+    with LocalRegistry(log_level="error") as reg:
+        pushed = registry_populate.fill(reg.url, registry_populate.layout(
+            ["a/one", "b/two", "c/three"], stale=40, families=8, common=True, indexes=True))
+        snap = client.collect(reg.url, storage=str(reg.storage))
+        plan = policy.plan(snap, 2, ("^stable$",), None, policy.InUse())
+        assert sorted(f"{r.repo}:{r.tag}" for r in plan.rows if not r.keep) == \
+            sorted(pushed["stale"])
+        # Read through the API alone, the untagged manifests are unseen: their blobs would be
+        # counted as freed although the collector keeps them.
+        blind = policy.plan(client.collect(reg.url), 2, ("^stable$",), None, policy.InUse())
+        assert blind.freed_bytes > plan.freed_bytes
+        result = client.delete(reg.url, [d.as_dict() for d in plan.deletions], batch=7)
+        assert result["error"] is None and len(result["deleted"]) == len(plan.deletions)
+        before = blob_bytes(reg)
+        reg.garbage_collect()
+        assert before - blob_bytes(reg) == plan.freed_bytes
+        blobs = reg.blob_files()
+        assert all(d.split(":")[1] in blobs for d in pushed["shared"])
+        assert not any(d.split(":")[1] in blobs for d in pushed["family_layers"])
+        assert registry_populate.check(reg.url, pushed["kept"])["missing"] == []
+        # Collected: nothing more to free.
+        again = policy.plan(client.collect(reg.url, storage=str(reg.storage)), 2, ("^stable$",),
+                            None, policy.InUse())
+        assert again.deletions == [] and again.freed_bytes == 0
+
+
+def test_the_host_command_reads_any_number_of_deletions_from_a_file(tmp_path):
+    """The operation's command, run by a shell as on the host: its length does not depend on the
+    deletions (a file holds them), progress comes a batch at a time, the lock and the pending
+    marker are taken."""
+    with LocalRegistry(log_level="error") as reg:
+        pushed = registry_populate.fill(reg.url, registry_populate.layout(
+            ["lab"], stale=300, kept=1, families=6))
+        snap = client.collect(reg.url)
+        plan = policy.plan(snap, 1, (), None, policy.InUse())
+        assert len(plan.deletions) == 300
+        (tmp_path / "prune-plan.json").write_text(json.dumps(
+            {"deletions": [d.as_dict() for d in plan.deletions]}))
+        command = delete_command(reg.url, str(tmp_path))
+        # Bounded, and none of the deletions is in it.
+        assert len(command) < 64 * 1024
+        assert not any(d.digest in command for d in plan.deletions)
+        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        progress = [line for line in result.stdout.splitlines()
+                    if line.startswith("labhub registry delete: ")]
+        assert progress[0].startswith("labhub registry delete: 250 of 300 stale manifest(s)")
+        assert progress[-1].startswith("labhub registry delete: 300 of 300")
+        summary = json.loads(result.stdout.splitlines()[-1])
+        assert summary["deleted"] == 300 and summary["error"] is None
+        assert reg.tags("lab") == ["2.0"]
+        assert registry_populate.check(reg.url, pushed["kept"])["missing"] == []
+        assert (tmp_path / "prune-pending").read_text() == "deleting\n"
+        assert not (tmp_path / "prune-plan.json").exists()
+        # While another prune holds the lock, the command refuses and deletes nothing.
+        with open(tmp_path / "prune.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            busy = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        assert busy.returncode == 1 and "a registry prune is running" in busy.stderr

@@ -56,7 +56,9 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
     def command(self, compose_file: str, project: str, content: str) -> str:
         template = ('{{.Label "com.docker.compose.service"}} {{.State}} '
                     '{{.Label "com.docker.compose.config-hash"}} {{.Image}}')
-        label = shlex.quote(f"label=com.docker.compose.project={project}")
+        # Not one-off containers (``compose run``, such as the registry's garbage collector).
+        label = (shlex.quote(f"label=com.docker.compose.project={project}")
+                 + " --filter label=com.docker.compose.oneoff=False")
         assert _HEREDOC not in content
         # Relative paths in the file are relative to its folder, as when compose reads the file.
         hashes = compose_command("-", project, "--project-directory", compose_file.rsplit("/", 1)[0]

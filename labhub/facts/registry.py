@@ -5,7 +5,9 @@ Facts about the lab's private registry, read over HTTP from the host. Paired wit
 ``RegistryContents`` reads a whole registry (API v2) in one remote command: the host runs
 ``labhub/registry/client.py`` with ``python3`` (standard library only, its source sent in a
 heredoc), which reads the catalog and every tag list to their last page and every manifest and
-image config in parallel through a bounded pool, and prints one JSON document.
+image config in parallel through a bounded pool, and prints one JSON document. Given the compose
+service, it also reads the registry's storage folder (the manifests no tag points at, the blobs
+on disk). ``RegistryPruneState`` tells whether a prune is running or was interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,41 @@ from pyinfra.api import FactBase
 
 from labhub.registry import remote_program
 from labhub.registry.client import ACCEPT, DEFAULT_PAGE_SIZE, DEFAULT_WORKERS
+
+# Beside the registry's configuration on the host (``hub_dir/registry``): held (flock) by the
+# prune's deletions and collection, so that nothing else starts or stops the registry meanwhile;
+# present from a prune's first deletion until its collection finished; the deletions to make.
+PRUNE_LOCK = "prune.lock"
+PRUNE_PENDING = "prune-pending"
+PRUNE_PLAN = "prune-plan.json"
+
+
+def collector_name(project: str) -> str:
+    """The container the registry's garbage collector runs in (one name: a leftover is found)."""
+    return f"{project}-registry-gc"
+
+
+def service_container_command(project: str, service: str) -> str:
+    """Shell: the id of a compose service's container (not of a one-off ``compose run``)."""
+    filters = [f"label=com.docker.compose.project={project}",
+               f"label=com.docker.compose.service={service}",
+               "label=com.docker.compose.oneoff=False"]
+    return "docker ps -a -q " + " ".join(f"--filter {shlex.quote(f)}" for f in filters)
+
+
+def mount_template(match_field: str, value: str, out_field: str) -> str:
+    """A quoted ``docker inspect --format`` template: ``out_field`` of the mount whose
+    ``match_field`` is ``value``."""
+    return shlex.quote(f"{{{{range .Mounts}}}}{{{{if eq .{match_field} {json.dumps(value)}}}}}"
+                       f"{{{{.{out_field}}}}}{{{{end}}}}{{{{end}}}}")
+
+
+def registry_data_command(project: str, service: str, data_path: str) -> str:
+    """Shell: sets ``cid`` (the registry's container) and ``data`` (where its ``data_path``
+    volume is on the host; empty when there is no such container)."""
+    return (f'cid=$({service_container_command(project, service)} 2>/dev/null | head -n 1); '
+            f'data=; [ -z "$cid" ] || data=$(docker inspect --format '
+            f'{mount_template("Destination", data_path, "Source")} "$cid" 2>/dev/null)')
 
 
 class RegistryTag(FactBase[dict]):
@@ -79,12 +116,17 @@ class RegistryContents(FactBase[dict]):
     requires_command = "python3"
 
     def command(self, url: str, probe_delete: bool = False, workers: int = DEFAULT_WORKERS,
-                page_size: int = DEFAULT_PAGE_SIZE) -> str:
+                page_size: int = DEFAULT_PAGE_SIZE, project: str | None = None,
+                service: str | None = None, data_path: str | None = None) -> str:
         argv = ["collect", url, "--workers", str(int(workers)), "--page-size",
                 str(int(page_size))]
         if probe_delete:
             argv.append("--probe-delete")
-        return remote_program(argv, always_succeed=True)
+        if not (project and service and data_path):
+            return remote_program(argv, always_succeed=True)
+        # The storage folder as the host sees it, when the registry is this compose service's.
+        return (registry_data_command(project, service, data_path) + "; "
+                + remote_program(argv, shell_args='--storage "$data"', always_succeed=True))
 
     def process(self, output) -> dict:
         text = "\n".join(output).strip()
@@ -92,3 +134,46 @@ class RegistryContents(FactBase[dict]):
             return {"error": {"kind": "protocol", "message": "the registry reader printed nothing",
                               "status": None, "code": None}}
         return json.loads(text.splitlines()[-1])
+
+
+class RegistryPruneState(FactBase[dict]):
+    """
+    Whether a registry prune runs or was interrupted on the host: ``locked`` (the pid holding
+    the prune's lock: a prune is running), ``pending`` (the phase a prune reached without
+    finishing its collection: ``deleting`` or ``collecting``), ``collector`` (the state of a
+    garbage collector's container an interrupted prune left), ``registry`` (the state of the
+    registry service's container).
+
+    .. code:: python
+
+        {"locked": None, "pending": "collecting", "collector": "exited", "registry": "exited"}
+    """
+
+    requires_command = "docker"
+
+    @staticmethod
+    def default() -> dict:
+        return {"locked": None, "pending": None, "collector": None, "registry": None}
+
+    def command(self, state_dir: str, project: str, service: str) -> str:
+        lock = shlex.quote(f"{state_dir}/{PRUNE_LOCK}")
+        pending = shlex.quote(f"{state_dir}/{PRUNE_PENDING}")
+        collector = shlex.quote(collector_name(project))
+        return (
+            f'if [ -f {pending} ]; then echo "pending $(head -c 32 {pending})"; fi; '
+            f'if [ -f {lock} ] && ! flock -n {lock} true 2>/dev/null; then '
+            f'echo "locked $(head -c 32 {lock})"; fi; '
+            f"docker container inspect --format 'collector {{{{.State.Status}}}}' {collector} "
+            "2>/dev/null; "
+            f"cid=$({service_container_command(project, service)} 2>/dev/null | head -n 1); "
+            "[ -z \"$cid\" ] || docker inspect --format 'registry {{.State.Status}}' \"$cid\"; "
+            "true"
+        )
+
+    def process(self, output) -> dict:
+        state = self.default()
+        for line in output:
+            key, _, value = line.strip().partition(" ")
+            if key in state:
+                state[key] = value.strip() or key
+        return state

@@ -1,20 +1,37 @@
 """
-Delete stale images from the lab's private registry and collect their blobs. Paired with
-``labhub.facts.registry``.
+Delete stale images from the lab's private registry and collect their blobs, and bring the
+registry back from a prune that was interrupted. Paired with ``labhub.facts.registry``.
+
+A prune is safe to kill at any point: deletions only remove manifests the plan says are stale,
+and the collection runs with the registry stopped (no push can race it) in a container of a
+known name. Both hold a lock (``flock`` on ``hub_dir/registry/prune.lock``), which the kernel
+drops when they die, and a marker (``prune-pending``) stays from the first deletion until the
+collection finished; ``recovered`` (run by tasks/hub.py and tasks/registry_prune.py) removes a
+collector that was left behind and starts the registry again, and the next applied prune
+collects what the interrupted one did not.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-
-from functools import partial
+from io import StringIO
 
 from pyinfra import host
-from pyinfra.api import operation
+from pyinfra.api import OperationError, operation
+from pyinfra.operations import files
 
 from labhub.commands import reported
 from labhub.facts.compose import compose_command, http_wait_command
+from labhub.facts.registry import (
+    PRUNE_LOCK,
+    PRUNE_PENDING,
+    PRUNE_PLAN,
+    RegistryPruneState,
+    collector_name,
+    mount_template,
+    registry_data_command,
+)
 from labhub.registry import remote_program
 from labhub.registry.client import DEFAULT_WORKERS
 from labhub.registry.policy import human_size, short_digest
@@ -23,20 +40,43 @@ from labhub.stack import REGISTRY_DATA_PATH
 GC_MARKER = "labhub-registry-gc"
 
 
+def locked_command(state_dir: str, phase: str | None = None) -> str:
+    """
+    Shell lines that take the prune's lock for the rest of the command (children inherit it;
+    the kernel drops it when the last of them dies) or stop, and record ``phase`` in the
+    pending marker.
+    """
+    lock = shlex.quote(f"{state_dir}/{PRUNE_LOCK}")
+    busy = shlex.quote(f"a registry prune is running on this host (it holds {state_dir}/"
+                       f"{PRUNE_LOCK}): wait for it to finish")
+    lines = [f"exec 9>>{lock} && flock -n 9 || {{ echo {busy} >&2; exit 1; }}",
+             f"echo $$ > {lock}"]
+    if phase:
+        lines.append(f"echo {shlex.quote(phase)} > {shlex.quote(f'{state_dir}/{PRUNE_PENDING}')}")
+    return "\n".join(lines)
+
+
+def delete_command(url: str, state_dir: str, workers: int = DEFAULT_WORKERS) -> str:
+    """The host's command that runs the deletions listed in the plan file: its size does not
+    depend on how many there are."""
+    plan = f"{state_dir}/{PRUNE_PLAN}"
+    program = remote_program(["delete", url, "--workers", str(int(workers))],
+                             shell_args=f"--plan {shlex.quote(plan)}")
+    return (locked_command(state_dir, "deleting") + "\n" + program
+            + f"status=$?; [ $status != 0 ] || rm -f {shlex.quote(plan)}; exit $status")
+
+
 def _report_deletions(host, status: bool, output) -> None:
-    lines = output.stdout_lines
     result = None
-    for line in reversed(lines):
+    for line in reversed(output.stdout_lines):
         if line.startswith("{"):
             result = json.loads(line)
             break
     if result is None:
         return
-    for item in result.get("deleted") or []:
-        children = item.get("children_deleted") or []
-        host.log(f"deleted {item['repo']}@{short_digest(item['digest'])} "
-                 f"(tags {', '.join(item['tags'])}"
-                 + (f"; {len(children)} platform manifest(s)" if children else "") + ")")
+    host.log(f"deleted {result['deleted']} stale manifest(s) ({result['tags']} tag(s)"
+             + (f", {result['children_deleted']} platform manifest(s)"
+                if result["children_deleted"] else "") + ")")
     for item in result.get("skipped") or []:
         host.log(f"left {item['repo']}@{short_digest(item['digest'])} alone: {item['reason']}")
     if result.get("error"):
@@ -50,22 +90,27 @@ def _report_gc(host, status: bool, output) -> None:
             values = dict(part.split("=", 1) for part in line.split()[1:])
             before, after = int(values["before"]), int(values["after"])
             if before < 0 or after < 0:
-                host.log("garbage collection ran; the registry's data folder could not be measured")
+                host.log("garbage collection ran; the registry's blobs could not be measured")
             else:
                 host.log(f"garbage collection freed {human_size(before - after)} "
-                         f"({before - after} bytes) on disk: {before} -> {after} bytes")
+                         f"({before - after} bytes) of blobs on disk: {before} -> {after} bytes")
             return
 
 
 @operation()
-def delete_manifests(url: str, deletions: list[dict], workers: int = DEFAULT_WORKERS):
+def delete_manifests(url: str, deletions: list[dict], state_dir: str,
+                     workers: int = DEFAULT_WORKERS):
     """
     Delete manifests of a registry by digest (which removes every tag pointing at them), and the
-    platform manifests listed with each. Just before, each repository's tags are read again: a
-    digest whose tags moved, or that gained a tag, is left alone and reported.
+    platform manifests listed with each. The deletions are uploaded as a file beside the
+    registry's configuration and read there by the registry client on the host, so no command
+    line grows with their number; progress is printed a batch at a time. Just before, each
+    repository's tags are read again: a digest whose tags moved, or that gained a tag, is left
+    alone and reported. Holds the prune's lock, and leaves the pending marker for the collection.
 
     + url: the registry's base URL as the host reaches it
     + deletions: ``{"repo", "digest", "tags", "children"}`` items (``labhub.registry.policy``)
+    + state_dir: the folder of the prune's lock, marker and plan (``hub_dir/registry``)
     + workers: parallel requests
 
     **Example:**
@@ -77,26 +122,85 @@ def delete_manifests(url: str, deletions: list[dict], workers: int = DEFAULT_WOR
             url="http://127.0.0.1:5000",
             deletions=[{"repo": "lab", "digest": "sha256:9f86...", "tags": ["0.9"],
                         "children": []}],
+            state_dir="/opt/labhub/registry",
         )
     """
     if not deletions:
         host.noop("no stale manifests to delete")
         return
-    program = remote_program(["delete", url, "--workers", str(int(workers))],
-                             plan={"deletions": deletions})
-    yield reported(program, _report_deletions)
+    plan = json.dumps({"deletions": deletions}, sort_keys=True) + "\n"
+    yield from files.put._inner(src=StringIO(plan), dest=f"{state_dir}/{PRUNE_PLAN}",
+                                mode="0600")
+    yield reported(delete_command(url, state_dir, workers), _report_deletions, live=True)
+
+
+@operation()
+def recovered(compose_file: str, project: str, service: str, state_dir: str,
+              url: str | None = None, wait: int = 60):
+    """
+    Bring the registry back from a prune that was killed during its garbage collection: remove
+    the collector's container it left (the registry is stopped, so nothing races it) and start
+    the registry. Refuses while a prune runs (its lock is held): starting the registry under a
+    running collection could lose a blob a push reuses. Nothing to do otherwise.
+
+    + compose_file: the compose file on the host
+    + project: the compose project name
+    + service: the registry's service
+    + state_dir: the folder of the prune's lock and marker (``hub_dir/registry``)
+    + url: the registry's base URL as the host reaches it: wait until it answers
+    + wait: seconds to wait for it
+
+    **Example:**
+
+    .. code:: python
+
+        registry.recovered(
+            name="Bring the registry back from an interrupted prune",
+            compose_file="/opt/labhub/compose.yaml",
+            project="labhub",
+            service="registry",
+            state_dir="/opt/labhub/registry",
+        )
+    """
+    state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project,
+                          service=service)
+    if state["locked"]:
+        raise OperationError(f"a registry prune is running on this host (pid {state['locked']}, "
+                             f"holding {state_dir}/{PRUNE_LOCK}): wait for it to finish")
+    interrupted = state["collector"] or (state["pending"] == "collecting"
+                                         and state["registry"] not in (None, "running"))
+    if not interrupted:
+        host.noop("no interrupted registry prune to recover from")
+        return
+    host.log(f"a registry prune was interrupted during garbage collection (collector "
+             f"{state['collector'] or 'gone'}, registry {state['registry']}): starting the "
+             "registry again")
+    lines = [
+        locked_command(state_dir),
+        f"docker rm -f {shlex.quote(collector_name(project))} >/dev/null 2>&1 || true",
+    ]
+    if state["registry"] is not None:
+        lines.append(compose_command(compose_file, project, "start", service))
+    if url and state["registry"] is not None:
+        lines.append(f'code=$({http_wait_command(url + "/v2/", wait)}); [ "$code" = 200 ] || '
+                     '{ echo "the registry did not answer again" >&2; exit 1; }')
+    yield "\n".join(lines)
 
 
 @operation(is_idempotent=False)
 def garbage_collect(compose_file: str, project: str, service: str, config_path: str,
-                    config_file: str | None = None, data_path: str = REGISTRY_DATA_PATH,
-                    url: str | None = None, wait: int = 60):
+                    state_dir: str, config_file: str | None = None,
+                    data_path: str = REGISTRY_DATA_PATH, url: str | None = None, wait: int = 60):
     """
     Run a compose service's registry garbage collector with the registry stopped (no push can
     race it), start the registry again (a fresh process: no stale blob descriptor cache answers
-    for a collected blob), and report the space freed as measured on disk (``du -sb`` of the
-    data volume before and after). Never ``--delete-untagged``: it breaks kept multi-platform
-    images on registry 2.
+    for a collected blob), and report the space freed as measured on disk (the bytes of the
+    blobs in the data volume before and after: what the collector deletes). Never
+    ``--delete-untagged``: it breaks kept multi-platform images on registry 2.
+
+    Holds the prune's lock; the collector runs in a container named ``<project>-registry-gc``,
+    and one an interrupted run left is removed first. The pending marker is removed once the
+    collection succeeded and the registry answers again.
 
     + compose_file: the compose file on the host
     + project: the compose project name
@@ -104,6 +208,7 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
     + config_path: the registry's configuration path inside the container when it cannot be read
       from the container's mounts (``/etc/docker/registry/config.yml`` for registry:2,
       ``/etc/distribution/config.yml`` for registry:3)
+    + state_dir: the folder of the prune's lock and marker (``hub_dir/registry``)
     + config_file: the configuration file on the host; the path it is mounted at is used
     + data_path: where the registry keeps its data inside the container
     + url: the registry's base URL as the host reaches it: wait until it answers again
@@ -119,20 +224,18 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
             project="labhub",
             service="registry",
             config_path="/etc/docker/registry/config.yml",
+            state_dir="/opt/labhub/registry",
         )
     """
-    compose = partial(compose_command, compose_file, project)
+    def compose(*args: str) -> str:
+        return compose_command(compose_file, project, *args)
 
-    def mount_template(match_field: str, value: str, out_field: str) -> str:
-        return shlex.quote(f"{{{{range .Mounts}}}}{{{{if eq .{match_field} {json.dumps(value)}}}}}"
-                           f"{{{{.{out_field}}}}}{{{{end}}}}{{{{end}}}}")
-
+    collector = shlex.quote(collector_name(project))
     lines = [
-        f'cid=$({compose("ps", "-a", "-q", service)})',
+        locked_command(state_dir, "collecting"),
+        registry_data_command(project, service, data_path),
         f'[ -n "$cid" ] || {{ echo {shlex.quote(f"no container of service {service} in {compose_file}")} >&2; '
         "exit 1; }",
-        f'data=$(docker inspect --format {mount_template("Destination", data_path, "Source")} '
-        '"$cid")',
         f"cfg={shlex.quote(config_path)}",
     ]
     if config_file:
@@ -140,12 +243,15 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
             f'mounted=$(docker inspect --format {mount_template("Source", config_file, "Destination")}'
             ' "$cid"); [ -z "$mounted" ] || cfg="$mounted"')
     lines += [
-        'size() { if [ -n "$data" ] && [ -d "$data" ]; then du -sb "$data" | cut -f1; '
+        # The blobs' bytes (the files the collector deletes), not folders.
+        'size() { if [ -n "$data" ] && [ -d "$data" ]; then find "$data" -path "*/v2/blobs/*" '
+        "-type f -printf '%s\\n' | awk '{s += $1} END {printf \"%.0f\\n\", s}'; "
         "else echo -1; fi; }",
         "before=$(size)",
+        f"docker rm -f {collector} >/dev/null 2>&1 || true",
         f"{compose('stop', service)} || exit 1",
         "status=0",
-        f'{compose("run", "--rm", "--no-deps", "-T", service, "garbage-collect")} "$cfg" >&2 '
+        f'{compose("run", "--rm", "--no-deps", "-T", "--name", collector_name(project), service, "garbage-collect")} "$cfg" >&2 '
         "|| status=$?",
         f"{compose('start', service)} || status=1",
         "after=$(size)",
@@ -155,6 +261,7 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
             f'code=$({http_wait_command(url + "/v2/", wait)}); [ "$code" = 200 ] || '
             '{ echo "the registry did not answer again" >&2; status=1; }')
     lines += [
+        f'[ "$status" != 0 ] || rm -f {shlex.quote(f"{state_dir}/{PRUNE_PENDING}")}',
         f'echo "{GC_MARKER} before=$before after=$after status=$status"',
         'exit "$status"',
     ]

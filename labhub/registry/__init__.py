@@ -6,7 +6,6 @@ policy (``policy``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 CLIENT_SOURCE_FILE = Path(__file__).with_name("client.py")
@@ -20,18 +19,19 @@ def client_source() -> str:
     return source.split(_SHIPPED_END, 1)[0]
 
 
-def remote_program(argv: list[str], plan: dict | None = None, always_succeed: bool = False) -> str:
+def remote_program(argv: list[str], shell_args: str = "", always_succeed: bool = False) -> str:
     """
     A shell command that runs the client on the host with ``python3`` (its source in a quoted
-    heredoc, so nothing in it is expanded) and prints its JSON. ``plan`` (for ``delete``) is
-    embedded as a Python literal rather than passed as an argument, which has a size limit.
-    ``always_succeed`` makes the command exit 0 whatever happens (facts must), leaving errors to
-    the JSON it prints.
+    heredoc, so nothing in it is expanded) and prints what it prints. ``argv`` is embedded as a
+    Python literal; ``shell_args`` (already quoted shell words, such as ``--storage "$data"``)
+    are appended to it at run time. Nothing whose size grows with the registry goes on the
+    command line: the deletions are read from a file. ``always_succeed`` makes the command exit
+    0 whatever happens (facts must), leaving errors to the JSON it prints.
     """
-    call = f"sys.exit(main({argv!r}, json.loads({json.dumps(plan)!r})))" if plan is not None \
-        else f"sys.exit(main({argv!r}))"
+    call = f"sys.exit(main({argv!r} + sys.argv[1:]))"
     program = client_source() + "\n" + call + "\n"
     assert f"\n{_HEREDOC}\n" not in program
     tail = " || true" if always_succeed else ""
+    args = f" {shell_args}" if shell_args else ""
     # The heredoc ends with a line break: callers may append to the command (")" of a subshell).
-    return f"python3 - <<'{_HEREDOC}'{tail}\n{program}{_HEREDOC}\n"
+    return f"python3 -{args} <<'{_HEREDOC}'{tail}\n{program}{_HEREDOC}\n"

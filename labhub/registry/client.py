@@ -19,10 +19,19 @@ Errors are distinct exceptions (and distinct ``kind`` values in the JSON the com
 ``unreachable``, ``auth`` (401: never read as "not found"), ``deletes-disabled`` (405 with code
 UNSUPPORTED), ``read-only`` (a plain 405: maintenance mode), ``not-found``, ``protocol``.
 
-Command line (how labhub runs it on the host; it prints one JSON document)::
+Manifests no tag points at are invisible to the API; with ``--storage`` (the registry's
+filesystem storage folder, as the host sees it) the collector also lists every manifest revision
+and every blob the storage holds, so that what garbage collection would free is known exactly.
+
+Command line (how labhub runs it on the host)::
 
     python3 client.py collect http://127.0.0.1:5000 [--workers 8] [--page-size 100] [--probe-delete]
-    python3 client.py delete http://127.0.0.1:5000 PLAN.json
+        [--storage /var/lib/docker/volumes/labhub_registry-data/_data]
+    python3 client.py delete http://127.0.0.1:5000 --plan PLAN.json [--workers 8]
+
+``collect`` prints one JSON document. ``delete`` reads its deletions from a file (any number of
+them: nothing about them is on a command line), prints its progress a batch at a time, and ends
+with one JSON line of counts, what it left alone and the error that stopped it.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import re
 import sys
 import threading
@@ -50,6 +60,10 @@ ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_IND
 
 DEFAULT_WORKERS = 8
 DEFAULT_PAGE_SIZE = 100
+# Deletions are checked and sent this many at a time (in parallel); progress is printed after each.
+DELETE_BATCH = 250
+# Where the filesystem storage driver keeps repositories and blobs under its root directory.
+STORAGE_V2 = ("docker", "registry", "v2")
 # Image configs larger than this are not image configs worth reading for a creation time.
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 # A digest no manifest has: a DELETE of it tells deletes enabled (404), disabled (405
@@ -399,15 +413,66 @@ def describe_manifest(media_type: str, body: dict, size: int) -> dict:
     return record
 
 
+def read_storage(root: str) -> dict:
+    """
+    What a registry's filesystem storage holds: every manifest revision of every repository
+    (tagged or not: plain garbage collection keeps them all, and their blobs) and the size of
+    every blob. Read from the folder, without the registry: the API lists no untagged manifest.
+
+    .. code:: python
+
+        {"manifests": {"lab": ["sha256:9f86..."]}, "blobs": {"sha256:9f86...": 501}}
+    """
+    base = os.path.join(root, *STORAGE_V2)
+    top = os.path.join(base, "repositories")
+    manifests = {}
+    for folder, subfolders, _ in os.walk(top):
+        if os.path.basename(folder) != "_manifests":
+            # Repository names never start with "_": these are the storage's own folders.
+            subfolders[:] = [d for d in subfolders if not d.startswith("_") or d == "_manifests"]
+            continue
+        subfolders[:] = []
+        repo = os.path.relpath(os.path.dirname(folder), top).replace(os.sep, "/")
+        revisions = os.path.join(folder, "revisions")
+        found = manifests.setdefault(repo, [])
+        for algorithm in _listdir(revisions):
+            for value in _listdir(os.path.join(revisions, algorithm)):
+                # A manifest deleted through the API leaves its folder without its link.
+                if os.path.isfile(os.path.join(revisions, algorithm, value, "link")):
+                    found.append("%s:%s" % (algorithm, value))
+        found.sort()
+    blobs = {}
+    store = os.path.join(base, "blobs")
+    for algorithm in _listdir(store):
+        for prefix in _listdir(os.path.join(store, algorithm)):
+            for value in _listdir(os.path.join(store, algorithm, prefix)):
+                try:
+                    size = os.stat(os.path.join(store, algorithm, prefix, value, "data")).st_size
+                except OSError:
+                    continue  # a blob folder a collection was interrupted in: no data left
+                blobs["%s:%s" % (algorithm, value)] = size
+    return {"manifests": manifests, "blobs": blobs}
+
+
+def _listdir(path: str) -> list:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
 def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_PAGE_SIZE,
-            probe_delete: bool = False, timeout: float = 30) -> dict:
+            probe_delete: bool = False, timeout: float = 30, storage: str | None = None) -> dict:
     """
     Read the whole registry: every repository, every tag, the digest each tag points at, and for
     each manifest what it references, its image's creation time and its size (for an index: from
-    its platform images). Raises ``RegistryError`` when the registry cannot be read.
+    its platform images). With ``storage`` (the registry's storage folder), also the manifests no
+    tag points at (``"untagged": true``, read by digest) and every blob on disk (``"storage"``).
+    Raises ``RegistryError`` when the registry cannot be read.
     """
     registry = Registry(url, timeout=timeout, workers=workers)
     registry.ping()
+    on_disk = read_storage(storage) if storage else None
     repositories = registry.catalog(page_size)
     tag_lists = registry.map(lambda repo: registry.tags(repo, page_size), repositories)
 
@@ -430,6 +495,26 @@ def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_P
         tags[repo][tag] = digest
         if digest not in manifests[repo]:
             manifests[repo][digest] = describe_manifest(media_type, body, size)
+
+    # Manifests no tag points at, which a plain garbage collection keeps with their blobs.
+    if on_disk is not None:
+        for repo in on_disk["manifests"]:
+            tags.setdefault(repo, {})
+            manifests.setdefault(repo, {})
+        untagged = [(repo, digest) for repo, digests in sorted(on_disk["manifests"].items())
+                    for digest in digests if digest not in manifests[repo]]
+
+        def read_untagged(pair):
+            try:
+                return registry.manifest(*pair)
+            except NotFound:
+                return None  # deleted meanwhile
+
+        for (repo, digest), result in zip(untagged, registry.map(read_untagged, untagged)):
+            if result is not None:
+                record = manifests[repo][digest] = describe_manifest(result[1], result[2],
+                                                                     result[3])
+                record["untagged"] = True
 
     # Platform manifests of indexes (and of nested indexes), each read once.
     for _ in range(4):
@@ -488,6 +573,7 @@ def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_P
         "vanished": vanished,
         "requests": 0,
         "delete": registry.probe_delete() if probe_delete else None,
+        "storage": {"blobs": on_disk["blobs"]} if on_disk is not None else None,
     }
     result["requests"] = registry.requests
     return result
@@ -513,17 +599,20 @@ def _summarize_index(record: dict, records: dict, depth: int = 0) -> None:
 
 # --- Deleting ------------------------------------------------------------------------------------
 
-def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS,
-           timeout: float = 30) -> dict:
+def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS, timeout: float = 30,
+           progress=None, batch: int = DELETE_BATCH) -> dict:
     """
     Delete stale manifests by digest. ``deletions`` items: ``{"repo", "digest", "tags",
     "children"}``: the tags are every tag that pointed at the digest when the plan was made (all
-    stale), the children the platform manifests of a stale index that no kept index shares.
+    stale), the children the platform manifests of a stale index that nothing kept references.
 
     Just before deleting, each repository's tags are read again: a digest is deleted only when
     exactly its planned tags still point at it (a tag that moved, or a new tag on the digest,
-    leaves it alone, reported as skipped). Deletion stops at the first registry error, which is
-    returned with what was deleted before it.
+    leaves it alone, reported as skipped); its planned tags are checked once more right before
+    its DELETE. Deletions go ``batch`` at a time through the pool of ``workers``; after each
+    batch ``progress(done, total, result)`` is called. An index is deleted before its platform
+    manifests, so an interrupted run never leaves a tag on an incomplete index. Deletion stops
+    at the first registry error, which is returned with what was deleted before it.
     """
     registry = Registry(url, timeout=timeout, workers=workers)
     result = {"registry": registry.url, "deleted": [], "skipped": [], "error": None,
@@ -531,6 +620,8 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS,
     by_repo = {}
     for item in deletions:
         by_repo.setdefault(item["repo"], []).append(item)
+    total = len(deletions)
+    done = 0
     try:
         registry.ping()
         for repo in sorted(by_repo):
@@ -540,7 +631,8 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS,
             for tag, digest in zip(current_tags, digests):
                 if digest:
                     pointing.setdefault(digest, set()).add(tag)
-            for item in by_repo[repo]:
+
+            def one(item, repo=repo, pointing=pointing):
                 planned = set(item.get("tags") or [])
                 now = pointing.get(item["digest"], set())
                 reason = None
@@ -549,14 +641,12 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS,
                 elif planned - now:
                     reason = "tag %s moved" % ", ".join(sorted(planned - now))
                 else:
-                    # The tags once more, right before the delete.
                     for tag in sorted(planned):
                         if registry.tag_digest(repo, tag) != item["digest"]:
                             reason = "tag %s moved" % tag
                             break
                 if reason:
-                    result["skipped"].append(dict(item, reason=reason))
-                    continue
+                    return "skipped", dict(item, reason=reason)
                 deleted = registry.delete_manifest(repo, item["digest"])
                 children = []
                 for child in item.get("children") or []:
@@ -564,45 +654,91 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS,
                         continue  # tagged directly: not ours to delete
                     if registry.delete_manifest(repo, child):
                         children.append(child)
-                result["deleted"].append(dict(item, children_deleted=children,
-                                              already_gone=not deleted))
+                return "deleted", dict(item, children_deleted=children, already_gone=not deleted)
+
+            items = by_repo[repo]
+            for start in range(0, len(items), max(1, batch)):
+                chunk = items[start:start + max(1, batch)]
+                for outcome, item in registry.map(one, chunk):
+                    result[outcome].append(item)
+                done += len(chunk)
+                if progress:
+                    progress(done, total, result)
     except RegistryError as e:
         result["error"] = e.as_dict()
     result["requests"] = registry.requests
     return result
 
 
+def delete_summary(result: dict) -> dict:
+    """What the command line prints at the end of ``delete``: counts, skips and the error."""
+    deleted = result["deleted"]
+    return {
+        "deleted": len(deleted),
+        "tags": sum(len(item.get("tags") or []) for item in deleted),
+        "children_deleted": sum(len(item.get("children_deleted") or []) for item in deleted),
+        "skipped": [{"repo": i["repo"], "digest": i["digest"], "reason": i["reason"]}
+                    for i in result["skipped"]],
+        "error": result["error"],
+        "requests": result["requests"],
+    }
+
+
 # --- Command line --------------------------------------------------------------------------------
 
-def main(argv: list, plan: dict | None = None) -> int:
-    """Run ``collect`` or ``delete`` and print one JSON document; exit 1 on a registry error."""
+def _print_progress(done: int, total: int, result: dict) -> None:
+    sys.stdout.write("labhub registry delete: %d of %d stale manifest(s) done: %d deleted, %d "
+                     "left alone\n" % (done, total, len(result["deleted"]),
+                                       len(result["skipped"])))
+    for item in result["skipped"][_print_progress.skips_shown:]:
+        sys.stdout.write("labhub registry delete: left %s@%s alone: %s\n" % (
+            item["repo"], item["digest"], item["reason"]))
+    _print_progress.skips_shown = len(result["skipped"])
+    sys.stdout.flush()
+
+
+_print_progress.skips_shown = 0
+
+
+def main(argv: list) -> int:
+    """Run ``collect`` or ``delete`` and print JSON (see the module's docstring); exit 1 on a
+    registry error."""
     if len(argv) < 2 or argv[0] not in ("collect", "delete"):
         sys.stderr.write(__doc__)
         return 2
     action, url = argv[0], argv[1]
-    options = {"workers": DEFAULT_WORKERS, "page_size": DEFAULT_PAGE_SIZE, "probe": False}
+    options = {"workers": DEFAULT_WORKERS, "page_size": DEFAULT_PAGE_SIZE, "probe": False,
+               "storage": None, "plan": None}
     rest = list(argv[2:])
     while rest:
         arg = rest.pop(0)
-        if arg == "--workers":
+        if arg == "--workers" and rest:
             options["workers"] = int(rest.pop(0))
-        elif arg == "--page-size":
+        elif arg == "--page-size" and rest:
             options["page_size"] = int(rest.pop(0))
         elif arg == "--probe-delete":
             options["probe"] = True
-        elif action == "delete" and plan is None:
-            with open(arg) as f:
-                plan = json.load(f)
+        elif arg == "--storage" and rest:
+            options["storage"] = rest.pop(0) or None
+        elif arg == "--plan" and rest and action == "delete":
+            options["plan"] = rest.pop(0)
         else:
             sys.stderr.write("unknown argument %r\n" % arg)
             return 2
     if action == "collect":
         try:
-            output = collect(url, options["workers"], options["page_size"], options["probe"])
+            output = collect(url, options["workers"], options["page_size"], options["probe"],
+                             storage=options["storage"])
         except RegistryError as e:
             output = {"error": e.as_dict()}
     else:
-        output = delete(url, (plan or {}).get("deletions") or [], options["workers"])
+        if not options["plan"]:
+            sys.stderr.write("delete needs --plan FILE\n")
+            return 2
+        with open(options["plan"]) as f:
+            plan = json.load(f)
+        output = delete_summary(delete(url, plan.get("deletions") or [], options["workers"],
+                                       progress=_print_progress))
     sys.stdout.write(json.dumps(output, sort_keys=True) + "\n")
     if output.get("error"):
         sys.stderr.write("labhub registry %s: %s\n" % (action, output["error"]["message"]))

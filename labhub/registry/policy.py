@@ -235,8 +235,15 @@ def plan(snapshot: dict, keep_last: int, keep_tags: Iterable[str], older_than_da
                 deletions.append(Deletion(repo, image.digest, tuple(sorted(image.tags,
                                                                           key=version_key))))
 
-    # Platform manifests of stale indexes, unless a kept manifest references them.
-    kept_closure = _closure(manifests, kept)
+    # What stays: kept images, images in use, and every manifest no tag points at and no index
+    # references (a plain garbage collection keeps those, and their blobs).
+    referenced = {(repo, child.get("digest")) for repo, records in manifests.items()
+                  for record in records.values() for child in record.get("children") or []}
+    untagged_roots = {(repo, digest) for repo, records in manifests.items()
+                      for digest, record in records.items()
+                      if record.get("untagged") and (repo, digest) not in referenced}
+    in_use_here = {pair for pair in used.digests if pair[1] in (manifests.get(pair[0]) or {})}
+    kept_closure = _closure(manifests, kept | untagged_roots | in_use_here)
     tagged = {(repo, d) for repo, m in (snapshot.get("repositories") or {}).items()
               for d in (m or {}).values()}
     with_children = []
@@ -244,12 +251,19 @@ def plan(snapshot: dict, keep_last: int, keep_tags: Iterable[str], older_than_da
         own = _closure(manifests, {(deletion.repo, deletion.digest)})
         children = tuple(sorted(
             d for (r, d) in own
-            if d != deletion.digest and (r, d) not in kept_closure and (r, d) not in tagged
-            and (r, d) not in used.digests))
+            if d != deletion.digest and (r, d) not in kept_closure and (r, d) not in tagged))
         with_children.append(Deletion(deletion.repo, deletion.digest, deletion.tags, children))
     deletions = with_children
 
-    freed = _freed_bytes(manifests, kept_closure, deletions)
+    storage = snapshot.get("storage")
+    freed, unreferenced = _freed_bytes(manifests, deletions, storage)
+    if storage is None and deletions:
+        notes.append("The registry's storage could not be read: manifests no tag points at were "
+                     "not seen, and blobs they share are counted as freed.")
+    elif unreferenced:
+        notes.append(f"{human_size(unreferenced)} of it are blobs no manifest references now "
+                     "(left by an interrupted push, prune or collection): the next collection "
+                     "frees them.")
     if registry_major == 3 and any(r.reason.startswith("shares digest") for r in rows):
         notes.append("registry:3 can untag a single tag (DELETE by tag); labhub keeps shared "
                      "digests with all their tags, as on registry:2: untagging is not tested here")
@@ -310,18 +324,29 @@ def _blobs(manifests: dict, pairs: set[tuple[str, str]]) -> dict[str, int]:
     return blobs
 
 
-def _freed_bytes(manifests: dict, kept_closure: set, deletions: list[Deletion]) -> int:
-    """Bytes of the blobs that only deleted manifests reference, across all repositories."""
+def _freed_bytes(manifests: dict, deletions: list[Deletion],
+                 storage: dict | None) -> tuple[int, int]:
+    """
+    What garbage collection frees once the deletions are done, and how much of it no manifest
+    references already: the blobs no remaining manifest (tagged or not, in any repository)
+    references, manifests themselves included. With the storage read, every blob on disk counts
+    at its size on disk (what the collector really removes); without it, the blobs the deleted
+    manifests reference, at the sizes their manifests give.
+    """
     deleted: set[tuple[str, str]] = set()
     for deletion in deletions:
         deleted.add((deletion.repo, deletion.digest))
         deleted.update((deletion.repo, child) for child in deletion.children)
     remaining = {(repo, digest) for repo, records in manifests.items() for digest in records}
-    remaining -= deleted
-    remaining |= kept_closure
+    stay = _blobs(manifests, remaining - deleted)
+    if storage is not None:
+        on_disk = storage.get("blobs") or {}
+        referenced = _blobs(manifests, remaining)
+        freed = sum(size for blob, size in on_disk.items() if blob not in stay)
+        unreferenced = sum(size for blob, size in on_disk.items() if blob not in referenced)
+        return freed, unreferenced
     gone = _blobs(manifests, deleted)
-    stay = _blobs(manifests, remaining)
-    return sum(size for blob, size in gone.items() if blob not in stay)
+    return sum(size for blob, size in gone.items() if blob not in stay), 0
 
 
 # --- The report ----------------------------------------------------------------------------------
@@ -366,6 +391,10 @@ def format_report(plan: Plan, apply: bool) -> str:
                    + f"): deleting them frees about {human_size(plan.freed_bytes)} "
                    f"({plan.freed_bytes} bytes)")
         summary += "." if apply else "; report only: pass --data registry_prune_apply=true."
+    elif plan.freed_bytes:
+        summary = (f"Nothing to delete; a garbage collection frees "
+                   f"{human_size(plan.freed_bytes)} ({plan.freed_bytes} bytes) of blobs no "
+                   "manifest references.")
     else:
         summary = "Nothing to delete."
     if not plan.rows:
