@@ -18,7 +18,7 @@ import html
 import json
 from pathlib import Path
 
-from labhub_registry import INDEX_TYPES, Registry, RegistryError, describe_manifest, version_key
+from labhub_registry import Registry, RegistryError, describe_manifest, version_key
 
 # The standard OCI labels an admin describes a lab image with, in its Dockerfile.
 TITLE_LABEL = "org.opencontainers.image.title"
@@ -72,8 +72,8 @@ class RegistryImages:
                     spawner.log.warning("cannot read the labels of %s: %s", ref, e)
                 return {}
 
-        return [{"ref": ref, "name": image_name(ref),
-                 "title": found.get(TITLE_LABEL, ""), "description": found.get(DESCRIPTION_LABEL, "")}
+        return [{"ref": ref, "name": image_name(ref), "title": found.get(TITLE_LABEL, ""),
+                 "description": found.get(DESCRIPTION_LABEL, "")}
                 for ref, found in zip(refs, registry.map(labels, refs))]
 
 
@@ -87,7 +87,7 @@ def image_labels(registry: Registry, repository: str, tag: str) -> dict:
     """The labels of an image's config; of its first platform image when the tag is an index."""
     _, media_type, body, size = registry.manifest(repository, tag)
     record = describe_manifest(media_type, body, size)
-    if record["kind"] == "index" or media_type in INDEX_TYPES:
+    if record["kind"] == "index":
         children = [c for c in record["children"] if c["digest"] and not c["attestation"]]
         if not children:
             return {}
@@ -97,8 +97,6 @@ def image_labels(registry: Registry, repository: str, tag: str) -> dict:
         return {}
     config = registry.blob_json(repository, record["config"]["digest"]) or {}
     return (config.get("config") or {}).get("Labels") or {}
-
-
 
 
 def image_form(images: RegistryImages):
