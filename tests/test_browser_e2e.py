@@ -59,7 +59,10 @@ def hub_url(server: labhost.LabServer) -> str:
 
 @pytest.fixture(scope="module")
 def hub(lab_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser")
+    return deploy_hub(lab_server, tmp_path_factory.mktemp("browser"))
+
+
+def deploy_hub(lab_server: labhost.LabServer, tmp: Path) -> dict:
     data = deploy_data(tmp, labhost.load_stack_images(lab_server))
     data["lab_volumes"] = [{"host_path": LAB_VOLUME, "container_path": "projects"}]
     labhost.run_pyinfra(lab_server.inventory_file(data), "deploy.py").check()
@@ -221,7 +224,8 @@ def test_start_opens_jupyterlab_without_its_news_prompt(alice, alice_api):
     alice.wait_for_launcher()
     alice.shot("launcher")
     news = alice_api.lab("GET", "/lab/api/settings/@jupyterlab/apputils-extension:notification")
-    assert news.json()["composite"]["fetchNews"] == "false"
+    # The lab image's overrides.json is JupyterLab's default for every user.
+    assert news.json()["schema"]["properties"]["fetchNews"]["default"] == "false"
     assert "official Jupyter news" not in alice.text()
 
 

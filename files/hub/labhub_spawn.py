@@ -112,7 +112,7 @@ def image_form(images: RegistryImages):
             ref, field = image["ref"], f"image-{number}"
             # The default, not the last image tried: after a failed spawn the form offers it again.
             checked = " checked" if ref == images.default else ""
-            title = f' <span class="labhub-image-title">{html.escape(image["title"])}</span>' \
+            title = f' – <span class="labhub-image-title">{html.escape(image["title"])}</span>' \
                 if image["title"] else ""
             description = (f'<div class="labhub-image-description form-text">'
                            f'{html.escape(image["description"])}</div>'
