@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import struct
@@ -133,6 +134,12 @@ class Hub:
                                   self.token, code, timeout, self.verify)
         finally:
             self.lab("DELETE", f"/api/kernels/{kernel_id}")
+
+
+def form_images(form: str) -> list[tuple[str, bool]]:
+    """The images a spawn form offers, in its order, and whether each is preselected."""
+    return [(value, bool(checked)) for value, checked in
+            re.findall(r'name="image"[^>]*value="([^"]+)"[^>]*?( checked)?>', form)]
 
 
 def kernel_execute(url: str, path: str, token: str, code: str, timeout: float,

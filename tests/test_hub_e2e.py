@@ -22,7 +22,7 @@ import pytest
 import requests
 
 import labhost
-from hubclient import Hub, kernel_execute, resolving, wait_for_hub
+from hubclient import Hub, form_images, kernel_execute, resolving, wait_for_hub
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ def test_first_login_spawns_a_lab_from_the_registry(stack):
     assert alice.logged_in()
     alice.api_token()
 
-    form = alice.spawn_form()
-    assert re.search(rf'<option value="{REGISTRY}/lab:1.0"\s*selected', form), form
+    assert form_images(alice.spawn_form()) == [(f"{REGISTRY}/lab:1.0", True)]
 
     alice.start()
     image = server.exec("docker inspect jupyter-alice --format '{{.Config.Image}}'").strip()
@@ -203,8 +202,8 @@ def test_pushed_image_is_offered_at_once_newest_first(stack):
     deadline = time.monotonic() + 60
     while bob.server() is not None and time.monotonic() < deadline:
         time.sleep(1)
-    options = re.findall(r'<option value="([^"]+)"( selected)?', bob.spawn_form())
-    assert options == [(f"{REGISTRY}/lab:1.1", ""), (f"{REGISTRY}/lab:1.0", " selected")]
+    assert form_images(bob.spawn_form()) == [(f"{REGISTRY}/lab:1.1", False),
+                                             (f"{REGISTRY}/lab:1.0", True)]
     bob.start(image=f"{REGISTRY}/lab:1.1")
     image = server.exec("docker inspect jupyter-bob --format '{{.Config.Image}}'").strip()
     assert image == f"{REGISTRY}/lab:1.1"

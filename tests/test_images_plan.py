@@ -6,6 +6,8 @@ host: pyinfra's @fake connector answers the facts, and the dry-run plan shows wh
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -230,8 +232,10 @@ def test_spawner_runs_labs_as_the_account_with_the_users_mounts(monkeypatch, tmp
     ]))
     c = load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")["c"]
     (tmp_path / "etc-labhub" / "accounts.json").write_text(json.dumps({
-        "alice": {"uid": 1001, "home": "/home/jupyter-alice", "gids": [100]},
-        "bob": {"uid": 1002, "home": "/home/jupyter-bob", "gids": [100, 1003]},
+        "alice": {"name": "jupyter-alice", "uid": 1001, "home": "/home/jupyter-alice",
+                  "gids": [100], "groups": ["users"]},
+        "bob": {"name": "jupyter-bob", "uid": 1002, "home": "/home/jupyter-bob",
+                "gids": [100, 1003], "groups": ["users", "leem"]},
     }))
     volumes = {}
     for name in ("alice", "bob"):
@@ -245,6 +249,57 @@ def test_spawner_runs_labs_as_the_account_with_the_users_mounts(monkeypatch, tmp
         "/srv/ref": {"bind": "/opt/ref", "mode": "ro"},
     }
     assert volumes["bob"]["/srv/data"] == {"bind": "/home/jovyan/data", "mode": "rw"}
+    assert spawner.lab_account == {"name": "jupyter-bob", "uid": 1002, "gecos": "bob",
+                                   "groups": [("users", 100), ("leem", 1003)],
+                                   "home": "/home/jovyan"}
+
+
+IMAGE_PASSWD = ("root:x:0:0:root:/root:/bin/bash\n"
+                "jovyan:x:1000:100::/home/jovyan:/bin/bash\n"
+                "old:x:1002:100::/home/old:/bin/sh\n")
+IMAGE_GROUP = "root:x:0:\nusers:x:100:jovyan\nleem:x:50:\n"
+
+
+def test_lab_accounts_keep_the_images_and_name_the_user(monkeypatch, tmp_path, settings):
+    load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")
+    from labhub_spawn import account_files
+
+    account = {"name": "jupyter-bob", "uid": 1002, "gecos": "bob", "home": "/home/jovyan",
+               "groups": [("users", 100), ("leem", 1003), ("staff", 1004)]}
+    passwd, group = account_files(IMAGE_PASSWD, IMAGE_GROUP, account)
+    # The image's accounts stay; the one holding the user's uid gives way.
+    assert passwd.splitlines() == ["root:x:0:0:root:/root:/bin/bash",
+                                   "jovyan:x:1000:100::/home/jovyan:/bin/bash",
+                                   "jupyter-bob:x:1002:100:bob:/home/jovyan:/bin/bash"]
+    # Member of gid 100 as the image names it; a host group whose name the image uses for
+    # another gid keeps its gid under another name.
+    assert group.splitlines() == ["root:x:0:", "users:x:100:jovyan,jupyter-bob", "leem:x:50:",
+                                  "leem-1003:x:1003:jupyter-bob", "staff:x:1004:jupyter-bob"]
+    # Written twice (a container reused), the same files.
+    assert account_files(passwd, group, account) == (passwd, group)
+    # An image without bash, or without any account files.
+    passwd, group = account_files("", "", account)
+    assert passwd == "jupyter-bob:x:1002:100:bob:/home/jovyan:/bin/sh\n"
+    assert group.splitlines()[0] == "users:x:100:jupyter-bob"
+
+
+def test_spawn_form_names_images_with_their_labels(monkeypatch, tmp_path, registry, settings):
+    described = {"org.opencontainers.image.title": "Python lab",
+                 "org.opencontainers.image.description": "NumPy <and> pandas"}
+    registry.push_image("lab", "1.0", make_image("2025-01-01T00:00:00Z", b"1.0", extra_config={
+        "config": {"Cmd": ["/file0"], "Labels": described}}))
+    registry.push_image("lab", "1.10", make_image("2025-01-02T00:00:00Z", b"1.10"))
+    registry.push_image("gpu", "2024.1", make_image("2025-01-01T00:00:00Z", b"gpu"))
+    c = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"]
+    spawner = SimpleNamespace(image=LAB, log=logging.getLogger("spawner"))
+    form = c.DockerSpawner["options_form"](spawner)
+    names = re.findall(r'<strong class="labhub-image-name">([^<]*)</strong>', form)
+    assert names == ["lab 1.10", "lab 1.0", "gpu 2024.1"]
+    # The default preselected, with its description, escaped.
+    checked = re.findall(r'value="([^"]*)" required checked', form)
+    assert checked == [LAB]
+    assert '<span class="labhub-image-title">Python lab</span>' in form
+    assert "NumPy &lt;and&gt; pandas" in form
 
 
 def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):

@@ -35,7 +35,9 @@ c.Authenticator.allowed_users = set(SETTINGS["users"])
 c.Authenticator.admin_users = set(SETTINGS["admins"])
 
 # --- Labs: one container a user, from the private registry's images ---
-c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+# DockerSpawner, which also names the user inside the lab and fails a broken image's spawn
+# with a message naming it (labhub_lab.py).
+c.JupyterHub.spawner_class = "labhub_lab.LabSpawner"
 c.DockerSpawner.network_name = SETTINGS["network"]
 c.DockerSpawner.use_internal_ip = True
 # A stopped lab's container goes; its files live in the user's home on the host.
@@ -43,7 +45,12 @@ c.DockerSpawner.remove = True
 c.DockerSpawner.image = SETTINGS["registry"] + "/" + SETTINGS["default_image"]
 c.DockerSpawner.pull_policy = "ifnotpresent"
 c.DockerSpawner.notebook_dir = SETTINGS["lab_home"]
-c.DockerSpawner.environment = {"HOME": SETTINGS["lab_home"]}
+c.DockerSpawner.environment = {
+    "HOME": SETTINGS["lab_home"],
+    # pip installs into the user's home (~/.local, on the user site path), where a package stays
+    # the user's across lab restarts, not into the image's Python, which goes with the container.
+    "PIP_USER": "1",
+}
 c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 300

@@ -166,7 +166,7 @@ def group_members(group: str, members: list[str], managed: list[str]):
 @operation()
 def record(path: str, accounts: dict[str, str]):
     """
-    Write the uid, home and groups of each hub user's host account as JSON, read by the hub at
+    Write the name, uid, home and groups of each hub user's host account as JSON, read by the hub at
     each spawn. The accounts are read when the operation runs, after the tasks that create them.
 
     + path: the JSON file on the host
@@ -184,19 +184,19 @@ def record(path: str, accounts: dict[str, str]):
     """
     local = host.get_fact(LocalAccounts)
     groups = host.get_fact(LocalGroups)
-    found = {
-        account: {
-            "uid": local[account]["uid"],
-            "home": local[account]["home"],
-            # Primary group first, then the groups that list the account.
-            "gids": [local[account]["gid"]] + sorted(
-                g["gid"] for g in groups.values()
-                if account in g["members"] and g["gid"] != local[account]["gid"]
-            ),
-        }
-        for account in accounts.values()
-        if account in local
-    }
+    names_of = {g["gid"]: name for name, g in groups.items()}
+
+    def record_of(account: str) -> dict:
+        # Primary group first, then the groups that list the account.
+        gids = [local[account]["gid"]] + sorted(
+            g["gid"] for g in groups.values()
+            if account in g["members"] and g["gid"] != local[account]["gid"]
+        )
+        # Names too: the labs' /etc/passwd and /etc/group name the account and its groups.
+        return {"name": account, "uid": local[account]["uid"], "home": local[account]["home"],
+                "gids": gids, "groups": [names_of.get(gid, f"group{gid}") for gid in gids]}
+
+    found = {account: record_of(account) for account in accounts.values() if account in local}
     missing = sorted(account for account in accounts.values() if account not in found)
     if missing and host.state.is_executing:
         raise OperationError(
