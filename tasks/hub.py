@@ -6,15 +6,14 @@ registry its lab images come from, up and answering.
 """
 
 import json
-from io import StringIO
 
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
-from pyinfra.operations import apt, files
 
 from labhub import stack
-from labhub.facts.folders import Folders
-from labhub.operations import accounts, compose, images
+from labhub.facts import read
+from labhub.facts.tree import FileTree, folder_of
+from labhub.operations import accounts, compose, images, packages, tree
 from labhub.settings import get_settings
 
 settings = get_settings(host)
@@ -25,51 +24,40 @@ registry_config = stack.REGISTRY_CONFIG.read_text()
 compose_yaml = stack.compose_file_text(settings, hub.image, hub_settings, registry_config)
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(
-    settings, host.get_fact(Folders, paths=[settings.hub_dir]).get(settings.hub_dir))
+    settings, folder_of(read(host, FileTree, path=settings.hub_dir), settings.hub_dir))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 
-apt.packages(
+packages.installed(
     name="Install curl (registry queries and health checks)",
     packages=["curl"],
     cache_time=24 * 3600,
 )
 
-for folder in ("", "hub", "registry", "build"):
-    files.directory(
-        name=f"Create {project.path(folder)}",
-        path=project.path(folder),
-        mode="0755",
-    )
+# Everything under hub_dir is read in one command (tree.FileTree) and only what differs is
+# written: the files compose and the hub read (the hub's settings.json is mounted read-only; its
+# state lives in the hub-data volume), and below, the build contexts.
+tree.written(
+    name="Write the hub's files: compose.yaml, hub/settings.json, registry/config.yml",
+    root=project.dir,
+    folders=[project.path(folder) for folder in ("", "hub", "registry", "build")],
+    files={
+        project.path("hub", "settings.json"): hub_settings,
+        project.registry_config_file: registry_config,
+        project.compose_file: compose_yaml,
+    },
+)
 
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
 images.context(name=f"Upload the hub image's build context ({hub.context})",
                **hub.context_arguments())
 images.built(name=f"Build the hub image {hub.image}", **hub.build_arguments())
 
-# What the hub's configuration reads, mounted read-only; its state lives in the hub-data volume.
-files.put(
-    name="Write the hub's settings.json",
-    src=StringIO(hub_settings),
-    dest=project.path("hub", "settings.json"),
-    mode="0644",
-)
 accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
     path=project.path("hub", "accounts.json"),
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
-)
-files.put(
-    name="Upload the registry's config.yml (deletes enabled)",
-    src=StringIO(registry_config),
-    dest=project.registry_config_file,
-    mode="0644",
-)
-files.put(
-    name="Write compose.yaml",
-    src=StringIO(compose_yaml),
-    dest=project.compose_file,
-    mode="0644",
+    root=project.dir,
 )
 
 compose.up(
