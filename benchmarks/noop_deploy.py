@@ -36,7 +36,7 @@ PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
 def run(inventory: Path, *args: str) -> tuple[float, int, str]:
     """One pyinfra CLI run: seconds, commands sent (shell commands and uploads), stderr."""
-    argv = [PYINFRA, str(inventory), *args, "--debug"]
+    argv = [PYINFRA, "--debug", str(inventory), *args]
     start = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     seconds = time.monotonic() - start
