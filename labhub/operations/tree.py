@@ -46,8 +46,9 @@ def _show_diff(path: str, current: dict | None, content: bytes) -> None:
 def changes(root: str, files: dict[str, str | bytes], folders: list[str] | None = None,
             user: str = "root", group: str = "root", mode: str = "0644",
             folder_mode: str = "0755", modes: dict[str, str] | None = None,
-            delete_under: str | None = None, secret: bool = False):
-    """The commands that make the host's files under ``root`` as given (see ``written``)."""
+            delete_under: str | None = None):
+    """The commands that make the host's files under ``root`` as given (see ``written``); with
+    ``delete_under``, the files and links under that folder that are not given are removed."""
     for path in [*files, *(folders or ())]:
         if not _under(root, path):
             raise OperationError(f"{path} is not under {root}")
@@ -86,11 +87,7 @@ def changes(root: str, files: dict[str, str | bytes], folders: list[str] | None 
             raise OperationError(f"{path} is not a file")
         if current is None or current["sha256"] != hashlib.sha256(data).hexdigest():
             if state.config.DIFF:
-                if secret:
-                    host.log(f"Will {'modify' if current else 'create'} {path} "
-                             "(a secret: content not shown)")
-                else:
-                    _show_diff(path, current, data)
+                _show_diff(path, current, data)
             yield FileUploadCommand(BytesIO(data), path,
                                     remote_temp_filename=host.get_temp_filename(path))
             # The upload leaves the file as the login user made it.
