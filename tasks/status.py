@@ -9,9 +9,9 @@ would free.
     pyinfra inventory.py tasks/status.py -y --json     # for scripts: one operation per finding
 
 Every finding is an operation named by what was found; one that is a problem fails (its error
-ignored, so that every check runs), and the last operation fails when any did: the run ends
-non-zero, for cron or a monitoring system. In ``--json`` results, ``error`` lists the hosts a
-finding is a problem on.
+ignored, so that every check runs), and when any did the host is marked failed at the end: the
+run ends non-zero, for cron or a monitoring system. In ``--json`` results, a finding's ``error``
+lists the hosts it is a problem on, and ``failed_hosts`` the hosts with any problem.
 """
 
 import time
@@ -140,7 +140,7 @@ problems = [problem for _, problem in findings if problem]
 for description, problem in findings:
     host.log(("PROBLEM " if problem else "ok      ") + description)
     status.check(name=description, problem=problem, _ignore_errors=True)
-status.check(
+status.verdict(
     name=f"labhub status: {len(problems)} problem(s)" if problems else "labhub status: healthy",
-    problem=f"{len(problems)} problem(s): " + "; ".join(problems) if problems else None,
+    problems=problems,
 )

@@ -44,7 +44,11 @@ def test_the_no_change_run_sends_few_commands(deployed):
     assert len(sent) <= 20, "\n".join(sent)
     dry = labhost.run_pyinfra(deployed["inventory"], "deploy.py", dry=True,
                               extra=("--diff", "--debug"))
-    assert dry.returncode == 0 and not dry.planned_changes, dry.planned_changes
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    # What the real run does here: try the shares' mounts again (and, maybe, reload for them).
+    certain = [op["name"] for op in dry.result["plan"] if op["hosts_with_change"]]
+    assert sorted(certain) == [f"tasks/shares.py | Mount share {name} at /srv/shares/{name}"
+                               for name in ("data", "scratch")], certain
     sent = [line for line in dry.stderr.splitlines() if "Running command on" in line]
     assert len(sent) <= 20, "\n".join(sent)
 
@@ -57,6 +61,7 @@ def test_a_healthy_server_reports_healthy(deployed):
     run = status(deployed["inventory"])
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.changed == 0 and failed(run) == []
+    assert run.result["results"]["failed_hosts"] == []
     found = names(run)
     assert found[-1] == "labhub status: healthy"
     assert any(name.startswith("hub: JupyterHub ") and "answers at" in name for name in found)
@@ -81,9 +86,12 @@ def test_each_problem_is_named_and_the_run_fails(deployed):
         run = status(deployed["inventory"])
     finally:
         server.exec(f"umount {data}")
+    # Non-zero, and the results still printed: scripts read them.
     assert run.returncode != 0
+    assert run.result["results"]["failed_hosts"] == [server.address]
+    assert names(run)[-1] == "labhub status: 4 problem(s)"
     problems = failed(run)
-    assert problems[-1] == "labhub status: 4 problem(s)", problems
+    assert len(problems) == 4, problems
     assert any(name.startswith("registry: ") and "does not answer" in name
                for name in problems), problems
     assert f"share data: not mounted at {DATA_SHARE}" in problems

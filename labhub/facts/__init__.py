@@ -11,8 +11,14 @@ from __future__ import annotations
 import weakref
 
 from pyinfra.api import FactBase
+from pyinfra.context import ContextObject
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def real_host(host):
+    """The ``Host`` itself, when given pyinfra's ``host`` (a proxy of the current host)."""
+    return host._get_module() if isinstance(host, ContextObject) else host
 
 
 def _changes(host) -> int:
@@ -26,7 +32,7 @@ def _changes(host) -> int:
 
 def read(host, fact: type[FactBase], **kwargs):
     """``host.get_fact(fact, **kwargs)``, read again only once an operation changed the host."""
-    cache = _CACHE.setdefault(host, {})
+    cache = _CACHE.setdefault(real_host(host), {})
     key = (fact, repr(sorted(kwargs.items())))
     changes = _changes(host)
     if key not in cache or cache[key][0] != changes:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
+from labhub.facts import real_host
+
 
 @operation()
 def check(problem: str | None = None):
@@ -34,3 +36,30 @@ def check(problem: str | None = None):
         return False
 
     yield FunctionCommand(fail, (), {})
+
+
+@operation()
+def verdict(problems: list[str]):
+    """
+    The end of ``tasks/status.py``: with problems, the host is marked failed, so that pyinfra
+    exits non-zero, while its ``--json`` results are still printed (they list the host under
+    ``failed_hosts``). A failing operation would not do: pyinfra stops with "No hosts remaining"
+    when the last host fails, and prints no results. Changes nothing; meant to be the last
+    operation of a run.
+
+    + problems: the problems found, in the admin's words
+
+    **Example:**
+
+    .. code:: python
+
+        status.verdict(name="labhub status: 1 problem(s)",
+                       problems=["share data: nothing is mounted at /mnt/data"])
+    """
+    yield from ()
+    if not problems:
+        host.noop("healthy")
+        return
+    host.log_styled(f"{len(problems)} problem(s): " + "; ".join(problems), fg="red",
+                    log_func=logger.error)
+    host.state.failed_hosts.add(real_host(host))
