@@ -20,7 +20,9 @@ from pathlib import PurePosixPath
 
 from labhub.settings import USERS_GID, Share
 
-CREDENTIALS_DIR = "/etc/labhub/credentials"
+# labhub's own configuration on the host (read in one command with what is in it).
+CONFIG_DIR = "/etc/labhub"
+CREDENTIALS_DIR = f"{CONFIG_DIR}/credentials"
 FSTAB = "/etc/fstab"
 # Read-write shares: files belong to root and group users, which every notebook user is in, so
 # all of them can write (the original setup's options). A share's own options override these.

@@ -131,10 +131,13 @@ class Build:
     # A hash of everything the build reads: the context's files, the support files and the
     # build arguments (context_hash), read once.
     content_hash: str
+    # The folder ``remote`` is in that is read in one command with the other files there.
+    root: str | None = None
 
     def context_arguments(self) -> dict:
         """The arguments of ``labhub.operations.images.context`` that upload this context."""
-        return {"src": str(self.context), "dest": self.remote, "support": self.support}
+        return {"src": str(self.context), "dest": self.remote, "support": self.support,
+                "root": self.root}
 
     def build_arguments(self) -> dict:
         """The arguments of ``labhub.operations.images.built`` that build this image."""
@@ -176,8 +179,9 @@ def hub_build(settings: Settings) -> Build:
     support = {**_support(settings), "labhub_registry.py": CLIENT_SOURCE_FILE.read_bytes()}
     args = _args(settings, settings.hub_base_image)
     digest = context_hash(HUB_CONTEXT, support, args)
-    return Build(f"{HUB_REPOSITORY}:{digest[:12]}", HUB_CONTEXT,
-                 Stack.from_settings(settings).path("build", "hub"), args, support, digest)
+    stack = Stack.from_settings(settings)
+    return Build(f"{HUB_REPOSITORY}:{digest[:12]}", HUB_CONTEXT, stack.path("build", "hub"), args,
+                 support, digest, root=stack.dir)
 
 
 def lab_builds(settings: Settings) -> list[Build]:
@@ -195,6 +199,7 @@ def lab_builds(settings: Settings) -> list[Build]:
             args=args,
             support=support,
             content_hash=context_hash(context, support, args),
+            root=stack.dir,
         ))
     return builds
 

@@ -9,17 +9,18 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.deb import DebArch, DebPackages
-from pyinfra.facts.server import OsRelease, Users
-from pyinfra.operations import apt, files, server, systemd
+from pyinfra.facts.server import OsRelease
+from pyinfra.operations import files
 
 from labhub import docker_source
-from labhub.facts.accounts import LoginUser
-from labhub.operations import apt_source, engine
+from labhub.facts import read
+from labhub.facts.accounts import LoginUser, local_accounts
+from labhub.operations import accounts, apt_source, engine, packages, services
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 os_release = host.get_fact(OsRelease)
-installed = host.get_fact(DebPackages)
+installed = read(host, DebPackages)
 # Refused before any change, like a bad setting.
 problem = docker_source.switch_problem(settings.docker_source, installed)
 if problem:
@@ -27,7 +28,7 @@ if problem:
 
 if settings.docker_source == "docker":
     fetch_tools = ["ca-certificates", "curl"]
-    apt.packages(
+    packages.installed(
         name="Install what fetching Docker's key needs",
         packages=fetch_tools,
         # A new server may have no apt lists yet. Updated only when something is missing: this
@@ -51,9 +52,9 @@ if settings.docker_source == "docker":
         dest=docker_source.SOURCES_FILE,
         mode="0644",
     )
-    packages = docker_source.DOCKER_CE_PACKAGES
+    engine_packages = docker_source.DOCKER_CE_PACKAGES
     # Until Docker's packages are in, a run that stopped at a refused signature asks again.
-    incomplete = not set(packages) <= set(installed)
+    incomplete = not set(engine_packages) <= set(installed)
     apt_source.update(
         name="Update apt lists for Docker's repository (its signature verified)",
         sources_file=docker_source.SOURCES_FILE,
@@ -63,18 +64,18 @@ if settings.docker_source == "docker":
         _if=lambda: incomplete or key.did_change() or source.did_change(),
     )
 else:
-    packages = docker_source.distro_packages(os_release)
+    engine_packages = docker_source.distro_packages(os_release)
 
-apt.packages(
-    name=f"Install Docker packages: {' '.join(packages)}",
-    packages=packages,
+packages.installed(
+    name=f"Install Docker packages: {' '.join(engine_packages)}",
+    packages=engine_packages,
     update=True,
     cache_time=24 * 3600,
 )
 
 for service in ("containerd", "docker"):
-    systemd.service(name=f"Enable and start {service}", service=service, running=True,
-                    enabled=True)
+    services.running(name=f"Enable and start {service}", service=service,
+                     among=["containerd", "docker"])
 # Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade of
 # its packages, a restart by hand).
 engine.configured(
@@ -82,22 +83,15 @@ engine.configured(
     values={"live-restore": True},
 )
 
-server.group(name="Create group docker", group="docker", system=True)
+accounts.group_present(name="Create group docker", group="docker", system=True)
 
 docker_users = settings.docker_users
 if docker_users is None:
     login = host.get_fact(LoginUser)
     docker_users = () if login == "root" else (login,)
 # docker_users are existing admin accounts: a typo must not create a new account.
-unknown = sorted(set(docker_users) - set(host.get_fact(Users)))
+unknown = sorted(set(docker_users) - set(local_accounts(host)))
 if unknown:
     raise OperationError(f"docker_users: no such account on {host.name}: {', '.join(unknown)}")
 for user in docker_users:
-    server.user(
-        name=f"Add {user} to group docker",
-        user=user,
-        groups=["docker"],
-        append=True,
-        create_home=False,
-        present=True,
-    )
+    accounts.in_group(name=f"Add {user} to group docker", user=user, group="docker")

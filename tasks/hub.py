@@ -6,15 +6,23 @@ registry its lab images come from and the HTTPS proxy in front of the hub, up an
 """
 
 import json
-from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
-from pyinfra.operations import apt, files
 
 from labhub import stack
-from labhub.facts.folders import Folders
-from labhub.operations import accounts, compose, images, proxy, registry, secret_files
+from labhub.facts import read
+from labhub.facts.tree import FileTree, folder_of
+from labhub.operations import (
+    accounts,
+    compose,
+    images,
+    packages,
+    proxy,
+    registry,
+    secret_files,
+    tree,
+)
 from labhub.settings import get_settings, local_host
 
 settings = get_settings(host)
@@ -30,7 +38,7 @@ compose_yaml = stack.compose_file_text(settings, hub.image, hub_settings, regist
                                        stack.proxy_digest(proxy_config, proxy_files))
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(
-    settings, host.get_fact(Folders, paths=[settings.hub_dir]).get(settings.hub_dir))
+    settings, folder_of(read(host, FileTree, path=settings.hub_dir), settings.hub_dir))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 
@@ -39,17 +47,46 @@ if not https:
                    f"{settings.hub_url}, and passwords and session cookies cross the network "
                    "in clear")
 
-apt.packages(
+packages.installed(
     name="Install curl and openssl (registry queries, health checks, certificates)",
     packages=["curl", "openssl"],
     cache_time=24 * 3600,
 )
 
-for folder in ("", "hub", "registry", "build", *(["proxy"] if https else [])):
-    files.directory(
-        name=f"Create {project.path(folder)}",
-        path=project.path(folder),
-        mode="0755",
+# Everything under hub_dir is read in one command (tree.FileTree) and only what differs is
+# written: the files compose, the hub and the proxy read (the hub's settings.json is mounted
+# read-only; its state lives in the hub-data volume), and below, the build contexts.
+proxy_dir = project.path("proxy")
+tree.written(
+    name="Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml"
+         + (", proxy/caddy.json" if https else ""),
+    root=project.dir,
+    folders=[project.path(folder) for folder in ("", "hub", "registry", "build")]
+    + ([proxy_dir] if https else []),
+    files={
+        project.path("hub", "settings.json"): hub_settings,
+        project.registry_config_file: registry_config,
+        project.compose_file: compose_yaml,
+        **({project.path("proxy", "caddy.json"): proxy_config} if https else {}),
+        # The certificate and the ACME directory's CA: public, shown by --diff like the rest.
+        **{project.path("proxy", name): content for name, content in proxy_files.items()
+           if name != "key.pem"},
+    },
+)
+if settings.tls == "files":
+    secret_files.put(
+        name=f"Upload the certificate's key (root only); the certificate for "
+             f"{settings.hub_domain} has {settings.certificate.days_left()} days left",
+        src=settings.tls_key,
+        dest=project.path("proxy", "key.pem"),
+        root=project.dir,
+    )
+else:
+    # A key labhub uploaded for tls "files" does not outlive that choice.
+    tree.absent(
+        name="Remove the proxy's certificate and key (tls is not \"files\")",
+        root=project.dir,
+        paths=[project.path("proxy", "key.pem"), project.path("proxy", "cert.pem")],
     )
 
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
@@ -57,61 +94,11 @@ images.context(name=f"Upload the hub image's build context ({hub.context})",
                **hub.context_arguments())
 images.built(name=f"Build the hub image {hub.image}", **hub.build_arguments())
 
-# What the hub's configuration reads, mounted read-only; its state lives in the hub-data volume.
-files.put(
-    name="Write the hub's settings.json",
-    src=StringIO(hub_settings),
-    dest=project.path("hub", "settings.json"),
-    mode="0644",
-)
 accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
     path=project.path("hub", "accounts.json"),
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
-)
-files.put(
-    name="Upload the registry's config.yml (deletes enabled)",
-    src=StringIO(registry_config),
-    dest=project.registry_config_file,
-    mode="0644",
-)
-if https:
-    files.put(
-        name="Write the proxy's caddy.json",
-        src=StringIO(proxy_config),
-        dest=project.path("proxy", "caddy.json"),
-        mode="0644",
-    )
-if "acme-ca-root.pem" in proxy_files:
-    files.put(
-        name="Upload the CA the proxy trusts for the ACME directory",
-        src=settings.acme_ca_root,
-        dest=project.path("proxy", "acme-ca-root.pem"),
-        mode="0644",
-    )
-if settings.tls == "files":
-    files.put(
-        name=f"Upload the hub's certificate for {settings.hub_domain} "
-             f"({settings.certificate.days_left()} days left)",
-        src=settings.tls_cert,
-        dest=project.path("proxy", "cert.pem"),
-        mode="0644",
-    )
-    secret_files.put(
-        name="Upload the certificate's key (root only)",
-        src=settings.tls_key,
-        dest=project.path("proxy", "key.pem"),
-    )
-else:
-    # A key labhub uploaded for tls "files" does not outlive that choice.
-    for name in ("key.pem", "cert.pem"):
-        files.file(name=f"Remove the proxy's {name} (tls is not \"files\")",
-                   path=project.path("proxy", name), present=False)
-files.put(
-    name="Write compose.yaml",
-    src=StringIO(compose_yaml),
-    dest=project.compose_file,
-    mode="0644",
+    root=project.dir,
 )
 
 # Before compose starts a stopped registry: a prune killed while collecting left it stopped
@@ -150,6 +137,7 @@ if https:
             service=stack.PROXY_SERVICE,
             path=stack.PROXY_LOCAL_ROOT,
             dest=local_root,
+            root=project.dir,
         )
     # Only the certificate expected: one chaining to the local CA, or the key of tls_cert.
     trust: tuple[str, ...] = ()

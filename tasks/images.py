@@ -7,16 +7,16 @@ changed. The registry runs in the hub stack (tasks/hub.py).
 """
 
 from pyinfra import host
-from pyinfra.operations import files
-
 from labhub import stack
-from labhub.operations import images
+from labhub.operations import images, tree
 from labhub.settings import get_settings
 
 settings = get_settings(host)
-build_dir = stack.Stack.from_settings(settings).path("build")
+project = stack.Stack.from_settings(settings)
+build_dir = project.path("build")
 
-files.directory(name=f"Create {build_dir}", path=build_dir, mode="0755")
+# Read with everything under hub_dir in one command, as the build contexts are.
+tree.written(name=f"Create {build_dir}", root=project.dir, files={}, folders=[build_dir])
 
 for lab in stack.lab_builds(settings):
     images.context(name=f"Upload the build context of {lab.image} ({lab.context})",

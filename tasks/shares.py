@@ -11,52 +11,50 @@ old options until it is mounted again (reboot, or ``umount``): labs may hold it 
 
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
-from pyinfra.facts.files import FindFiles
-from pyinfra.operations import apt, files, systemd
+from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from labhub import accounts, shares
-from labhub.facts.accounts import LocalAccounts, LocalGroups
+from labhub.facts import read
+from labhub.facts.accounts import local_accounts, local_groups
 from labhub.facts.folders import Folders
 from labhub.facts.fstab import FstabLines
+from labhub.facts.tree import FileTree
 from labhub.operations import accounts as account_ops
-from labhub.operations import fstab, secret_files
+from labhub.operations import fstab, packages, secret_files, tree
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 mountpoints = {share.mountpoint for share in settings.shares}
-entries = shares.parse_fstab(host.get_fact(FstabLines))
+entries = shares.parse_fstab(read(host, FstabLines, path=shares.FSTAB))
 # Refused before any change, like a bad setting: what labhub did not make stays as it is. Only
 # new mount points are looked into: a share's own automount would mount on first access.
 new = shares.new_mountpoints(settings.shares, entries)
 problems = shares.mountpoint_problems(
     settings.shares, entries, host.get_fact(Folders, paths=new) if new else {})
-problems += accounts.account_problems(settings, host.get_fact(LocalAccounts),
-                                      host.get_fact(LocalGroups))
+problems += accounts.account_problems(settings, local_accounts(host), local_groups(host))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 # Lines labhub wrote (their credentials are labhub's) for shares no longer in the settings.
 removed = [
     entry for entry in entries if entry.is_labhub_share and entry.mountpoint not in mountpoints
 ]
+# Every mount point the operations below look at, read in one command.
+watched = sorted(mountpoints | {entry.mountpoint for entry in removed})
 
 if settings.shares:
-    apt.packages(
+    packages.installed(
         name="Install cifs-utils (mount.cifs)",
         packages=["cifs-utils"],
         update=True,
         cache_time=24 * 3600,
     )
 
-files.directory(name="Create /etc/labhub", path="/etc/labhub", user="root", group="root",
-                mode="0755")
-files.directory(
-    name=f"Create {shares.CREDENTIALS_DIR} (root only)",
-    path=shares.CREDENTIALS_DIR,
-    user="root",
-    group="root",
-    mode="0700",
-)
+# /etc/labhub and the credentials in it are read in one command (tree.FileTree).
+tree.written(name="Create /etc/labhub", root=shares.CONFIG_DIR, files={},
+             folders=[shares.CONFIG_DIR], folder_mode="0755")
+tree.written(name=f"Create {shares.CREDENTIALS_DIR} (root only)", root=shares.CONFIG_DIR,
+             files={}, folders=[shares.CREDENTIALS_DIR], folder_mode="0700")
 
 fstab_changes = []
 for share in settings.shares:
@@ -67,16 +65,17 @@ for share in settings.shares:
         user="root",
         group="root",
         mode="0600",
+        root=shares.CONFIG_DIR,
     )
-    # Only created when missing: a mode or owner set here would land on the mounted share.
-    files.directory(name=f"Mount point of share {share.name}: {share.mountpoint}",
-                    path=share.mountpoint)
+    fstab.mount_point(name=f"Mount point of share {share.name}: {share.mountpoint}",
+                      path=share.mountpoint, among=watched)
     line = shares.fstab_line(share)
     fstab_changes.append(fstab.entry(name=f"fstab: {line}", mountpoint=share.mountpoint,
                                      line=line))
 
 for entry in removed:
-    fstab.unmounted(name=f"Unmount removed share at {entry.mountpoint}", path=entry.mountpoint)
+    fstab.unmounted(name=f"Unmount removed share at {entry.mountpoint}", path=entry.mountpoint,
+                    among=watched)
     fstab_changes.append(fstab.entry(
         name=f"fstab: remove the line of removed share at {entry.mountpoint}",
         mountpoint=entry.mountpoint,
@@ -84,8 +83,10 @@ for entry in removed:
     ))
 
 wanted_credentials = {shares.credentials_path(share.name) for share in settings.shares}
-for path in sorted(host.get_fact(FindFiles, path=shares.CREDENTIALS_DIR, quote_path=True) or ()):
-    if path not in wanted_credentials:
+credentials = read(host, FileTree, path=shares.CONFIG_DIR)
+for path in sorted(credentials):
+    if (path.startswith(f"{shares.CREDENTIALS_DIR}/") and credentials[path]["kind"] == "file"
+            and path not in wanted_credentials):
         files.file(name=f"Remove credentials of a removed share: {path}", path=path,
                    present=False)
 
@@ -102,7 +103,7 @@ if fstab_changes:
 
 # Groups that give some users a share (the others are declared in tasks/users.py).
 managed = sorted(
-    set(accounts.labhub_accounts(host.get_fact(LocalAccounts)))
+    set(accounts.labhub_accounts(local_accounts(host)))
     | {settings.account_name(user.name) for user in settings.hub_users}
 )
 for group in dict.fromkeys(g for share in settings.shares for g in share.groups or ()):
@@ -121,6 +122,7 @@ for share in settings.shares:
         name=f"Mount share {share.name} at {share.mountpoint}",
         path=share.mountpoint,
         fstype="cifs",
+        among=watched,
         failure=(
             f"labhub: share {share.name} ({share.source}) is not mounted at {share.mountpoint}: "
             "mounting it failed (see above); the deploy goes on without it, and it is mounted "

@@ -10,15 +10,16 @@ from pyinfra import host
 from pyinfra.api.exceptions import OperationError
 
 from labhub import accounts
-from labhub.facts.accounts import LocalAccounts, LocalGroups
+from labhub.facts.accounts import local_accounts as read_accounts
+from labhub.facts.accounts import local_groups
 from labhub.operations import accounts as account_ops
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 wanted = {settings.account_name(user.name) for user in settings.hub_users}
-local_accounts = host.get_fact(LocalAccounts)
+local_accounts = read_accounts(host)
 # Refused before any change, like a bad setting.
-problems = accounts.account_problems(settings, local_accounts, host.get_fact(LocalGroups))
+problems = accounts.account_problems(settings, local_accounts, local_groups(host))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 

@@ -11,6 +11,8 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from labhub.facts import read
+
 
 class AccountDict(TypedDict):
     uid: int
@@ -124,3 +126,71 @@ class LoginUser(FactBase[str]):
 
     def process(self, output) -> str:
         return "\n".join(output).strip()
+
+
+class HomeDict(TypedDict):
+    kind: str
+    user: str
+    group: str
+    mode: int
+
+
+class HostAccounts(FactBase[dict]):
+    """
+    ``LocalAccounts``, ``LocalGroups`` and the owner and mode of every account's home, read in
+    one command: what the users, shares, docker and hub tasks all need. Read it through
+    ``local_accounts``, ``local_groups`` and ``homes``, which share one read per run until
+    something changes on the host.
+
+    .. code:: python
+
+        {
+            "accounts": {"jupyter-alice": {...}},
+            "groups": {"users": {"gid": 100, "members": []}},
+            "homes": {"/home/jupyter-alice": {"kind": "folder", "user": "jupyter-alice",
+                                              "group": "users", "mode": 0o700}},
+        }
+    """
+
+    default = dict
+
+    def command(self) -> str:
+        return (
+            f"{LocalAccounts().command()}; echo '#group'; cat /etc/group; echo '#homes'; "
+            "cut -d: -f6 /etc/passwd | sort -u | while IFS= read -r h; do "
+            """[ -d "$h" ] && stat -c '%U %G %a %n' "$h"; done; true"""
+        )
+
+    def process(self, output) -> dict:
+        sections: dict[str, list[str]] = {"passwd": [], "#group": [], "#homes": []}
+        current = "passwd"
+        for line in output:
+            if line in ("#group", "#homes"):
+                current = line
+            else:
+                sections[current].append(line)
+        homes: dict[str, HomeDict] = {}
+        for line in sections["#homes"]:
+            parts = line.split(" ", 3)
+            if len(parts) == 4:
+                user, group, mode, path = parts
+                homes[path] = {"kind": "folder", "user": user, "group": group,
+                               "mode": int(mode, 8)}
+        return {"accounts": LocalAccounts().process(sections["passwd"]),
+                "groups": LocalGroups().process(sections["#group"]),
+                "homes": homes}
+
+
+def local_accounts(host) -> dict[str, AccountDict]:
+    """The ``LocalAccounts`` of the host, from the run's one ``HostAccounts`` read."""
+    return read(host, HostAccounts).get("accounts", {})
+
+
+def local_groups(host) -> dict[str, GroupDict]:
+    """The ``LocalGroups`` of the host, from the run's one ``HostAccounts`` read."""
+    return read(host, HostAccounts).get("groups", {})
+
+
+def homes(host) -> dict[str, HomeDict]:
+    """The homes of the host's accounts that exist, from the run's one ``HostAccounts`` read."""
+    return read(host, HostAccounts).get("homes", {})

@@ -103,10 +103,46 @@ def http_wait_command(url: str, wait: int, curl_args: tuple[str, ...] = ()) -> s
     )
 
 
+class HttpStatuses(FactBase[dict[str, int]]):
+    """
+    The HTTP status each URL answers the host with, asked together: at once when they all answer
+    200, else again each second for up to ``wait`` seconds until they do (``0``: no answer).
+
+    .. code:: python
+
+        {"http://127.0.0.1:8000/hub/health": 200, "http://127.0.0.1:5000/v2/": 0}
+    """
+
+    requires_command = "curl"
+    default = dict
+
+    def command(self, urls: list[str], wait: int = 0) -> str:
+        script = (
+            f"end=$(($(date +%s) + {int(wait)})); "
+            'while :; do out=""; ok=1; for u in "$@"; do '
+            "code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \"$u\"); "
+            # Pairs of words: the URLs are the hub's and the registry's, without spaces.
+            'out="$out ${code:-000} $u"; [ "$code" = 200 ] || ok=0; done; '
+            '[ "$ok" = 1 ] || [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; '
+            "printf '%s %s\\n' $out"
+        )
+        return " ".join(["sh", "-c", shlex.quote(script), "http",
+                         *(shlex.quote(url) for url in urls)])
+
+    def process(self, output) -> dict[str, int]:
+        statuses = {}
+        for line in output:
+            code, _, url = line.strip().partition(" ")
+            if url:
+                statuses[url] = int(code) if code.isdigit() else 0
+        return statuses
+
+
 class HttpStatus(FactBase[int]):
     """
-    The HTTP status an URL answers the host with, waiting up to ``wait`` seconds for a 200
-    (``0``: no answer).
+    The HTTP status one URL answers the host with, with curl's own arguments (a CA to trust, a
+    pinned key, a name to resolve), waiting up to ``wait`` seconds for a 200 (``0``: no answer,
+    or not with the certificate those arguments accept).
 
     .. code:: python
 

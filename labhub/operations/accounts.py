@@ -6,15 +6,14 @@ as. Paired with ``labhub.facts.accounts``.
 from __future__ import annotations
 
 import json
-from io import StringIO
 
 from pyinfra import host, logger
 from pyinfra.api import OperationError, QuoteString, StringCommand, operation
-from pyinfra.facts.files import Directory
-from pyinfra.operations import files
+from pyinfra.operations import files, server
 
 from labhub.accounts import takeover_problems
-from labhub.facts.accounts import LocalAccounts, LocalGroups
+from labhub.facts.accounts import homes, local_accounts, local_groups
+from labhub.operations import tree
 
 
 @operation()
@@ -60,7 +59,7 @@ def account(
         )
     """
 
-    accounts = host.get_fact(LocalAccounts)
+    accounts = local_accounts(host)
     existing = accounts.get(user)
     home = home or f"/home/{user}"
 
@@ -83,7 +82,8 @@ def account(
     if problems:
         raise OperationError("; ".join(problems))
 
-    gid = host.get_fact(LocalGroups).get(group, {}).get("gid")
+    gid = local_groups(host).get(group, {}).get("gid")
+    home_now = homes(host).get(home)
     if existing is None:
         args = [
             "--gid", QuoteString(group),
@@ -94,7 +94,7 @@ def account(
         if uid is not None:
             args += ["--uid", str(uid)]
         # A home kept from an earlier account (same pinned uid) is reused as it is.
-        args.append("--no-create-home" if host.get_fact(Directory, path=home) else "--create-home")
+        args.append("--no-create-home" if home_now else "--create-home")
         yield StringCommand("useradd", *args, QuoteString(user))
     else:
         args = []
@@ -114,7 +114,10 @@ def account(
         if args:
             yield StringCommand("usermod", *args, QuoteString(user))
 
-    yield from files.directory._inner(path=home, user=user, group=group, mode=home_mode)
+    if existing is None or home_now is None or (home_now["user"], home_now["group"],
+                                                 home_now["mode"]) != (user, group,
+                                                                       int(home_mode, 8)):
+        yield from files.directory._inner(path=home, user=user, group=group, mode=home_mode)
 
 
 @operation()
@@ -141,14 +144,14 @@ def group_members(group: str, members: list[str], managed: list[str]):
     """
 
     # Accounts are made by an earlier task; one missing now (a task run alone) is added later.
-    accounts = host.get_fact(LocalAccounts)
+    accounts = local_accounts(host)
     missing = [m for m in members if m not in accounts]
     if missing and host.state.is_executing:
         host.log(f"group {group}: no account {', '.join(missing)} yet (tasks/users.py makes it)",
                  logger.warning)
     members = [m for m in members if m in accounts]
 
-    groups = host.get_fact(LocalGroups)
+    groups = local_groups(host)
     if group not in groups:
         yield StringCommand("groupadd", QuoteString(group))
         current: list[str] = []
@@ -164,13 +167,14 @@ def group_members(group: str, members: list[str], managed: list[str]):
 
 
 @operation()
-def record(path: str, accounts: dict[str, str]):
+def record(path: str, accounts: dict[str, str], root: str | None = None):
     """
-    Write the name, uid, home and groups of each hub user's host account as JSON, read by the hub at
-    each spawn. The accounts are read when the operation runs, after the tasks that create them.
+    Write the name, uid, home and groups of each hub user's host account as JSON, read by the
+    hub at each spawn. The accounts are read when the operation runs, after the tasks that create them.
 
     + path: the JSON file on the host
     + accounts: ``{hub user: host account}``
+    + root: the folder read in one command with the other files there (``labhub.operations.tree``)
 
     **Example:**
 
@@ -182,8 +186,8 @@ def record(path: str, accounts: dict[str, str]):
             accounts={"alice": "jupyter-alice"},
         )
     """
-    local = host.get_fact(LocalAccounts)
-    groups = host.get_fact(LocalGroups)
+    local = local_accounts(host)
+    groups = local_groups(host)
     names_of = {g["gid"]: name for name, g in groups.items()}
 
     def record_of(account: str) -> dict:
@@ -204,8 +208,53 @@ def record(path: str, accounts: dict[str, str]):
         )
     table = {user: found[account] for user, account in sorted(accounts.items())
              if account in found}
-    yield from files.put._inner(
-        src=StringIO(json.dumps(table, indent=2, sort_keys=True) + "\n"),
-        dest=path,
-        mode="0644",
-    )
+    commands = list(tree.changes(root or path.rsplit("/", 1)[0] or "/",
+                                 {path: json.dumps(table, indent=2, sort_keys=True) + "\n"}))
+    if not commands:
+        host.noop(f"{path} records the accounts")
+    yield from commands
+
+
+@operation()
+def group_present(group: str, system: bool = False):
+    """
+    A group that exists (pyinfra's ``server.group``), read from the run's one accounts read.
+
+    + group: group name
+    + system: create it as a system group
+
+    **Example:**
+
+    .. code:: python
+
+        accounts.group_present(name="Create group docker", group="docker", system=True)
+    """
+    if group in local_groups(host):
+        host.noop(f"group {group} exists")
+        return
+    yield from server.group._inner(group=group, system=system)
+
+
+@operation()
+def in_group(user: str, group: str):
+    """
+    An existing account that is a member of ``group`` too (its other groups kept), read from the
+    run's one accounts read.
+
+    + user: the account
+    + group: the group to add it to
+
+    **Example:**
+
+    .. code:: python
+
+        accounts.in_group(name="Add labadmin to group docker", user="labadmin", group="docker")
+    """
+    groups = local_groups(host)
+    account = local_accounts(host).get(user)
+    if group in groups and account is not None and (
+            user in groups[group]["members"] or account["gid"] == groups[group]["gid"]):
+        host.noop(f"{user} is in group {group}")
+        return
+    yield from server.user._inner(user=user, groups=[group], append=True, create_home=False,
+                                  present=True)

@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import docker
 
-from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatus
+from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatuses
 
 
 @operation()
@@ -74,6 +74,7 @@ def healthy(checks: dict[str, tuple[str, str]], compose_file: str, project: str,
     """
     Fail the deploy with a clear message when a service does not answer 200 on its URL within
     ``wait`` seconds. Changes nothing; checks only when the deploy executes (not in dry runs).
+    All URLs are asked in one command, which returns at once when they all answer.
 
     + checks: ``{description: (url, compose service)}``
     + compose_file: the compose file on the host, to show the failing service's last log lines
@@ -96,8 +97,9 @@ def healthy(checks: dict[str, tuple[str, str]], compose_file: str, project: str,
     if not host.state.is_executing:
         host.noop("health checks run when the deploy executes")
         return
+    statuses = host.get_fact(HttpStatuses, urls=[url for url, _ in checks.values()], wait=wait)
     for description, (url, service) in checks.items():
-        status = host.get_fact(HttpStatus, url=url, wait=wait)
+        status = statuses.get(url, 0)
         if status != 200:
             logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
                                  service=service)

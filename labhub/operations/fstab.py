@@ -11,7 +11,8 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
-from labhub.facts.fstab import FstabLines, MountsAt
+from labhub.facts import read
+from labhub.facts.fstab import FstabLines, Mounts
 from labhub.shares import FSTAB, parse_fstab, set_fstab_entry
 
 
@@ -40,7 +41,7 @@ def entry(mountpoint: str, line: str | None, path: str = FSTAB):
         )
     """
 
-    lines = host.get_fact(FstabLines, path=path)
+    lines = read(host, FstabLines, path=path)
     current = [e.line for e in parse_fstab(lines) if e.mountpoint == mountpoint]
     if current == ([] if line is None else [line]):
         host.noop(f"{path} has {'no line' if line is None else 'the line'} for {mountpoint}")
@@ -56,8 +57,35 @@ def entry(mountpoint: str, line: str | None, path: str = FSTAB):
     )
 
 
+def mounted_types(path: str, among: list[str] | None) -> list[str]:
+    """The file system types mounted at ``path``, read with ``among`` in one command."""
+    found = read(host, Mounts, paths=sorted({path, *(among or ())}))
+    return found.get(path, {}).get("types", [])
+
+
 @operation()
-def mounted(path: str, fstype: str, failure: str):
+def mount_point(path: str, among: list[str] | None = None):
+    """
+    A mount point folder, created when missing and otherwise left as it is: a mode or owner set
+    on it would land on what is mounted there.
+
+    + path: the mount point
+    + among: mount points read in the same command (give every call the same list)
+
+    **Example:**
+
+    .. code:: python
+
+        fstab.mount_point(name="Mount point of share leem", path="/mnt/leem")
+    """
+    if read(host, Mounts, paths=sorted({path, *(among or ())})).get(path, {}).get("exists"):
+        host.noop(f"{path} exists")
+        return
+    yield from files.directory._inner(path=path)
+
+
+@operation()
+def mounted(path: str, fstype: str, failure: str, among: list[str] | None = None):
     """
     Mount a file system through its systemd mount unit (made from its fstab line) unless one of
     ``fstype`` is mounted there already.
@@ -65,6 +93,7 @@ def mounted(path: str, fstype: str, failure: str):
     + path: the mount point (its line must be in fstab, and systemd reloaded since)
     + fstype: the file system type that counts as mounted (an automount point alone does not)
     + failure: the message printed on stderr when mounting fails, after the mount's own errors
+    + among: mount points read in the same command (give every call the same list)
 
     Mounting through the unit, not ``mount``, keeps one mount where a systemd automount already
     watches the path. Call it with ``_ignore_errors=True`` where a failed mount must not stop the
@@ -83,7 +112,7 @@ def mounted(path: str, fstype: str, failure: str):
         )
     """
 
-    if fstype in host.get_fact(MountsAt, path=path):
+    if fstype in mounted_types(path, among):
         host.noop(f"{fstype} is mounted at {path}")
         return
     # On failure, the mount helper's own error (from the journal) and then ours.
@@ -96,12 +125,13 @@ def mounted(path: str, fstype: str, failure: str):
 
 
 @operation()
-def unmounted(path: str):
+def unmounted(path: str, among: list[str] | None = None):
     """
     Nothing mounted at ``path``: its systemd automount and mount units stopped, then any mount
     left unmounted. The mount point itself stays.
 
     + path: the mount point
+    + among: mount points read in the same command (give every call the same list)
 
     **Example:**
 
@@ -110,7 +140,7 @@ def unmounted(path: str):
         fstab.unmounted(name="Unmount /mnt/old", path="/mnt/old")
     """
 
-    if not host.get_fact(MountsAt, path=path):
+    if not mounted_types(path, among):
         host.noop(f"nothing is mounted at {path}")
         return
     # Units that do not exist (a mount made by hand) are no error; what is left is unmounted.

@@ -5,21 +5,23 @@ with ``labhub.facts.images``; reads pyinfra's ``DockerImage`` fact.
 
 from __future__ import annotations
 
-from io import BytesIO
+from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.api.command import QuoteString
 from pyinfra.facts.docker import DockerImage
-from pyinfra.operations import docker, files
+from pyinfra.operations import docker
 
+from labhub.facts import read
 from labhub.facts.registry import RegistryTag
-from labhub.stack import BUILD_SUPPORT, CONTEXT_HASH_LABEL
+from labhub.operations import tree
+from labhub.stack import BUILD_SUPPORT, CONTEXT_HASH_LABEL, context_files
 
 
 def _inspect(image: str) -> dict | None:
     """``docker image inspect`` of an image of the host's engine, None when it has none."""
-    found = host.get_fact(DockerImage, object_id=image)
+    found = read(host, DockerImage, object_id=image)
     return found[0] if found else None
 
 
@@ -29,14 +31,17 @@ def _content_hash(inspect: dict | None) -> str | None:
 
 
 @operation()
-def context(src: str, dest: str, support: dict[str, bytes]):
+def context(src: str, dest: str, support: dict[str, bytes], root: str | None = None):
     """
-    A build context on the host: a local folder synced to ``dest`` (files it no longer has are
-    removed), and labhub's build support files in ``dest/labhub-build/``.
+    A build context on the host: a local folder's files at ``dest`` (files it no longer has are
+    removed), and labhub's build support files in ``dest/labhub-build/``. What is on the host is
+    read in one command, and only the files that differ are uploaded.
 
     + src: the build folder on the admin's machine
     + dest: the build folder on the host
     + support: ``{file name: content}`` of the support files
+    + root: the folder read in one command (``dest`` or one above it): the operations given the
+      same root share that read (``labhub.operations.tree``)
 
     **Example:**
 
@@ -47,14 +52,21 @@ def context(src: str, dest: str, support: dict[str, bytes]):
             src="files/lab",
             dest="/opt/labhub/build/lab-lab-1.0",
             support={"ca.crt": b""},
+            root="/opt/labhub",
         )
     """
-    yield from files.sync._inner(src=src, dest=dest, delete=True,
-                                 exclude=f"*/{BUILD_SUPPORT}/*")
-    yield from files.directory._inner(path=f"{dest}/{BUILD_SUPPORT}", mode="0755")
+    files, modes = {}, {}
+    for path in context_files(Path(src)):
+        remote = f"{dest}/{path.relative_to(src).as_posix()}"
+        files[remote] = path.read_bytes()
+        modes[remote] = "0755" if path.stat().st_mode & 0o111 else "0644"
     for support_file, content in support.items():
-        yield from files.put._inner(src=BytesIO(content),
-                                    dest=f"{dest}/{BUILD_SUPPORT}/{support_file}", mode="0644")
+        files[f"{dest}/{BUILD_SUPPORT}/{support_file}"] = content
+    commands = list(tree.changes(root or dest, files, [dest, f"{dest}/{BUILD_SUPPORT}"],
+                                 modes=modes, delete_under=dest))
+    if not commands:
+        host.noop(f"{dest} holds the build context {src}")
+    yield from commands
 
 
 @operation()

@@ -10,16 +10,17 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
-from pyinfra.facts.files import Sha256File
 
 from labhub import tls
-from labhub.facts.compose import ComposeLogs, HttpStatus
+from labhub.facts import read
+from labhub.facts.compose import ComposeLogs, HttpStatus, compose_command
 from labhub.facts.proxy import ProxyFile, ServedCertificate
+from labhub.facts.tree import FileTree
 
 
 @operation()
 def local_root(compose_file: str, project: str, service: str, path: str, dest: str,
-               wait: int = 60):
+               root: str, wait: int = 60):
     """
     Copy the root certificate of the proxy's local CA (tls "internal") out of its data volume
     to ``dest`` on the host, world-readable, for the admin to hand to users' browsers. Copied
@@ -30,6 +31,7 @@ def local_root(compose_file: str, project: str, service: str, path: str, dest: s
     + service: the proxy's service
     + path: the root certificate inside the proxy
     + dest: where the admin finds it on the host
+    + root: a folder above ``dest``, read in one command with the other files there
     + wait: seconds the proxy may take to make its CA
 
     **Example:**
@@ -43,25 +45,26 @@ def local_root(compose_file: str, project: str, service: str, path: str, dest: s
             service="proxy",
             path="/data/caddy/pki/authorities/local/root.crt",
             dest="/opt/labhub/proxy/local-ca-root.crt",
+            root="/opt/labhub",
         )
     """
+    current = read(host, FileTree, path=root).get(dest)
     if not host.state.is_executing:
         # The proxy makes its CA when it first runs: nothing to read in a dry run.
-        if host.get_fact(Sha256File, path=dest) is None:
+        if current is None:
             yield StringCommand("true")
         host.log(f"the proxy's local CA root goes to {dest} once the proxy made it")
         return
-    root = host.get_fact(ProxyFile, compose_file=compose_file, project=project,
-                         service=service, path=path, wait=wait)
-    if not root:
+    pem = host.get_fact(ProxyFile, compose_file=compose_file, project=project,
+                        service=service, path=path, wait=wait)
+    if not pem:
         logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
                              service=service)
         raise OperationError(f"the proxy made no local CA within {wait} s ({path} is missing). "
                              f"Last log lines of the proxy:\n{logs}")
-    if host.get_fact(Sha256File, path=dest) != hashlib.sha256(root.encode()).hexdigest():
-        read = shlex.join(["docker", "compose", "-f", compose_file, "-p", project, "exec", "-T",
-                           service, "cat", path])
-        yield f"{read} > {shlex.quote(dest)}.new && chmod 0644 {shlex.quote(dest)}.new && " \
+    if (current or {}).get("sha256") != hashlib.sha256(pem.encode()).hexdigest():
+        cat = compose_command(compose_file, project, "exec", "-T", service, "cat", path)
+        yield f"{cat} > {shlex.quote(dest)}.new && chmod 0644 {shlex.quote(dest)}.new && " \
               f"mv {shlex.quote(dest)}.new {shlex.quote(dest)}"
     host.log(f"Give users' browsers the hub's root certificate: {dest} on the server "
              "(it signs the hub's certificate; keep the proxy-data volume to keep it)")

@@ -11,11 +11,14 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util import files as file_utils
 
+from labhub.facts import read
 from labhub.facts.accounts import LoginUser
+from labhub.facts.tree import FileTree
 
 
 @operation()
-def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "0600"):
+def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "0600",
+        root: str | None = None):
     """
     Upload a local secret file (a password, a key) to ``dest``, owned and private from the start.
 
@@ -24,6 +27,8 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
     + user: its owner
     + group: its group
     + mode: its mode
+    + root: a folder above ``dest`` read in one command with the other files there
+      (``labhub.operations.tree``); without it, the file alone is read
 
     Unlike ``files.put``, ``--diff`` never shows the content (only that the file would change),
     and the content is never readable by anyone but its owner on the host, not even for a moment:
@@ -45,8 +50,16 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
     with open(src, "rb") as f:
         local_sum = hashlib.sha256(f.read()).hexdigest()
 
-    remote = host.get_fact(File, path=dest)
-    if not remote or host.get_fact(Sha256File, path=dest) != local_sum:
+    if root is None:
+        remote = host.get_fact(File, path=dest)
+        remote_sum = host.get_fact(Sha256File, path=dest) if remote else None
+        current_mode = remote["mode"] if remote else None
+    else:
+        remote = read(host, FileTree, path=root).get(dest)
+        remote_sum = remote["sha256"] if remote else None
+        # The File fact gives modes as the digits of the octal mode: 600 for 0600.
+        current_mode = int(oct(remote["mode"])[2:]) if remote else None
+    if not remote or remote_sum != local_sum:
         if state.config.DIFF:
             host.log(f"Will {'modify' if remote else 'create'} {dest} (a secret: content not shown)")
         if not remote:
@@ -62,6 +75,5 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
 
     if remote and (remote["user"] != user or remote["group"] != group):
         yield file_utils.chown(dest, user, group)
-    # The File fact gives modes as the digits of the octal mode: 600 for 0600.
-    if remote and remote["mode"] != int(mode):
+    if remote and current_mode != int(mode):
         yield file_utils.chmod(dest, mode)

@@ -1,0 +1,49 @@
+"""
+Facts about systemd services, several read in one command. Paired with
+``labhub.operations.services``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import TypedDict
+
+from pyinfra.api import FactBase
+
+
+class ServiceDict(TypedDict):
+    running: bool
+    enabled: bool
+
+
+class ServiceStates(FactBase[dict[str, ServiceDict]]):
+    """
+    Whether each service runs and is enabled (a unit systemd does not know: neither).
+
+    .. code:: python
+
+        {"docker": {"running": True, "enabled": True}}
+    """
+
+    default = dict
+    requires_command = "systemctl"
+
+    def command(self, services: list[str]) -> str:
+        units = " ".join(shlex.quote(f"{service}.service") for service in services)
+        return f"systemctl show --property Id,SubState,UnitFileState {units}"
+
+    def process(self, output) -> dict[str, ServiceDict]:
+        states: dict[str, ServiceDict] = {}
+        current: dict[str, str] = {}
+        for line in [*output, ""]:
+            if not line.strip():
+                if current.get("Id", "").endswith(".service"):
+                    states[current["Id"][:-len(".service")]] = {
+                        "running": current.get("SubState") == "running",
+                        "enabled": current.get("UnitFileState") == "enabled",
+                    }
+                current = {}
+            elif "=" in line:
+                key, value = line.split("=", 1)
+                current[key] = value
+        return states

@@ -1,0 +1,106 @@
+"""
+tasks/status.py on a deployed lab server: healthy, then with the registry stopped, a share
+unmounted, a hub user's account locked and the registry's disk nearly full (a small tmpfs over
+its data), each problem named and the run failed. Also what the no-change run sends.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import labhost
+from test_hub_e2e import PASSWORDS, DATA_SHARE, Hub, deploy_data
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def deployed(lab_server, tmp_path_factory):
+    data = deploy_data(tmp_path_factory.mktemp("status"), labhost.load_stack_images(lab_server))
+    inventory = lab_server.inventory_file(data)
+    labhost.run_pyinfra(inventory, "deploy.py").check()
+    return {"server": lab_server, "inventory": inventory,
+            "url": f"http://{lab_server.address}:8000"}
+
+
+def status(inventory) -> labhost.PyinfraRun:
+    return labhost.run_pyinfra(inventory, "tasks/status.py")
+
+
+def failed(run: labhost.PyinfraRun) -> list[str]:
+    return [op["name"] for op in run.result["results"]["operations"] if op["error"]]
+
+
+def names(run: labhost.PyinfraRun) -> list[str]:
+    return [op["name"] for op in run.result["results"]["operations"]]
+
+
+def test_the_no_change_run_sends_few_commands(deployed):
+    run = labhost.run_pyinfra(deployed["inventory"], "deploy.py", extra=("--debug",)).check()
+    assert run.changed == 0, run.changed_operations
+    sent = [line for line in run.stderr.splitlines()
+            if "Running command on" in line or "Attempting upload of" in line]
+    # Two of them are the shares' mount attempts, which fail here (no CIFS).
+    assert len(sent) <= 20, "\n".join(sent)
+    dry = labhost.run_pyinfra(deployed["inventory"], "deploy.py", dry=True,
+                              extra=("--diff", "--debug"))
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    # What the real run does here: try the shares' mounts again (and, maybe, reload for them).
+    certain = [op["name"] for op in dry.result["plan"] if op["hosts_with_change"]]
+    assert sorted(certain) == [f"tasks/shares.py | Mount share {name} at /srv/shares/{name}"
+                               for name in ("data", "scratch")], certain
+    sent = [line for line in dry.stderr.splitlines() if "Running command on" in line]
+    assert len(sent) <= 20, "\n".join(sent)
+
+
+def test_a_healthy_server_reports_healthy(deployed):
+    alice = Hub(deployed["url"], "alice")
+    alice.login(PASSWORDS["alice"])
+    assert alice.logged_in()
+
+    run = status(deployed["inventory"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.changed == 0 and failed(run) == []
+    assert run.result["results"]["failed_hosts"] == []
+    found = names(run)
+    assert found[-1] == "labhub status: healthy"
+    assert any(name.startswith("hub: JupyterHub ") and "answers at" in name for name in found)
+    assert any(name.startswith("registry: ") and "answers at" in name for name in found)
+    assert "hub user alice: account jupyter-alice active, password set" in found
+    assert ("hub user bob: account jupyter-bob active, no password yet (the first login sets "
+            "it)") in found
+    assert any(name.startswith("disk of the registry's data") for name in found)
+    assert any(name.startswith("registry pruning would free ") for name in found)
+
+
+def test_each_problem_is_named_and_the_run_fails(deployed):
+    server = deployed["server"]
+    server.exec("docker compose -f /opt/labhub/compose.yaml stop registry")
+    server.exec(f"systemctl stop $(systemd-escape --path --suffix=automount {DATA_SHARE})")
+    server.exec("usermod --expiredate 1 jupyter-bob")
+    data = server.exec("docker volume inspect labhub_registry-data --format "
+                       "'{{.Mountpoint}}'").strip()
+    server.exec(f"mount -t tmpfs -o size=1m tmpfs {data} && "
+                f"head -c 990000 /dev/zero > {data}/fill")
+    try:
+        run = status(deployed["inventory"])
+    finally:
+        server.exec(f"umount {data}")
+    # Non-zero, and the results still printed: scripts read them.
+    assert run.returncode != 0
+    assert run.result["results"]["failed_hosts"] == [server.address]
+    assert names(run)[-1] == "labhub status: 4 problem(s)"
+    problems = failed(run)
+    assert len(problems) == 4, problems
+    assert any(name.startswith("registry: ") and "does not answer" in name
+               for name in problems), problems
+    assert f"share data: not mounted at {DATA_SHARE}" in problems
+    assert any(name.startswith("hub user bob: account jupyter-bob locked") for name in problems)
+    assert any(name.startswith(f"disk of the registry's data ({data}): ")
+               for name in problems), problems
+    # The healthy parts are not problems, and each problem is told in the output.
+    assert not any(name.startswith(("hub: ", "hub user alice", "share scratch"))
+                   for name in problems)
+    for words in ("registry does not answer", f"nothing is mounted at {DATA_SHARE}",
+                  "account jupyter-bob is locked", "the disk is nearly full"):
+        assert words in run.stderr, words
