@@ -54,15 +54,21 @@ class PyinfraRun:
         return self
 
 
-def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
-                extra: tuple[str, ...] = (), cwd: Path | None = None,
-                timeout: float = 1800) -> PyinfraRun:
-    """Run the pyinfra CLI of this environment (as an admin would) with ``--json`` results."""
+def pyinfra_argv(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    """The command line of the pyinfra CLI of this environment, with ``--json`` results."""
     argv = [str(Path(sys.executable).with_name("pyinfra")), str(inventory), *deploy, "--json"]
     argv += ["--dry"] if dry else ["-y"]
     for key, value in (data or {}).items():
         argv += ["--data", f"{key}={json.dumps(value)}"]
-    argv += list(extra)
+    return argv + list(extra)
+
+
+def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
+                extra: tuple[str, ...] = (), cwd: Path | None = None,
+                timeout: float = 1800) -> PyinfraRun:
+    """Run the pyinfra CLI of this environment (as an admin would) with ``--json`` results."""
+    argv = pyinfra_argv(inventory, *deploy, data=data, dry=dry, extra=extra)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           cwd=str(cwd or PROJECT_ROOT))
     return PyinfraRun(argv, proc.returncode, proc.stdout, proc.stderr)

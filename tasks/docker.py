@@ -14,7 +14,7 @@ from pyinfra.operations import apt, files, server, systemd
 
 from labhub import docker_source
 from labhub.facts.accounts import LoginUser
-from labhub.operations import apt_source, engine
+from labhub.operations import apt_source, dpkg, engine
 from labhub.settings import get_settings
 
 settings = get_settings(host)
@@ -24,6 +24,9 @@ installed = host.get_fact(DebPackages)
 problem = docker_source.switch_problem(settings.docker_source, installed)
 if problem:
     raise OperationError(f"{host.name}: {problem}")
+
+# A deploy killed while apt installed packages leaves dpkg interrupted; apt refuses until then.
+dpkg.recovered(name="Finish an interrupted package installation (dpkg --configure -a)")
 
 if settings.docker_source == "docker":
     fetch_tools = ["ca-certificates", "curl"]

@@ -35,7 +35,16 @@ apt.packages(
     cache_time=24 * 3600,
 )
 
-for folder in ("", "hub", "registry", "build"):
+files.directory(name=f"Create {project.path()}", path=project.path(), mode="0755")
+# First into hub_dir: compose.yaml marks it as labhub's (stack.hub_dir_problems), so that a run
+# cut short after this point is taken up again by the next.
+files.put(
+    name="Write compose.yaml",
+    src=StringIO(compose_yaml),
+    dest=project.compose_file,
+    mode="0644",
+)
+for folder in ("hub", "registry", "build"):
     files.directory(
         name=f"Create {project.path(folder)}",
         path=project.path(folder),
@@ -65,13 +74,6 @@ files.put(
     dest=project.registry_config_file,
     mode="0644",
 )
-files.put(
-    name="Write compose.yaml",
-    src=StringIO(compose_yaml),
-    dest=project.compose_file,
-    mode="0644",
-)
-
 compose.up(
     name="Bring up the hub stack (docker compose up)",
     compose_file=project.compose_file,
