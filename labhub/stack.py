@@ -35,6 +35,8 @@ NETWORK = "labhub"
 HUB_SERVICE = "hub"
 REGISTRY_SERVICE = "registry"
 PROXY_SERVICE = "proxy"
+# The folders labhub makes in hub_dir.
+STACK_FOLDERS = frozenset({"hub", "registry", "build", "proxy"})
 # Where the proxy's folder of hub_dir is mounted, read-only.
 PROXY_CONFIG_DIR = "/etc/caddy/labhub"
 # The hub's port inside the compose network (configurable-http-proxy in the hub container).
@@ -211,7 +213,8 @@ def hub_dir_problems(settings: Settings, folder: dict | None) -> list[str]:
         return []
     if folder["kind"] == "other":
         return [f"hub_dir: {settings.hub_dir} exists and is not a folder"]
-    if folder["entries"] and "compose.yaml" not in folder["entries"]:
+    # Only labhub's own folders and no compose.yaml yet: a first run cut short, taken up again.
+    if set(folder["entries"]) - STACK_FOLDERS and "compose.yaml" not in folder["entries"]:
         return [f"hub_dir: {settings.hub_dir} holds {', '.join(folder['entries'][:5])} and no "
                 "labhub compose project: labhub does not take it over; choose a new folder"]
     return []

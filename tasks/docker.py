@@ -15,7 +15,7 @@ from pyinfra.operations import files
 from labhub import docker_source
 from labhub.facts import read
 from labhub.facts.accounts import LoginUser, local_accounts
-from labhub.operations import accounts, apt_source, engine, packages, services
+from labhub.operations import accounts, apt_source, dpkg, engine, packages, services
 from labhub.settings import get_settings
 
 settings = get_settings(host)
@@ -25,6 +25,9 @@ installed = read(host, DebPackages)
 problem = docker_source.switch_problem(settings.docker_source, installed)
 if problem:
     raise OperationError(f"{host.name}: {problem}")
+
+# A deploy killed while apt installed packages leaves dpkg interrupted; apt refuses until then.
+dpkg.recovered(name="Finish an interrupted package installation (dpkg --configure -a)")
 
 if settings.docker_source == "docker":
     fetch_tools = ["ca-certificates", "curl"]

@@ -236,9 +236,15 @@ def test_second_deploy_changes_nothing(stack):
 
 
 def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
-    """A hub setting recreates the hub alone (labs keep running); a new lab image is built and
-    pushed alone."""
+    """A hub setting recreates the hub alone (labs and their kernels keep running); a new lab
+    image is built and pushed alone."""
     server, url = stack["server"], stack["url"]
+    alice = Hub(url, "alice", verify=stack["verify"])
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    kernel = alice.lab("POST", "/api/kernels", json={"name": "python3"}).json()["id"]
+    channels = f"/user/alice/api/kernels/{kernel}/channels"
+    kernel_execute(url, channels, alice.token, "answer = 6 * 7", 60, stack["verify"])
     registry_started = server.exec("docker inspect labhub-registry-1 --format "
                                    "'{{.State.StartedAt}}'")
     hub_container = server.exec("docker inspect labhub-hub-1 --format '{{.Id}}'")
@@ -266,8 +272,14 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
         == registry_started
     assert "tools" in json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))[
         "repositories"]
+    # The same lab, through the new hub: the kernel started before still holds its variable,
+    # and the password set at the first login still logs in.
+    assert kernel_execute(url, channels, alice.token, "print(answer)", 60,
+                          stack["verify"]).strip() == "42"
+    assert alice.lab("DELETE", f"/api/kernels/{kernel}").status_code == 204
     alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
+    assert alice.logged_in()
     alice.api_token()
     assert alice.server()["ready"]
     assert alice.lab("GET", "/api/contents/hello.txt").status_code == 200

@@ -35,3 +35,34 @@ class EngineSettings(FactBase[dict | None]):
         except ValueError:
             return None
         return data if isinstance(data, dict) else None
+
+
+# The daemon.json keys labhub sets that ``docker info`` shows the running engine's value of.
+INFO_FIELDS = {"live-restore": "LiveRestoreEnabled"}
+
+
+class EngineRunningSettings(FactBase[dict]):
+    """
+    The values the running engine has loaded for the daemon.json keys ``docker info`` shows
+    (``INFO_FIELDS``); ``{}`` when no engine answers. A daemon.json written by a run cut short
+    before the engine reloaded it differs from these.
+
+    .. code:: python
+
+        {"live-restore": True}
+    """
+
+    default = dict
+    requires_command = "docker"
+
+    def command(self) -> str:
+        return "docker info --format '{{json .}}' 2>/dev/null || true"
+
+    def process(self, output) -> dict:
+        try:
+            info = json.loads("\n".join(output))
+        except ValueError:
+            return {}
+        if not isinstance(info, dict):
+            return {}
+        return {key: info[field] for key, field in INFO_FIELDS.items() if field in info}
