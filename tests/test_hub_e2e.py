@@ -97,11 +97,16 @@ def stack(lab_server, resolve, tmp_path_factory):
     cold.check()
     make_shares_writable_as_mounted(lab_server)
     logger.warning("timings: %s", TIMINGS)
-    # What the deploy points the admin to, for users' browsers: the proxy's local CA root.
-    root = tmp / "local-ca-root.crt"
-    root.write_text(lab_server.exec("cat /opt/labhub/proxy/local-ca-root.crt"))
     return {"server": lab_server, "inventory": inventory, "cold": cold, "url": URL,
-            "verify": str(root)}
+            "verify": local_ca_root(lab_server, tmp)}
+
+
+def local_ca_root(server: labhost.LabServer, folder: Path) -> str:
+    """What the deploy points the admin to for users' browsers, the proxy's local CA root, as a
+    file a client here trusts."""
+    root = folder / "local-ca-root.crt"
+    root.write_text(server.exec("cat /opt/labhub/proxy/local-ca-root.crt"))
+    return str(root)
 
 
 # --- The tests, in the order a lab lives through them ------------------------------------------

@@ -21,13 +21,17 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from hubclient import resolving
 from test_hub_e2e import (
     DATA_SHARE,
     PASSWORDS,
     REGISTRY,
     SCRATCH_SHARE,
     Hub,
+    DOMAIN,
+    URL,
     deploy_data,
+    local_ca_root,
     make_shares_writable_as_mounted,
 )
 
@@ -180,12 +184,14 @@ def test_a_deploy_cut_anywhere_is_converged_by_the_next_run(lab_server, tmp_path
     assert server.exec("stat -c '%a %U' /etc/labhub/credentials/data").split() == ["600", "root"]
     assert server.exec("dpkg --audit") == ""
 
-    alice = Hub(f"http://{server.address}:8000", "alice")
-    alice.login(PASSWORDS["alice"])
-    assert alice.logged_in()
-    alice.api_token()
-    make_shares_writable_as_mounted(server)
-    alice.start()
-    assert server.exec("docker inspect jupyter-alice --format '{{.Config.Image}}'").strip() == LAB
-    uid = server.exec("id -u jupyter-alice").strip()
-    assert alice.run("import os; print(os.getuid())").strip() == uid
+    with resolving(DOMAIN, lambda: server.address):
+        alice = Hub(URL, "alice", verify=local_ca_root(server, tmp_path))
+        alice.login(PASSWORDS["alice"])
+        assert alice.logged_in()
+        alice.api_token()
+        make_shares_writable_as_mounted(server)
+        alice.start()
+        image = server.exec("docker inspect jupyter-alice --format '{{.Config.Image}}'").strip()
+        assert image == LAB
+        uid = server.exec("id -u jupyter-alice").strip()
+        assert alice.run("import os; print(os.getuid())").strip() == uid

@@ -317,7 +317,7 @@ def test_bad_setting_stops_the_run_before_any_operation(index, runs, credentials
     run = runs[index]
     expected = expected_text(CASES[index][1], credentials)
     assert run.returncode != 0
-    assert f"invalid labhub settings for @fake:\n" in run.stderr
+    assert "invalid labhub settings for @fake:\n" in run.stderr
     assert expected in run.stderr, run.stderr[-2000:]
     # Nothing was planned, let alone run: pyinfra stopped while loading the deploy.
     assert "Starting operation" not in run.stderr and '"plan"' not in run.stdout

@@ -279,8 +279,8 @@ def test_ten_thousand_stale_tags_in_twenty_repositories_pruned_in_one_run(lab_se
     # Kept tags pull complete; blobs that kept, untagged or other repositories' manifests use
     # are there; the stale families' own layers are gone.
     assert missing(lab_server, pushed["kept"]) == []
-    lab_server.exec(f"docker pull -q 127.0.0.1:5000/team00/app:stable && "
-                    f"docker pull -q 127.0.0.1:5000/team07/app:2.1")
+    lab_server.exec("docker pull -q 127.0.0.1:5000/team00/app:stable && "
+                    "docker pull -q 127.0.0.1:5000/team07/app:2.1")
     assert all(blob_on_disk(lab_server, d) for d in pushed["shared"])
     assert not any(blob_on_disk(lab_server, d) for d in pushed["family_layers"])
     # The deletions went up as a file: no command line carried them (their list is
@@ -380,7 +380,7 @@ def test_prune_killed_during_garbage_collection_is_recovered(lab_server, stack,
     assert registry_answers(lab_server)
     assert missing(lab_server, first["kept"]) == []
     assert stale_left(lab_server, first["stale"]) == 0
-    assert lab_server.exec(f"docker ps -aq --filter name=labhub-registry-gc") == ""
+    assert lab_server.exec("docker ps -aq --filter name=labhub-registry-gc") == ""
     # Nothing is left to delete or collect.
     report = labhost.run_pyinfra(inventory, "tasks/registry_prune.py",
                                  data={**PRUNE, "registry_image": stack}).check()

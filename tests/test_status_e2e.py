@@ -9,18 +9,21 @@ from __future__ import annotations
 import pytest
 
 import labhost
-from test_hub_e2e import PASSWORDS, DATA_SHARE, Hub, deploy_data
+from hubclient import resolving
+from test_hub_e2e import DATA_SHARE, DOMAIN, PASSWORDS, URL, Hub, deploy_data, local_ca_root
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def deployed(lab_server, tmp_path_factory):
-    data = deploy_data(tmp_path_factory.mktemp("status"), labhost.load_stack_images(lab_server))
+    tmp = tmp_path_factory.mktemp("status")
+    data = deploy_data(tmp, labhost.load_stack_images(lab_server))
     inventory = lab_server.inventory_file(data)
     labhost.run_pyinfra(inventory, "deploy.py").check()
-    return {"server": lab_server, "inventory": inventory,
-            "url": f"http://{lab_server.address}:8000"}
+    with resolving(DOMAIN, lambda: lab_server.address):
+        yield {"server": lab_server, "inventory": inventory, "url": URL,
+               "verify": local_ca_root(lab_server, tmp)}
 
 
 def status(inventory) -> labhost.PyinfraRun:
@@ -54,7 +57,7 @@ def test_the_no_change_run_sends_few_commands(deployed):
 
 
 def test_a_healthy_server_reports_healthy(deployed):
-    alice = Hub(deployed["url"], "alice")
+    alice = Hub(deployed["url"], "alice", verify=deployed["verify"])
     alice.login(PASSWORDS["alice"])
     assert alice.logged_in()
 
@@ -71,6 +74,9 @@ def test_a_healthy_server_reports_healthy(deployed):
             "it)") in found
     assert any(name.startswith("disk of the registry's data") for name in found)
     assert any(name.startswith("registry pruning would free ") for name in found)
+    # The proxy's local CA issues for days, renewed well before they run out.
+    assert any(name.startswith(f"certificate of {DOMAIN} (internal): ") and
+               name.endswith(" days left") for name in found), found
 
 
 def test_each_problem_is_named_and_the_run_fails(deployed):
