@@ -33,8 +33,8 @@ from labhub.settings import get_settings, local_host
 # A file system this full (percent used) is a problem: labs, pushes and the hub's database fail
 # when it fills up.
 DISK_FULL_PERCENT = 90
-# A certificate with fewer days left is a problem: the proxy renews its own a month ahead (ACME)
-# or twice a day (its local CA), and a certificate of the lab's own needs renewing by hand.
+# A certificate with fewer days left is a problem: the proxy renews an ACME one a month ahead,
+# and a certificate of the lab's own needs renewing by hand.
 CERTIFICATE_DAYS = 14
 
 settings = get_settings(host)
@@ -87,12 +87,17 @@ if https:
         findings.append((f"certificate of {settings.hub_domain}: none served",
                          f"the proxy serves no certificate for {settings.hub_domain}"))
     else:
-        left = (datetime.fromisoformat(expires) - datetime.now(timezone.utc)).days
-        described = f"certificate of {settings.hub_domain} ({settings.tls}): {left} days left"
-        findings.append((described, f"{described}: renew it" if left < CERTIFICATE_DAYS
-                         and settings.tls == "files" else
-                         f"{described}: the proxy has not renewed it" if left < CERTIFICATE_DAYS
-                         else None))
+        left = datetime.fromisoformat(expires) - datetime.now(timezone.utc)
+        hours = int(left.total_seconds() // 3600)
+        described = (f"certificate of {settings.hub_domain} ({settings.tls}): "
+                     + (f"{left.days} days left" if left.days >= 2 else f"{hours} hours left"))
+        # The local CA issues for hours and renews them itself: only an expired one is wrong.
+        floor = 0 if settings.tls == "internal" else CERTIFICATE_DAYS
+        problem = None
+        if left.days < floor or hours < 0:
+            problem = (f"{described}: renew tls_cert" if settings.tls == "files" else
+                       f"{described}: the proxy has not renewed it (see its log)")
+        findings.append((described, problem))
 
 today = int(time.time() // 86400)
 for user, account in hub_accounts.items():

@@ -24,12 +24,12 @@ import pytest
 from hubclient import resolving
 from test_hub_e2e import (
     DATA_SHARE,
+    DOMAIN,
     PASSWORDS,
     REGISTRY,
     SCRATCH_SHARE,
-    Hub,
-    DOMAIN,
     URL,
+    Hub,
     deploy_data,
     local_ca_root,
     make_shares_writable_as_mounted,
