@@ -214,7 +214,7 @@ CASES = [
     ({"acme_directory": "http://ca.lab.example.org/directory"}, "acme_directory: 'http://ca.lab.example.org/directory' is not an https:// URL"),
     ({"acme_ca_root": "not-pem"}, "acme_ca_root: '{not-pem}' is not a PEM CA bundle"),
     ({"hub_domain": "hub_lab.example.org"}, "hub_domain: 'hub_lab.example.org' is not a DNS name"),
-    ({"hub_domain": "hub.lab.example.org\nextra: 1"}, "is not a DNS name"),
+    ({"hub_domain": "hub.lab.example.org\nextra: 1"}, "hub_domain: 'hub.lab.example.org\\nextra: 1' is not a DNS name"),
     ({"hub_domain": 10}, "hub_domain: 10 is a number: write it as a string, in quotes"),
     ({"tls": "files"}, 'tls_cert: needed with tls "files"'),
     ({"tls": "files", "tls_cert": "cert-good"}, 'tls_key: needed with tls "files"'),
@@ -226,7 +226,7 @@ CASES = [
     ({**FILES, "tls_key": "not-pem"}, "tls_key: '{not-pem}' is not a PEM private key"),
     ({**FILES, "tls_cert": "not-pem"}, "tls_cert: '{not-pem}' is not a PEM certificate chain"),
     ({**FILES, "tls_key": "files/lab/Dockerfile"}, "tls_key: 'files/lab/Dockerfile' must be an absolute path"),
-    ({**FILES, "tls_key": str(Path(__file__).resolve())}, "is inside the labhub repository"),
+    ({**FILES, "tls_key": str(Path(__file__).resolve())}, f"tls_key: {str(Path(__file__).resolve())!r} is inside the labhub repository"),
     ({"proxy_image": "caddy:2\nprivileged: true"}, "proxy_image: 'caddy:2\\nprivileged: true' is not an image reference"),
 ]
 ACCEPTED_CREDENTIALS = ["good", "short-keys", "upper-keys", "indented"]
