@@ -275,8 +275,9 @@ def test_a_notebook_cell_prints_the_users_name_and_uid(hub, alice, alice_api):
         return [editor for editor in alice.find(".jp-Notebook .jp-Cell .jp-InputArea-editor")
                 if editor.is_displayed()]
 
+    # Run once its kernel is idle: JupyterLab drops a run asked for while it connects.
     alice.wait(lambda: accept_kernel_dialog(alice) or (cell_editor() and not alice.find(
-        ".jp-Dialog")), timeout=90, step="the notebook")
+        ".jp-Dialog") and "| Idle" in alice.text()), timeout=120, step="the notebook")
     cell_editor()[0].click()
     ActionChains(alice.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT) \
         .perform()
@@ -365,8 +366,10 @@ def test_a_broken_image_fails_its_spawn_with_a_message_naming_it(hub, alice, ali
     assert [(i["name"], i["checked"]) for i in images] == [("lab 1.0", True),
                                                            ("broken 1.0", False)]
     alice.start(BROKEN_IMAGE)
-    # Shorter than the hub's http_timeout: the spawn fails as its container stops, not later.
-    alice.wait(lambda: "Spawn failed" in alice.text(), timeout=90, step="the failed spawn")
+    # Shorter than the hub's http_timeout: the spawn fails as its container stops, not later;
+    # on the spawn form when that is within the first second, else on the progress page.
+    alice.wait(lambda: "cannot start a Jupyter server" in alice.text(), timeout=90,
+               step="the failed spawn")
     alice.shot("broken-image")
     assert "The image broken 1.0 cannot start a Jupyter server" in alice.text()
 

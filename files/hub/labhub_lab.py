@@ -25,17 +25,22 @@ import time
 
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
+from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from labhub_spawn import account_files, image_name
 
 
-class LabImageError(Exception):
-    """A spawn that failed because of its image: the message is shown on the spawn page."""
+class LabImageError(web.HTTPError):
+    """A spawn that failed because of its image: the message is shown on the spawn page. An
+    HTTPError, since the hub shows any other error of a spawn that fails within its first second
+    as "Unhandled error"; ``jupyterhub_message`` is what its progress page shows."""
 
     def __init__(self, image: str, reason: str):
-        super().__init__(f"The image {image_name(image)} cannot start a Jupyter server: {reason}. "
-                         "Pick another image on the spawn form.")
+        message = (f"The image {image_name(image)} cannot start a Jupyter server: {reason}. "
+                   "Pick another image on the spawn form.")
+        super().__init__(500, message.replace("%", "%%"))
+        self.jupyterhub_message = message
 
 
 class LabSpawner(DockerSpawner):
