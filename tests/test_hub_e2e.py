@@ -265,7 +265,8 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
     }).check()
     changed = [name.split(" | ", 1)[1] for name in run.changed_operations]
     assert sorted(changed) == sorted([
-        "Write the hub's files: compose.yaml, hub/settings.json, registry/config.yml",
+        "Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml, "
+        "proxy/caddy.json",
         "Bring up the hub stack (docker compose up)",
         f"Upload the build context of {REGISTRY}/tools:0.1 ({tools})",
         f"Build {REGISTRY}/tools:0.1",
