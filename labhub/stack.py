@@ -357,6 +357,8 @@ def proxy_config(settings: Settings) -> dict:
         }],
         # Caddy's own redirect leaves out a port other than 443: the one below keeps it.
         "automatic_https": {"disable_redirects": True},
+        # Clients opening an IP address send no server name: they get the hub's certificate.
+        "tls_connection_policies": [{"default_sni": domain}],
     }
     redirect = {
         "listen": [f":{settings.http_port}"],
