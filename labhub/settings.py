@@ -184,6 +184,61 @@ def _credentials_file(value: str) -> str:
     return str(path)
 
 
+def _secret_file(value: str) -> str:
+    """A secret (a password, a key) in a file on the admin's machine: absolute, outside the
+    repository, readable and not empty. Its content is never put in an error message."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"{value!r} must be an absolute path (or start with ~/)")
+    if path.resolve().is_relative_to(ROOT):
+        raise ValueError(f"{value!r} is inside the labhub repository: keep secrets outside it so "
+                         "that they are never committed")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{value!r}: no such file on this machine") from None
+    except OSError as e:
+        raise ValueError(f"{value!r} cannot be read: {e.strerror}") from None
+    if not data.strip():
+        raise ValueError(f"{value!r} is empty")
+    return str(path)
+
+
+# restic's remote backends, by the prefix of their repository URL.
+BACKUP_BACKENDS = ("sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+
+
+def _backup_repository(value: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"{value!r} may not contain spaces or control characters")
+    if re.search(r"://[^/@]*:[^/@]*@", value):
+        raise ValueError("the repository URL holds a password: give the repository's login as "
+                         "the backend's own secret settings, never in the URL")
+    if value.startswith("/"):
+        problem = system_path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return _absolute_path(value)
+    if not value.startswith(BACKUP_BACKENDS):
+        raise ValueError(f"{value!r} is not a restic repository: an absolute folder on the server "
+                         f"or a URL starting with one of {', '.join(BACKUP_BACKENDS)}")
+    return value
+
+
+def _calendar(value: str) -> str:
+    # systemd.time(7) calendar events: checked for characters here, by systemd on the server.
+    if not re.fullmatch(r"[A-Za-z0-9*:/,.~ -]+", value) or not value.strip():
+        raise ValueError(f"{value!r} is not a systemd calendar event (like daily, weekly, "
+                         "'*-*-* 02:30:00' or 'Mon..Fri 23:00')")
+    return value
+
+
+def _snapshot(value: str) -> str:
+    if value != "latest" and not re.fullmatch(r"[0-9a-f]{8,64}", value):
+        raise ValueError(f"{value!r} is not a snapshot ID (8 to 64 hex digits) or 'latest'")
+    return value
+
+
 def _build_folder(value: str) -> str:
     """A build folder on the admin's machine; relative paths are relative to the project."""
     path = Path(value).expanduser()
@@ -263,6 +318,10 @@ OwnedPath = Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(
 ContainerPath = Annotated[str, AfterValidator(_relative_or_absolute_path),
                           AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 CredentialsFile = Annotated[str, AfterValidator(_credentials_file)]
+SecretFile = Annotated[str, AfterValidator(_secret_file)]
+BackupRepository = Annotated[str, AfterValidator(_backup_repository)]
+Calendar = Annotated[str, AfterValidator(_calendar)]
+SnapshotId = Annotated[str, AfterValidator(_snapshot)]
 BuildFolder = Annotated[str, AfterValidator(_build_folder)]
 CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -396,6 +455,15 @@ class Settings(_Model):
     pip_index_url: HttpUrl | None
     registry_prune: PrunePolicy
     registry_prune_apply: bool
+    backup_repository: BackupRepository | None
+    backup_password_file: SecretFile | None
+    backup_ssh_key: SecretFile | None
+    backup_homes: bool
+    backup_registry: bool
+    backup_schedule: Calendar | None
+    backup_keep: dict[Literal["last", "hourly", "daily", "weekly", "monthly", "yearly"],
+                      Annotated[int, Field(ge=1)]]
+    restore_snapshot: SnapshotId
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -447,6 +515,7 @@ class Settings(_Model):
                     )
         problems += self._path_problems()
         problems += self._address_problems()
+        problems += self._backup_problems()
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
@@ -493,6 +562,20 @@ class Settings(_Model):
                     problems.append(f"{where}.container_path: {container!r} in labs is also "
                                     f"{other_setting}'s")
             container_paths[f"{where}.container_path"] = container
+        return problems
+
+    def _backup_problems(self) -> list[str]:
+        problems = []
+        if self.backup_repository is not None and self.backup_password_file is None:
+            problems.append("backup_password_file: not set: backups need the repository's "
+                            "password, in a file on this machine")
+        if self.backup_ssh_key is not None and not (self.backup_repository or "").startswith(
+                "sftp:"):
+            problems.append("backup_ssh_key: only an sftp: backup_repository is reached with an "
+                            "SSH key")
+        if self.backup_repository is not None and not self.backup_keep:
+            problems.append("backup_keep: empty: give at least one of last, hourly, daily, "
+                            "weekly, monthly, yearly (restic would keep nothing)")
         return problems
 
     def _address_problems(self) -> list[str]:

@@ -45,7 +45,8 @@ for folder in ("", "hub", "registry", "build"):
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
 images.context(name=f"Upload the hub image's build context ({hub.context})",
                **hub.context_arguments())
-images.built(name=f"Build the hub image {hub.image}", **hub.build_arguments())
+hub_build = images.built(name=f"Build the hub image {hub.image}",
+                         built_as=stack.HUB_REPOSITORY, **hub.build_arguments())
 
 # What the hub's configuration reads, mounted read-only; its state lives in the hub-data volume.
 files.put(
@@ -86,4 +87,11 @@ compose.healthy(
     },
     compose_file=project.compose_file,
     project=project.project,
+)
+# Once the hub runs the new image: the one before it stays as the rollback target.
+images.pruned(
+    name="Remove hub images older than the previous one",
+    built_as=stack.HUB_REPOSITORY,
+    current=hub.image,
+    _if=hub_build.did_change,
 )

@@ -29,6 +29,8 @@ CREDENTIALS = {
     "empty-password": b"username=lab\npassword=\n",
     "typo": b"username=lab\npasword=s3cret-pw\n",
     "latin1": b"username=lab\npassword=s\xe9cret\n",
+    # A backup repository's password file.
+    "empty": b"\n",
 }
 
 
@@ -41,6 +43,7 @@ def volume(**fields) -> dict:
     return {"host_path": "/srv/data", "container_path": "data", **fields}
 
 
+BACKUP = {"backup_repository": "/srv/backups/labhub", "backup_password_file": "good"}
 USERS = {"hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"]}
 
 # (settings, what the message must say). Every message starts with the setting's name.
@@ -190,6 +193,25 @@ CASES = [
     ({"shares": [share("typo")]}, "shares[0].credentials: '{typo}' has no password= line"),
     ({"shares": [share("latin1")]}, "shares[0].credentials: '{latin1}' is not UTF-8 text"),
     ({"shares": [share("relative.cred")]}, "shares[0].credentials: 'relative.cred' must be an absolute path"),
+    # --- Backups -------------------------------------------------------------------------------
+    ({"backup_repository": "backups"}, "backup_repository: 'backups' is not a restic repository"),
+    ({**BACKUP, "backup_repository": "/etc/backups"},
+     "backup_repository: '/etc/backups' is inside the system folder /etc"),
+    ({**BACKUP, "backup_repository": "rest:https://lab:s3cret@backup.lab/"},
+     "backup_repository: the repository URL holds a password"),
+    ({"backup_repository": "/srv/backups"}, "backup_password_file: not set"),
+    ({**BACKUP, "backup_password_file": "password.txt"},
+     "backup_password_file: 'password.txt' must be an absolute path"),
+    ({**BACKUP, "backup_password_file": "empty"}, "backup_password_file: '{empty}' is empty"),
+    ({**BACKUP, "backup_ssh_key": "good"},
+     "backup_ssh_key: only an sftp: backup_repository is reached with an SSH key"),
+    ({"backup_schedule": "daily; reboot"},
+     "backup_schedule: 'daily; reboot' is not a systemd calendar event"),
+    ({"backup_keep": {"dayly": 7}}, "backup_keep.dayly"),
+    ({"backup_keep": {"daily": 0}}, "backup_keep.daily: Input should be greater than or equal to 1"),
+    ({**BACKUP, "backup_keep": {}}, "backup_keep: empty"),
+    ({"backup_homes": "yes"}, "backup_homes: should be true or false"),
+    ({"restore_snapshot": "HEAD"}, "restore_snapshot: 'HEAD' is not a snapshot ID"),
 ]
 ACCEPTED_CREDENTIALS = ["good", "short-keys", "upper-keys", "indented"]
 
@@ -204,10 +226,14 @@ def credentials(tmp_path_factory) -> dict[str, str]:
     return paths
 
 
+SECRET_FILE_SETTINGS = ("credentials", "backup_password_file", "backup_ssh_key")
+
+
 def resolve(value, credentials: dict[str, str]):
     """Settings with the credentials files' names turned into their paths on this machine."""
     if isinstance(value, dict):
-        return {k: (credentials.get(v, v) if k == "credentials" else resolve(v, credentials))
+        return {k: (credentials.get(v, v) if k in SECRET_FILE_SETTINGS
+                    else resolve(v, credentials))
                 for k, v in value.items()}
     if isinstance(value, list):
         return [resolve(v, credentials) for v in value]
