@@ -82,7 +82,3 @@ def timer_text(settings: Settings) -> str:
 
 def restore_command(snapshot: str) -> str:
     return shlex.join([PROGRAM, "restore", snapshot])
-
-
-def snapshots_command() -> str:
-    return shlex.join([PROGRAM, "restic", "snapshots", "--json"])

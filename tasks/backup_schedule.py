@@ -26,6 +26,8 @@ if settings.backup_repository is None:
 apt.packages(
     name="Install restic and sqlite3 (backups; online copies of the hub's database)",
     packages=backup.PACKAGES,
+    # restic recommends its HTML documentation (sphinx, fonts) and fuse (restic mount).
+    no_recommends=True,
     update=True,
     cache_time=24 * 3600,
 )

@@ -108,7 +108,10 @@ def backed_up(site, used):
     writer.start()
     try:
         time.sleep(2)
-        run = labhost.run_pyinfra(site["inventory"], "tasks/backup.py")
+        # restic keeps the oldest snapshot too while fewer days than "daily 7" have backups:
+        # keeping the last one shows the retention at work.
+        run = labhost.run_pyinfra(site["inventory"], "tasks/backup.py",
+                                  data={"backup_keep": {"last": 1}})
     finally:
         stop.set()
         writer.join()
@@ -134,7 +137,7 @@ def test_the_backup_ran_while_the_hub_was_written_and_retention_pruned(site, bac
     saved = [line for line in backed_up["run"].stderr.splitlines()
              if "backup saved as snapshot" in line]
     assert saved, backed_up["run"].stderr[-3000:]
-    # daily 7 / weekly 4 / monthly 6 keeps one snapshot of today: the newest.
+    # Keeping the last one, the timer's snapshot went.
     after = backed_up["after"]
     assert len(after) == 1
     assert after[0]["short_id"] in saved[-1]
@@ -193,6 +196,16 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
                       "print(open('notes.txt').read())")
         assert out.split() == [str(used["bob"]["uid"]), "second", "image", "bob", "notes"]
         assert requests.get(f"{url}/hub/health", timeout=10).status_code == 200
+
+
+def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, backed_up):
+    server = site["server"]
+    before = server.exec("ls -l --time-style=+%s /opt/labhub /home")
+    run = labhost.run_pyinfra(site["inventory"], "tasks/restore.py")
+    assert run.returncode != 0
+    assert "/opt/labhub (hub_dir) is not empty: this server has a hub already" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert server.exec("ls -l --time-style=+%s /opt/labhub /home") == before
 
 
 def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site, backed_up):
