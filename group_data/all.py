@@ -136,3 +136,33 @@ registry_prune = {"keep_last": 3, "keep_tags": ["^latest$"], "older_than_days": 
 
 # Pruning only reports unless this is true (--data registry_prune_apply=true).
 registry_prune_apply = False
+
+# Where backups go (tasks/backup.py, and on backup_schedule once deployed): a restic repository,
+# either a folder on the server ("/srv/backups/labhub") or a restic URL ("sftp:user@host:/path",
+# "rest:https://host:8000/", "s3:..."). None: no backups.
+backup_repository = None
+
+# The repository's password, in a file on the admin's machine (absolute, outside this
+# repository); uploaded root only to /etc/labhub/backup/password and never printed.
+backup_password_file = None
+
+# For an sftp: repository: the private SSH key (a file on the admin's machine) the server logs in
+# with; uploaded root only. The repository host's key is recorded at the first backup.
+backup_ssh_key = None
+
+# Back up the hub users' homes too.
+backup_homes = True
+
+# Back up the private registry's images too (what admins pushed cannot be built again).
+backup_registry = True
+
+# When the server backs itself up: a systemd calendar event ("daily", "*-*-* 02:30:00"); None:
+# only when tasks/backup.py is run.
+backup_schedule = "daily"
+
+# Snapshots kept after each backup (restic forget): counts of last, hourly, daily, weekly,
+# monthly, yearly; each keeps the newest snapshot of that many periods.
+backup_keep = {"daily": 7, "weekly": 4, "monthly": 6}
+
+# The snapshot tasks/restore.py restores: an ID from "labhub-backup restic snapshots", or latest.
+restore_snapshot = "latest"

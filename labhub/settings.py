@@ -194,6 +194,49 @@ def _credentials_file(value: str) -> str:
     return str(path)
 
 
+def _password_file(value: str) -> str:
+    """A secret (a password, a key) in a file on the admin's machine, not empty."""
+    path, data = _secret_file(value)
+    if not data.strip():
+        raise ValueError(f"{value!r} is empty")
+    return str(path)
+
+
+# restic's remote backends, by the prefix of their repository URL.
+BACKUP_BACKENDS = ("sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+
+
+def _backup_repository(value: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(f"{value!r} may not contain spaces or control characters")
+    if re.search(r"://[^/@]*:[^/@]*@", value):
+        raise ValueError("the repository URL holds a password: give the repository's login as "
+                         "the backend's own secret settings, never in the URL")
+    if value.startswith("/"):
+        problem = system_path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return _absolute_path(value)
+    if not value.startswith(BACKUP_BACKENDS):
+        raise ValueError(f"{value!r} is not a restic repository: an absolute folder on the server "
+                         f"or a URL starting with one of {', '.join(BACKUP_BACKENDS)}")
+    return value
+
+
+def _calendar(value: str) -> str:
+    # systemd.time(7) calendar events: checked for characters here, by systemd on the server.
+    if not re.fullmatch(r"[A-Za-z0-9*:/,.~ -]+", value) or not value.strip():
+        raise ValueError(f"{value!r} is not a systemd calendar event (like daily, weekly, "
+                         "'*-*-* 02:30:00' or 'Mon..Fri 23:00')")
+    return value
+
+
+def _snapshot(value: str) -> str:
+    if value != "latest" and not re.fullmatch(r"[0-9a-f]{8,64}", value):
+        raise ValueError(f"{value!r} is not a snapshot ID (8 to 64 hex digits) or 'latest'")
+    return value
+
+
 def _build_folder(value: str) -> str:
     """A build folder on the admin's machine; relative paths are relative to the project."""
     path = Path(value).expanduser()
@@ -317,6 +360,10 @@ OwnedPath = Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(
 ContainerPath = Annotated[str, AfterValidator(_relative_or_absolute_path),
                           AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 CredentialsFile = Annotated[str, AfterValidator(_credentials_file)]
+SecretFile = Annotated[str, AfterValidator(_password_file)]
+BackupRepository = Annotated[str, AfterValidator(_backup_repository)]
+Calendar = Annotated[str, AfterValidator(_calendar)]
+SnapshotId = Annotated[str, AfterValidator(_snapshot)]
 BuildFolder = Annotated[str, AfterValidator(_build_folder)]
 CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -465,6 +512,15 @@ class Settings(_Model):
     pip_index_url: HttpUrl | None
     registry_prune: PrunePolicy
     registry_prune_apply: bool
+    backup_repository: BackupRepository | None
+    backup_password_file: SecretFile | None
+    backup_ssh_key: SecretFile | None
+    backup_homes: bool
+    backup_registry: bool
+    backup_schedule: Calendar | None
+    backup_keep: dict[Literal["last", "hourly", "daily", "weekly", "monthly", "yearly"],
+                      Annotated[int, Field(ge=1)]]
+    restore_snapshot: SnapshotId
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -517,6 +573,7 @@ class Settings(_Model):
         problems += self._path_problems()
         problems += self._address_problems()
         problems += self._tls_problems()
+        problems += self._backup_problems()
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
@@ -603,6 +660,20 @@ class Settings(_Model):
                [("https_port", self.hub_bind, self.https_port),
                 ("http_port", self.hub_bind, self.http_port)])
         return [*web, ("registry_port", self.registry_bind, self.registry_port)]
+
+    def _backup_problems(self) -> list[str]:
+        problems = []
+        if self.backup_repository is not None and self.backup_password_file is None:
+            problems.append("backup_password_file: not set: backups need the repository's "
+                            "password, in a file on this machine")
+        if self.backup_ssh_key is not None and not (self.backup_repository or "").startswith(
+                "sftp:"):
+            problems.append("backup_ssh_key: only an sftp: backup_repository is reached with an "
+                            "SSH key")
+        if self.backup_repository is not None and not self.backup_keep:
+            problems.append("backup_keep: empty: give at least one of last, hourly, daily, "
+                            "weekly, monthly, yearly (restic would keep nothing)")
+        return problems
 
     def _address_problems(self) -> list[str]:
         """Ports published twice on one address, and a registry published off loopback."""

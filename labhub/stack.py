@@ -49,6 +49,8 @@ HSTS_MAX_AGE = 365 * 24 * 3600
 HUB_REPOSITORY = "labhub/hub"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
+# The compose volume of the registry's data (backups take it only with backup_registry).
+REGISTRY_VOLUME = "registry-data"
 # Where each registry major version reads its configuration from.
 REGISTRY_CONFIG_PATHS = {
     2: "/etc/docker/registry/config.yml",
@@ -66,6 +68,9 @@ BUILD_SUPPORT = "labhub-build"
 PIP_INSTALL = ROOT / "files" / "pip-install.sh"
 # The label that carries a build's content hash (what makes a re-run skip the build).
 CONTEXT_HASH_LABEL = "org.labhub.context-hash"
+# The label that marks an image labhub built, with what it was built as (the hub's repository, a
+# lab image's reference): pruning groups builds by it and never touches an image without it.
+BUILT_AS_LABEL = "org.labhub.built-as"
 # An idle timeout the culler never reaches, when only max_age is set (ten years).
 NEVER = 10 * 365 * 24 * 3600
 

@@ -34,6 +34,8 @@ CREDENTIALS = {
     "empty-password": b"username=lab\npassword=\n",
     "typo": b"username=lab\npasword=s3cret-pw\n",
     "latin1": b"username=lab\npassword=s\xe9cret\n",
+    # A backup repository's password file.
+    "empty": b"\n",
 }
 
 
@@ -47,10 +49,12 @@ def volume(**fields) -> dict:
 
 
 # Settings naming a file on the admin's machine: given by name in CASES, as files made here.
-FILE_SETTINGS = ("credentials", "tls_cert", "tls_key", "acme_ca_root")
+FILE_SETTINGS = ("credentials", "tls_cert", "tls_key", "acme_ca_root",
+                 "backup_password_file", "backup_ssh_key")
 DOMAIN = "hub.lab.example.org"
 FILES = {"tls": "files", "tls_cert": "cert-good", "tls_key": "key-good"}
 
+BACKUP = {"backup_repository": "/srv/backups/labhub", "backup_password_file": "good"}
 USERS = {"hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"]}
 
 # (settings, what the message must say). Every message starts with the setting's name.
@@ -228,6 +232,25 @@ CASES = [
     ({**FILES, "tls_key": "files/lab/Dockerfile"}, "tls_key: 'files/lab/Dockerfile' must be an absolute path"),
     ({**FILES, "tls_key": str(Path(__file__).resolve())}, f"tls_key: {str(Path(__file__).resolve())!r} is inside the labhub repository"),
     ({"proxy_image": "caddy:2\nprivileged: true"}, "proxy_image: 'caddy:2\\nprivileged: true' is not an image reference"),
+    # --- Backups -------------------------------------------------------------------------------
+    ({"backup_repository": "backups"}, "backup_repository: 'backups' is not a restic repository"),
+    ({**BACKUP, "backup_repository": "/etc/backups"},
+     "backup_repository: '/etc/backups' is inside the system folder /etc"),
+    ({**BACKUP, "backup_repository": "rest:https://lab:s3cret@backup.lab/"},
+     "backup_repository: the repository URL holds a password"),
+    ({"backup_repository": "/srv/backups"}, "backup_password_file: not set"),
+    ({**BACKUP, "backup_password_file": "password.txt"},
+     "backup_password_file: 'password.txt' must be an absolute path"),
+    ({**BACKUP, "backup_password_file": "empty"}, "backup_password_file: '{empty}' is empty"),
+    ({**BACKUP, "backup_ssh_key": "good"},
+     "backup_ssh_key: only an sftp: backup_repository is reached with an SSH key"),
+    ({"backup_schedule": "daily; reboot"},
+     "backup_schedule: 'daily; reboot' is not a systemd calendar event"),
+    ({"backup_keep": {"dayly": 7}}, "backup_keep.dayly"),
+    ({"backup_keep": {"daily": 0}}, "backup_keep.daily: Input should be greater than or equal to 1"),
+    ({**BACKUP, "backup_keep": {}}, "backup_keep: empty"),
+    ({"backup_homes": "yes"}, "backup_homes: should be true or false"),
+    ({"restore_snapshot": "HEAD"}, "restore_snapshot: 'HEAD' is not a snapshot ID"),
 ]
 ACCEPTED_CREDENTIALS = ["good", "short-keys", "upper-keys", "indented"]
 

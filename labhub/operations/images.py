@@ -5,6 +5,7 @@ with ``labhub.facts.images``; reads pyinfra's ``DockerImage`` fact.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from pyinfra import host
@@ -15,8 +16,13 @@ from pyinfra.operations import docker
 
 from labhub.facts import read
 from labhub.facts.registry import RegistryTag
+from labhub.commands import reported
 from labhub.operations import tree
-from labhub.stack import BUILD_SUPPORT, CONTEXT_HASH_LABEL, context_files
+from labhub.stack import BUILD_SUPPORT, BUILT_AS_LABEL, CONTEXT_HASH_LABEL, context_files
+
+# The IDs of the images labhub built on this host, one a line.
+BUILT_IMAGES_DIR = "/var/lib/labhub"
+BUILT_IMAGES_FILE = f"{BUILT_IMAGES_DIR}/built-images"
 
 
 def _inspect(image: str) -> dict | None:
@@ -70,7 +76,8 @@ def context(src: str, dest: str, support: dict[str, bytes], root: str | None = N
 
 
 @operation()
-def built(image: str, context: str, content_hash: str, build_args: dict[str, str] | None = None):
+def built(image: str, context: str, content_hash: str, build_args: dict[str, str] | None = None,
+          built_as: str | None = None):
     """
     Build an image on the host from a build context there (pyinfra's ``docker.build``), unless
     the image already carries the context's content hash (a label the build sets): a tag alone
@@ -80,6 +87,7 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
     + context: build context folder on the host (with its Dockerfile)
     + content_hash: hash of everything the build reads, computed by the caller
     + build_args: ``--build-arg`` values
+    + built_as: what the build is (default: ``image``), in a label that ``pruned`` groups by
 
     **Example:**
 
@@ -100,9 +108,13 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
         path=context,
         tags=[image],
         build_args=build_args,
-        labels={CONTEXT_HASH_LABEL: content_hash},
+        labels={CONTEXT_HASH_LABEL: content_hash, BUILT_AS_LABEL: built_as or image},
         force=True,
     )
+    # Labels are inherited by images built FROM this one: the ID is what says labhub built it.
+    yield StringCommand("mkdir", "-p", BUILT_IMAGES_DIR)
+    yield StringCommand("docker", "image", "inspect", "--format", QuoteString("{{.Id}}"),
+                        QuoteString(image), ">>", BUILT_IMAGES_FILE)
 
 
 @operation()
@@ -153,3 +165,54 @@ def pushed(image: str, registry: str, content_hash: str | None = None):
         return
 
     yield StringCommand("docker", "push", QuoteString(image))
+
+
+# Runs when the operation runs, after the build: which images are old is only known then.
+PRUNE_SCRIPT = r"""
+label=$1 current=$2 built=$3
+current_id=$(docker image inspect --format '{{.Id}}' "$current" 2>/dev/null || true)
+used=$(docker ps -aq --no-trunc | xargs -r docker container inspect --format '{{.Image}}')
+previous=
+for id in $(docker images --no-trunc --filter "label=$label" --format '{{.ID}}' | awk '!seen[$0]++'); do
+    [ "$id" = "$current_id" ] && continue
+    grep -qxF "$id" "$built" 2>/dev/null || continue
+    if [ -z "$previous" ]; then previous=$id; echo "kept $id: the previous build"; continue; fi
+    if printf '%s\n' "$used" | grep -qxF "$id"; then echo "kept $id: a container uses it"; continue; fi
+    tags=$(docker image inspect --format '{{range .RepoTags}}{{.}} {{end}}' "$id")
+    docker image rm ${tags:-$id} >/dev/null && echo "removed $id ${tags}"
+done
+true
+"""
+
+
+def _report_pruned(host, status: bool, output) -> None:
+    for line in output.stdout_lines:
+        host.log(line)
+
+
+@operation(is_idempotent=False)
+def pruned(built_as: str, current: str):
+    """
+    Remove older builds of an image labhub built: the current build and the one before it (the
+    rollback target) stay, and so does any image a container uses, running or stopped. Only
+    images with labhub's ``built_as`` label whose ID ``built`` recorded are looked at (labels are
+    inherited by images built FROM them), so nothing labhub did not build is touched. Run it
+    after a build changed something (``_if=build.did_change``).
+
+    + built_as: the ``built_as`` of the builds (see ``built``)
+    + current: the image now in use, ``repository:tag``
+
+    **Example:**
+
+    .. code:: python
+
+        images.pruned(
+            name="Remove older hub images",
+            built_as="labhub/hub",
+            current="labhub/hub:4bd2c1a9e0f1",
+            _if=build.did_change,
+        )
+    """
+    yield reported(shlex.join(["sh", "-c", PRUNE_SCRIPT, "prune",
+                               f"{BUILT_AS_LABEL}={built_as}", current, BUILT_IMAGES_FILE]),
+                        _report_pruned)

@@ -1,0 +1,63 @@
+"""
+Backups and restores with labhub's backup program on the server (``files/backup/labhub-backup``,
+settings in ``labhub.backup``). Each runs when asked: a backup is never "already there".
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from pyinfra import host
+from pyinfra.api import operation
+
+from labhub import backup
+from labhub.commands import reported
+
+SAVED_RE = re.compile(r"snapshot ([0-9a-f]{8,64}) saved")
+
+
+def _report_backup(host, status: bool, output) -> None:
+    for line in output.stdout_lines + output.stderr_lines:
+        if match := SAVED_RE.search(line):
+            host.log(f"backup saved as snapshot {match.group(1)}")
+    if not status:
+        host.log("labhub: the backup failed (see restic's output above); the repository keeps "
+                 "its earlier snapshots")
+
+
+def _report_restore(host, status: bool, output) -> None:
+    if not status:
+        host.log("labhub: the restore failed (see above)")
+
+
+@operation(is_idempotent=False)
+def backed_up():
+    """
+    Back up the server now (what the timer runs), then apply the retention.
+
+    **Example:**
+
+    .. code:: python
+
+        backup.backed_up(name="Back up the hub now")
+    """
+    yield reported(shlex.join([backup.PROGRAM, "run"]), _report_backup)
+
+
+@operation(is_idempotent=False)
+def restored(snapshot: str):
+    """
+    Restore a snapshot onto this server: accounts with their uids and groups, homes with their
+    owners, ``/etc/labhub``, ``hub_dir`` and the compose project's volumes (the hub's state, the
+    registry's images). Refused by the program when the server already has a hub's state.
+
+    + snapshot: a snapshot ID, or ``latest``
+
+    **Example:**
+
+    .. code:: python
+
+        backup.restored(name="Restore the latest backup", snapshot="latest")
+    """
+    yield reported(backup.restore_command(snapshot), _report_restore)

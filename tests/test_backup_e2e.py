@@ -1,0 +1,236 @@
+"""
+Backups that restore: a hub in use on lab server A (two users with passwords and files, an
+admin's second lab image) is backed up with restic to an sftp repository, by the timer and by
+tasks/backup.py while a user logs in again and again, and the retention prunes; then a fresh lab
+server B is restored from it (tasks/restore.py, then the normal deploy) and used as the users
+would: their old passwords, their files with their uids, the admin's image.
+
+The sftp repository is an account on A (B reaches it over the network as it would a backup host).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+import labhost
+from test_hub_e2e import Hub, deploy_data
+
+pytestmark = pytest.mark.e2e
+
+PASSWORDS = {"alice": "alice-before-backup", "bob": "bob-before-the-backup"}
+REGISTRY = "127.0.0.1:5000"
+SECOND_IMAGE = f"{REGISTRY}/extra:1"
+REPOSITORY_ACCOUNT = "restic"
+
+
+def snapshots(server: labhost.LabServer) -> list[dict]:
+    return json.loads(server.exec("labhub-backup restic snapshots --json"))
+
+
+@pytest.fixture(scope="module")
+def site(lab_server, tmp_path_factory):
+    """Lab server A deployed with backups to an sftp repository on itself, in use."""
+    tmp = tmp_path_factory.mktemp("backup")
+    password = tmp / "restic-password"
+    password.write_text(secrets.token_urlsafe(24) + "\n")
+    key = tmp / "backup_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    # The backup host's account: only labhub's key gets in.
+    lab_server.exec(
+        f"useradd --create-home {REPOSITORY_ACCOUNT} && install -d -o {REPOSITORY_ACCOUNT} "
+        f"-m 0700 /home/{REPOSITORY_ACCOUNT}/.ssh /srv/restic && "
+        f"chown {REPOSITORY_ACCOUNT} /srv/restic")
+    subprocess.run(["docker", "exec", "-i", lab_server.container_id, "sh", "-c",
+                    f"cat > /home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys && chown "
+                    f"{REPOSITORY_ACCOUNT} /home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys"],
+                   input=key.with_suffix(".pub").read_bytes(), check=True)
+    overrides = labhost.load_stack_images(lab_server)
+    data = {
+        **deploy_data(tmp, overrides),
+        "shares": [],
+        "backup_repository": f"sftp:{REPOSITORY_ACCOUNT}@{lab_server.address}:/srv/restic/labhub",
+        "backup_password_file": str(password),
+        "backup_ssh_key": str(key),
+    }
+    inventory = lab_server.inventory_file(data)
+    labhost.run_pyinfra(inventory, "deploy.py").check()
+    return {"server": lab_server, "data": data, "inventory": inventory, "tmp": tmp,
+            "password": password.read_text().strip(), "url": f"http://{lab_server.address}:8000"}
+
+
+@pytest.fixture(scope="module")
+def used(site):
+    """Both users have set their passwords and written files; an admin pushed a second image."""
+    server, url = site["server"], site["url"]
+    alice = Hub(url, "alice")
+    alice.login(PASSWORDS["alice"])
+    assert alice.logged_in()
+    alice.api_token()
+    alice.start()
+    written = alice.lab("PUT", "/api/contents/results.txt",
+                        json={"type": "file", "format": "text", "content": "alice's results\n"})
+    assert written.status_code in (200, 201), written.text
+    bob = Hub(url, "bob")
+    bob.login(PASSWORDS["bob"])
+    assert bob.logged_in()
+    server.exec("runuser -u jupyter-bob -- sh -c 'echo bob notes > /home/jupyter-bob/notes.txt'")
+    server.exec(f"printf 'FROM {REGISTRY}/lab:1.0\\nRUN echo second image > /tmp/second\\n' | "
+                f"docker build -q -t {SECOND_IMAGE} - && docker push -q {SECOND_IMAGE}")
+    return {name: {"uid": int(server.exec(f"id -u jupyter-{name}"))} for name in PASSWORDS}
+
+
+@pytest.fixture(scope="module")
+def backed_up(site, used):
+    """A timer-triggered backup, then tasks/backup.py while bob logs in again and again."""
+    server = site["server"]
+    server.exec("systemctl start labhub-backup.service")
+    first = snapshots(server)
+    assert len(first) == 1
+
+    stop = threading.Event()
+    logins = []
+
+    def log_in_again_and_again():
+        while not stop.is_set():
+            bob = Hub(site["url"], "bob")
+            response = bob.login(PASSWORDS["bob"])
+            logins.append(response.status_code)
+
+    writer = threading.Thread(target=log_in_again_and_again)
+    writer.start()
+    try:
+        time.sleep(2)
+        # restic keeps the oldest snapshot too while fewer days than "daily 7" have backups:
+        # keeping the last one shows the retention at work.
+        run = labhost.run_pyinfra(site["inventory"], "tasks/backup.py",
+                                  data={"backup_keep": {"last": 1}})
+    finally:
+        stop.set()
+        writer.join()
+    run.check()
+    return {"run": run, "first": first, "logins": logins, "after": snapshots(server)}
+
+
+def test_the_timer_is_scheduled_and_its_backup_runs(site, backed_up):
+    server = site["server"]
+    timer = server.exec("systemctl show labhub-backup.timer -p ActiveState -p UnitFileState "
+                        "-p TimersCalendar")
+    assert "ActiveState=active" in timer and "UnitFileState=enabled" in timer
+    # systemd's normalized form of "daily".
+    assert "OnCalendar=*-*-* 00:00:00" in timer and "next_elapse=" in timer
+    assert backed_up["first"][0]["tags"] == ["labhub"]
+    result = server.exec("systemctl show labhub-backup.service -p Result")
+    assert "Result=success" in result
+
+
+def test_the_backup_ran_while_the_hub_was_written_and_retention_pruned(site, backed_up):
+    # bob logged in during the backup: the hub's database was being written.
+    assert len(backed_up["logins"]) >= 5 and set(backed_up["logins"]) == {200}
+    saved = [line for line in backed_up["run"].stderr.splitlines()
+             if "backup saved as snapshot" in line]
+    assert saved, backed_up["run"].stderr[-3000:]
+    # Keeping the last one, the timer's snapshot went.
+    after = backed_up["after"]
+    assert len(after) == 1
+    assert after[0]["short_id"] in saved[-1]
+    assert after[0]["id"] != backed_up["first"][0]["id"]
+
+
+def test_the_repository_password_stays_a_secret(site, backed_up):
+    server, password = site["server"], site["password"]
+    assert password not in backed_up["run"].stdout + backed_up["run"].stderr
+    assert server.exec("stat -c '%U %a' /etc/labhub/backup/password /etc/labhub/backup/ssh_key "
+                       "/etc/labhub/backup").split("\n")[:3] == ["root 600", "root 600",
+                                                                  "root 700"]
+    assert password not in server.exec("journalctl -u labhub-backup.service --no-pager")
+    assert password not in server.exec("cat /etc/labhub/backup/backup.env")
+
+
+def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their_files(
+        site, used, backed_up, tmp_path_factory):
+    snapshot = backed_up["after"][0]["short_id"]
+    with labhost.running_lab_server() as fresh:
+        labhost.load_stack_images(fresh)
+        inventory = fresh.inventory_file(site["data"])
+        restore = labhost.run_pyinfra(inventory, "tasks/restore.py",
+                                      data={"restore_snapshot": snapshot})
+        restore.check()
+        assert site["password"] not in restore.stdout + restore.stderr
+        labhost.run_pyinfra(inventory, "deploy.py").check()
+        url = f"http://{fresh.address}:8000"
+
+        # The accounts, with their uids; the homes with their owners.
+        for name, account in used.items():
+            assert int(fresh.exec(f"id -u jupyter-{name}")) == account["uid"]
+        assert fresh.exec("id -nG jupyter-alice").split() == ["users", "leem"]
+        assert fresh.exec("cat /home/jupyter-alice/results.txt") == "alice's results\n"
+        assert fresh.exec("stat -c '%u %a' /home/jupyter-alice /home/jupyter-alice/results.txt"
+                          ).split("\n")[:2] == [f"{used['alice']['uid']} 700",
+                                                f"{used['alice']['uid']} 644"]
+        assert int(fresh.exec("stat -c %u /home/jupyter-bob/notes.txt")) == used["bob"]["uid"]
+
+        # The hub with its users and their passwords; a wrong one is still refused.
+        wrong = Hub(url, "alice")
+        wrong.login("not-alices-password")
+        assert not wrong.logged_in()
+        alice = Hub(url, "alice")
+        alice.login(PASSWORDS["alice"])
+        assert alice.logged_in()
+
+        # The registry with the admin's image: bob starts a lab from it and reads his notes.
+        bob = Hub(url, "bob")
+        bob.login(PASSWORDS["bob"])
+        assert bob.logged_in()
+        bob.api_token()
+        assert SECOND_IMAGE in bob.spawn_form()
+        bob.start(image=SECOND_IMAGE)
+        out = bob.run("import os; print(os.getuid()); print(open('/tmp/second').read()); "
+                      "print(open('notes.txt').read())")
+        assert out.split() == [str(used["bob"]["uid"]), "second", "image", "bob", "notes"]
+        assert requests.get(f"{url}/hub/health", timeout=10).status_code == 200
+
+
+def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, backed_up):
+    server = site["server"]
+    before = server.exec("ls -l --time-style=+%s /opt/labhub /home")
+    run = labhost.run_pyinfra(site["inventory"], "tasks/restore.py")
+    assert run.returncode != 0
+    assert "/opt/labhub (hub_dir) is not empty: this server has a hub already" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert server.exec("ls -l --time-style=+%s /opt/labhub /home") == before
+
+
+def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site, backed_up):
+    """Runs last on A: each rebuild recreates the hub. The base image is the same stand-in under
+    new names, so each build differs only in its build argument and takes Docker's cache."""
+    server, data = site["server"], site["data"]
+    # Images labhub did not build, one of them FROM its hub image (inheriting its labels).
+    hub_image = server.exec("docker inspect labhub-hub-1 --format '{{.Config.Image}}'").strip()
+    server.exec(f"docker tag {shlex.quote(data['hub_base_image'])} admin/jupyterhub:mine && "
+                f"printf 'FROM %s\\nRUN true\\n' {shlex.quote(hub_image)} | "
+                "docker build -q -t admin/hub-derived:1 -")
+    built = []
+    for n in range(1, 4):
+        base = f"labhub-test/jupyterhub:rebuild-{n}"
+        server.exec(f"docker tag {data['hub_base_image']} {base}")
+        run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py",
+                                  data={"hub_base_image": base})
+        run.check()
+        assert any(name.startswith("Build the hub image") for name in run.changed_operations)
+        built.append(server.exec("docker inspect labhub-hub-1 --format '{{.Config.Image}}'")
+                     .strip())
+    hub_images = server.exec("docker images labhub/hub --format '{{.Repository}}:{{.Tag}}'")
+    assert sorted(hub_images.split()) == sorted(built[-2:])
+    assert requests.get(f"{site['url']}/hub/health", timeout=10).status_code == 200
+    others = server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split()
+    for image in ("admin/jupyterhub:mine", "admin/hub-derived:1", SECOND_IMAGE,
+                  f"{REGISTRY}/lab:1.0"):
+        assert image in others
