@@ -11,7 +11,7 @@ pyinfra CLI run as an admin runs it, and stand-ins for the official images the s
 - ``python -m labhost engine|up|down``: the local demo (``./dev up``, ``./dev down``)
 """
 
-from labhost.images import STAND_INS, load_stack_images, prepare_images
+from labhost.images import STAND_INS, load_previous_hub, load_stack_images, prepare_images
 from labhost.runner import PyinfraRun, run_pyinfra, start_pyinfra
 from labhost.server import (
     PROJECT_ROOT,
@@ -32,6 +32,7 @@ __all__ = [
     "PyinfraRun",
     "ensure_engine",
     "find_lab_server",
+    "load_previous_hub",
     "load_stack_images",
     "prepare_images",
     "remove_all_lab_servers",

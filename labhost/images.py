@@ -65,16 +65,20 @@ class StandIn:
     folder: str
     repository: str
     setting: str | None
+    # Another version than the setting's default (an older hub to upgrade from).
+    pinned: str | None = None
 
     @property
     def version(self) -> str:
+        if self.pinned:
+            return self.pinned
         # The shared python layer stands in for no image: it is Debian's release.
         return image_tag(defaults()[self.setting]) if self.setting else "trixie"
 
     def buildargs(self) -> tuple[tuple[str, str], ...]:
         hub = image_tag(defaults()["hub_base_image"])
         if self.folder == "jupyterhub":
-            return (("JUPYTERHUB_VERSION", hub),)
+            return (("JUPYTERHUB_VERSION", self.version),)
         if self.folder == "lab-base":
             # jupyterhub-singleuser in a lab must match the hub it talks to.
             return (("JUPYTERHUB_VERSION", hub), ("JUPYTERLAB_VERSION", JUPYTERLAB_VERSION))
@@ -97,6 +101,8 @@ STAND_INS = (
     StandIn("lab-base", "labhub-test/base-notebook", "lab_base_image"),
     StandIn("caddy", "labhub-test/caddy", "proxy_image"),
 )
+# The JupyterHub before the default's major version: what an upgrade starts from.
+PREVIOUS_HUB = StandIn("jupyterhub", "labhub-test/jupyterhub", "hub_base_image", pinned="4.1.6")
 
 
 def build_stand_in(client: docker.DockerClient, image: StandIn) -> str:
@@ -156,3 +162,12 @@ def load_stack_images(server: LabServer) -> dict[str, str]:
             logger.info("loading %s into %s", tag, server.address)
             server.load_image(tag)
     return overrides
+
+
+def load_previous_hub(server: LabServer) -> str:
+    """The stand-in of the JupyterHub before the default's, in the lab server's engine (to
+    upgrade from); its tag, for hub_base_image."""
+    tag = build_stand_in(ensure_engine(), PREVIOUS_HUB)
+    if tag not in server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split():
+        server.load_image(tag)
+    return tag

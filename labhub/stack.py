@@ -47,6 +47,15 @@ PROXY_LOCAL_ROOT = f"{PROXY_DATA_PATH}/caddy/pki/authorities/local/root.crt"
 # How long browsers remember to use HTTPS only (HSTS): one year.
 HSTS_MAX_AGE = 365 * 24 * 3600
 HUB_REPOSITORY = "labhub/hub"
+# The hub's state volume in its container, and its database there (files/hub/jupyterhub_config.py
+# sets the same paths, inside the image).
+HUB_DATA_PATH = "/srv/jupyterhub/data"
+HUB_DATABASE = "jupyterhub.sqlite"
+# The configuration the hub image runs with (files/hub/Dockerfile's CMD).
+HUB_CONFIG = "/usr/local/lib/labhub/jupyterhub_config.py"
+# What labhub keeps on a host outside hub_dir: the IDs of the images it built, and the compose
+# override that runs the previous hub image after a failed upgrade.
+STATE_DIR = "/var/lib/labhub"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
 # The compose volume of the registry's data (backups take it only with backup_registry).
@@ -276,7 +285,7 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
                 "/var/run/docker.sock:/var/run/docker.sock",
                 "./hub:/etc/labhub:ro",
                 # Database, cookie secret and passwords: state, never in the image.
-                "hub-data:/srv/jupyterhub/data",
+                f"hub-data:{HUB_DATA_PATH}",
             ],
             "labels": {"org.labhub.config-sha256": sha256(hub_settings_text)},
             "depends_on": [REGISTRY_SERVICE],

@@ -16,6 +16,7 @@ from labhub.facts.tree import FileTree, folder_of
 from labhub.operations import (
     accounts,
     compose,
+    hub_database,
     images,
     packages,
     proxy,
@@ -110,6 +111,20 @@ registry.recovered(
     project=project.project,
     service=stack.REGISTRY_SERVICE,
     state_dir=project.path("registry"),
+)
+# A new hub image (a rebuild, a new JupyterHub) meets the database of the one before it here.
+hub_database.upgraded(
+    name="Move the hub to its new image: database copied, then upgraded (jupyterhub upgrade-db)",
+    compose_file=project.compose_file,
+    project=project.project,
+    service=stack.HUB_SERVICE,
+    image=hub.image,
+    content=compose_yaml,
+    data_path=stack.HUB_DATA_PATH,
+    database=stack.HUB_DATABASE,
+    config=stack.HUB_CONFIG,
+    health_url=f"http://127.0.0.1:{stack.HUB_INTERNAL_PORT}/hub/health",
+    rollback_file=f"{stack.STATE_DIR}/hub-rollback.yaml",
 )
 compose.up(
     name="Bring up the hub stack (docker compose up)",

@@ -1,11 +1,18 @@
 """
-Backups that restore: a hub in use on lab server A (two users with passwords and files, an
-admin's second lab image) is backed up with restic to an sftp repository, by the timer and by
-tasks/backup.py while a user logs in again and again, and the retention prunes; then a fresh lab
-server B is restored from it (tasks/restore.py, then the normal deploy) and used as the users
-would: their old passwords, their files with their uids, the admin's image.
+Backups that restore, and hub upgrades that keep everyone's data, on one lab server A in use:
+
+- A starts on the JupyterHub before the default's (4.x). Two users set their passwords and write
+  files, alice's lab runs, an admin pushes a second lab image.
+- A is backed up with restic to an sftp repository, by the timer and by tasks/backup.py while a
+  user logs in again and again, and the retention prunes.
+- A fresh lab server B is restored from it (tasks/restore.py, then the normal deploy) and used as
+  the users would: their old passwords, their files with their uids, the admin's image, and the
+  same local CA.
+- A then moves to JupyterHub 5.x (upgrade-db) with alice's lab running; a hub image that cannot
+  start is rolled back; after three more rebuilds only the current and previous hub images stay.
 
 The sftp repository is an account on A (B reaches it over the network as it would a backup host).
+The hub is HTTPS with the proxy's local CA, at a name this test resolves to A (or to B).
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import pytest
 import requests
 
 import labhost
-from test_hub_e2e import Hub, deploy_data
+from hubclient import Hub, resolving
+from test_hub_e2e import DOMAIN, URL, deploy_data, local_ca_root
 
 pytestmark = pytest.mark.e2e
 
@@ -29,15 +37,40 @@ PASSWORDS = {"alice": "alice-before-backup", "bob": "bob-before-the-backup"}
 REGISTRY = "127.0.0.1:5000"
 SECOND_IMAGE = f"{REGISTRY}/extra:1"
 REPOSITORY_ACCOUNT = "restic"
+# The newest alembic revision of each JupyterHub's database schema.
+SCHEMA = {"4": "0eee8c825d24", "5": "4621fec11365"}
+HUB_DATA = "$(docker volume inspect --format '{{.Mountpoint}}' labhub_hub-data)"
+# Where DOMAIN resolves: A, and B while B is checked.
+RESOLVES_TO: dict[str, str] = {}
 
 
 def snapshots(server: labhost.LabServer) -> list[dict]:
     return json.loads(server.exec("labhub-backup restic snapshots --json"))
 
 
+def hub_version(verify: str) -> str:
+    return requests.get(f"{URL}/hub/api", timeout=30, verify=verify).json()["version"]
+
+
+def schema(server: labhost.LabServer, database: str = "jupyterhub.sqlite") -> str:
+    return server.exec(f"sqlite3 {HUB_DATA}/{database} "
+                       "'select version_num from alembic_version'").strip()
+
+
+def hub_image(server: labhost.LabServer) -> str:
+    return server.exec("docker inspect labhub-hub-1 --format '{{.Config.Image}}'").strip()
+
+
+def logs_in(name: str, password: str, verify: str) -> bool:
+    user = Hub(URL, name, verify=verify)
+    user.login(password)
+    return user.logged_in()
+
+
 @pytest.fixture(scope="module")
 def site(lab_server, tmp_path_factory):
-    """Lab server A deployed with backups to an sftp repository on itself, in use."""
+    """Lab server A on the previous JupyterHub, with backups to an sftp repository on itself."""
+    RESOLVES_TO["address"] = lab_server.address
     tmp = tmp_path_factory.mktemp("backup")
     password = tmp / "restic-password"
     password.write_text(secrets.token_urlsafe(24) + "\n")
@@ -56,21 +89,26 @@ def site(lab_server, tmp_path_factory):
     data = {
         **deploy_data(tmp, overrides),
         "shares": [],
+        "hub_base_image": labhost.load_previous_hub(lab_server),
         "backup_repository": f"sftp:{REPOSITORY_ACCOUNT}@{lab_server.address}:/srv/restic/labhub",
         "backup_password_file": str(password),
         "backup_ssh_key": str(key),
     }
     inventory = lab_server.inventory_file(data)
-    labhost.run_pyinfra(inventory, "deploy.py").check()
-    return {"server": lab_server, "data": data, "inventory": inventory, "tmp": tmp,
-            "password": password.read_text().strip(), "url": f"http://{lab_server.address}:8000"}
+    with resolving(DOMAIN, lambda: RESOLVES_TO["address"]):
+        labhost.run_pyinfra(inventory, "deploy.py").check()
+        yield {"server": lab_server, "data": data, "inventory": inventory, "tmp": tmp,
+               "password": password.read_text().strip(), "current_hub": overrides["hub_base_image"],
+               "verify": local_ca_root(lab_server, tmp)}
 
 
 @pytest.fixture(scope="module")
 def used(site):
-    """Both users have set their passwords and written files; an admin pushed a second image."""
-    server, url = site["server"], site["url"]
-    alice = Hub(url, "alice")
+    """Both users have set their passwords and written files, alice's lab runs; an admin pushed
+    a second image."""
+    server, verify = site["server"], site["verify"]
+    assert hub_version(verify).startswith("4.")
+    alice = Hub(URL, "alice", verify=verify)
     alice.login(PASSWORDS["alice"])
     assert alice.logged_in()
     alice.api_token()
@@ -78,13 +116,14 @@ def used(site):
     written = alice.lab("PUT", "/api/contents/results.txt",
                         json={"type": "file", "format": "text", "content": "alice's results\n"})
     assert written.status_code in (200, 201), written.text
-    bob = Hub(url, "bob")
+    bob = Hub(URL, "bob", verify=verify)
     bob.login(PASSWORDS["bob"])
     assert bob.logged_in()
     server.exec("runuser -u jupyter-bob -- sh -c 'echo bob notes > /home/jupyter-bob/notes.txt'")
     server.exec(f"printf 'FROM {REGISTRY}/lab:1.0\\nRUN echo second image > /tmp/second\\n' | "
                 f"docker build -q -t {SECOND_IMAGE} - && docker push -q {SECOND_IMAGE}")
-    return {name: {"uid": int(server.exec(f"id -u jupyter-{name}"))} for name in PASSWORDS}
+    return {"alice": alice,
+            **{name: {"uid": int(server.exec(f"id -u jupyter-{name}"))} for name in PASSWORDS}}
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +139,8 @@ def backed_up(site, used):
 
     def log_in_again_and_again():
         while not stop.is_set():
-            bob = Hub(site["url"], "bob")
-            response = bob.login(PASSWORDS["bob"])
-            logins.append(response.status_code)
+            bob = Hub(URL, "bob", verify=site["verify"])
+            logins.append(bob.login(PASSWORDS["bob"]).status_code)
 
     writer = threading.Thread(target=log_in_again_and_again)
     writer.start()
@@ -155,21 +193,21 @@ def test_the_repository_password_stays_a_secret(site, backed_up):
 
 
 def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their_files(
-        site, used, backed_up, tmp_path_factory):
+        site, used, backed_up):
     snapshot = backed_up["after"][0]["short_id"]
     with labhost.running_lab_server() as fresh:
         labhost.load_stack_images(fresh)
+        labhost.load_previous_hub(fresh)
         inventory = fresh.inventory_file(site["data"])
         restore = labhost.run_pyinfra(inventory, "tasks/restore.py",
                                       data={"restore_snapshot": snapshot})
         restore.check()
         assert site["password"] not in restore.stdout + restore.stderr
         labhost.run_pyinfra(inventory, "deploy.py").check()
-        url = f"http://{fresh.address}:8000"
 
         # The accounts, with their uids; the homes with their owners.
-        for name, account in used.items():
-            assert int(fresh.exec(f"id -u jupyter-{name}")) == account["uid"]
+        for name in PASSWORDS:
+            assert int(fresh.exec(f"id -u jupyter-{name}")) == used[name]["uid"]
         assert fresh.exec("id -nG jupyter-alice").split() == ["users", "leem"]
         assert fresh.exec("cat /home/jupyter-alice/results.txt") == "alice's results\n"
         assert fresh.exec("stat -c '%u %a' /home/jupyter-alice /home/jupyter-alice/results.txt"
@@ -177,25 +215,28 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
                                                 f"{used['alice']['uid']} 644"]
         assert int(fresh.exec("stat -c %u /home/jupyter-bob/notes.txt")) == used["bob"]["uid"]
 
-        # The hub with its users and their passwords; a wrong one is still refused.
-        wrong = Hub(url, "alice")
-        wrong.login("not-alices-password")
-        assert not wrong.logged_in()
-        alice = Hub(url, "alice")
-        alice.login(PASSWORDS["alice"])
-        assert alice.logged_in()
+        # The proxy's local CA came back too: browsers that trust A's root trust B.
+        assert fresh.exec("cat /opt/labhub/proxy/local-ca-root.crt") == site["server"].exec(
+            "cat /opt/labhub/proxy/local-ca-root.crt")
+        RESOLVES_TO["address"] = fresh.address
+        try:
+            verify = site["verify"]
+            # The hub with its users and their passwords; a wrong one is still refused.
+            assert not logs_in("alice", "not-alices-password", verify)
+            assert logs_in("alice", PASSWORDS["alice"], verify)
 
-        # The registry with the admin's image: bob starts a lab from it and reads his notes.
-        bob = Hub(url, "bob")
-        bob.login(PASSWORDS["bob"])
-        assert bob.logged_in()
-        bob.api_token()
-        assert SECOND_IMAGE in bob.spawn_form()
-        bob.start(image=SECOND_IMAGE)
-        out = bob.run("import os; print(os.getuid()); print(open('/tmp/second').read()); "
-                      "print(open('notes.txt').read())")
-        assert out.split() == [str(used["bob"]["uid"]), "second", "image", "bob", "notes"]
-        assert requests.get(f"{url}/hub/health", timeout=10).status_code == 200
+            # The registry with the admin's image: bob starts a lab from it, reads his notes.
+            bob = Hub(URL, "bob", verify=verify)
+            bob.login(PASSWORDS["bob"])
+            assert bob.logged_in()
+            bob.api_token()
+            assert SECOND_IMAGE in bob.spawn_form()
+            bob.start(image=SECOND_IMAGE)
+            out = bob.run("import os; print(os.getuid()); print(open('/tmp/second').read()); "
+                          "print(open('notes.txt').read())")
+            assert out.split() == [str(used["bob"]["uid"]), "second", "image", "bob", "notes"]
+        finally:
+            RESOLVES_TO["address"] = site["server"].address
 
 
 def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, backed_up):
@@ -208,14 +249,68 @@ def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, b
     assert server.exec("ls -l --time-style=+%s /opt/labhub /home") == before
 
 
-def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site, backed_up):
-    """Runs last on A: each rebuild recreates the hub. The base image is the same stand-in under
-    new names, so each build differs only in its build argument and takes Docker's cache."""
+def test_an_upgrade_to_the_next_jupyterhub_keeps_passwords_and_running_labs(site, used):
+    server, verify, alice = site["server"], site["verify"], used["alice"]
+    assert schema(server) == SCHEMA["4"]
+    lab_started = server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'")
+    site["data"]["hub_base_image"] = site["current_hub"]
+    site["inventory"] = server.inventory_file(site["data"])
+
+    run = labhost.run_pyinfra(site["inventory"], "deploy.py").check()
+    output = run.stdout + run.stderr
+    assert "hub: upgrading from labhub/hub:" in output
+    assert hub_version(verify).startswith("5.")
+    # JupyterHub's own upgrade ran; the database from before it is kept beside it.
+    assert schema(server) == SCHEMA["5"]
+    assert schema(server, "jupyterhub.sqlite.before-upgrade") == SCHEMA["4"]
+
+    # Passwords kept, a wrong one still refused.
+    assert logs_in("bob", PASSWORDS["bob"], verify)
+    assert not logs_in("bob", "not-bobs-password", verify)
+    # alice's lab ran through the upgrade, untouched, and answers through the new hub.
+    assert server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'") == \
+        lab_started
+    assert alice.server()["ready"]
+    assert alice.lab("GET", "/api/contents/results.txt").json()["content"] == "alice's results\n"
+    assert alice.run("print(6 * 7)").strip() == "42"
+
+    again = labhost.run_pyinfra(site["inventory"], "deploy.py").check()
+    assert again.changed == 0, again.changed_operations
+
+
+def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, used):
+    server, verify = site["server"], site["verify"]
+    before = hub_image(server)
+    # The next JupyterHub's database upgrade works, but its hub exits at once.
+    broken = "labhub-test/jupyterhub:cannot-start"
+    wrapper = ('#!/bin/sh\n[ "$1" = upgrade-db ] && exec jupyterhub-real "$@"\n'
+               'echo "this hub cannot start" >&2; exit 3\n')
+    dockerfile = (f"FROM {site['current_hub']}\n"
+                  "RUN mv /opt/jupyterhub/bin/jupyterhub /opt/jupyterhub/bin/jupyterhub-real "
+                  f"&& printf %s {shlex.quote(wrapper)} > /opt/jupyterhub/bin/jupyterhub "
+                  "&& chmod 755 /opt/jupyterhub/bin/jupyterhub\n")
+    server.exec(f"printf %s {shlex.quote(dockerfile)} | docker build -q -t {broken} -")
+
+    run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py", data={"hub_base_image": broken})
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "the hub upgrade failed: the new hub stopped" in output, output[-4000:]
+    assert f"rolled back: the hub runs its previous image {before} again" in output
+
+    assert hub_image(server) == before
+    assert hub_version(verify).startswith("5.")
+    assert schema(server) == SCHEMA["5"]
+    assert logs_in("alice", PASSWORDS["alice"], verify)
+    assert used["alice"].server()["ready"]
+
+
+def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site):
+    """Each rebuild recreates the hub. The base image is the same stand-in under new names, so
+    each build differs only in its build argument and takes Docker's cache."""
     server, data = site["server"], site["data"]
     # Images labhub did not build, one of them FROM its hub image (inheriting its labels).
-    hub_image = server.exec("docker inspect labhub-hub-1 --format '{{.Config.Image}}'").strip()
     server.exec(f"docker tag {shlex.quote(data['hub_base_image'])} admin/jupyterhub:mine && "
-                f"printf 'FROM %s\\nRUN true\\n' {shlex.quote(hub_image)} | "
+                f"printf 'FROM %s\\nRUN true\\n' {shlex.quote(hub_image(server))} | "
                 "docker build -q -t admin/hub-derived:1 -")
     built = []
     for n in range(1, 4):
@@ -225,11 +320,10 @@ def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(si
                                   data={"hub_base_image": base})
         run.check()
         assert any(name.startswith("Build the hub image") for name in run.changed_operations)
-        built.append(server.exec("docker inspect labhub-hub-1 --format '{{.Config.Image}}'")
-                     .strip())
+        built.append(hub_image(server))
     hub_images = server.exec("docker images labhub/hub --format '{{.Repository}}:{{.Tag}}'")
     assert sorted(hub_images.split()) == sorted(built[-2:])
-    assert requests.get(f"{site['url']}/hub/health", timeout=10).status_code == 200
+    assert requests.get(f"{URL}/hub/health", timeout=10, verify=site["verify"]).status_code == 200
     others = server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split()
     for image in ("admin/jupyterhub:mine", "admin/hub-derived:1", SECOND_IMAGE,
                   f"{REGISTRY}/lab:1.0"):

@@ -10,6 +10,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import docker
 
+from labhub.facts import read
 from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatuses
 
 
@@ -38,7 +39,7 @@ def up(compose_file: str, project: str, content: str):
             content=compose_yaml,
         )
     """
-    services = host.get_fact(ComposeProject, compose_file=compose_file, project=project,
+    services = read(host, ComposeProject, compose_file=compose_file, project=project,
                              content=content)
     images = {name: (service or {}).get("image")
               for name, service in (yaml.safe_load(content).get("services") or {}).items()}

@@ -18,11 +18,16 @@ from labhub.facts import read
 from labhub.facts.registry import RegistryTag
 from labhub.commands import reported
 from labhub.operations import tree
-from labhub.stack import BUILD_SUPPORT, BUILT_AS_LABEL, CONTEXT_HASH_LABEL, context_files
+from labhub.stack import (
+    BUILD_SUPPORT,
+    BUILT_AS_LABEL,
+    CONTEXT_HASH_LABEL,
+    STATE_DIR,
+    context_files,
+)
 
 # The IDs of the images labhub built on this host, one a line.
-BUILT_IMAGES_DIR = "/var/lib/labhub"
-BUILT_IMAGES_FILE = f"{BUILT_IMAGES_DIR}/built-images"
+BUILT_IMAGES_FILE = f"{STATE_DIR}/built-images"
 
 
 def _inspect(image: str) -> dict | None:
@@ -112,7 +117,7 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
         force=True,
     )
     # Labels are inherited by images built FROM this one: the ID is what says labhub built it.
-    yield StringCommand("mkdir", "-p", BUILT_IMAGES_DIR)
+    yield StringCommand("mkdir", "-p", STATE_DIR)
     yield StringCommand("docker", "image", "inspect", "--format", QuoteString("{{.Id}}"),
                         QuoteString(image), ">>", BUILT_IMAGES_FILE)
 
