@@ -23,6 +23,21 @@ if [[ -z $folder || ! -f $folder/$database ]]; then
 fi
 saved=$folder/$database.before-upgrade
 
+# Asked inside the hub's container: the hub's own port, whatever the proxy in front of it does.
+health='import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)'
+
+# Waits for the hub to answer; says why not when it does not.
+answers() {
+    local end=$(($(date +%s) + wait)) state
+    until compose exec -T "$service" python3 -c "$health" "$url" 2>/dev/null; do
+        state=$(docker container inspect --format '{{.State.Status}} {{.RestartCount}}' \
+            "$(container)")
+        [[ $state == "running 0" ]] || { problem="stopped (state: $state)"; return 1; }
+        (($(date +%s) < end)) || { problem="did not answer within $wait s"; return 1; }
+        sleep 1
+    done
+}
+
 rollback() {
     say "the hub upgrade failed: $1"
     compose logs --no-color --tail 20 "$service" >&2
@@ -33,8 +48,13 @@ rollback() {
     printf '%s' "$rollback_yaml" > "$rollback_file"
     docker compose -f "$compose_file" -f "$rollback_file" -p "$project" \
         up --detach --no-deps "$service" >&2
-    say "rolled back: the hub runs its previous image $previous again, with its database from" \
-        "before the upgrade (also kept as $saved)"
+    if answers; then
+        say "rolled back: the hub runs its previous image $previous again, with its database" \
+            "from before the upgrade (also kept as $saved)"
+    else
+        say "the rollback to $previous failed too: the previous hub $problem; its database" \
+            "from before the upgrade is $saved"
+    fi
     exit 1
 }
 
@@ -45,14 +65,6 @@ compose run --rm --no-deps -T "$service" jupyterhub upgrade-db -f "$config" \
     || rollback "jupyterhub upgrade-db failed on the new image"
 compose up --detach --no-deps "$service" || rollback "the new hub's container did not start"
 
-# Asked inside the hub's container: the hub's own port, whatever the proxy in front of it does.
-health='import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)'
-end=$(($(date +%s) + wait))
-until compose exec -T "$service" python3 -c "$health" "$url" 2>/dev/null; do
-    state=$(docker container inspect --format '{{.State.Status}} {{.RestartCount}}' "$(container)")
-    [[ $state == "running 0" ]] || rollback "the new hub stopped (state: $state)"
-    (($(date +%s) < end)) || rollback "the new hub did not answer within $wait s"
-    sleep 1
-done
+answers || rollback "the new hub $problem"
 rm -f "$rollback_file"
 say "the hub runs its new image; its database from before the upgrade is kept as $saved"

@@ -11,6 +11,7 @@ shared-propagation at boot as systemd does on a real host.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -48,11 +49,27 @@ def _run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(argv, check=True, **kwargs)
 
 
+@contextmanager
+def machine_lock() -> Iterator[None]:
+    """One test process at a time sets up what the machine shares (the engine, images built
+    once per machine): the suite runs its modules in parallel processes."""
+    with open(os.path.join(tempfile.gettempdir(), "labhost-setup.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_engine(timeout: float = 60) -> docker.DockerClient:
     """Use this machine's Docker engine, installing and starting it first when it is not running."""
-    client = _client() if _engine_answers() else None
-    if client is not None:
-        return client
+    if _engine_answers():
+        return _client()
+    with machine_lock():
+        return _start_engine(timeout)
+
+
+def _start_engine(timeout: float) -> docker.DockerClient:
     if shutil.which("dockerd") is None or shutil.which("debootstrap") is None:
         logger.info("installing docker.io and debootstrap")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
@@ -93,8 +110,11 @@ def has_image(client: docker.DockerClient, tag: str) -> bool:
 
 def ensure_base_image(client: docker.DockerClient, tag: str = BASE_IMAGE) -> str:
     """A minimal Debian 13 image made with debootstrap, built once per machine."""
-    if has_image(client, tag):
-        return tag
+    with machine_lock():
+        return _debootstrap_image(tag) if not has_image(client, tag) else tag
+
+
+def _debootstrap_image(tag: str) -> str:
     logger.info("debootstrapping %s", tag)
     with tempfile.TemporaryDirectory(prefix="labhub-rootfs-") as root:
         _run("debootstrap", "--variant=minbase", "trixie", root, DEBIAN_MIRROR,
@@ -122,14 +142,19 @@ def context_tag(repository: str, version: str, context: Path,
 
 def build_image(client: docker.DockerClient, context: Path, tag: str, **buildargs: str) -> str:
     """Build ``context`` as ``tag`` unless an image with that tag exists (cache by tag)."""
-    if not has_image(client, tag):
-        logger.info("building %s", tag)
-        try:
-            client.images.build(path=str(context), tag=tag, buildargs=buildargs, rm=True,
-                                network_mode="host")
-        except docker.errors.BuildError as e:
-            log = "".join(chunk.get("stream", "") for chunk in e.build_log)
-            raise LabHostError(f"building {tag} failed:\n{log[-4000:]}") from e
+    with machine_lock():
+        return _build_image(client, context, tag, buildargs) if not has_image(client, tag) else tag
+
+
+def _build_image(client: docker.DockerClient, context: Path, tag: str,
+                 buildargs: dict[str, str]) -> str:
+    logger.info("building %s", tag)
+    try:
+        client.images.build(path=str(context), tag=tag, buildargs=buildargs, rm=True,
+                            network_mode="host")
+    except docker.errors.BuildError as e:
+        log = "".join(chunk.get("stream", "") for chunk in e.build_log)
+        raise LabHostError(f"building {tag} failed:\n{log[-4000:]}") from e
     return tag
 
 

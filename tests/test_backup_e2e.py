@@ -122,7 +122,7 @@ def used(site):
     server.exec("runuser -u jupyter-bob -- sh -c 'echo bob notes > /home/jupyter-bob/notes.txt'")
     server.exec(f"printf 'FROM {REGISTRY}/lab:1.0\\nRUN echo second image > /tmp/second\\n' | "
                 f"docker build -q -t {SECOND_IMAGE} - && docker push -q {SECOND_IMAGE}")
-    return {"alice": alice,
+    return {"alice_hub": alice,
             **{name: {"uid": int(server.exec(f"id -u jupyter-{name}"))} for name in PASSWORDS}}
 
 
@@ -250,7 +250,7 @@ def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, b
 
 
 def test_an_upgrade_to_the_next_jupyterhub_keeps_passwords_and_running_labs(site, used):
-    server, verify, alice = site["server"], site["verify"], used["alice"]
+    server, verify, alice = site["server"], site["verify"], used["alice_hub"]
     assert schema(server) == SCHEMA["4"]
     lab_started = server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'")
     site["data"]["hub_base_image"] = site["current_hub"]
@@ -286,10 +286,12 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
     wrapper = ('#!/bin/sh\n[ "$1" = upgrade-db ] && exec jupyterhub-real "$@"\n'
                'echo "this hub cannot start" >&2; exit 3\n')
     dockerfile = (f"FROM {site['current_hub']}\n"
-                  "RUN mv /opt/jupyterhub/bin/jupyterhub /opt/jupyterhub/bin/jupyterhub-real "
-                  f"&& printf %s {shlex.quote(wrapper)} > /opt/jupyterhub/bin/jupyterhub "
-                  "&& chmod 755 /opt/jupyterhub/bin/jupyterhub\n")
-    server.exec(f"printf %s {shlex.quote(dockerfile)} | docker build -q -t {broken} -")
+                  "RUN mv /opt/jupyterhub/bin/jupyterhub /opt/jupyterhub/bin/jupyterhub-real\n"
+                  "COPY jupyterhub /opt/jupyterhub/bin/jupyterhub\n"
+                  "RUN chmod 755 /opt/jupyterhub/bin/jupyterhub\n")
+    server.exec(f"mkdir -p /root/cannot-start && cd /root/cannot-start && "
+                f"printf %s {shlex.quote(wrapper)} > jupyterhub && "
+                f"printf %s {shlex.quote(dockerfile)} > Dockerfile && docker build -q -t {broken} .")
 
     run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py", data={"hub_base_image": broken})
     output = run.stdout + run.stderr
@@ -301,7 +303,7 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
     assert hub_version(verify).startswith("5.")
     assert schema(server) == SCHEMA["5"]
     assert logs_in("alice", PASSWORDS["alice"], verify)
-    assert used["alice"].server()["ready"]
+    assert used["alice_hub"].server()["ready"]
 
 
 def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site):
