@@ -306,7 +306,7 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
     assert used["alice_hub"].server()["ready"]
 
 
-def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site):
+def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(site, used):
     """Each rebuild recreates the hub. The base image is the same stand-in under new names, so
     each build differs only in its build argument and takes Docker's cache."""
     server, data = site["server"], site["data"]
