@@ -93,8 +93,8 @@ else:
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
 images.context(name=f"Upload the hub image's build context ({hub.context})",
                **hub.context_arguments())
-hub_build = images.built(name=f"Build the hub image {hub.image}",
-                         built_as=stack.HUB_REPOSITORY, **hub.build_arguments())
+images.built(name=f"Build the hub image {hub.image}", built_as=stack.HUB_REPOSITORY,
+             **hub.build_arguments())
 
 accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
@@ -173,10 +173,3 @@ if https:
         trust=trust,
         obtained=stack.obtained_certificate(settings) if settings.tls == "acme" else None,
     )
-# Once the hub runs the new image: the one before it stays as the rollback target.
-images.pruned(
-    name="Remove hub images older than the previous one",
-    built_as=stack.HUB_REPOSITORY,
-    current=hub.image,
-    _if=hub_build.did_change,
-)

@@ -21,16 +21,10 @@ tree.written(name=f"Create {build_dir}", root=project.dir, files={}, folders=[bu
 for lab in stack.lab_builds(settings):
     images.context(name=f"Upload the build context of {lab.image} ({lab.context})",
                    **lab.context_arguments())
-    build = images.built(name=f"Build {lab.image}", **lab.build_arguments())
+    images.built(name=f"Build {lab.image}", **lab.build_arguments())
     images.pushed(
         name=f"Push {lab.image} to the registry",
         image=lab.image,
         registry=settings.registry_address,
         content_hash=lab.content_hash,
-    )
-    images.pruned(
-        name=f"Remove builds of {lab.image} older than the previous one",
-        built_as=lab.image,
-        current=lab.image,
-        _if=build.did_change,
     )

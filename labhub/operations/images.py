@@ -80,6 +80,32 @@ def context(src: str, dest: str, support: dict[str, bytes], root: str | None = N
     yield from commands
 
 
+# Run by ``built`` after a build: which images are old is only known then.
+PRUNE_SCRIPT = r"""
+label=$1 current=$2 built=$3
+current_id=$(docker image inspect --format '{{.Id}}' "$current" 2>/dev/null || true)
+used=$(docker ps -aq --no-trunc | xargs -r docker container inspect --format '{{.Image}}')
+labelled=$(docker images --no-trunc --filter "label=$label" --format '{{.ID}}')
+previous=
+# Newest build first, in the order the builds were recorded: an image's creation time says
+# nothing when a build was all cache.
+for id in $(tac "$built" 2>/dev/null | awk '!seen[$0]++'); do
+    [ "$id" = "$current_id" ] && continue
+    printf '%s\n' "$labelled" | grep -qxF "$id" || continue
+    if [ -z "$previous" ]; then previous=$id; echo "kept $id: the previous build"; continue; fi
+    if printf '%s\n' "$used" | grep -qxF "$id"; then echo "kept $id: a container uses it"; continue; fi
+    tags=$(docker image inspect --format '{{range .RepoTags}}{{.}} {{end}}' "$id")
+    docker image rm ${tags:-$id} >/dev/null && echo "removed $id ${tags}"
+done
+true
+"""
+
+
+def _report_pruned(host, status: bool, output) -> None:
+    for line in output.stdout_lines:
+        host.log(line)
+
+
 @operation()
 def built(image: str, context: str, content_hash: str, build_args: dict[str, str] | None = None,
           built_as: str | None = None):
@@ -88,11 +114,17 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
     the image already carries the context's content hash (a label the build sets): a tag alone
     says nothing of what it was built from.
 
+    After a build, older builds of the same ``built_as`` are removed: the new one and the one
+    before it (the rollback target) stay, and so does any image a container uses, running or
+    stopped. Only images with the ``built_as`` label whose ID a build recorded on the host are
+    looked at (labels are inherited by images built FROM them), so nothing labhub did not build
+    is touched.
+
     + image: tag to build, ``repository:tag``
     + context: build context folder on the host (with its Dockerfile)
     + content_hash: hash of everything the build reads, computed by the caller
     + build_args: ``--build-arg`` values
-    + built_as: what the build is (default: ``image``), in a label that ``pruned`` groups by
+    + built_as: what the build is (default: ``image``): the builds older ones are removed among
 
     **Example:**
 
@@ -120,6 +152,9 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
     yield StringCommand("mkdir", "-p", STATE_DIR)
     yield StringCommand("docker", "image", "inspect", "--format", QuoteString("{{.Id}}"),
                         QuoteString(image), ">>", BUILT_IMAGES_FILE)
+    yield reported(shlex.join(["sh", "-c", PRUNE_SCRIPT, "prune",
+                               f"{BUILT_AS_LABEL}={built_as or image}", image,
+                               BUILT_IMAGES_FILE]), _report_pruned)
 
 
 @operation()
@@ -170,57 +205,3 @@ def pushed(image: str, registry: str, content_hash: str | None = None):
         return
 
     yield StringCommand("docker", "push", QuoteString(image))
-
-
-# Runs when the operation runs, after the build: which images are old is only known then.
-PRUNE_SCRIPT = r"""
-label=$1 current=$2 built=$3
-current_id=$(docker image inspect --format '{{.Id}}' "$current" 2>/dev/null || true)
-used=$(docker ps -aq --no-trunc | xargs -r docker container inspect --format '{{.Image}}')
-labelled=$(docker images --no-trunc --filter "label=$label" --format '{{.ID}}')
-previous=
-# Newest build first, in the order the builds were recorded: an image's creation time says
-# nothing when a build was all cache.
-for id in $(tac "$built" 2>/dev/null | awk '!seen[$0]++'); do
-    [ "$id" = "$current_id" ] && continue
-    printf '%s\n' "$labelled" | grep -qxF "$id" || continue
-    if [ -z "$previous" ]; then previous=$id; echo "kept $id: the previous build"; continue; fi
-    if printf '%s\n' "$used" | grep -qxF "$id"; then echo "kept $id: a container uses it"; continue; fi
-    tags=$(docker image inspect --format '{{range .RepoTags}}{{.}} {{end}}' "$id")
-    docker image rm ${tags:-$id} >/dev/null && echo "removed $id ${tags}"
-done
-true
-"""
-
-
-def _report_pruned(host, status: bool, output) -> None:
-    for line in output.stdout_lines:
-        host.log(line)
-
-
-@operation(is_idempotent=False)
-def pruned(built_as: str, current: str):
-    """
-    Remove older builds of an image labhub built: the current build and the one before it (the
-    rollback target) stay, and so does any image a container uses, running or stopped. Only
-    images with labhub's ``built_as`` label whose ID ``built`` recorded are looked at (labels are
-    inherited by images built FROM them), so nothing labhub did not build is touched. Run it
-    after a build changed something (``_if=build.did_change``).
-
-    + built_as: the ``built_as`` of the builds (see ``built``)
-    + current: the image now in use, ``repository:tag``
-
-    **Example:**
-
-    .. code:: python
-
-        images.pruned(
-            name="Remove older hub images",
-            built_as="labhub/hub",
-            current="labhub/hub:4bd2c1a9e0f1",
-            _if=build.did_change,
-        )
-    """
-    yield reported(shlex.join(["sh", "-c", PRUNE_SCRIPT, "prune",
-                               f"{BUILT_AS_LABEL}={built_as}", current, BUILT_IMAGES_FILE]),
-                        _report_pruned)
