@@ -78,7 +78,3 @@ def timer_text(settings: Settings) -> str:
     out.write("# Written by labhub (tasks/backup.py) from backup_schedule.\n")
     timer.write(out, space_around_delimiters=False)
     return out.getvalue()
-
-
-def restore_command(snapshot: str) -> str:
-    return shlex.join([PROGRAM, "restore", snapshot])

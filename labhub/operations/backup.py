@@ -60,4 +60,4 @@ def restored(snapshot: str):
 
         backup.restored(name="Restore the latest backup", snapshot="latest")
     """
-    yield reported(backup.restore_command(snapshot), _report_restore)
+    yield reported(shlex.join([backup.PROGRAM, "restore", snapshot]), _report_restore)
