@@ -14,6 +14,7 @@ pyinfra CLI run as an admin runs it, and stand-ins for the official images the s
 from labhost.images import STAND_INS, load_previous_hub, load_stack_images, prepare_images
 from labhost.runner import PyinfraRun, run_pyinfra, start_pyinfra
 from labhost.server import (
+    HAS_AUTOFS,
     PROJECT_ROOT,
     LabHostError,
     LabServer,
@@ -25,6 +26,7 @@ from labhost.server import (
 )
 
 __all__ = [
+    "HAS_AUTOFS",
     "PROJECT_ROOT",
     "STAND_INS",
     "LabHostError",

@@ -5,8 +5,9 @@ engine, reached over SSH like any server. The end-to-end tests and the local dem
 No image can be pulled here, so the base image is debootstrapped on this machine and every image
 is cached by tag. The container is started with the flags a systemd container needs on this
 machine (no ``--privileged``: the machine lacks CAP_SYS_RESOURCE), with ``/dev/autofs`` so that
-fstab's ``x-systemd.automount`` lines work as on a real host, and its image makes ``/``
-shared-propagation at boot as systemd does on a real host.
+fstab's ``x-systemd.automount`` lines work as on a real host (where this machine's kernel has
+autofs: ``HAS_AUTOFS``), and its image makes ``/`` shared-propagation at boot as systemd does on
+a real host.
 """
 
 from __future__ import annotations
@@ -250,6 +251,14 @@ class LabServer:
             sudo=sudo,
         )
 
+    def automounts(self, action: str, mountpoints: list[str]) -> None:
+        """``systemctl stop`` or ``start`` of these mount points' automounts. A lab server on a
+        kernel without autofs has none: nothing to do."""
+        if HAS_AUTOFS:
+            units = " ".join(f"$(systemd-escape --path --suffix=automount {shlex.quote(path)})"
+                             for path in mountpoints)
+            self.exec(f"systemctl {action} {units}")
+
     def stand_in_cifs(self, mountpoints: list[str]) -> None:
         """
         A tmpfs stands in for CIFS (which this machine's kernel cannot mount) at these shares'
@@ -283,6 +292,11 @@ class LabServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+# Some kernels this machine boots have no autofs (no /dev/autofs): lab servers then start without
+# it, and systemd's automount units fail in them as on a host without autofs.
+HAS_AUTOFS = os.path.exists("/dev/autofs")
+
+
 def start_lab_server(name: str | None = None, workdir: Path | None = None,
                      boot_timeout: float = 90) -> LabServer:
     """Start a fresh lab server and wait until systemd is running and SSH accepts the key."""
@@ -305,7 +319,7 @@ def start_lab_server(name: str | None = None, workdir: Path | None = None,
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         cgroupns="host",
         # systemd's automount units (fstab's x-systemd.automount) need the kernel's autofs.
-        devices=["/dev/autofs:/dev/autofs"],
+        devices=["/dev/autofs:/dev/autofs"] if HAS_AUTOFS else [],
         tmpfs={"/run": "", "/run/lock": ""},
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
                  volume: {"bind": "/var/lib/docker", "mode": "rw"}},

@@ -84,19 +84,18 @@ def fstab(lab_host) -> list[str]:
     return lab_host.file("/etc/fstab").content_string.splitlines()
 
 
-def fake_mount_all(lab_host, verbose=False):
+def fake_mount_all(lab_server, lab_host, verbose=False):
     """
     ``mount --fake --all``, with the shares' automounts stopped meanwhile: mount.cifs enters each
     mount point, which would trigger its automount, a real mount (failing here, where CIFS cannot
     mount).
     """
-    automounts = " ".join(f"$(systemd-escape --path --suffix=automount {mountpoint})"
-                          for mountpoint in ("/mnt/leem", "/mnt/xps", "/srv/scratch"))
-    lab_host.run_expect([0], f"systemctl stop {automounts}")
+    mountpoints = ["/mnt/leem", "/mnt/xps", "/srv/scratch"]
+    lab_server.automounts("stop", mountpoints)
     try:
         return lab_host.run("mount --fake --all" + (" --verbose" if verbose else ""))
     finally:
-        lab_host.run_expect([0], f"systemctl start {automounts}")
+        lab_server.automounts("start", mountpoints)
 
 
 @pytest.fixture(scope="module")
@@ -130,8 +129,8 @@ def test_fstab_has_exactly_one_line_per_share(first_run, lab_host):
     assert fstab(lab_host) == [*FSTAB_BEFORE, LINES["leem"], LINES["xps"], LINES["scratch"]]
 
 
-def test_mount_accepts_the_fstab(first_run, lab_host):
-    check = fake_mount_all(lab_host, verbose=True)
+def test_mount_accepts_the_fstab(first_run, lab_server, lab_host):
+    check = fake_mount_all(lab_server, lab_host, verbose=True)
     assert check.rc == 0, check.stderr
     verdicts = dict(line.split(":", 1) for line in check.stdout.splitlines() if ":" in line)
     verdicts = {path.strip(): verdict.strip() for path, verdict in verdicts.items()}
@@ -239,7 +238,7 @@ def test_new_password_is_uploaded_and_never_shown(first_run, inventory, credenti
 
 
 def test_changing_one_shares_options_changes_one_line(first_run, inventory, credentials,
-                                                      lab_host):
+                                                      lab_server, lab_host):
     before = fstab(lab_host)
     run = deploy(inventory, settings(credentials, xps_options=("vers=3.1.1", "iocharset=utf8")))
     after = fstab(lab_host)
@@ -248,7 +247,7 @@ def test_changing_one_shares_options_changes_one_line(first_run, inventory, cred
     assert after[changed[0]] == LINES["xps"].replace("vers=3.0", "vers=3.1.1,iocharset=utf8")
     fstab_operations = [name for name in run.changed_operations if name.startswith("fstab: ")]
     assert fstab_operations == [f"fstab: {after[changed[0]]}"]
-    assert fake_mount_all(lab_host).rc == 0
+    assert fake_mount_all(lab_server, lab_host).rc == 0
 
 
 def test_removed_share_loses_line_credentials_and_mount_but_not_mount_point(
