@@ -6,6 +6,7 @@ inventory file), with its ``--json`` results at hand.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -64,13 +65,20 @@ def pyinfra_argv(inventory: Path, *deploy: str, data: dict | None = None, dry: b
     return argv + list(extra)
 
 
+def pyinfra_env() -> dict[str, str]:
+    """The CLI's environment: this checkout's labhub imported first, even where the environment's
+    editable install is of another checkout (a git worktree sharing its virtualenv)."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), path]))}
+
+
 def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
                 extra: tuple[str, ...] = (), cwd: Path | None = None,
                 timeout: float = 1800) -> PyinfraRun:
     """Run the pyinfra CLI of this environment (as an admin would) with ``--json`` results."""
     argv = pyinfra_argv(inventory, *deploy, data=data, dry=dry, extra=extra)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          cwd=str(cwd or PROJECT_ROOT))
+                          cwd=str(cwd or PROJECT_ROOT), env=pyinfra_env())
     return PyinfraRun(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -80,4 +88,4 @@ def start_pyinfra(inventory: Path, *deploy: str, data: dict | None = None,
     line by line) is read as it comes, and the run can be killed as an admin's terminal dies."""
     return subprocess.Popen(pyinfra_argv(inventory, *deploy, data=data), text=True, bufsize=1,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=str(cwd or PROJECT_ROOT))
+                            cwd=str(cwd or PROJECT_ROOT), env=pyinfra_env())

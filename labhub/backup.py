@@ -51,7 +51,7 @@ def env_text(settings: Settings) -> str:
         "LABHUB_SSH_KEY": SSH_KEY_FILE if settings.backup_ssh_key else "",
         "LABHUB_KNOWN_HOSTS": KNOWN_HOSTS_FILE,
         "LABHUB_HUB_DIR": settings.hub_dir,
-        "LABHUB_PROJECT": stack.PROJECT,
+        "LABHUB_PROJECT": stack.Stack.from_settings(settings).project,
         "LABHUB_REGISTRY_VOLUME": stack.REGISTRY_VOLUME,
         "LABHUB_BACKUP_HOMES": "1" if settings.backup_homes else "",
         "LABHUB_BACKUP_REGISTRY": "1" if settings.backup_registry else "",

@@ -21,38 +21,21 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
 
 import yaml
 
-from labhub.facts.compose import compose_command
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
 
-PROJECT = "labhub"
 # Lab containers join this network by name to reach the hub.
 NETWORK = "labhub"
-HUB_SERVICE = "hub"
-REGISTRY_SERVICE = "registry"
-PROXY_SERVICE = "proxy"
 # The folders labhub makes in hub_dir.
 STACK_FOLDERS = frozenset({"hub", "registry", "build", "proxy"})
 # Where the proxy's folder of hub_dir is mounted, read-only.
 PROXY_CONFIG_DIR = "/etc/caddy/labhub"
-# The hub's port inside the compose network (configurable-http-proxy in the hub container).
-HUB_INTERNAL_PORT = 8000
 # Where the official Caddy image keeps certificates, keys and its local CA ($XDG_DATA_HOME).
 PROXY_DATA_PATH = "/data"
-PROXY_LOCAL_ROOT = f"{PROXY_DATA_PATH}/caddy/pki/authorities/local/root.crt"
-# How long browsers remember to use HTTPS only (HSTS): one year.
-HSTS_MAX_AGE = 365 * 24 * 3600
 HUB_REPOSITORY = "labhub/hub"
-# The hub's state volume in its container, and its database there (files/hub/jupyterhub_config.py
-# sets the same paths, inside the image).
-HUB_DATA_PATH = "/srv/jupyterhub/data"
-HUB_DATABASE = "jupyterhub.sqlite"
-# The configuration the hub image runs with (files/hub/Dockerfile's CMD).
-HUB_CONFIG = "/usr/local/lib/labhub/jupyterhub_config.py"
 # What labhub keeps on a host outside hub_dir: the IDs of the images it built, and the compose
 # override that runs the previous hub image after a failed upgrade.
 STATE_DIR = "/var/lib/labhub"
@@ -97,13 +80,54 @@ def registry_major(image: str) -> int:
 
 
 @dataclass(frozen=True)
+class HubImage:
+    """
+    The hub image's own layout: where its state volume is mounted, the files it keeps there, the
+    port it answers on and the configuration it runs. The deploy reads and checks these from the
+    outside; the image reads them from settings.json (``hub_settings``), so both say the same.
+    """
+
+    data_path: str = "/srv/jupyterhub/data"
+    database: str = "jupyterhub.sqlite"
+    # FirstUseAuthenticator's passwords.
+    passwords: str = "passwords.dbm"
+    # configurable-http-proxy's, in the hub container.
+    port: int = 8000
+    # files/hub/Dockerfile's CMD: it is copied there when the image is built.
+    config: str = "/usr/local/lib/labhub/jupyterhub_config.py"
+
+    @property
+    def database_path(self) -> str:
+        return f"{self.data_path}/{self.database}"
+
+    @property
+    def passwords_path(self) -> str:
+        return f"{self.data_path}/{self.passwords}"
+
+    @property
+    def health_url(self) -> str:
+        """The hub's health URL inside its own container."""
+        return f"http://127.0.0.1:{self.port}/hub/health"
+
+    def settings(self, service: str) -> dict:
+        """What ``hub_settings`` hands the image, as files/hub/jupyterhub_config.py reads it."""
+        return {"data_path": self.data_path, "database": self.database,
+                "passwords": self.passwords, "port": self.port, "hub_service": service}
+
+
+@dataclass(frozen=True)
 class Stack:
-    """The hub's compose project on a host: where its files are, how compose is run on it."""
+    """The hub's compose project on a host: where its files are, its services, how the hub image
+    inside it is laid out. What operations on the stack take, as one argument."""
 
     dir: str
     registry_url: str
     registry_major: int
-    project: str = PROJECT
+    project: str = "labhub"
+    hub_service: str = "hub"
+    registry_service: str = "registry"
+    proxy_service: str = "proxy"
+    hub: HubImage = HubImage()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Stack:
@@ -129,9 +153,10 @@ class Stack:
         """Where the registry container reads its config.yml."""
         return REGISTRY_CONFIG_PATHS[self.registry_major]
 
-    def compose(self, *args: str) -> str:
-        """A ``docker compose`` command line for this project, every word quoted."""
-        return compose_command(self.compose_file, self.project, *args)
+    @property
+    def hub_rollback_file(self) -> str:
+        """The compose override that runs the previous hub image after a failed upgrade."""
+        return f"{STATE_DIR}/hub-rollback.yaml"
 
 
 @dataclass(frozen=True)
@@ -250,7 +275,8 @@ def culler_command(settings: Settings) -> list[str] | None:
 
 def hub_settings(settings: Settings) -> dict:
     """What the hub reads from ``hub/settings.json`` (files/hub/jupyterhub_config.py): who logs
-    in, and what each user's lab mounts besides the home."""
+    in, what each user's lab mounts besides the home, and the image's own layout."""
+    stack = Stack.from_settings(settings)
     return {
         "users": {user.name: {"mounts": settings.lab_mounts(user)} for user in settings.hub_users},
         "admins": list(settings.hub_admins),
@@ -263,6 +289,7 @@ def hub_settings(settings: Settings) -> dict:
         "culler": culler_command(settings),
         # Behind the HTTPS proxy: the URL users open, which makes the hub's cookies secure.
         "public_url": None if settings.tls == "off" else settings.hub_url,
+        "stack": stack.hub.settings(stack.hub_service),
     }
 
 
@@ -273,9 +300,9 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
     service is labelled with the hash of the configuration file it mounts, so that compose itself
     recreates a service whose file changed, and only that one.
     """
-    project = Stack.from_settings(settings)
+    stack = Stack.from_settings(settings)
     services = {
-        HUB_SERVICE: {
+        stack.hub_service: {
             # Built on this server from files/hub; the tag is a hash of its build context.
             "image": hub_image,
             "pull_policy": "never",
@@ -285,28 +312,28 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
                 "/var/run/docker.sock:/var/run/docker.sock",
                 "./hub:/etc/labhub:ro",
                 # Database, cookie secret and passwords: state, never in the image.
-                f"hub-data:{HUB_DATA_PATH}",
+                f"hub-data:{stack.hub.data_path}",
             ],
             "labels": {"org.labhub.config-sha256": sha256(hub_settings_text)},
-            "depends_on": [REGISTRY_SERVICE],
+            "depends_on": [stack.registry_service],
         },
-        REGISTRY_SERVICE: {
+        stack.registry_service: {
             "image": settings.registry_image,
             "restart": "unless-stopped",
             "ports": [{"host_ip": settings.registry_bind, "published": str(settings.registry_port),
                        "target": 5000}],
-            "volumes": [f"./registry/config.yml:{project.registry_config_path}:ro",
+            "volumes": [f"./registry/config.yml:{stack.registry_config_path}:ro",
                         f"registry-data:{REGISTRY_DATA_PATH}"],
             "labels": {"org.labhub.config-sha256": sha256(registry_config_text)},
         },
     }
     volumes: dict[str, dict] = {"hub-data": {}, "registry-data": {}}
     if settings.tls == "off":
-        services[HUB_SERVICE]["ports"] = [{"host_ip": settings.hub_bind,
-                                           "published": str(settings.hub_port),
-                                           "target": HUB_INTERNAL_PORT}]
+        services[stack.hub_service]["ports"] = [{"host_ip": settings.hub_bind,
+                                                 "published": str(settings.hub_port),
+                                                 "target": stack.hub.port}]
     else:
-        services[PROXY_SERVICE] = {
+        services[stack.proxy_service] = {
             "image": settings.proxy_image,
             "restart": "unless-stopped",
             "command": ["caddy", "run", "--config", f"{PROXY_CONFIG_DIR}/caddy.json"],
@@ -317,11 +344,11 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
                         # Certificates, ACME account and local CA: kept across re-deploys.
                         f"proxy-data:{PROXY_DATA_PATH}", "proxy-config:/config"],
             "labels": {"org.labhub.config-sha256": proxy_digest},
-            "depends_on": [HUB_SERVICE],
+            "depends_on": [stack.hub_service],
         }
         volumes.update({"proxy-data": {}, "proxy-config": {}})
     data = {
-        "name": project.project,
+        "name": stack.project,
         "services": services,
         # Lab containers join this network by name to reach the hub.
         "networks": {"default": {"name": NETWORK}},
@@ -330,105 +357,6 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
     return ("# The lab hub's compose project, written by labhub (tasks/hub.py) from the "
             "settings:\n# edit the settings, not this file.\n"
             + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
-
-
-def proxy_config(settings: Settings) -> dict:
-    """
-    The proxy's configuration, in Caddy's native JSON: the hub at ``hub_domain`` over HTTPS
-    (websockets included), HSTS, HTTP redirected to HTTPS, and a certificate from the one
-    source ``tls`` names. Only that source: with a directory or files given, Caddy never falls
-    back to another CA or to a self-signed certificate.
-    """
-    domain = settings.hub_domain
-    port = "" if settings.https_port == 443 else f":{settings.https_port}"
-    files = f"{PROXY_CONFIG_DIR}/"
-    if settings.tls == "files":
-        # Caddy leaves a name alone when a loaded certificate covers it.
-        tls_app = {"certificates": {"load_files": [
-            {"certificate": files + "cert.pem", "key": files + "key.pem"}]}}
-    else:
-        issuer: dict = {"module": "internal"}
-        if settings.tls == "acme":
-            issuer = {"module": "acme", "ca": settings.acme_directory,
-                      "email": settings.acme_email}
-            if settings.acme_ca_root:
-                issuer["trusted_roots_pem_files"] = [files + "acme-ca-root.pem"]
-        tls_app = {"automation": {"policies": [{"subjects": [domain], "issuers": [issuer]}]}}
-    hub = {
-        "listen": [f":{settings.https_port}"],
-        # Only TCP is published: no HTTP/3 (UDP) to advertise.
-        "protocols": ["h1", "h2"],
-        "routes": [{
-            "match": [{"host": [domain]}],
-            "handle": [
-                {"handler": "headers", "response": {"set": {
-                    "Strict-Transport-Security": [f"max-age={HSTS_MAX_AGE}"]}}},
-                # Sets X-Forwarded-* itself, dropping any a client sent.
-                {"handler": "reverse_proxy",
-                 "upstreams": [{"dial": f"{HUB_SERVICE}:{HUB_INTERNAL_PORT}"}]},
-            ],
-            "terminal": True,
-        }],
-        # Caddy's own redirect leaves out a port other than 443: the one below keeps it.
-        "automatic_https": {"disable_redirects": True},
-        # Clients opening an IP address send no server name: they get the hub's certificate.
-        "tls_connection_policies": [{"default_sni": domain}],
-    }
-    redirect = {
-        "listen": [f":{settings.http_port}"],
-        "protocols": ["h1"],
-        "routes": [{"handle": [{
-            "handler": "static_response",
-            "status_code": 308,
-            "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
-        }]}],
-    }
-    return {
-        # Changes come as a new container (compose recreates it), never through the admin API.
-        "admin": {"disabled": True},
-        "apps": {
-            "http": {"http_port": settings.http_port, "https_port": settings.https_port,
-                     "servers": {"hub": hub, "redirect": redirect}},
-            "tls": tls_app,
-            # The local CA stays in the proxy's volume; nothing is added to the container's trust.
-            "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
-        },
-    }
-
-
-def obtained_certificate(settings: Settings) -> str:
-    """Where in the proxy Caddy keeps the certificate it obtained for hub_domain (tls "acme"
-    and "internal"): its storage names the issuer by the directory's host and path, with
-    characters outside [a-z0-9_.@-] dropped and ":" made "-"."""
-    if settings.tls == "internal":
-        issuer = "local"
-    else:
-        url = urlsplit(settings.acme_directory)
-        issuer = url.netloc + ("-" + url.path.replace("/", "-").strip("-")
-                               if url.path.strip("/") else "")
-        issuer = re.sub(r"[^\w@.-]", "", issuer.lower().replace(":", "-"))
-    domain = settings.hub_domain
-    return f"{PROXY_DATA_PATH}/caddy/certificates/{issuer}/{domain}/{domain}.crt"
-
-
-def proxy_files(settings: Settings) -> dict[str, bytes]:
-    """The files the proxy reads besides its configuration, by name in the proxy folder:
-    the certificate and key (tls "files"), the ACME directory's CA (tls "acme")."""
-    if settings.tls == "files":
-        return {"cert.pem": Path(settings.tls_cert).read_bytes(),
-                "key.pem": Path(settings.tls_key).read_bytes()}
-    if settings.tls == "acme" and settings.acme_ca_root:
-        return {"acme-ca-root.pem": Path(settings.acme_ca_root).read_bytes()}
-    return {}
-
-
-def proxy_digest(config_text: str, files: dict[str, bytes]) -> str:
-    """One hash of the proxy's configuration and files: a new certificate recreates the proxy
-    as a new configuration does. (A hash, so no secret is put in the label.)"""
-    digest = hashlib.sha256(config_text.encode())
-    for name in sorted(files):
-        digest.update(b"\0" + name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return digest.hexdigest()
 
 
 def sha256(text: str) -> str:

@@ -10,7 +10,7 @@ import json
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
-from labhub import stack
+from labhub import caddy, stack
 from labhub.facts import read
 from labhub.facts.tree import FileTree, folder_of
 from labhub.operations import (
@@ -32,11 +32,10 @@ hub = stack.hub_build(settings)
 hub_settings = json.dumps(stack.hub_settings(settings), indent=2, sort_keys=True) + "\n"
 registry_config = stack.REGISTRY_CONFIG.read_text()
 https = settings.tls != "off"
-proxy_config = json.dumps(stack.proxy_config(settings), indent=2, sort_keys=True) + "\n" \
-    if https else ""
-proxy_files = stack.proxy_files(settings)
+proxy_config = caddy.config_text(settings)
+proxy_files = caddy.files(settings)
 compose_yaml = stack.compose_file_text(settings, hub.image, hub_settings, registry_config,
-                                       stack.proxy_digest(proxy_config, proxy_files))
+                                       caddy.digest(proxy_config, proxy_files))
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(
     settings, folder_of(read(host, FileTree, path=settings.hub_dir), settings.hub_dir))
@@ -107,51 +106,38 @@ accounts.record(
 # beside its collector, which must go first (and while a prune runs, this refuses to race it).
 registry.recovered(
     name="Bring the registry back from an interrupted prune",
-    compose_file=project.compose_file,
-    project=project.project,
-    service=stack.REGISTRY_SERVICE,
+    stack=project,
     state_dir=project.path("registry"),
 )
 # A new hub image (a rebuild, a new JupyterHub) meets the database of the one before it here.
 hub_database.upgraded(
     name="Move the hub to its new image: database copied, then upgraded (jupyterhub upgrade-db)",
-    compose_file=project.compose_file,
-    project=project.project,
-    service=stack.HUB_SERVICE,
+    stack=project,
     image=hub.image,
     content=compose_yaml,
-    data_path=stack.HUB_DATA_PATH,
-    database=stack.HUB_DATABASE,
-    config=stack.HUB_CONFIG,
-    health_url=f"http://127.0.0.1:{stack.HUB_INTERNAL_PORT}/hub/health",
-    rollback_file=f"{stack.STATE_DIR}/hub-rollback.yaml",
 )
 compose.up(
     name="Bring up the hub stack (docker compose up)",
-    compose_file=project.compose_file,
-    project=project.project,
+    stack=project,
     content=compose_yaml,
 )
 checks = {}
 if not https:
     checks["hub"] = (f"http://{local_host(settings.hub_bind)}:{settings.hub_port}/hub/health",
-                     stack.HUB_SERVICE)
-checks["registry"] = (f"{project.registry_url}/v2/", stack.REGISTRY_SERVICE)
+                     project.hub_service)
+checks["registry"] = (f"{project.registry_url}/v2/", project.registry_service)
 compose.healthy(
     name="Check the registry answers" if https else "Check the hub and the registry answer",
     checks=checks,
-    compose_file=project.compose_file,
-    project=project.project,
+    stack=project,
 )
 if https:
     local_root = project.path("proxy", "local-ca-root.crt")
     if settings.tls == "internal":
         proxy.local_root(
             name=f"Copy the proxy's local CA root to {local_root}",
-            compose_file=project.compose_file,
-            project=project.project,
-            service=stack.PROXY_SERVICE,
-            path=stack.PROXY_LOCAL_ROOT,
+            stack=project,
+            path=caddy.LOCAL_ROOT,
             dest=local_root,
             root=project.dir,
         )
@@ -167,9 +153,7 @@ if https:
         server_name=settings.hub_domain,
         port=settings.https_port,
         address=local_host(settings.hub_bind),
-        compose_file=project.compose_file,
-        project=project.project,
-        service=stack.PROXY_SERVICE,
+        stack=project,
         trust=trust,
-        obtained=stack.obtained_certificate(settings) if settings.tls == "acme" else None,
+        obtained=caddy.obtained_certificate(settings) if settings.tls == "acme" else None,
     )

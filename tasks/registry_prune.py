@@ -36,19 +36,11 @@ settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
 apply = settings.registry_prune_apply
 state_dir = project.path("registry")
-service = dict(compose_file=project.compose_file, project=project.project,
-               service=stack.REGISTRY_SERVICE)
-collection = dict(
-    **service,
-    config_path=project.registry_config_path,
-    config_file=project.registry_config_file,
-    data_path=stack.REGISTRY_DATA_PATH,
-    state_dir=state_dir,
-    url=project.registry_url,
-)
+# The registry's compose service, its prune's folder, and where it answers once started again.
+registry_at = dict(stack=project, state_dir=state_dir, url=project.registry_url)
 
 state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project.project,
-                      service=stack.REGISTRY_SERVICE)
+                      service=project.registry_service)
 if state["locked"]:
     raise OperationError(f"{host.name}: a registry prune is already running on this host (pid "
                          f"{state['locked']}): wait for it to finish")
@@ -62,15 +54,14 @@ if interrupted:
     if apply:
         registry.garbage_collect(
             name="Finish the interrupted garbage collection and start the registry again",
-            **collection)
+            **registry_at)
     else:
-        registry.recovered(name="Start the registry again", url=project.registry_url,
-                           state_dir=state_dir, **service)
+        registry.recovered(name="Start the registry again", **registry_at)
         host.log("run the task again for the report; registry_prune_apply=true finishes the "
                  "collection")
 else:
     contents = host.get_fact(RegistryContents, url=project.registry_url, probe_delete=True,
-                             project=project.project, service=stack.REGISTRY_SERVICE,
+                             project=project.project, service=project.registry_service,
                              data_path=stack.REGISTRY_DATA_PATH)
     if contents is None:
         raise OperationError(
@@ -122,8 +113,8 @@ else:
         registry.garbage_collect(
             name="Collect the registry's garbage (registry stopped) and start it again",
             **after,
-            **collection,
+            **registry_at,
         )
     elif apply and state["pending"]:
         registry.garbage_collect(
-            name="Finish the interrupted garbage collection (registry stopped)", **collection)
+            name="Finish the interrupted garbage collection (registry stopped)", **registry_at)

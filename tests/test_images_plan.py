@@ -163,13 +163,13 @@ def registry():
         yield reg
 
 
-def load_hub_config(settings, monkeypatch, tmp_path, registry_url: str) -> dict:
+def load_hub_config(settings, monkeypatch, tmp_path, registry_url: str, **extra) -> dict:
     """Run the hub image's jupyterhub_config.py as JupyterHub does, on the settings.json the
-    deploy writes, with a stand-in for traitlets' config object; the spawner lists the images of
-    a real registry at ``registry_url``."""
+    deploy writes (with ``extra`` keys replaced), with a stand-in for traitlets' config object;
+    the spawner lists the images of a real registry at ``registry_url``."""
     config_dir = tmp_path / "etc-labhub"
     config_dir.mkdir()
-    data = {**stack.hub_settings(settings), "registry_internal": registry_url}
+    data = {**stack.hub_settings(settings), "registry_internal": registry_url, **extra}
     (config_dir / "settings.json").write_text(json.dumps(data))
 
     class Section(dict):
@@ -223,6 +223,28 @@ def test_hub_config_offers_registry_images_newest_first(monkeypatch, tmp_path, r
 def test_hub_config_falls_back_to_the_default_image(monkeypatch, tmp_path, settings):
     c = load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")["c"]
     assert list(c.DockerSpawner["allowed_images"]()) == [LAB]
+
+
+def test_hub_config_keeps_its_state_where_the_deploy_reads_it(monkeypatch, tmp_path, settings):
+    hub = stack.Stack.from_settings(settings).hub
+    c = load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")["c"]
+    # What the upgrade, the status and the backups read in the hub's data volume.
+    assert c.JupyterHub["db_url"] == f"sqlite:///{hub.database_path}"
+    assert c.FirstUseAuthenticator["dbm_path"] == hub.passwords_path
+    assert c.JupyterHub["cookie_secret_file"].startswith(hub.data_path + "/")
+    # The port compose publishes and the proxy dials.
+    assert c.JupyterHub["bind_url"] == f"http://:{hub.port}"
+    assert c.JupyterHub["hub_connect_url"] == "http://hub:8081"
+    # Read from settings.json, not written in the image a second time.
+    other = stack.HubImage(data_path="/var/hub", database="hub.db", passwords="pw.dbm", port=9000)
+    (tmp_path / "other").mkdir()
+    c = load_hub_config(settings, monkeypatch, tmp_path / "other",
+                        f"http://127.0.0.1:{free_port()}", stack=other.settings("lab-hub"))["c"]
+    assert c.JupyterHub["db_url"] == "sqlite:////var/hub/hub.db"
+    assert c.FirstUseAuthenticator["dbm_path"] == "/var/hub/pw.dbm"
+    assert c.JupyterHub["cookie_secret_file"] == "/var/hub/jupyterhub_cookie_secret"
+    assert c.JupyterHub["bind_url"] == "http://:9000"
+    assert c.JupyterHub["hub_connect_url"] == "http://lab-hub:8081"
 
 
 def test_spawner_runs_labs_as_the_account_with_the_users_mounts(monkeypatch, tmp_path):

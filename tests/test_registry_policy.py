@@ -203,7 +203,7 @@ def test_the_stack_comes_from_the_settings():
     assert stack.compose_file == "/srv/hub/compose.yaml"
     assert stack.registry_config_file == "/srv/hub/registry/config.yml"
     assert stack.registry_config_path == "/etc/distribution/config.yml"
-    assert stack.compose("stop", "registry") == (
-        "docker compose -f /srv/hub/compose.yaml -p labhub stop registry")
+    assert (stack.project, stack.hub_service, stack.registry_service) == ("labhub", "hub",
+                                                                          "registry")
     assert Stack.from_settings(validate({})).registry_config_path == \
         "/etc/docker/registry/config.yml"

@@ -13,16 +13,20 @@ SETTINGS = json.loads((SETTINGS_DIR / "settings.json").read_text())
 # Host accounts of the hub users ({"alice": {"uid": 1001, "home": ..., "gids": [...]}}), written
 # by the deploy once the accounts exist, and read at each spawn.
 ACCOUNTS_FILE = SETTINGS_DIR / "accounts.json"
+# This image's own layout, as the deploy knows it (labhub.stack.HubImage): its state volume, the
+# files there, the proxy's port, and the compose service labs reach the hub by.
+STACK = SETTINGS["stack"]
+DATA = STACK["data_path"]
 
 c = get_config()  # noqa: F821
 
 # --- The hub: state in the data volume, labs kept running across hub restarts ---
-c.JupyterHub.bind_url = "http://:8000"
+c.JupyterHub.bind_url = f"http://:{STACK['port']}"
 c.JupyterHub.hub_bind_url = "http://0.0.0.0:8081"
 # Labs on the compose network reach the hub by its service name.
-c.JupyterHub.hub_connect_url = "http://hub:8081"
-c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/data/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/data/jupyterhub_cookie_secret"
+c.JupyterHub.hub_connect_url = f"http://{STACK['hub_service']}:8081"
+c.JupyterHub.db_url = f"sqlite:///{DATA}/{STACK['database']}"
+c.JupyterHub.cookie_secret_file = f"{DATA}/jupyterhub_cookie_secret"
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.default_url = "/hub/home"
 
@@ -30,7 +34,7 @@ c.JupyterHub.default_url = "/hub/home"
 c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
 c.FirstUseAuthenticator.create_users = False
 c.FirstUseAuthenticator.min_password_length = SETTINGS["min_password_length"]
-c.FirstUseAuthenticator.dbm_path = "/srv/jupyterhub/data/passwords.dbm"
+c.FirstUseAuthenticator.dbm_path = f"{DATA}/{STACK['passwords']}"
 c.Authenticator.allowed_users = set(SETTINGS["users"])
 c.Authenticator.admin_users = set(SETTINGS["admins"])
 

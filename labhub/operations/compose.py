@@ -12,10 +12,11 @@ from pyinfra.operations import docker
 
 from labhub.facts import read
 from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatuses
+from labhub.stack import Stack
 
 
 @operation()
-def up(compose_file: str, project: str, content: str):
+def up(stack: Stack, content: str):
     """
     ``docker compose up`` (pyinfra's ``docker.compose``) when a service of the compose file has no
     running container or one made from another configuration (compose's own configuration hash,
@@ -23,8 +24,7 @@ def up(compose_file: str, project: str, content: str):
     the file; each such service is logged with the reason. ``docker.compose`` alone runs every
     time and so always reports a change.
 
-    + compose_file: the compose file on the host; its folder is the project directory
-    + project: the project name
+    + stack: the compose project (its folder, file and name)
     + content: the compose file's content, as written before this operation runs: a dry run,
       which writes nothing, compares the containers with it too
 
@@ -34,13 +34,12 @@ def up(compose_file: str, project: str, content: str):
 
         compose.up(
             name="Start the hub stack",
-            compose_file="/opt/labhub/compose.yaml",
-            project="labhub",
+            stack=Stack.from_settings(settings),
             content=compose_yaml,
         )
     """
-    services = read(host, ComposeProject, compose_file=compose_file, project=project,
-                             content=content)
+    services = read(host, ComposeProject, compose_file=stack.compose_file,
+                    project=stack.project, content=content)
     images = {name: (service or {}).get("image")
               for name, service in (yaml.safe_load(content).get("services") or {}).items()}
     reasons = {}
@@ -58,28 +57,27 @@ def up(compose_file: str, project: str, content: str):
         elif service["state"] != "running":
             reasons[name] = f"started (it is {service['state']})"
     if not reasons:
-        host.noop(f"compose project {project} is up as {compose_file} says")
+        host.noop(f"compose project {stack.project} is up as {stack.compose_file} says")
         return
 
     for name, reason in reasons.items():
         host.log(f"compose: {name} {reason}")
     yield from docker.compose._inner(
-        project_directory=compose_file.rsplit("/", 1)[0] or "/",
-        files=[compose_file],
-        project_name=project,
+        project_directory=stack.compose_file.rsplit("/", 1)[0] or "/",
+        files=[stack.compose_file],
+        project_name=stack.project,
     )
 
 
 @operation()
-def healthy(checks: dict[str, tuple[str, str]], compose_file: str, project: str, wait: int = 120):
+def healthy(checks: dict[str, tuple[str, str]], stack: Stack, wait: int = 120):
     """
     Fail the deploy with a clear message when a service does not answer 200 on its URL within
     ``wait`` seconds. Changes nothing; checks only when the deploy executes (not in dry runs).
     All URLs are asked in one command, which returns at once when they all answer.
 
     + checks: ``{description: (url, compose service)}``
-    + compose_file: the compose file on the host, to show the failing service's last log lines
-    + project: the project name
+    + stack: the compose project, to show the failing service's last log lines
     + wait: seconds each service may take to answer
 
     **Example:**
@@ -89,8 +87,7 @@ def healthy(checks: dict[str, tuple[str, str]], compose_file: str, project: str,
         compose.healthy(
             name="Check the hub stack answers",
             checks={"hub": ("http://127.0.0.1:8000/hub/health", "hub")},
-            compose_file="/opt/labhub/compose.yaml",
-            project="labhub",
+            stack=Stack.from_settings(settings),
         )
     """
     # A check, not a change: this operation never yields a command.
@@ -102,11 +99,12 @@ def healthy(checks: dict[str, tuple[str, str]], compose_file: str, project: str,
     for description, (url, service) in checks.items():
         status = statuses.get(url, 0)
         if status != 200:
-            logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
-                                 service=service)
+            logs = host.get_fact(ComposeLogs, compose_file=stack.compose_file,
+                                 project=stack.project, service=service)
             answer = f"answered HTTP {status}" if status else "did not answer"
             raise OperationError(
                 f"{description}: {url} {answer} within {wait} s, the stack did not come up. "
-                f"Last log lines of `docker compose -f {compose_file} logs {service}`:\n{logs}"
+                f"Last log lines of `docker compose -f {stack.compose_file} logs {service}`:\n"
+                f"{logs}"
             )
     host.noop(f"{', '.join(checks)} answer{'s' if len(checks) == 1 else ''} 200")

@@ -16,19 +16,17 @@ from labhub.facts import read
 from labhub.facts.compose import ComposeLogs, HttpStatus, compose_command
 from labhub.facts.proxy import ProxyFile, ServedCertificate
 from labhub.facts.tree import FileTree
+from labhub.stack import Stack
 
 
 @operation()
-def local_root(compose_file: str, project: str, service: str, path: str, dest: str,
-               root: str, wait: int = 60):
+def local_root(stack: Stack, path: str, dest: str, root: str, wait: int = 60):
     """
     Copy the root certificate of the proxy's local CA (tls "internal") out of its data volume
     to ``dest`` on the host, world-readable, for the admin to hand to users' browsers. Copied
     again only when the proxy's root changed (a new data volume).
 
-    + compose_file: the compose file on the host
-    + project: the project name
-    + service: the proxy's service
+    + stack: the compose project with the proxy's service
     + path: the root certificate inside the proxy
     + dest: where the admin finds it on the host
     + root: a folder above ``dest``, read in one command with the other files there
@@ -40,14 +38,13 @@ def local_root(compose_file: str, project: str, service: str, path: str, dest: s
 
         proxy.local_root(
             name="Hand out the local CA's root",
-            compose_file="/opt/labhub/compose.yaml",
-            project="labhub",
-            service="proxy",
+            stack=Stack.from_settings(settings),
             path="/data/caddy/pki/authorities/local/root.crt",
             dest="/opt/labhub/proxy/local-ca-root.crt",
             root="/opt/labhub",
         )
     """
+    compose_file, project, service = stack.compose_file, stack.project, stack.proxy_service
     current = read(host, FileTree, path=root).get(dest)
     if not host.state.is_executing:
         # The proxy makes its CA when it first runs: nothing to read in a dry run.
@@ -71,9 +68,8 @@ def local_root(compose_file: str, project: str, service: str, path: str, dest: s
 
 
 @operation()
-def healthy(url: str, server_name: str, port: int, address: str, compose_file: str,
-            project: str, service: str, trust: tuple[str, ...] = (),
-            obtained: str | None = None, wait: int = 120):
+def healthy(url: str, server_name: str, port: int, address: str, stack: Stack,
+            trust: tuple[str, ...] = (), obtained: str | None = None, wait: int = 120):
     """
     Fail the deploy with a clear message unless the hub answers 200 at ``url`` through the
     proxy, over HTTPS, with the certificate expected, so that a fallback certificate fails the
@@ -83,7 +79,7 @@ def healthy(url: str, server_name: str, port: int, address: str, compose_file: s
     + url: the hub's health URL as users open it
     + server_name, port: the name and port users open
     + address: where the host reaches the proxy
-    + compose_file, project, service: the proxy's compose project and service, for its logs
+    + stack: the compose project with the proxy's service, for its logs
     + trust: curl arguments that accept only the expected certificate
     + obtained: the certificate the proxy obtained (ACME), waited for up to ``wait`` seconds
     + wait: seconds the proxy may take
@@ -96,7 +92,7 @@ def healthy(url: str, server_name: str, port: int, address: str, compose_file: s
             name="Check the hub answers through the proxy",
             url="https://hub.lab.example.org/hub/health",
             server_name="hub.lab.example.org", port=443, address="127.0.0.1",
-            compose_file="/opt/labhub/compose.yaml", project="labhub", service="proxy",
+            stack=Stack.from_settings(settings),
             trust=("--cacert", "/opt/labhub/proxy/local-ca-root.crt"),
         )
     """
@@ -104,6 +100,7 @@ def healthy(url: str, server_name: str, port: int, address: str, compose_file: s
     if not host.state.is_executing:
         host.noop("the check through the proxy runs when the deploy executes")
         return
+    compose_file, project, service = stack.compose_file, stack.project, stack.proxy_service
 
     def fail(problem: str):
         served = host.get_fact(ServedCertificate, address=address, port=port,

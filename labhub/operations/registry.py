@@ -35,7 +35,7 @@ from labhub.facts.registry import (
 from labhub.registry import remote_program
 from labhub.registry.client import DEFAULT_WORKERS
 from labhub.registry.policy import human_size, short_digest
-from labhub.stack import REGISTRY_DATA_PATH
+from labhub.stack import REGISTRY_DATA_PATH, Stack
 
 GC_MARKER = "labhub-registry-gc"
 
@@ -135,17 +135,14 @@ def delete_manifests(url: str, deletions: list[dict], state_dir: str,
 
 
 @operation()
-def recovered(compose_file: str, project: str, service: str, state_dir: str,
-              url: str | None = None, wait: int = 60):
+def recovered(stack: Stack, state_dir: str, url: str | None = None, wait: int = 60):
     """
     Bring the registry back from a prune that was killed during its garbage collection: remove
     the collector's container it left (the registry is stopped, so nothing races it) and start
     the registry. Refuses while a prune runs (its lock is held): starting the registry under a
     running collection could lose a blob a push reuses. Nothing to do otherwise.
 
-    + compose_file: the compose file on the host
-    + project: the compose project name
-    + service: the registry's service
+    + stack: the compose project with the registry's service
     + state_dir: the folder of the prune's lock and marker (``hub_dir/registry``)
     + url: the registry's base URL as the host reaches it: wait until it answers
     + wait: seconds to wait for it
@@ -156,12 +153,11 @@ def recovered(compose_file: str, project: str, service: str, state_dir: str,
 
         registry.recovered(
             name="Bring the registry back from an interrupted prune",
-            compose_file="/opt/labhub/compose.yaml",
-            project="labhub",
-            service="registry",
+            stack=Stack.from_settings(settings),
             state_dir="/opt/labhub/registry",
         )
     """
+    compose_file, project, service = stack.compose_file, stack.project, stack.registry_service
     state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project,
                           service=service)
     if state["locked"]:
@@ -188,9 +184,7 @@ def recovered(compose_file: str, project: str, service: str, state_dir: str,
 
 
 @operation(is_idempotent=False)
-def garbage_collect(compose_file: str, project: str, service: str, config_path: str,
-                    state_dir: str, config_file: str | None = None,
-                    data_path: str = REGISTRY_DATA_PATH, url: str | None = None, wait: int = 60):
+def garbage_collect(stack: Stack, state_dir: str, url: str | None = None, wait: int = 60):
     """
     Run a compose service's registry garbage collector with the registry stopped (no push can
     race it), start the registry again (a fresh process: no stale blob descriptor cache answers
@@ -202,15 +196,10 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
     and one an interrupted run left is removed first. The pending marker is removed once the
     collection succeeded and the registry answers again.
 
-    + compose_file: the compose file on the host
-    + project: the compose project name
-    + service: the registry's service
-    + config_path: the registry's configuration path inside the container when it cannot be read
-      from the container's mounts (``/etc/docker/registry/config.yml`` for registry:2,
-      ``/etc/distribution/config.yml`` for registry:3)
+    + stack: the compose project with the registry's service; the registry's configuration
+      is read where its file on the host (``stack.registry_config_file``) is mounted, else at
+      the path of its major version (``stack.registry_config_path``)
     + state_dir: the folder of the prune's lock and marker (``hub_dir/registry``)
-    + config_file: the configuration file on the host; the path it is mounted at is used
-    + data_path: where the registry keeps its data inside the container
     + url: the registry's base URL as the host reaches it: wait until it answers again
     + wait: seconds to wait for it
 
@@ -220,13 +209,14 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
 
         registry.garbage_collect(
             name="Collect the registry's garbage",
-            compose_file="/opt/labhub/compose.yaml",
-            project="labhub",
-            service="registry",
-            config_path="/etc/docker/registry/config.yml",
+            stack=Stack.from_settings(settings),
             state_dir="/opt/labhub/registry",
         )
     """
+    compose_file, project, service = stack.compose_file, stack.project, stack.registry_service
+    config_path, config_file = stack.registry_config_path, stack.registry_config_file
+    data_path = REGISTRY_DATA_PATH
+
     def compose(*args: str) -> str:
         return compose_command(compose_file, project, *args)
 
@@ -237,11 +227,9 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
         f'[ -n "$cid" ] || {{ echo {shlex.quote(f"no container of service {service} in {compose_file}")} >&2; '
         "exit 1; }",
         f"cfg={shlex.quote(config_path)}",
+        f'mounted=$(docker inspect --format {mount_template("Source", config_file, "Destination")}'
+        ' "$cid"); [ -z "$mounted" ] || cfg="$mounted"',
     ]
-    if config_file:
-        lines.append(
-            f'mounted=$(docker inspect --format {mount_template("Source", config_file, "Destination")}'
-            ' "$cid"); [ -z "$mounted" ] || cfg="$mounted"')
     lines += [
         # The blobs' bytes (the files the collector deletes), not folders.
         'size() { if [ -n "$data" ] && [ -d "$data" ]; then find "$data" -path "*/v2/blobs/*" '
