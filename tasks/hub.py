@@ -61,7 +61,6 @@ proxy_dir = project.path("proxy")
 tree.written(
     name="Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml"
          + (", proxy/caddy.json" if https else ""),
-    root=project.dir,
     folders=[project.path(folder) for folder in ("", "hub", "registry", "build")]
     + ([proxy_dir] if https else []),
     files={
@@ -80,13 +79,11 @@ if settings.tls == "files":
              f"{settings.hub_domain} has {settings.certificate.days_left()} days left",
         src=settings.tls_key,
         dest=project.path("proxy", "key.pem"),
-        root=project.dir,
     )
 else:
     # A key labhub uploaded for tls "files" does not outlive that choice.
     tree.absent(
         name="Remove the proxy's certificate and key (tls is not \"files\")",
-        root=project.dir,
         paths=[project.path("proxy", "key.pem"), project.path("proxy", "cert.pem")],
     )
 
@@ -100,7 +97,6 @@ accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
     path=project.path("hub", "accounts.json"),
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
-    root=project.dir,
 )
 
 # Before compose starts a stopped registry: a prune killed while collecting left it stopped
@@ -153,7 +149,6 @@ if https:
             service=stack.PROXY_SERVICE,
             path=stack.PROXY_LOCAL_ROOT,
             dest=local_root,
-            root=project.dir,
         )
     # Only the certificate expected: one chaining to the local CA, or the key of tls_cert.
     trust: tuple[str, ...] = ()
