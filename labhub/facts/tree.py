@@ -99,10 +99,19 @@ def managed_folders(host) -> tuple[str, ...]:
     return (get_settings(host).hub_dir, CONFIG_DIR)
 
 
+def _roots_of(host, path: str) -> list[str]:
+    return [root for root in managed_folders(host) if PurePosixPath(path).is_relative_to(root)]
+
+
+def is_managed(host, path: str) -> bool:
+    """Whether ``path`` is in a folder of ``managed_folders`` (itself included)."""
+    return bool(_roots_of(host, path))
+
+
 def tree_root(host, path: str) -> str:
     """The folder of ``managed_folders`` that ``path`` is in (the innermost, should one hold
     the other), or ``OperationError``."""
-    roots = [root for root in managed_folders(host) if PurePosixPath(path).is_relative_to(root)]
+    roots = _roots_of(host, path)
     if not roots:
         raise OperationError(f"{path} is not under a folder labhub manages "
                              f"({', '.join(managed_folders(host))})")

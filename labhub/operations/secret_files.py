@@ -5,7 +5,6 @@ Files that hold secrets: uploaded without their content ever being shown.
 from __future__ import annotations
 
 import hashlib
-from pathlib import PurePosixPath
 
 from pyinfra import host, state
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
@@ -13,7 +12,7 @@ from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util import files as file_utils
 
 from labhub.facts.accounts import LoginUser
-from labhub.facts.tree import files_at, managed_folders
+from labhub.facts.tree import files_at, is_managed
 
 
 @operation()
@@ -50,7 +49,7 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
     with open(src, "rb") as f:
         local_sum = hashlib.sha256(f.read()).hexdigest()
 
-    if not any(PurePosixPath(dest).is_relative_to(root) for root in managed_folders(host)):
+    if not is_managed(host, dest):
         remote = host.get_fact(File, path=dest)
         remote_sum = host.get_fact(Sha256File, path=dest) if remote else None
         current_mode = remote["mode"] if remote else None
