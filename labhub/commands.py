@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 from pyinfra import host
 from pyinfra.api import FunctionCommand, StringCommand
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.util import print_host_combined_output
+
+from labhub.pyinfra_api import connector_arguments
 
 
 def reported(command: str, report: Callable, live: bool = False) -> FunctionCommand:
@@ -21,8 +22,7 @@ def reported(command: str, report: Callable, live: bool = False) -> FunctionComm
     printed as pyinfra prints a failed command's. With ``live``, its output is printed line by
     line as it comes (progress of a long command), whatever the verbosity.
     """
-    arguments = {key: value for key, value in (host.current_op_global_arguments or {}).items()
-                 if key in CONNECTOR_ARGUMENT_KEYS}
+    arguments = connector_arguments(host)
 
     def run(state, host) -> bool:
         printed = live or state.print_output

@@ -29,6 +29,7 @@ from pydantic import (
 from pyinfra.api.exceptions import PyinfraError
 
 from labhub import tls
+from labhub.pyinfra_api import memo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "group_data" / "all.py"
@@ -882,9 +883,8 @@ def _lists_to_tuples(value: Any) -> Any:
 
 
 def get_settings(host) -> Settings:
-    """The validated settings of a pyinfra host, validated once and cached on the host."""
-    cached = getattr(host, "_labhub_settings", None)
-    if cached is None:
-        cached = validate(host.data.dict(), host.name)
-        host._labhub_settings = cached
-    return cached
+    """The validated settings of a pyinfra host, validated once per run."""
+    kept = memo(host)
+    if "settings" not in kept:
+        kept["settings"] = validate(host.data.dict(), host.name)
+    return kept["settings"]

@@ -172,13 +172,10 @@ class Build:
     # A hash of everything the build reads: the context's files, the support files and the
     # build arguments (context_hash), read once.
     content_hash: str
-    # The folder ``remote`` is in that is read in one command with the other files there.
-    root: str | None = None
 
     def context_arguments(self) -> dict:
         """The arguments of ``labhub.operations.images.context`` that upload this context."""
-        return {"src": str(self.context), "dest": self.remote, "support": self.support,
-                "root": self.root}
+        return {"src": str(self.context), "dest": self.remote, "support": self.support}
 
     def build_arguments(self) -> dict:
         """The arguments of ``labhub.operations.images.built`` that build this image."""
@@ -222,7 +219,7 @@ def hub_build(settings: Settings) -> Build:
     digest = context_hash(HUB_CONTEXT, support, args)
     stack = Stack.from_settings(settings)
     return Build(f"{HUB_REPOSITORY}:{digest[:12]}", HUB_CONTEXT, stack.path("build", "hub"), args,
-                 support, digest, root=stack.dir)
+                 support, digest)
 
 
 def lab_builds(settings: Settings) -> list[Build]:
@@ -240,7 +237,6 @@ def lab_builds(settings: Settings) -> list[Build]:
             args=args,
             support=support,
             content_hash=context_hash(context, support, args),
-            root=stack.dir,
         ))
     return builds
 

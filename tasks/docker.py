@@ -77,8 +77,7 @@ packages.installed(
 )
 
 for service in ("containerd", "docker"):
-    services.running(name=f"Enable and start {service}", service=service,
-                     among=["containerd", "docker"])
+    services.running(name=f"Enable and start {service}", service=service)
 # Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade of
 # its packages, a restart by hand).
 engine.configured(

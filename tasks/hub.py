@@ -11,8 +11,7 @@ from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
 from labhub import caddy, stack
-from labhub.facts import read
-from labhub.facts.tree import FileTree, folder_of
+from labhub.facts.tree import files_at, folder_of
 from labhub.operations import (
     accounts,
     compose,
@@ -38,7 +37,7 @@ compose_yaml = stack.compose_file_text(settings, hub.image, hub_settings, regist
                                        caddy.digest(proxy_config, proxy_files))
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(
-    settings, folder_of(read(host, FileTree, path=settings.hub_dir), settings.hub_dir))
+    settings, folder_of(files_at(host, settings.hub_dir), settings.hub_dir))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 
@@ -60,7 +59,6 @@ proxy_dir = project.path("proxy")
 tree.written(
     name="Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml"
          + (", proxy/caddy.json" if https else ""),
-    root=project.dir,
     folders=[project.path(folder) for folder in ("", "hub", "registry", "build")]
     + ([proxy_dir] if https else []),
     files={
@@ -79,13 +77,11 @@ if settings.tls == "files":
              f"{settings.hub_domain} has {settings.certificate.days_left()} days left",
         src=settings.tls_key,
         dest=project.path("proxy", "key.pem"),
-        root=project.dir,
     )
 else:
     # A key labhub uploaded for tls "files" does not outlive that choice.
     tree.absent(
         name="Remove the proxy's certificate and key (tls is not \"files\")",
-        root=project.dir,
         paths=[project.path("proxy", "key.pem"), project.path("proxy", "cert.pem")],
     )
 
@@ -99,7 +95,6 @@ accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
     path=project.path("hub", "accounts.json"),
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
-    root=project.dir,
 )
 
 # Before compose starts a stopped registry: a prune killed while collecting left it stopped
@@ -139,7 +134,6 @@ if https:
             stack=project,
             path=caddy.LOCAL_ROOT,
             dest=local_root,
-            root=project.dir,
         )
     # Only the certificate expected: one chaining to the local CA, or the key of tls_cert.
     trust: tuple[str, ...] = ()

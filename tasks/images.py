@@ -16,7 +16,7 @@ project = stack.Stack.from_settings(settings)
 build_dir = project.path("build")
 
 # Read with everything under hub_dir in one command, as the build contexts are.
-tree.written(name=f"Create {build_dir}", root=project.dir, files={}, folders=[build_dir])
+tree.written(name=f"Create {build_dir}", files={}, folders=[build_dir])
 
 for lab in stack.lab_builds(settings):
     images.context(name=f"Upload the build context of {lab.image} ({lab.context})",

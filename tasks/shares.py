@@ -19,7 +19,7 @@ from labhub.facts import read
 from labhub.facts.accounts import local_accounts, local_groups
 from labhub.facts.folders import Folders
 from labhub.facts.fstab import FstabLines
-from labhub.facts.tree import FileTree
+from labhub.facts.tree import files_at
 from labhub.operations import accounts as account_ops
 from labhub.operations import fstab, packages, secret_files, tree
 from labhub.settings import get_settings
@@ -39,8 +39,6 @@ if problems:
 removed = [
     entry for entry in entries if entry.is_labhub_share and entry.mountpoint not in mountpoints
 ]
-# Every mount point the operations below look at, read in one command.
-watched = sorted(mountpoints | {entry.mountpoint for entry in removed})
 
 if settings.shares:
     packages.installed(
@@ -50,11 +48,11 @@ if settings.shares:
         cache_time=24 * 3600,
     )
 
-# /etc/labhub and the credentials in it are read in one command (tree.FileTree).
-tree.written(name="Create /etc/labhub", root=shares.CONFIG_DIR, files={},
-             folders=[shares.CONFIG_DIR], folder_mode="0755")
-tree.written(name=f"Create {shares.CREDENTIALS_DIR} (root only)", root=shares.CONFIG_DIR,
-             files={}, folders=[shares.CREDENTIALS_DIR], folder_mode="0700")
+# /etc/labhub and the credentials in it are read in one command (labhub.facts.tree.files_at).
+tree.written(name="Create /etc/labhub", files={}, folders=[shares.CONFIG_DIR],
+             folder_mode="0755")
+tree.written(name=f"Create {shares.CREDENTIALS_DIR} (root only)", files={},
+             folders=[shares.CREDENTIALS_DIR], folder_mode="0700")
 
 fstab_changes = []
 for share in settings.shares:
@@ -65,17 +63,15 @@ for share in settings.shares:
         user="root",
         group="root",
         mode="0600",
-        root=shares.CONFIG_DIR,
     )
     fstab.mount_point(name=f"Mount point of share {share.name}: {share.mountpoint}",
-                      path=share.mountpoint, among=watched)
+                      path=share.mountpoint)
     line = shares.fstab_line(share)
     fstab_changes.append(fstab.entry(name=f"fstab: {line}", mountpoint=share.mountpoint,
                                      line=line))
 
 for entry in removed:
-    fstab.unmounted(name=f"Unmount removed share at {entry.mountpoint}", path=entry.mountpoint,
-                    among=watched)
+    fstab.unmounted(name=f"Unmount removed share at {entry.mountpoint}", path=entry.mountpoint)
     fstab_changes.append(fstab.entry(
         name=f"fstab: remove the line of removed share at {entry.mountpoint}",
         mountpoint=entry.mountpoint,
@@ -83,7 +79,7 @@ for entry in removed:
     ))
 
 wanted_credentials = {shares.credentials_path(share.name) for share in settings.shares}
-credentials = read(host, FileTree, path=shares.CONFIG_DIR)
+credentials = files_at(host, shares.CONFIG_DIR)
 for path in sorted(credentials):
     if (path.startswith(f"{shares.CREDENTIALS_DIR}/") and credentials[path]["kind"] == "file"
             and path not in wanted_credentials):
@@ -122,7 +118,6 @@ for share in settings.shares:
         name=f"Mount share {share.name} at {share.mountpoint}",
         path=share.mountpoint,
         fstype="cifs",
-        among=watched,
         failure=(
             f"labhub: share {share.name} ({share.source}) is not mounted at {share.mountpoint}: "
             "mounting it failed (see above); the deploy goes on without it, and it is mounted "

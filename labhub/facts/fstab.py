@@ -9,6 +9,9 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from labhub.facts import read
+from labhub.settings import get_settings
+
 
 class FstabLines(FactBase[list[str]]):
     """
@@ -94,3 +97,12 @@ class Mounts(FactBase[dict[str, MountDict]]):
             if target in mounts:
                 mounts[target]["types"].append(fstype)
         return mounts
+
+
+def mounts_at(host, path: str) -> MountDict:
+    """What ``Mounts`` says of ``path`` (``{"exists": False, "types": []}`` when nothing), from
+    one read of every share's mount point in the settings (and ``path``) for the run, until an
+    operation changes the host. A share no longer in the settings is read with them: once, in
+    the run that removes it."""
+    paths = sorted({path, *(share.mountpoint for share in get_settings(host).shares)})
+    return read(host, Mounts, paths=paths).get(path, {"exists": False, "types": []})

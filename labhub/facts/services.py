@@ -10,6 +10,11 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from labhub.facts import read
+
+# The services labhub keeps running (tasks/docker.py), read together by ``state_of``.
+MANAGED = ("containerd", "docker")
+
 
 class ServiceDict(TypedDict):
     running: bool
@@ -47,3 +52,10 @@ class ServiceStates(FactBase[dict[str, ServiceDict]]):
                 key, value = line.split("=", 1)
                 current[key] = value
         return states
+
+
+def state_of(host, service: str) -> ServiceDict | None:
+    """Whether ``service`` runs and is enabled (None: systemd does not know it), from one read of
+    every service in ``MANAGED`` (and ``service``) for the run, until an operation changes the
+    host."""
+    return read(host, ServiceStates, services=sorted({*MANAGED, service})).get(service)

@@ -1,14 +1,22 @@
 """
 Facts about a folder tree on the host: every file, folder and link under it with its owner, mode
 and (for files) content hash, read in one command. Paired with ``labhub.operations.tree``.
+
+``files_at`` reads the tree of the whole folder labhub manages that a path is in (``hub_dir``,
+``/etc/labhub``), so that every operation on files there shares one read.
 """
 
 from __future__ import annotations
 
 import shlex
+from pathlib import PurePosixPath
 from typing import TypedDict
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, OperationError
+
+from labhub.facts import read
+from labhub.settings import get_settings
+from labhub.shares import CONFIG_DIR
 
 # Between the two parts of FileTree's output; find prints no line starting with it.
 _HASHES = "--labhub-tree-hashes--"
@@ -83,3 +91,34 @@ def folder_of(tree: dict[str, EntryDict], path: str) -> dict:
     names = sorted(p[len(prefix):] for p in tree if p.startswith(prefix)
                    and "/" not in p[len(prefix):])
     return {"kind": "folder", "entries": names[:20], "mounted": False}
+
+
+def managed_folders(host) -> tuple[str, ...]:
+    """The folders labhub owns on the host, each read whole by ``files_at``: ``hub_dir`` (the
+    stack, its build contexts) and ``/etc/labhub`` (credentials, backup settings)."""
+    return (get_settings(host).hub_dir, CONFIG_DIR)
+
+
+def _roots_of(host, path: str) -> list[str]:
+    return [root for root in managed_folders(host) if PurePosixPath(path).is_relative_to(root)]
+
+
+def is_managed(host, path: str) -> bool:
+    """Whether ``path`` is in a folder of ``managed_folders`` (itself included)."""
+    return bool(_roots_of(host, path))
+
+
+def tree_root(host, path: str) -> str:
+    """The folder of ``managed_folders`` that ``path`` is in (the innermost, should one hold
+    the other), or ``OperationError``."""
+    roots = _roots_of(host, path)
+    if not roots:
+        raise OperationError(f"{path} is not under a folder labhub manages "
+                             f"({', '.join(managed_folders(host))})")
+    return max(roots, key=lambda root: len(PurePosixPath(root).parts))
+
+
+def files_at(host, path: str) -> dict[str, EntryDict]:
+    """``FileTree`` of the managed folder ``path`` is in (``tree_root``): one read for the run,
+    until an operation changes the host, shared by every path under that folder."""
+    return read(host, FileTree, path=tree_root(host, path))

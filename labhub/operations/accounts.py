@@ -167,14 +167,13 @@ def group_members(group: str, members: list[str], managed: list[str]):
 
 
 @operation()
-def record(path: str, accounts: dict[str, str], root: str | None = None):
+def record(path: str, accounts: dict[str, str]):
     """
     Write the name, uid, home and groups of each hub user's host account as JSON, read by the
     hub at each spawn. The accounts are read when the operation runs, after the tasks that create them.
 
     + path: the JSON file on the host
     + accounts: ``{hub user: host account}``
-    + root: the folder read in one command with the other files there (``labhub.operations.tree``)
 
     **Example:**
 
@@ -208,8 +207,7 @@ def record(path: str, accounts: dict[str, str], root: str | None = None):
         )
     table = {user: found[account] for user, account in sorted(accounts.items())
              if account in found}
-    commands = list(tree.changes(root or path.rsplit("/", 1)[0] or "/",
-                                 {path: json.dumps(table, indent=2, sort_keys=True) + "\n"}))
+    commands = list(tree.changes({path: json.dumps(table, indent=2, sort_keys=True) + "\n"}))
     if not commands:
         host.noop(f"{path} records the accounts")
     yield from commands

@@ -12,7 +12,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.operations import files
 
 from labhub.facts import read
-from labhub.facts.fstab import FstabLines, Mounts
+from labhub.facts.fstab import FstabLines, mounts_at
 from labhub.shares import FSTAB, parse_fstab, set_fstab_entry
 
 
@@ -57,20 +57,14 @@ def entry(mountpoint: str, line: str | None, path: str = FSTAB):
     )
 
 
-def mounted_types(path: str, among: list[str] | None) -> list[str]:
-    """The file system types mounted at ``path``, read with ``among`` in one command."""
-    found = read(host, Mounts, paths=sorted({path, *(among or ())}))
-    return found.get(path, {}).get("types", [])
-
-
 @operation()
-def mount_point(path: str, among: list[str] | None = None):
+def mount_point(path: str):
     """
     A mount point folder, created when missing and otherwise left as it is: a mode or owner set
-    on it would land on what is mounted there.
+    on it would land on what is mounted there. Read with the shares' mount points
+    (``labhub.facts.fstab.mounts_at``).
 
     + path: the mount point
-    + among: mount points read in the same command (give every call the same list)
 
     **Example:**
 
@@ -78,14 +72,14 @@ def mount_point(path: str, among: list[str] | None = None):
 
         fstab.mount_point(name="Mount point of share leem", path="/mnt/leem")
     """
-    if read(host, Mounts, paths=sorted({path, *(among or ())})).get(path, {}).get("exists"):
+    if mounts_at(host, path)["exists"]:
         host.noop(f"{path} exists")
         return
     yield from files.directory._inner(path=path)
 
 
 @operation()
-def mounted(path: str, fstype: str, failure: str, among: list[str] | None = None):
+def mounted(path: str, fstype: str, failure: str):
     """
     Mount a file system through its systemd mount unit (made from its fstab line) unless one of
     ``fstype`` is mounted there already.
@@ -93,7 +87,6 @@ def mounted(path: str, fstype: str, failure: str, among: list[str] | None = None
     + path: the mount point (its line must be in fstab, and systemd reloaded since)
     + fstype: the file system type that counts as mounted (an automount point alone does not)
     + failure: the message printed on stderr when mounting fails, after the mount's own errors
-    + among: mount points read in the same command (give every call the same list)
 
     Mounting through the unit, not ``mount``, keeps one mount where a systemd automount already
     watches the path. Call it with ``_ignore_errors=True`` where a failed mount must not stop the
@@ -112,7 +105,7 @@ def mounted(path: str, fstype: str, failure: str, among: list[str] | None = None
         )
     """
 
-    if fstype in mounted_types(path, among):
+    if fstype in mounts_at(host, path)["types"]:
         host.noop(f"{fstype} is mounted at {path}")
         return
     # On failure, the mount helper's own error (from the journal) and then ours.
@@ -125,13 +118,12 @@ def mounted(path: str, fstype: str, failure: str, among: list[str] | None = None
 
 
 @operation()
-def unmounted(path: str, among: list[str] | None = None):
+def unmounted(path: str):
     """
     Nothing mounted at ``path``: its systemd automount and mount units stopped, then any mount
     left unmounted. The mount point itself stays.
 
     + path: the mount point
-    + among: mount points read in the same command (give every call the same list)
 
     **Example:**
 
@@ -140,7 +132,7 @@ def unmounted(path: str, among: list[str] | None = None):
         fstab.unmounted(name="Unmount /mnt/old", path="/mnt/old")
     """
 
-    if not mounted_types(path, among):
+    if not mounts_at(host, path)["types"]:
         host.noop(f"nothing is mounted at {path}")
         return
     # Units that do not exist (a mount made by hand) are no error; what is left is unmounted.

@@ -42,17 +42,16 @@ def _content_hash(inspect: dict | None) -> str | None:
 
 
 @operation()
-def context(src: str, dest: str, support: dict[str, bytes], root: str | None = None):
+def context(src: str, dest: str, support: dict[str, bytes]):
     """
     A build context on the host: a local folder's files at ``dest`` (files it no longer has are
     removed), and labhub's build support files in ``dest/labhub-build/``. What is on the host is
-    read in one command, and only the files that differ are uploaded.
+    read in one command with the rest of its managed folder (``labhub.operations.tree``), and
+    only the files that differ are uploaded.
 
     + src: the build folder on the admin's machine
     + dest: the build folder on the host
     + support: ``{file name: content}`` of the support files
-    + root: the folder read in one command (``dest`` or one above it): the operations given the
-      same root share that read (``labhub.operations.tree``)
 
     **Example:**
 
@@ -63,7 +62,6 @@ def context(src: str, dest: str, support: dict[str, bytes], root: str | None = N
             src="files/lab",
             dest="/opt/labhub/build/lab-lab-1.0",
             support={"ca.crt": b""},
-            root="/opt/labhub",
         )
     """
     files, modes = {}, {}
@@ -73,7 +71,7 @@ def context(src: str, dest: str, support: dict[str, bytes], root: str | None = N
         modes[remote] = "0755" if path.stat().st_mode & 0o111 else "0644"
     for support_file, content in support.items():
         files[f"{dest}/{BUILD_SUPPORT}/{support_file}"] = content
-    commands = list(tree.changes(root or dest, files, [dest, f"{dest}/{BUILD_SUPPORT}"],
+    commands = list(tree.changes(files, [dest, f"{dest}/{BUILD_SUPPORT}"],
                                  modes=modes, delete_under=dest))
     if not commands:
         host.noop(f"{dest} holds the build context {src}")

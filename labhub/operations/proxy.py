@@ -12,15 +12,14 @@ from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 
 from labhub import tls
-from labhub.facts import read
 from labhub.facts.compose import ComposeLogs, HttpStatus, compose_command
 from labhub.facts.proxy import ProxyFile, ServedCertificate
-from labhub.facts.tree import FileTree
+from labhub.facts.tree import files_at
 from labhub.stack import Stack
 
 
 @operation()
-def local_root(stack: Stack, path: str, dest: str, root: str, wait: int = 60):
+def local_root(stack: Stack, path: str, dest: str, wait: int = 60):
     """
     Copy the root certificate of the proxy's local CA (tls "internal") out of its data volume
     to ``dest`` on the host, world-readable, for the admin to hand to users' browsers. Copied
@@ -28,8 +27,8 @@ def local_root(stack: Stack, path: str, dest: str, root: str, wait: int = 60):
 
     + stack: the compose project with the proxy's service
     + path: the root certificate inside the proxy
-    + dest: where the admin finds it on the host
-    + root: a folder above ``dest``, read in one command with the other files there
+    + dest: where the admin finds it on the host, in a folder labhub manages (read in one
+      command with the other files there, ``labhub.facts.tree.files_at``)
     + wait: seconds the proxy may take to make its CA
 
     **Example:**
@@ -41,11 +40,10 @@ def local_root(stack: Stack, path: str, dest: str, root: str, wait: int = 60):
             stack=Stack.from_settings(settings),
             path="/data/caddy/pki/authorities/local/root.crt",
             dest="/opt/labhub/proxy/local-ca-root.crt",
-            root="/opt/labhub",
         )
     """
     compose_file, project, service = stack.compose_file, stack.project, stack.proxy_service
-    current = read(host, FileTree, path=root).get(dest)
+    current = files_at(host, dest).get(dest)
     if not host.state.is_executing:
         # The proxy makes its CA when it first runs: nothing to read in a dry run.
         if current is None:

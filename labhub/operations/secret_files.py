@@ -11,14 +11,12 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util import files as file_utils
 
-from labhub.facts import read
 from labhub.facts.accounts import LoginUser
-from labhub.facts.tree import FileTree
+from labhub.facts.tree import files_at, is_managed
 
 
 @operation()
-def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "0600",
-        root: str | None = None):
+def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "0600"):
     """
     Upload a local secret file (a password, a key) to ``dest``, owned and private from the start.
 
@@ -27,8 +25,9 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
     + user: its owner
     + group: its group
     + mode: its mode
-    + root: a folder above ``dest`` read in one command with the other files there
-      (``labhub.operations.tree``); without it, the file alone is read
+
+    In a folder labhub manages, ``dest`` is read in one command with the other files there
+    (``labhub.facts.tree.files_at``); elsewhere, the file alone is read.
 
     Unlike ``files.put``, ``--diff`` never shows the content (only that the file would change),
     and the content is never readable by anyone but its owner on the host, not even for a moment:
@@ -50,12 +49,12 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
     with open(src, "rb") as f:
         local_sum = hashlib.sha256(f.read()).hexdigest()
 
-    if root is None:
+    if not is_managed(host, dest):
         remote = host.get_fact(File, path=dest)
         remote_sum = host.get_fact(Sha256File, path=dest) if remote else None
         current_mode = remote["mode"] if remote else None
     else:
-        remote = read(host, FileTree, path=root).get(dest)
+        remote = files_at(host, dest).get(dest)
         remote_sum = remote["sha256"] if remote else None
         # The File fact gives modes as the digits of the octal mode: 600 for 0600.
         current_mode = int(oct(remote["mode"])[2:]) if remote else None

@@ -8,27 +8,24 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.operations import systemd
 
-from labhub.facts import read
-from labhub.facts.services import ServiceStates
+from labhub.facts.services import state_of
 
 
 @operation()
-def running(service: str, among: list[str] | None = None):
+def running(service: str):
     """
-    A service enabled and running (pyinfra's ``systemd.service`` when it is not).
+    A service enabled and running (pyinfra's ``systemd.service`` when it is not). Its state is
+    read with the other services labhub keeps running (``labhub.facts.services.MANAGED``).
 
     + service: the service's name, without ``.service``
-    + among: the services whose state is read in the same command (give every call the same
-      list to read them all once)
 
     **Example:**
 
     .. code:: python
 
-        services.running(name="Enable and start docker", service="docker",
-                         among=["containerd", "docker"])
+        services.running(name="Enable and start docker", service="docker")
     """
-    state = read(host, ServiceStates, services=sorted({service, *(among or ())})).get(service)
+    state = state_of(host, service)
     if state is not None and state["running"] and state["enabled"]:
         host.noop(f"{service} is enabled and running")
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, operation
 
-from labhub.facts import real_host
+from labhub.pyinfra_api import mark_failed
 
 
 @operation()
@@ -62,4 +62,4 @@ def verdict(problems: list[str]):
         return
     host.log_styled(f"{len(problems)} problem(s): " + "; ".join(problems), fg="red",
                     log_func=logger.error)
-    host.state.failed_hosts.add(real_host(host))
+    mark_failed(host)

@@ -1,8 +1,9 @@
 """
-Files and folders under one folder on the host, written as a set: what is there is read in one
-command (``labhub.facts.tree.FileTree`` of the set's root, shared by every operation given the
-same root until something changes), and only what differs is uploaded. pyinfra's ``files.put``
-and ``files.sync`` read each file's state and hash with commands of their own.
+Files and folders in the folders labhub manages on the host, written as a set: what is there is
+read in one command (``labhub.facts.tree.files_at``: the tree of ``hub_dir`` or ``/etc/labhub``,
+shared by every operation on files there until something changes), and only what differs is
+uploaded. pyinfra's ``files.put`` and ``files.sync`` read each file's state and hash with
+commands of their own.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from pyinfra.api.output import format_text
 from pyinfra.facts.files import FileContents
 from pyinfra.operations.util.files import generate_color_diff
 
-from labhub.facts import read
-from labhub.facts.tree import FileTree
+from labhub.facts.tree import files_at, tree_root
 
 
 def _under(root: str, path: str) -> bool:
@@ -43,16 +43,13 @@ def _show_diff(path: str, current: dict | None, content: bytes) -> None:
     logger.info("")
 
 
-def changes(root: str, files: dict[str, str | bytes], folders: list[str] | None = None,
+def changes(files: dict[str, str | bytes], folders: list[str] | None = None,
             user: str = "root", group: str = "root", mode: str = "0644",
             folder_mode: str = "0755", modes: dict[str, str] | None = None,
             delete_under: str | None = None):
-    """The commands that make the host's files under ``root`` as given (see ``written``); with
+    """The commands that make the host's files as given (see ``written``); with
     ``delete_under``, the files and links under that folder that are not given are removed."""
-    for path in [*files, *(folders or ())]:
-        if not _under(root, path):
-            raise OperationError(f"{path} is not under {root}")
-    tree = read(host, FileTree, path=root)
+    roots = {path: tree_root(host, path) for path in [*files, *(folders or ())]}
     modes = modes or {}
 
     def fix(path: str, current: dict, wanted_mode: str):
@@ -61,16 +58,16 @@ def changes(root: str, files: dict[str, str | bytes], folders: list[str] | None 
         if current["mode"] != int(wanted_mode, 8):
             yield StringCommand("chmod", wanted_mode, QuoteString(path))
 
-    # Parents first: every folder from root down to each file and folder.
+    # Parents first: every folder from the managed folder down to each file and folder.
     needed = set()
-    for path in [*files, *(folders or ())]:
+    for path, root in roots.items():
         for parent in [PurePosixPath(path), *PurePosixPath(path).parents]:
             if _under(root, str(parent)):
                 needed.add(str(parent))
     needed -= set(files)
     wanted_folders = sorted(needed, key=lambda p: (len(PurePosixPath(p).parts), p))
     for folder in wanted_folders:
-        current = tree.get(folder)
+        current = files_at(host, folder).get(folder)
         if current is None:
             yield StringCommand("install", "-d", "-m", folder_mode, "-o", QuoteString(user),
                                 "-g", QuoteString(group), QuoteString(folder))
@@ -82,7 +79,7 @@ def changes(root: str, files: dict[str, str | bytes], folders: list[str] | None 
     for path, content in files.items():
         data = _as_bytes(content)
         wanted_mode = modes.get(path, mode)
-        current = tree.get(path)
+        current = files_at(host, path).get(path)
         if current is not None and current["kind"] not in ("file", "link"):
             raise OperationError(f"{path} is not a file")
         if current is None or current["sha256"] != hashlib.sha256(data).hexdigest():
@@ -97,22 +94,21 @@ def changes(root: str, files: dict[str, str | bytes], folders: list[str] | None 
             yield from fix(path, current, wanted_mode)
 
     if delete_under is not None:
-        for path, current in sorted(tree.items()):
+        for path, current in sorted(files_at(host, delete_under).items()):
             if (current["kind"] != "folder" and _under(delete_under, path)
                     and path not in files):
                 yield StringCommand("rm", "-f", QuoteString(path))
 
 
 @operation()
-def written(root: str, files: dict[str, str | bytes], folders: list[str] | None = None,
+def written(files: dict[str, str | bytes], folders: list[str] | None = None,
             user: str = "root", group: str = "root", mode: str = "0644",
             folder_mode: str = "0755", modes: dict[str, str] | None = None):
     """
-    Files with this content, owner and mode, and folders with this owner and mode, all under
-    ``root``; folders a file needs are created. ``--diff`` shows each change as ``files.put``
-    does.
+    Files with this content, owner and mode, and folders with this owner and mode, all in the
+    folders labhub manages (``labhub.facts.tree.managed_folders``); folders a file needs are
+    created, from the managed folder down. ``--diff`` shows each change as ``files.put`` does.
 
-    + root: the folder read in one command; operations given the same root share that read
     + files: ``{path: content}``
     + folders: folders that must exist with ``folder_mode`` and the owner
     + user: owner of every file and folder
@@ -127,24 +123,23 @@ def written(root: str, files: dict[str, str | bytes], folders: list[str] | None 
 
         tree.written(
             name="Write the hub's files",
-            root="/opt/labhub",
             files={"/opt/labhub/compose.yaml": compose_yaml},
             folders=["/opt/labhub", "/opt/labhub/hub"],
         )
     """
-    commands = list(changes(root, files, folders, user, group, mode, folder_mode, modes))
+    commands = list(changes(files, folders, user, group, mode, folder_mode, modes))
     if not commands:
-        host.noop(f"{len(files)} file(s) under {root} are as written")
+        roots = sorted({tree_root(host, path) for path in [*files, *(folders or ())]})
+        host.noop(f"{len(files)} file(s) under {', '.join(roots)} are as written")
     yield from commands
 
 
 @operation()
-def absent(root: str, paths: list[str]):
+def absent(paths: list[str]):
     """
-    Files under ``root`` that must not be there, removed; read with the rest of ``root``'s tree
-    (one command shared with ``written``).
+    Files in the folders labhub manages that must not be there, removed; read with the rest of
+    their folder's tree (one command shared with ``written``).
 
-    + root: the folder read in one command
     + paths: the files to remove when present
 
     **Example:**
@@ -153,15 +148,10 @@ def absent(root: str, paths: list[str]):
 
         tree.absent(
             name="Remove the proxy's key",
-            root="/opt/labhub",
             paths=["/opt/labhub/proxy/key.pem"],
         )
     """
-    for path in paths:
-        if not _under(root, path):
-            raise OperationError(f"{path} is not under {root}")
-    tree = read(host, FileTree, path=root)
-    present = [path for path in paths if path in tree]
+    present = [path for path in paths if path in files_at(host, path)]
     if not present:
         host.noop(f"none of {', '.join(paths)} is there")
         return
