@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from labhub.facts.compose import compose_command
+from labhub.commands import compose_command
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
 

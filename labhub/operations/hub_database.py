@@ -5,13 +5,11 @@ when the new hub does not come up. Reads ``labhub.facts.compose.ComposeProject``
 
 from __future__ import annotations
 
-import shlex
-
 import yaml
 from pyinfra import host
 from pyinfra.api import operation
 
-from labhub.commands import reported
+from labhub.commands import reported, script_command
 from labhub.facts import read
 from labhub.facts.compose import ComposeProject
 from labhub.stack import ROOT
@@ -78,7 +76,6 @@ def upgraded(compose_file: str, project: str, service: str, image: str, content:
              "upgraded by jupyterhub upgrade-db; on failure the hub goes back to "
              f"{current}")
     rollback = yaml.safe_dump({"services": {service: {"image": current}}})
-    yield reported(shlex.join([
-        "bash", "-c", UPGRADE_SCRIPT.read_text(), "hub-upgrade", compose_file, project, service,
-        current, data_path, database, config, health_url, str(int(wait)), rollback_file,
-        rollback]), _report)
+    yield reported(script_command(
+        UPGRADE_SCRIPT, compose_file, project, service, current, data_path, database, config,
+        health_url, str(int(wait)), rollback_file, rollback), _report)
