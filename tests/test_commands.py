@@ -32,6 +32,7 @@ from labhub.commands import (
 from labhub.facts.compose import HttpStatus, HttpStatuses
 from labhub.facts.proxy import ProxyFile, ServedCertificate
 from labhub.facts.registry import RegistryPruneState
+from labhub.facts.status import LabStatus
 from labhub.operations.hub_database import UPGRADE_SCRIPT
 from labhub.settings import ROOT
 
@@ -61,7 +62,8 @@ for number, (words, answers) in enumerate(rules):
         out, status = answers[min(count, len(answers) - 1)]
         if out == "MOUNTS":
             # docker container inspect's template of labhub_mount, run on the configured mounts.
-            match = re.search(r"eq \.(\w+) `(.*)`\}\}\{\{\.(\w+)\}\}", args[args.index("--format") + 1], re.S)
+            template = args[args.index("--format") + 1]
+            match = re.search(r"eq \.(\w+) `(.*)`\}\}\{\{\.(\w+)\}\}", template, re.S)
             field, value, wanted = match.groups()
             mounts = json.load(open(os.path.join(folder, "mounts.json")))
             out = "".join(m[wanted] for m in mounts if m[field] == value) + "\n"
@@ -118,7 +120,8 @@ def test_command_line_keeps_every_word_as_it_is(host, shell_program):
 
 
 def test_expanded_words_expand_when_the_command_runs(host):
-    result = host.run(f"x='a b'; {command_line('printf', '[%s]', variable('x'), output_of('echo $x'))}")
+    printed = command_line("printf", "[%s]", variable("x"), output_of("echo $x"))
+    result = host.run(f"x='a b'; {printed}")
     assert result.stdout == "[a b][a b]"
 
 
@@ -223,8 +226,7 @@ def test_mount_lookup(host, value, field, out, found):
 
 def test_served_certificate(host):
     host.answer(openssl=[[["s_client"], [["-----BEGIN CERTIFICATE-----\n", 0]]],
-                         [["x509"], [["subject=CN = hub.lab.test\nnotAfter=Mar  1 12:00:00 2027 GMT\n",
-                                      0]]]])
+                         [["x509"], [["subject=CN = hub.lab.test\nnotAfter=Mar  1 2027\n", 0]]]])
     result = host.run(served_certificate_command("127.0.0.1:443", "hub.lab.test"))
     assert result.stdout.startswith("subject=CN = hub.lab.test\n")
     s_client, x509 = host.calls("openssl")
@@ -282,7 +284,8 @@ def test_proxy_file_fact_waits_for_the_file(host):
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
     host.answer(docker=[[["exec"], [["", 1], ["", 1], [pem, 0]]]])
     fact = ProxyFile()
-    result = host.run(f"( {fact.command('/opt/lab/compose.yaml', 'labhub', 'proxy', '/data/root.crt', wait=10)});")
+    command = fact.command("/opt/lab/compose.yaml", "labhub", "proxy", "/data/root.crt", wait=10)
+    result = host.run(f"( {command});")
     assert result.returncode == 0
     assert fact.process(result.stdout.splitlines()) == pem and host.slept() == 2
     assert host.calls("docker")[0][-5:] == ["exec", "-T", "proxy", "cat", "/data/root.crt"]
@@ -309,6 +312,34 @@ def test_registry_prune_state_fact(host, tmp_path):
     result = host.run(f"( {fact.command(str(tmp_path), 'labhub', 'registry')});")
     assert fact.process(result.stdout.splitlines()) == {
         "locked": None, "pending": "collecting", "collector": None, "registry": "exited"}
+
+
+def test_lab_status_fact(host, tmp_path):
+    registry_data = tmp_path / "registry data"
+    registry_data.mkdir()
+    host.answer(
+        curl=[[["/hub/health"], [["200", 0]]], [["/v2/"], [["000", 7]]],
+              [["/hub/api"], [['{"version": "5.2.1"}', 0]]]],
+        docker=[[["--filter"], [["h1\n", 0]]],
+                [["StartedAt"], [["/labhub-hub-1\trunning\t2026-11-30T10:00:00Z\tlabhub/hub:abc"
+                                  "\thub\n", 0]]],
+                [["ps"], [["h1\n", 0]]],
+                [["python3"], [["alice\n", 0]]],
+                [["Mounts"], [["MOUNTS", 0]]],
+                [["DockerRootDir"], [["/nonexistent/docker\n", 0]]]],
+        mounts=[{"Source": str(registry_data), "Destination": "/var/lib/registry"}])
+    fact = LabStatus()
+    command = fact.command("http://127.0.0.1:8000", "http://127.0.0.1:5000",
+                           "/opt/lab/compose.yaml", "labhub", "hub", "registry",
+                           "/var/lib/registry", [], [], hub_curl_args=("--insecure",))
+    result = host.run(f"( {command});")
+    found = fact.process(result.stdout.splitlines())
+    assert found["http"] == {"hub": 200, "registry": 0}
+    assert found["hub_version"] == "5.2.1" and found["passwords"] == ["alice"]
+    assert found["registry_data"] == str(registry_data)
+    assert str(registry_data) in found["df"] and str(registry_data) in found["du"]
+    health = [call for call in host.calls("curl") if call[-1].endswith("/hub/health")]
+    assert health and health[0][-2] == "--insecure"
 
 
 # The hub upgrade (files/hub-upgrade.sh) run the one way, with bash, against a stand-in docker.

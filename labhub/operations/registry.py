@@ -244,11 +244,11 @@ def garbage_collect(compose_file: str, project: str, service: str, config_path: 
         return compose_command(compose_file, project, *args)
 
     collector = collector_name(project)
+    missing = f"no container of service {service} in {compose_file}"
     lines = [
         locked_command(state_dir, "collecting"),
         registry_data_command(project, service, data_path),
-        f'[ -n "$cid" ] || {{ echo {shlex.quote(f"no container of service {service} in {compose_file}")} >&2; '
-        "exit 1; }",
+        f'[ -n "$cid" ] || {{ {command_line("echo", missing)} >&2; exit 1; }}',
         f"cfg={shlex.quote(config_path)}",
     ]
     if config_file:
