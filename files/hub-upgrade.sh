@@ -1,8 +1,9 @@
 #!/bin/bash
-# The hub moved to a new image (labhub/operations/hub_database.py, upgraded): its database is copied while
-# the hub is stopped, JupyterHub's own upgrade-db brings it to the new image's schema, and the new
-# hub must answer. When any step fails, the database from before goes back and the hub runs on its
-# previous image again; the run then fails. Labs are containers of their own and keep running.
+# The hub moved to a new image (labhub/operations/hub_database.py, upgraded): its database is
+# copied while the hub is stopped, JupyterHub's own upgrade-db brings it to the new image's schema,
+# and the new hub must answer. When any step fails, the database from before goes back and the hub
+# runs on its previous image again; the run then fails. Labs are containers of their own and keep
+# running.
 #
 #   hub-upgrade.sh COMPOSE_FILE PROJECT SERVICE PREVIOUS_IMAGE DATA_PATH DATABASE CONFIG
 #                  HEALTH_URL WAIT ROLLBACK_FILE ROLLBACK_YAML

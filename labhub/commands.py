@@ -167,9 +167,10 @@ def script_command(path: Path, *args: Word, interpreter: str = "bash") -> str:
     """
     Shell: runs a shipped script (a file of labhub's) with ``args``, quoted. Its text goes in a
     quoted heredoc on file descriptor 3, which ``interpreter`` reads as ``/dev/fd/3``: nothing
-    in it is expanded, no command line carries it (a command line has a bound; the registry
-    client is about 34 kB), and the script's own standard input stays free (a child reading
-    it would otherwise eat the rest of a shell script). A shell script runs after
+    in it is expanded, no program started on the host gets it as an argument (the one command
+    line the host's shell gets is the bound: one argument holds at most 128 kB, and the
+    registry client's is about 35 kB), and the script's own standard input stays free (a child
+    reading it would otherwise eat the rest of a shell script). A shell script runs after
     ``FUNCTIONS``. The command ends with a line break: more lines may follow.
     """
     text = path.read_text()
