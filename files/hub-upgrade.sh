@@ -1,41 +1,44 @@
 #!/bin/bash
-# The hub moved to a new image (labhub/operations/hub.py, upgraded): its database is copied while
-# the hub is stopped, JupyterHub's own upgrade-db brings it to the new image's schema, and the new
-# hub must answer. When any step fails, the database from before goes back and the hub runs on its
-# previous image again; the run then fails. Labs are containers of their own and keep running.
+# The hub moved to a new image (labhub/operations/hub_database.py, upgraded): its database is
+# copied while the hub is stopped, JupyterHub's own upgrade-db brings it to the new image's schema,
+# and the new hub must answer. When any step fails, the database from before goes back and the hub
+# runs on its previous image again; the run then fails. Labs are containers of their own and keep
+# running.
 #
 #   hub-upgrade.sh COMPOSE_FILE PROJECT SERVICE PREVIOUS_IMAGE DATA_PATH DATABASE CONFIG
 #                  HEALTH_URL WAIT ROLLBACK_FILE ROLLBACK_YAML
+#
+# Run by labhub.commands.script_command, after labhub's shell functions (labhub_wait,
+# labhub_ask, labhub_container, labhub_mount).
 set -u
 compose_file=$1 project=$2 service=$3 previous=$4 data=$5 database=$6 config=$7 url=$8 wait=$9
 rollback_file=${10} rollback_yaml=${11}
 
 compose() { docker compose -f "$compose_file" -p "$project" "$@"; }
-container() { compose ps --all --quiet "$service"; }
+container() { labhub_container "$project" "$service"; }
 say() { echo "labhub: $*" >&2; }
 
 # The host folder of the hub's state volume, from the container that has it mounted.
-folder=$(docker container inspect --format \
-    "{{range .Mounts}}{{if eq .Destination \"$data\"}}{{.Source}}{{end}}{{end}}" "$(container)")
+folder=$(labhub_mount "$(container)" Source Destination "$data")
 if [[ -z $folder || ! -f $folder/$database ]]; then
     say "the hub has no database at $data/$database to upgrade"
     exit 1
 fi
 saved=$folder/$database.before-upgrade
 
-# Asked inside the hub's container: the hub's own port, whatever the proxy in front of it does.
-health='import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)'
+state() { docker container inspect --format '{{.State.Status}} {{.RestartCount}}' "$(container)"; }
+runs() { [[ $(state) == "running 0" ]]; }
 
-# Waits for the hub to answer; says why not when it does not.
+# Waits for the hub to answer, asked inside its container (with its curl, as JupyterHub's image
+# has): the hub's own port, whatever the proxy in front of it does. Says why not when it does not.
 answers() {
-    local end=$(($(date +%s) + wait)) state
-    until compose exec -T "$service" python3 -c "$health" "$url" 2>/dev/null; do
-        state=$(docker container inspect --format '{{.State.Status}} {{.RestartCount}}' \
-            "$(container)")
-        [[ $state == "running 0" ]] || { problem="stopped (state: $state)"; return 1; }
-        (($(date +%s) < end)) || { problem="did not answer within $wait s"; return 1; }
-        sleep 1
-    done
+    labhub_wait --while runs "$wait" labhub_ask --in "$(container)" "$url"
+    case $? in
+        0) return 0 ;;
+        2) problem="stopped (state: $(state))" ;;
+        *) problem="did not answer within $wait s" ;;
+    esac
+    return 1
 }
 
 rollback() {

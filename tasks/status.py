@@ -34,9 +34,9 @@ project = stack.Stack.from_settings(settings)
 https = settings.tls != "off"
 proxy_address = local_host(settings.hub_bind)
 seen = read(host, LabStatus, hub_url=findings.hub_url(settings),
-            registry_url=project.registry_url, compose_file=project.compose_file,
-            project=project.project, hub_service=project.hub_service,
-            registry_service=project.registry_service, registry_data=stack.REGISTRY_DATA_PATH,
+            registry_url=project.registry_url, project=project.project,
+            hub_service=project.hub_service, registry_service=project.registry_service,
+            registry_data=stack.REGISTRY_DATA_PATH, passwords_path=project.hub.passwords_path,
             df_paths=[accounts.HOME_BASE], du_paths=sorted(findings.homes(settings).values()),
             hub_curl_args=findings.hub_curl_args(settings),
             tls_address=f"{proxy_address}:{settings.https_port}" if https else None,

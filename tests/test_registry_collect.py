@@ -12,7 +12,8 @@ import subprocess
 import pytest
 from registry_server import LocalRegistry, make_image, make_index
 
-from labhub.registry import client, remote_program
+from labhub.facts.registry import RegistryContents
+from labhub.registry import client
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_repository_left_without_tags(registry):
 
 def test_the_shipped_program_runs_with_python3_from_a_shell(registry):
     registry.push_image("lab", "1", make_image("2025-01-01T00:00:00Z", b"y"))
-    command = remote_program(["collect", registry.url, "--probe-delete"], always_succeed=True)
+    command = RegistryContents().command(registry.url, probe_delete=True)
     # As the fact runs it: inside a subshell that pyinfra closes right after the heredoc.
     result = subprocess.run(["sh", "-c", f"( {command})"], capture_output=True, text=True,
                             cwd="/", env={"PATH": os.environ["PATH"]})

@@ -5,20 +5,14 @@ with ``labhub.operations.compose``.
 
 from __future__ import annotations
 
-import shlex
 from typing import TypedDict
 
 from pyinfra.api import FactBase
 
+from labhub.commands import command_line, compose_command, http_wait_command, shell
+
 # Between the two parts of ComposeProject's output; neither part can print it.
 _SEPARATOR = "--labhub-compose-containers--"
-
-
-def compose_command(compose_file: str, project: str, *args: str) -> str:
-    """A ``docker compose`` command line for a project, every word quoted: the one way labhub
-    runs compose on the host."""
-    words = ["docker", "compose", "-f", compose_file, "-p", project, *args]
-    return " ".join(shlex.quote(word) for word in words)
 
 
 class ServiceDict(TypedDict):
@@ -57,15 +51,16 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
         template = ('{{.Label "com.docker.compose.service"}} {{.State}} '
                     '{{.Label "com.docker.compose.config-hash"}} {{.Image}}')
         # Not one-off containers (``compose run``, such as the registry's garbage collector).
-        label = (shlex.quote(f"label=com.docker.compose.project={project}")
-                 + " --filter label=com.docker.compose.oneoff=False")
+        containers = command_line("docker", "ps", "--all", "--filter",
+                                  f"label=com.docker.compose.project={project}",
+                                  "--filter", "label=com.docker.compose.oneoff=False",
+                                  "--format", template)
         assert _HEREDOC not in content
         # Relative paths in the file are relative to its folder, as when compose reads the file.
         hashes = compose_command("-", project, "--project-directory", compose_file.rsplit("/", 1)[0]
                                  or "/", "config", "--hash", "*")
         return (
-            f"{hashes} <<'{_HEREDOC}' && echo {_SEPARATOR} && "
-            f"docker ps --all --filter {label} --format {shlex.quote(template)}\n"
+            f"{hashes} <<'{_HEREDOC}' && echo {_SEPARATOR} && {containers}\n"
             f"{content.rstrip()}\n{_HEREDOC}\n"
         )
 
@@ -87,22 +82,6 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
         return services
 
 
-def http_wait_command(url: str, wait: int, curl_args: tuple[str, ...] = ()) -> str:
-    """
-    A shell command that prints the HTTP status ``url`` answers, asking again each second for up
-    to ``wait`` seconds until it is 200 (``000``: no answer, or a TLS certificate ``curl_args``
-    refuse). The one HTTP wait of labhub: the health checks and the registry's restart after
-    garbage collection use it.
-    """
-    quoted = " ".join(shlex.quote(word) for word in (*curl_args, url))
-    return (
-        f"end=$(($(date +%s) + {int(wait)})); "
-        f"while :; do code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 {quoted}); "
-        '[ "$code" = 200 ] || [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; '
-        'echo "${code:-000}"'
-    )
-
-
 class HttpStatuses(FactBase[dict[str, int]]):
     """
     The HTTP status each URL answers the host with, asked together: at once when they all answer
@@ -117,17 +96,7 @@ class HttpStatuses(FactBase[dict[str, int]]):
     default = dict
 
     def command(self, urls: list[str], wait: int = 0) -> str:
-        script = (
-            f"end=$(($(date +%s) + {int(wait)})); "
-            'while :; do out=""; ok=1; for u in "$@"; do '
-            "code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \"$u\"); "
-            # Pairs of words: the URLs are the hub's and the registry's, without spaces.
-            'out="$out ${code:-000} $u"; [ "$code" = 200 ] || ok=0; done; '
-            '[ "$ok" = 1 ] || [ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; '
-            "printf '%s %s\\n' $out"
-        )
-        return " ".join(["sh", "-c", shlex.quote(script), "http",
-                         *(shlex.quote(url) for url in urls)])
+        return shell(http_wait_command(urls, wait), "true")
 
     def process(self, output) -> dict[str, int]:
         statuses = {}
@@ -152,11 +121,11 @@ class HttpStatus(FactBase[int]):
     requires_command = "curl"
 
     def command(self, url: str, wait: int = 0, curl_args: tuple[str, ...] = ()) -> str:
-        return http_wait_command(url, wait, curl_args)
+        return shell(http_wait_command({url: curl_args}, wait), "true")
 
     def process(self, output) -> int:
-        text = "".join(output).strip()
-        return int(text) if text.isdigit() else 0
+        code = "".join(output[:1]).partition(" ")[0]
+        return int(code) if code.isdigit() else 0
 
 
 class ComposeLogs(FactBase[str]):

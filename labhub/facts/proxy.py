@@ -5,11 +5,9 @@ serves. Paired with ``labhub.operations.proxy``.
 
 from __future__ import annotations
 
-import shlex
-
 from pyinfra.api import FactBase
 
-from labhub.facts.compose import compose_command
+from labhub.commands import compose_command, served_certificate_command, shell, wait_command
 
 
 class ProxyFile(FactBase[str]):
@@ -29,9 +27,7 @@ class ProxyFile(FactBase[str]):
     def command(self, compose_file: str, project: str, service: str, path: str,
                 wait: int = 0) -> str:
         read = compose_command(compose_file, project, "exec", "-T", service, "cat", path)
-        return (f"end=$(($(date +%s) + {int(wait)})); "
-                f"until {read} 2>/dev/null; do "
-                '[ "$(date +%s)" -ge "$end" ] && break; sleep 1; done; true')
+        return shell(f"{wait_command(wait, read)} 2>/dev/null", "true")
 
     def process(self, output) -> str:
         return "\n".join(output) + "\n" if output else ""
@@ -51,10 +47,7 @@ class ServedCertificate(FactBase[str]):
     requires_command = "openssl"
 
     def command(self, address: str, port: int, server_name: str) -> str:
-        connect = shlex.quote(f"{address}:{int(port)}")
-        return (f"openssl s_client -connect {connect} -servername {shlex.quote(server_name)} "
-                "</dev/null 2>/dev/null | openssl x509 -noout -subject -issuer -enddate "
-                "2>/dev/null || true")
+        return f"{served_certificate_command(f'{address}:{int(port)}', server_name)} || true"
 
     def process(self, output) -> str:
         return "\n".join(output)

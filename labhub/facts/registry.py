@@ -17,7 +17,14 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from labhub.registry import remote_program
+from labhub.commands import (
+    command_line,
+    container_command,
+    mount_command,
+    registry_client_command,
+    shell,
+    variable,
+)
 from labhub.registry.client import ACCEPT, DEFAULT_PAGE_SIZE, DEFAULT_WORKERS
 
 # Beside the registry's configuration on the host (``hub_dir/registry``): held (flock) by the
@@ -33,27 +40,12 @@ def collector_name(project: str) -> str:
     return f"{project}-registry-gc"
 
 
-def service_container_command(project: str, service: str) -> str:
-    """Shell: the id of a compose service's container (not of a one-off ``compose run``)."""
-    filters = [f"label=com.docker.compose.project={project}",
-               f"label=com.docker.compose.service={service}",
-               "label=com.docker.compose.oneoff=False"]
-    return "docker ps -a -q " + " ".join(f"--filter {shlex.quote(f)}" for f in filters)
-
-
-def mount_template(match_field: str, value: str, out_field: str) -> str:
-    """A quoted ``docker inspect --format`` template: ``out_field`` of the mount whose
-    ``match_field`` is ``value``."""
-    return shlex.quote(f"{{{{range .Mounts}}}}{{{{if eq .{match_field} {json.dumps(value)}}}}}"
-                       f"{{{{.{out_field}}}}}{{{{end}}}}{{{{end}}}}")
-
-
 def registry_data_command(project: str, service: str, data_path: str) -> str:
-    """Shell: sets ``cid`` (the registry's container) and ``data`` (where its ``data_path``
-    volume is on the host; empty when there is no such container)."""
-    return (f'cid=$({service_container_command(project, service)} 2>/dev/null | head -n 1); '
-            f'data=; [ -z "$cid" ] || data=$(docker inspect --format '
-            f'{mount_template("Destination", data_path, "Source")} "$cid" 2>/dev/null)')
+    """Shell (for ``labhub.commands.shell``): sets ``cid`` (the registry's container) and
+    ``data`` (where its ``data_path`` volume is on the host; empty when there is no such
+    container)."""
+    return (f"cid=$({container_command(project, service)}); data=; "
+            f'[ -z "$cid" ] || data=$({mount_command(variable("cid"), data_path)})')
 
 
 class RegistryTag(FactBase[dict]):
@@ -71,8 +63,8 @@ class RegistryTag(FactBase[dict]):
     def command(self, registry: str, repository: str, tag: str) -> str:
         url = f"http://{registry}/v2/{repository}/manifests/{tag}"
         return (
-            f"curl -sS -I --max-time 10 -H {shlex.quote('Accept: ' + ACCEPT)} "
-            f"{shlex.quote(url)} 2>/dev/null || true"
+            command_line("curl", "-sS", "-I", "--max-time", "10", "-H", "Accept: " + ACCEPT, url)
+            + " 2>/dev/null || true"
         )
 
     def process(self, output) -> dict:
@@ -123,10 +115,10 @@ class RegistryContents(FactBase[dict]):
         if probe_delete:
             argv.append("--probe-delete")
         if not (project and service and data_path):
-            return remote_program(argv, always_succeed=True)
+            return shell(registry_client_command(*argv), "true")
         # The storage folder as the host sees it, when the registry is this compose service's.
-        return (registry_data_command(project, service, data_path) + "; "
-                + remote_program(argv, shell_args='--storage "$data"', always_succeed=True))
+        return shell(registry_data_command(project, service, data_path),
+                     registry_client_command(*argv, "--storage", variable("data")), "true")
 
     def process(self, output) -> dict:
         text = "\n".join(output).strip()
@@ -159,15 +151,15 @@ class RegistryPruneState(FactBase[dict]):
         lock = shlex.quote(f"{state_dir}/{PRUNE_LOCK}")
         pending = shlex.quote(f"{state_dir}/{PRUNE_PENDING}")
         collector = shlex.quote(collector_name(project))
-        return (
-            f'if [ -f {pending} ]; then echo "pending $(head -c 32 {pending})"; fi; '
+        return shell(
+            f'if [ -f {pending} ]; then echo "pending $(head -c 32 {pending})"; fi',
             f'if [ -f {lock} ] && ! flock -n {lock} true 2>/dev/null; then '
-            f'echo "locked $(head -c 32 {lock})"; fi; '
+            f'echo "locked $(head -c 32 {lock})"; fi',
             f"docker container inspect --format 'collector {{{{.State.Status}}}}' {collector} "
-            "2>/dev/null; "
-            f"cid=$({service_container_command(project, service)} 2>/dev/null | head -n 1); "
-            "[ -z \"$cid\" ] || docker inspect --format 'registry {{.State.Status}}' \"$cid\"; "
-            "true"
+            "2>/dev/null",
+            f"cid=$({container_command(project, service)})",
+            "[ -z \"$cid\" ] || docker inspect --format 'registry {{.State.Status}}' \"$cid\"",
+            "true",
         )
 
     def process(self, output) -> dict:

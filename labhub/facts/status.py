@@ -12,12 +12,17 @@ from datetime import datetime, timezone
 
 from pyinfra.api import FactBase
 
-from labhub.facts.compose import compose_command
+from labhub.commands import (
+    command_line,
+    container_command,
+    http_wait_command,
+    served_certificate_command,
+    shell,
+)
+from labhub.facts.registry import registry_data_command
 
 _SECTIONS = ("#http", "#api", "#containers", "#passwords", "#docker-root", "#registry-data",
              "#df", "#du", "#certificate")
-# Where FirstUseAuthenticator keeps the passwords in the hub container (files/hub's config).
-PASSWORDS_DBM = "/srv/jupyterhub/data/passwords.dbm"
 
 
 class LabStatus(FactBase[dict]):
@@ -40,44 +45,40 @@ class LabStatus(FactBase[dict]):
     ``df`` (bytes) is given for each of ``df_paths`` that exists, Docker's data folder (also
     given as ``docker_root``) and the registry's data (the source of its container's
     ``registry_data`` mount, also given as ``registry_data``); ``du`` (bytes) for each of
-    ``du_paths`` that exists and the registry's data.
+    ``du_paths`` that exists and the registry's data. ``passwords`` are the names in
+    FirstUseAuthenticator's file (``passwords_path`` in the hub's container).
     """
 
     default = dict
 
-    def command(self, hub_url: str, registry_url: str, compose_file: str, project: str,
-                hub_service: str, registry_service: str, registry_data: str,
+    def command(self, hub_url: str, registry_url: str, project: str, hub_service: str,
+                registry_service: str, registry_data: str, passwords_path: str,
                 df_paths: list[str], du_paths: list[str], hub_curl_args: tuple[str, ...] = (),
                 tls_address: str | None = None, tls_name: str | None = None) -> str:
         quote = shlex.quote
-        curl_hub = " ".join(quote(arg) for arg in ("curl", *hub_curl_args))
         container = ('{{.Name}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{.Config.Image}}\t'
                      '{{index .Config.Labels "com.docker.compose.service"}}')
         # No password file yet: nobody has logged in.
-        passwords = (f"import dbm; path = {PASSWORDS_DBM!r}; "
+        passwords = (f"import dbm; path = {passwords_path!r}; "
                      "keys = dbm.open(path, 'r').keys() if dbm.whichdb(path) is not None else []; "
                      "print('\\n'.join(sorted(k.decode() for k in keys)))")
-        hub = compose_command(compose_file, project, "ps", "-a", "-q", hub_service)
-        registry = compose_command(compose_file, project, "ps", "-a", "-q", registry_service)
+        # Asked once: the status says how they answer now.
+        answers = http_wait_command({hub_url + "/hub/health": hub_curl_args,
+                                     registry_url + "/v2/": ()}, 0)
         lines = [
             "echo '#http'",
-            f"u={quote(hub_url + '/hub/health')}; "
-            f"echo \"$({curl_hub} -s -o /dev/null -w '%{{http_code}}' --max-time 5 \"$u\") $u\"",
-            f"u={quote(registry_url + '/v2/')}; "
-            "echo \"$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 \"$u\") $u\"",
+            answers,
             "echo '#api'",
-            f"{curl_hub} -s --max-time 5 {quote(hub_url + '/hub/api')}; echo",
+            command_line("curl", *hub_curl_args, "-s", "--max-time", "5", hub_url + "/hub/api")
+            + "; echo",
             "echo '#containers'",
             'ids=$(docker ps -aq 2>/dev/null); [ -z "$ids" ] || '
             f"docker inspect --format {quote(container)} $ids",
             "echo '#passwords'",
-            f'hub=$({hub} 2>/dev/null); [ -z "$hub" ] || '
+            f'hub=$({container_command(project, hub_service)}); [ -z "$hub" ] || '
             f"docker exec \"$hub\" python3 -c {quote(passwords)} 2>/dev/null "
             "|| echo '#unreadable'",
-            f'reg=$({registry} 2>/dev/null); data=""; [ -z "$reg" ] || '
-            "data=$(docker inspect --format "
-            + quote('{{range .Mounts}}{{if eq .Destination ' + json.dumps(registry_data)
-                    + '}}{{.Source}}{{end}}{{end}}') + ' "$reg")',
+            registry_data_command(project, registry_service, registry_data),
             "echo '#docker-root'",
             "root=$(docker info --format '{{.DockerRootDir}}' 2>/dev/null); echo \"$root\"",
             "echo '#registry-data'",
@@ -91,12 +92,11 @@ class LabStatus(FactBase[dict]):
             f"for p in {' '.join(quote(p) for p in du_paths)} \"$data\"; do "
             '[ -n "$p" ] && [ -e "$p" ] && du -sb "$p" 2>/dev/null; done',
             "echo '#certificate'",
-            *([f"openssl s_client -connect {quote(tls_address)} -servername {quote(tls_name)} "
-               "</dev/null 2>/dev/null | openssl x509 -noout -enddate 2>/dev/null"]
+            *([served_certificate_command(tls_address, tls_name, ("-enddate",))]
               if tls_address and tls_name else []),
             "true",
         ]
-        return "; ".join(lines)
+        return shell(*lines)
 
     def process(self, output) -> dict:
         sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}

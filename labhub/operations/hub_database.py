@@ -5,13 +5,11 @@ when the new hub does not come up. Reads ``labhub.facts.compose.ComposeProject``
 
 from __future__ import annotations
 
-import shlex
-
 import yaml
 from pyinfra import host
 from pyinfra.api import operation
 
-from labhub.commands import reported
+from labhub.commands import reported, script_command
 from labhub.facts import read
 from labhub.facts.compose import ComposeProject
 from labhub.stack import ROOT, Stack
@@ -64,7 +62,7 @@ def upgraded(stack: Stack, image: str, content: str, wait: int = 180):
              f"{current}")
     rollback = yaml.safe_dump({"services": {stack.hub_service: {"image": current}}})
     hub = stack.hub
-    yield reported(shlex.join([
-        "bash", "-c", UPGRADE_SCRIPT.read_text(), "hub-upgrade", stack.compose_file,
-        stack.project, stack.hub_service, current, hub.data_path, hub.database, hub.config,
-        hub.health_url, str(int(wait)), stack.hub_rollback_file, rollback]), _report)
+    yield reported(script_command(
+        UPGRADE_SCRIPT, stack.compose_file, stack.project, stack.hub_service, current,
+        hub.data_path, hub.database, hub.config, hub.health_url, str(int(wait)),
+        stack.hub_rollback_file, rollback), _report)

@@ -5,7 +5,6 @@ with ``labhub.facts.images``; reads pyinfra's ``DockerImage`` fact.
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from pyinfra import host
@@ -14,14 +13,15 @@ from pyinfra.api.command import QuoteString
 from pyinfra.facts.docker import DockerImage
 from pyinfra.operations import docker
 
+from labhub.commands import reported, script_command
 from labhub.facts import read
 from labhub.facts.registry import RegistryTag
-from labhub.commands import reported
 from labhub.operations import tree
 from labhub.stack import (
     BUILD_SUPPORT,
     BUILT_AS_LABEL,
     CONTEXT_HASH_LABEL,
+    ROOT,
     STATE_DIR,
     context_files,
 )
@@ -79,24 +79,7 @@ def context(src: str, dest: str, support: dict[str, bytes]):
 
 
 # Run by ``built`` after a build: which images are old is only known then.
-PRUNE_SCRIPT = r"""
-label=$1 current=$2 built=$3
-current_id=$(docker image inspect --format '{{.Id}}' "$current" 2>/dev/null || true)
-used=$(docker ps -aq --no-trunc | xargs -r docker container inspect --format '{{.Image}}')
-labelled=$(docker images --no-trunc --filter "label=$label" --format '{{.ID}}')
-previous=
-# Newest build first, in the order the builds were recorded: an image's creation time says
-# nothing when a build was all cache.
-for id in $(tac "$built" 2>/dev/null | awk '!seen[$0]++'); do
-    [ "$id" = "$current_id" ] && continue
-    printf '%s\n' "$labelled" | grep -qxF "$id" || continue
-    if [ -z "$previous" ]; then previous=$id; echo "kept $id: the previous build"; continue; fi
-    if printf '%s\n' "$used" | grep -qxF "$id"; then echo "kept $id: a container uses it"; continue; fi
-    tags=$(docker image inspect --format '{{range .RepoTags}}{{.}} {{end}}' "$id")
-    docker image rm ${tags:-$id} >/dev/null && echo "removed $id ${tags}"
-done
-true
-"""
+PRUNE_SCRIPT = ROOT / "files" / "prune-builds.sh"
 
 
 def _report_pruned(host, status: bool, output) -> None:
@@ -150,9 +133,8 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
     yield StringCommand("mkdir", "-p", STATE_DIR)
     yield StringCommand("docker", "image", "inspect", "--format", QuoteString("{{.Id}}"),
                         QuoteString(image), ">>", BUILT_IMAGES_FILE)
-    yield reported(shlex.join(["sh", "-c", PRUNE_SCRIPT, "prune",
-                               f"{BUILT_AS_LABEL}={built_as or image}", image,
-                               BUILT_IMAGES_FILE]), _report_pruned)
+    yield reported(script_command(PRUNE_SCRIPT, f"{BUILT_AS_LABEL}={built_as or image}", image,
+                                  BUILT_IMAGES_FILE, interpreter="sh"), _report_pruned)
 
 
 @operation()

@@ -12,7 +12,8 @@ from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 
 from labhub import tls
-from labhub.facts.compose import ComposeLogs, HttpStatus, compose_command
+from labhub.commands import command_line, compose_command
+from labhub.facts.compose import ComposeLogs, HttpStatus
 from labhub.facts.proxy import ProxyFile, ServedCertificate
 from labhub.facts.tree import files_at
 from labhub.stack import Stack
@@ -59,8 +60,9 @@ def local_root(stack: Stack, path: str, dest: str, wait: int = 60):
                              f"Last log lines of the proxy:\n{logs}")
     if (current or {}).get("sha256") != hashlib.sha256(pem.encode()).hexdigest():
         cat = compose_command(compose_file, project, "exec", "-T", service, "cat", path)
-        yield f"{cat} > {shlex.quote(dest)}.new && chmod 0644 {shlex.quote(dest)}.new && " \
-              f"mv {shlex.quote(dest)}.new {shlex.quote(dest)}"
+        new = f"{dest}.new"
+        yield (f"{cat} > {shlex.quote(new)} && {command_line('chmod', '0644', new)} && "
+               f"{command_line('mv', new, dest)}")
     host.log(f"Give users' browsers the hub's root certificate: {dest} on the server "
              "(it signs the hub's certificate; keep the proxy-data volume to keep it)")
 

@@ -21,18 +21,25 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import files
 
-from labhub.commands import reported
-from labhub.facts.compose import compose_command, http_wait_command
+from labhub.commands import (
+    Word,
+    command_line,
+    compose_command,
+    http_wait_command,
+    mount_command,
+    registry_client_command,
+    reported,
+    shell,
+    variable,
+)
 from labhub.facts.registry import (
     PRUNE_LOCK,
     PRUNE_PENDING,
     PRUNE_PLAN,
     RegistryPruneState,
     collector_name,
-    mount_template,
     registry_data_command,
 )
-from labhub.registry import remote_program
 from labhub.registry.client import DEFAULT_WORKERS
 from labhub.registry.policy import human_size, short_digest
 from labhub.stack import REGISTRY_DATA_PATH, Stack
@@ -60,10 +67,17 @@ def delete_command(url: str, state_dir: str, workers: int = DEFAULT_WORKERS) -> 
     """The host's command that runs the deletions listed in the plan file: its size does not
     depend on how many there are."""
     plan = f"{state_dir}/{PRUNE_PLAN}"
-    program = remote_program(["delete", url, "--workers", str(int(workers))],
-                             shell_args=f"--plan {shlex.quote(plan)}")
+    program = registry_client_command("delete", url, "--workers", str(int(workers)),
+                                      "--plan", plan)
     return (locked_command(state_dir, "deleting") + "\n" + program
             + f"status=$?; [ $status != 0 ] || rm -f {shlex.quote(plan)}; exit $status")
+
+
+def _answers_again(url: str, wait: int, otherwise: str) -> str:
+    """Shell: waits for the registry to answer again after it was started; ``otherwise`` runs
+    when it does not."""
+    return (f"{{ {http_wait_command([url + '/v2/'], wait)}; }} >/dev/null || "
+            f'{{ echo "the registry did not answer again" >&2; {otherwise}; }}')
 
 
 def _report_deletions(host, status: bool, output) -> None:
@@ -173,14 +187,13 @@ def recovered(stack: Stack, state_dir: str, url: str | None = None, wait: int = 
              "registry again")
     lines = [
         locked_command(state_dir),
-        f"docker rm -f {shlex.quote(collector_name(project))} >/dev/null 2>&1 || true",
+        f"{command_line('docker', 'rm', '-f', collector_name(project))} >/dev/null 2>&1 || true",
     ]
     if state["registry"] is not None:
         lines.append(compose_command(compose_file, project, "start", service))
     if url and state["registry"] is not None:
-        lines.append(f'code=$({http_wait_command(url + "/v2/", wait)}); [ "$code" = 200 ] || '
-                     '{ echo "the registry did not answer again" >&2; exit 1; }')
-    yield "\n".join(lines)
+        lines.append(_answers_again(url, wait, "exit 1"))
+    yield shell(*lines)
 
 
 @operation(is_idempotent=False)
@@ -217,40 +230,36 @@ def garbage_collect(stack: Stack, state_dir: str, url: str | None = None, wait: 
     config_path, config_file = stack.registry_config_path, stack.registry_config_file
     data_path = REGISTRY_DATA_PATH
 
-    def compose(*args: str) -> str:
+    def compose(*args: Word) -> str:
         return compose_command(compose_file, project, *args)
 
-    collector = shlex.quote(collector_name(project))
+    collector = collector_name(project)
+    missing = f"no container of service {service} in {compose_file}"
     lines = [
         locked_command(state_dir, "collecting"),
         registry_data_command(project, service, data_path),
-        f'[ -n "$cid" ] || {{ echo {shlex.quote(f"no container of service {service} in {compose_file}")} >&2; '
-        "exit 1; }",
+        f'[ -n "$cid" ] || {{ {command_line("echo", missing)} >&2; exit 1; }}',
         f"cfg={shlex.quote(config_path)}",
-        f'mounted=$(docker inspect --format {mount_template("Source", config_file, "Destination")}'
-        ' "$cid"); [ -z "$mounted" ] || cfg="$mounted"',
-    ]
-    lines += [
+        f'mounted=$({mount_command(variable("cid"), config_file, field="Source", out="Destination")})'
+        '; [ -z "$mounted" ] || cfg="$mounted"',
         # The blobs' bytes (the files the collector deletes), not folders.
         'size() { if [ -n "$data" ] && [ -d "$data" ]; then find "$data" -path "*/v2/blobs/*" '
         "-type f -printf '%s\\n' | awk '{s += $1} END {printf \"%.0f\\n\", s}'; "
         "else echo -1; fi; }",
         "before=$(size)",
-        f"docker rm -f {collector} >/dev/null 2>&1 || true",
+        f"{command_line('docker', 'rm', '-f', collector)} >/dev/null 2>&1 || true",
         f"{compose('stop', service)} || exit 1",
         "status=0",
-        f'{compose("run", "--rm", "--no-deps", "-T", "--name", collector_name(project), service, "garbage-collect")} "$cfg" >&2 '
-        "|| status=$?",
+        compose("run", "--rm", "--no-deps", "-T", "--name", collector, service, "garbage-collect",
+                variable("cfg")) + " >&2 || status=$?",
         f"{compose('start', service)} || status=1",
         "after=$(size)",
     ]
     if url:
-        lines.append(
-            f'code=$({http_wait_command(url + "/v2/", wait)}); [ "$code" = 200 ] || '
-            '{ echo "the registry did not answer again" >&2; status=1; }')
+        lines.append(_answers_again(url, wait, "status=1"))
     lines += [
         f'[ "$status" != 0 ] || rm -f {shlex.quote(f"{state_dir}/{PRUNE_PENDING}")}',
         f'echo "{GC_MARKER} before=$before after=$after status=$status"',
         'exit "$status"',
     ]
-    yield reported("\n".join(lines), _report_gc)
+    yield reported(shell(*lines), _report_gc)

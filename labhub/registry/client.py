@@ -746,6 +746,6 @@ def main(argv: list) -> int:
     return 0
 
 
-# Everything above this line is shipped to hosts (see labhub.registry.remote_program).
+# How the host runs it (labhub.commands.registry_client_command).
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
