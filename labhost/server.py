@@ -191,11 +191,13 @@ class LabServer:
 
     def exec(self, command: str, check: bool = True, user: str = "root") -> str:
         """Run a shell command on the server as root (outside SSH) and return its stdout."""
-        result = self.container.exec_run(["sh", "-c", command], user=user, demux=True)
-        out = (result.output[0] or b"").decode()
-        err = (result.output[1] or b"").decode()
-        if check and result.exit_code != 0:
-            raise LabHostError(f"{command!r} exited {result.exit_code}: {err or out}")
+        # docker's CLI, not the SDK's exec_run: the SDK's reading of a large output's frames
+        # loses its place with this machine's engine ("116 is not a valid stream").
+        result = subprocess.run(["docker", "exec", "--user", user, self.container_id, "sh", "-c",
+                                 command], capture_output=True)
+        out, err = result.stdout.decode(), result.stderr.decode()
+        if check and result.returncode != 0:
+            raise LabHostError(f"{command!r} exited {result.returncode}: {err or out}")
         return out
 
     def load_image(self, tag: str) -> None:
