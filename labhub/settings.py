@@ -1121,13 +1121,14 @@ def _cross_problems(error: ValidationError, values: dict[str, Any],
     run reports everything; problems of the bad settings themselves are left out (they are
     reported as they are)."""
     bad = {item["loc"][0] for item in error.errors() if item["loc"]}
+    if not bad:
+        return []
     again = {**values, **{key: defaults[key] for key in bad if key in defaults}}
     try:
         Settings.model_validate(_lists_to_tuples(again))
     except ValidationError as e:
         return [line for line in _format_error(e)
-                if re.match(r"[a-z_]+", line).group(0) not in bad
-                and not any(f"{key} (" in line or f"{key}'" in line for key in bad)]
+                if not any(re.search(rf"\b{key}\b", line) for key in bad)]
     return []
 
 

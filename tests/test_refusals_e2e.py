@@ -39,8 +39,7 @@ def server(lab_server):
 @pytest.fixture(scope="module")
 def credentials(tmp_path_factory):
     path = tmp_path_factory.mktemp("credentials") / "share.cred"
-    path.write_text("username=lab\npassword=not-used-here\n")
-    return str(path)
+    return str(labhost.write_secret(path, "username=lab\npassword=not-used-here\n"))
 
 
 def share(credentials: str, mountpoint: str) -> dict:
