@@ -370,6 +370,9 @@ def _key_file(value: str) -> str:
 
 def _host_name(value: str) -> str:
     """A DNS name or an IP address that users open the hub at."""
+    if value.startswith("[") and value.endswith("]"):
+        # An IPv6 address as URLs write it.
+        value = value[1:-1]
     if "%" in value:
         raise ValueError(f"{value!r} is a link-local address with a zone, which only this "
                          "machine's own network card can reach: give the server's name or a "
@@ -691,7 +694,9 @@ class Settings(_Model):
     @classmethod
     def _names_to_users(cls, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
-            return tuple({"name": v} if isinstance(v, str) else v for v in value)
+            # A number is a name written without quotes: its error is the name's.
+            return tuple({"name": v} if isinstance(v, (str, int, float)) and not isinstance(
+                v, bool) else v for v in value)
         return value
 
     @field_validator("user_prefix")
@@ -1107,10 +1112,13 @@ def _did_you_mean(key: str, defaults: dict[str, Any], foreign: frozenset[str]) -
     ours = difflib.get_close_matches(key, list(defaults), n=1)
     theirs = difflib.get_close_matches(
         key, sorted(k for k in foreign if not k.startswith(GLOBAL_ARGUMENT_PREFIX)), n=1)
-    if ours and theirs:
-        closer = (difflib.SequenceMatcher(None, key, theirs[0]).ratio()
-                  > difflib.SequenceMatcher(None, key, ours[0]).ratio())
-        return theirs if closer else ours
+    # A key that starts like labhub's settings (tls_, backup_, hub_...) meant one of them; one
+    # that starts like a connector's (ssh_, docker_ssh_...) meant the connector's.
+    first = key.split("_", 1)[0]
+    if first in {name.split("_", 1)[0] for name in defaults}:
+        return ours
+    if first in {name.split("_", 1)[0] for name in foreign}:
+        return theirs
     return ours or theirs
 
 
@@ -1139,6 +1147,30 @@ def _lists_to_tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _lists_to_tuples(v) for k, v in value.items()}
     return value
+
+
+def validate_before_connecting(state) -> None:
+    """
+    Have a pyinfra CLI run validate every host's settings as soon as it has loaded the
+    inventory, before it connects to any host: a typo is reported even when the server is down.
+    Called from config.py, which pyinfra runs before it loads the inventory; the state's own
+    callbacks are reset by ``State.init``, so the check follows that call.
+    """
+    init = state.init
+
+    def init_then_validate(inventory, config, **kwargs):
+        init(inventory, config, **kwargs)
+        problems = []
+        for host in inventory:
+            if state.is_host_in_limit(host):
+                try:
+                    get_settings(host)
+                except SettingsError as e:
+                    problems.append(str(e))
+        if problems:
+            raise SettingsError("\n".join(problems))
+
+    state.init = init_then_validate
 
 
 def get_settings(host) -> Settings:
