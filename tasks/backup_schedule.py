@@ -15,6 +15,7 @@ from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
 from labhub import backup
+from labhub.facts.services import CalendarProblem
 from labhub.operations import secret_files
 from labhub.settings import get_settings
 
@@ -22,6 +23,12 @@ settings = get_settings(host)
 if settings.backup_repository is None:
     raise OperationError(f"{host.name}: backup_repository: not set: give the restic repository "
                          "backups go to (a folder on the server, or sftp:user@host:/path...)")
+# systemd reads backup_schedule itself, each release its own way: asked before any change.
+if settings.backup_schedule is not None:
+    calendar_problem = host.get_fact(CalendarProblem, event=settings.backup_schedule)
+    if calendar_problem:
+        raise OperationError(f"{host.name}: backup_schedule: {settings.backup_schedule!r} is not "
+                             f"a calendar event this server's systemd reads ({calendar_problem})")
 
 apt.packages(
     name="Install restic and sqlite3 (backups; online copies of the hub's database)",

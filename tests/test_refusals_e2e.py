@@ -70,6 +70,11 @@ CASES = {
     "a folder with files as mount point": (
         {"shares": "busy"},
         "shares[0].mountpoint: /srv/busy is in use (it holds data.txt): the share would hide it"),
+    "a backup schedule this server's systemd does not read": (
+        {"backup_repository": "/srv/backups", "backup_password_file": "credentials",
+         "backup_schedule": "dayly"},
+        "backup_schedule: 'dayly' is not a calendar event this server's systemd reads (Failed "
+        "to parse calendar specification"),
     "a hub_dir with other things in it": (
         {"hub_dir": "/opt/notlabhub"},
         "hub_dir: /opt/notlabhub holds notes.txt and no labhub compose project"),
@@ -88,6 +93,8 @@ def test_the_deploy_stops_before_any_change_and_names_what_it_will_not_touch(cas
         data = {"shares": [share(credentials, "/mnt/old")]}
     elif data.get("shares") == "busy":
         data = {"shares": [share(credentials, "/srv/busy")]}
+    elif data.get("backup_password_file") == "credentials":
+        data = {**data, "backup_password_file": credentials}
     before = state_digest(server)
     inventory = server.inventory_file({"docker_source": "distro", **data})
     run = labhost.run_pyinfra(inventory, "deploy.py")
