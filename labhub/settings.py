@@ -23,8 +23,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -392,7 +392,7 @@ def _host_name(value: str) -> str:
     odd = next((c for c in value if not c.isascii()), None)
     if odd is not None:
         raise ValueError(f"{value!r} has the non-ASCII character {odd!r} "
-                         f"({unicodedata.name(odd, 'U+%04X' % ord(odd))}): type the name in "
+                         f"({unicodedata.name(odd, f'U+{ord(odd):04X}')}): type the name in "
                          "ASCII, or give an internationalized name in its xn-- form")
     if len(value) > 253 or not DNS_NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a DNS name (letters, digits and '-' between dots, "

@@ -380,12 +380,13 @@ def certificates() -> dict[str, bytes]:
     ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
 
     def certificate(name: str, start: timedelta, end: timedelta, san: bool = True,
-                    public=key.public_key(), signer=key, issuer: str | None = None) -> bytes:
+                    public=None, signer=key, issuer: str | None = None) -> bytes:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         builder = (x509.CertificateBuilder().subject_name(subject)
                    .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
                                                               issuer or name)]))
-                   .public_key(public).serial_number(x509.random_serial_number())
+                   .public_key(public or key.public_key())
+                   .serial_number(x509.random_serial_number())
                    .not_valid_before(now + start).not_valid_after(now + end))
         if san:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),

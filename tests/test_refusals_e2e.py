@@ -75,6 +75,10 @@ CASES = {
          "backup_schedule": "dayly"},
         "backup_schedule: 'dayly' is not a calendar event this server's systemd reads (Failed "
         "to parse calendar specification"),
+    "a backend whose program the server does not have": (
+        {"backup_repository": "rclone:lab:labhub", "backup_password_file": "credentials"},
+        "backup_repository: 'rclone:lab:labhub' is reached through rclone, which this server "
+        "does not have"),
     "a hub_dir with other things in it": (
         {"hub_dir": "/opt/notlabhub"},
         "hub_dir: /opt/notlabhub holds notes.txt and no labhub compose project"),
