@@ -6,6 +6,7 @@ inventory file), with its ``--json`` results at hand.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -76,13 +77,20 @@ def pyinfra_argv(inventory: Path, *deploy: str, data: dict | None = None, dry: b
     return argv + list(extra)
 
 
+def pyinfra_env() -> dict[str, str]:
+    """The environment of a pyinfra run: the deploy imports labhub from this checkout, even when
+    the virtual environment's editable install points at another one."""
+    paths = [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
                 extra: tuple[str, ...] = (), cwd: Path | None = None,
                 timeout: float = 1800) -> PyinfraRun:
     """Run the pyinfra CLI of this environment (as an admin would) with ``--json`` results."""
     argv = pyinfra_argv(inventory, *deploy, data=data, dry=dry, extra=extra)
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          cwd=str(cwd or PROJECT_ROOT))
+                          cwd=str(cwd or PROJECT_ROOT), env=pyinfra_env())
     return PyinfraRun(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -92,4 +100,4 @@ def start_pyinfra(inventory: Path, *deploy: str, data: dict | None = None,
     line by line) is read as it comes, and the run can be killed as an admin's terminal dies."""
     return subprocess.Popen(pyinfra_argv(inventory, *deploy, data=data), text=True, bufsize=1,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=str(cwd or PROJECT_ROOT))
+                            cwd=str(cwd or PROJECT_ROOT), env=pyinfra_env())
