@@ -1,7 +1,8 @@
 """
 pyinfra's configuration of labhub runs, read by the CLI before it loads the inventory (from the
-directory pyinfra is run in: the project root). Bad settings are reported before pyinfra connects
-to any server; deploy.py and each task validate them again when run from elsewhere.
+directory pyinfra runs in: the project root). With it, bad settings are reported before pyinfra
+connects to any server; run from elsewhere, deploy.py and each task still refuse them before any
+operation, once connected.
 """
 
 from pyinfra import state

@@ -856,9 +856,9 @@ class Settings(_Model):
         for condition, (used, names) in needs.items():
             for name in names:
                 if not used and _values_differ(getattr(self, name), defaults[name]):
-                    problems.append(f"{name}: set, but used only with {condition} (tls is "
-                                    f"{self.tls!r}, backup_repository "
-                                    f"{'is set' if self.backup_repository else 'is not'}): "
+                    now = ("backup_repository is not set" if condition == "backup_repository"
+                           else f"tls is {self.tls!r}")
+                    problems.append(f"{name}: set, but used only with {condition} ({now}): "
                                     "remove it, or set what it needs")
         return problems
 

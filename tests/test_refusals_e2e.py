@@ -79,6 +79,12 @@ CASES = {
         {"backup_repository": "rclone:lab:labhub", "backup_password_file": "credentials"},
         "backup_repository: 'rclone:lab:labhub' is reached through rclone, which this server "
         "does not have"),
+    # Refused before connecting, from the settings alone (tests/test_refusals.py has them all).
+    "a system folder in another spelling": (
+        {"hub_dir": "//etc/labhub/"}, "hub_dir: '/etc/labhub' is inside the system folder /etc"),
+    "a group made by a task on a fresh server": (
+        {"hub_users": [{"name": "alice", "groups": ["docker"]}]},
+        "hub_users[0].groups[0]: 'docker' is a system group"),
     "a hub_dir with other things in it": (
         {"hub_dir": "/opt/notlabhub"},
         "hub_dir: /opt/notlabhub holds notes.txt and no labhub compose project"),

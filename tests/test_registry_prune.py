@@ -21,6 +21,7 @@ import pytest
 import registry_populate
 from registry_server import LocalRegistry, make_image, make_index
 
+from labhost.runner import pyinfra_env
 from labhub.operations.registry import delete_command
 from labhub.registry import client, policy
 from labhub.settings import LabImage
@@ -52,7 +53,8 @@ def run_task(reg: LocalRegistry, *extra: str, data: dict | None = None):
     for key, value in (data or {}).items():
         argv += ["--data", f"{key}={json.dumps(value)}"]
     argv += list(extra)
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env=pyinfra_env())
 
 
 def pulls(reg: LocalRegistry, ref: str, all_platforms: bool = False) -> bool:

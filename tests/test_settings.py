@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from labhost.runner import pyinfra_env
 from labhub.facts.services import CalendarProblem
 from labhub.settings import SettingsError, load_defaults, validate
 
@@ -91,7 +92,7 @@ def test_cli_stops_before_any_operation():
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("pyinfra")), "@fake/lab1", "deploy.py", "-y",
          "--data", 'docker_source="snap"', "--data", 'hub_users=["Alice"]'],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=pyinfra_env(),
     )
     assert proc.returncode != 0
     assert "invalid labhub settings for @fake/lab1:" in proc.stderr
