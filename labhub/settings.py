@@ -942,6 +942,13 @@ class Settings(_Model):
             groups.update(dict.fromkeys(item.groups or ()))
         return tuple(groups)
 
+    def group_setting(self, group: str) -> str:
+        """The setting that first names a host group, as an error names it
+        (``hub_users[0].groups``)."""
+        named = [(f"hub_users[{i}].groups", user.groups) for i, user in enumerate(self.hub_users)]
+        named += [(f"{where}.groups", item.groups or ()) for where, item in self._mounts()]
+        return next(where for where, groups in named if group in groups)
+
     @property
     def default_image(self) -> LabImage:
         for image in self.lab_images:

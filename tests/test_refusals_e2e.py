@@ -62,10 +62,10 @@ CASES = {
         "hub_users: uid 1001 of alice is taken by account carol"),
     "a system group": (
         {"hub_users": [{"name": "alice", "groups": ["scanner"]}]},
-        "groups: scanner is a system group (gid "),
+        "hub_users[0].groups: scanner is a system group (gid "),
     "an admin's personal group": (
         {"hub_users": [{"name": "alice", "groups": ["carol"]}]},
-        "groups: carol is the primary group of account carol"),
+        "hub_users[0].groups: carol is the primary group of account carol"),
     "an fstab line labhub did not write": (
         {"shares": "old"},
         "shares[0].mountpoint: /etc/fstab already mounts //nas/old at /mnt/old"),

@@ -338,7 +338,7 @@ def test_accounts_and_groups_labhub_does_not_own_are_found_before_any_change():
         "hub_users: account admin exists and labhub did not make it (its comment is not "
         "'labhub hub user admin'): labhub does not take it over; choose another user_prefix or "
         "name, or hand the account to labhub: usermod --comment 'labhub hub user admin' admin",
-        "groups: bluetooth is a system group (gid 113): labhub does not add hub users to it",
-        "groups: admin is the primary group of account admin: labhub does not add hub users to it",
+        "hub_users[0].groups: bluetooth is a system group (gid 113): labhub does not add hub users to it",
+        "hub_users[2].groups: admin is the primary group of account admin: labhub does not add hub users to it",
     ]
     assert accounts.account_problems(validate({"hub_users": ["alice"]}), local, groups) == []
