@@ -965,7 +965,8 @@ class Settings(_Model):
     def hub_url(self) -> str:
         """The hub as users open it."""
         if self.tls == "off":
-            return f"http://{url_host(self.hub_domain or local_host(self.hub_bind))}:{self.hub_port}"
+            host = url_host(self.hub_domain or local_host(self.hub_bind))
+            return f"http://{host}:{self.hub_port}"
         port = "" if self.https_port == 443 else f":{self.https_port}"
         return f"https://{url_host(self.hub_domain)}{port}"
 

@@ -24,7 +24,7 @@ from labhub.operations import (
     secret_files,
     tree,
 )
-from labhub.settings import get_settings, local_host
+from labhub.settings import get_settings, local_host, url_host
 
 settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
@@ -134,7 +134,8 @@ compose.up(
 )
 checks = {}
 if not https:
-    checks["hub"] = (f"http://{local_host(settings.hub_bind)}:{settings.hub_port}/hub/health",
+    checks["hub"] = (f"http://{url_host(local_host(settings.hub_bind))}:{settings.hub_port}"
+                     "/hub/health",
                      stack.HUB_SERVICE)
 checks["registry"] = (f"{project.registry_url}/v2/", stack.REGISTRY_SERVICE)
 compose.healthy(

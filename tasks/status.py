@@ -28,7 +28,7 @@ from labhub.facts.registry import RegistryContents
 from labhub.facts.status import LabStatus
 from labhub.operations import status
 from labhub.registry import policy
-from labhub.settings import get_settings, local_host
+from labhub.settings import get_settings, local_host, url_host
 
 # A file system this full (percent used) is a problem: labs, pushes and the hub's database fail
 # when it fills up.
@@ -45,7 +45,7 @@ https = settings.tls != "off"
 proxy_address = local_host(settings.hub_bind)
 # The hub as users open it, through the proxy, asked from the server itself: whether it answers
 # (the deploy's health check is the one that checks whose certificate it is).
-hub_url = settings.hub_url if https else f"http://{proxy_address}:{settings.hub_port}"
+hub_url = settings.hub_url if https else f"http://{url_host(proxy_address)}:{settings.hub_port}"
 hub_curl_args = ("--insecure", "--resolve",
                  f"{settings.hub_domain}:{settings.https_port}:{proxy_address}") if https else ()
 found = read(host, LabStatus, hub_url=hub_url, registry_url=project.registry_url,
