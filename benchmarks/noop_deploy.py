@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 import labhost  # noqa: E402
+from labhost.runner import pyinfra_env  # noqa: E402
 from test_hub_e2e import deploy_data  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
@@ -38,7 +39,7 @@ def run(inventory: Path, *args: str) -> tuple[float, int, str]:
     """One pyinfra CLI run: seconds, commands sent (shell commands and uploads), stderr."""
     argv = [PYINFRA, "--debug", str(inventory), *args]
     start = time.monotonic()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=pyinfra_env())
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")

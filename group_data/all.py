@@ -29,11 +29,12 @@ user_prefix = "jupyter-"
 
 # CIFS shares: list of mappings with name, source ("//server/share"), mountpoint, mode ("ro" or
 # "rw"; rw mounts as uid=0,gid=100,file_mode=0664,dir_mode=0775), credentials (absolute path on
-# the admin's machine, outside this repository, of a file with username= and password= lines;
-# uploaded to /etc/labhub/credentials/<name>, root only), and optional options (extra mount
-# options, overriding those defaults), groups (host groups whose users' labs get it; default all
-# hub users) and container_path (inside lab containers; relative means in the home, default
-# <name>). Each is one fstab line with _netdev,nofail,x-systemd.automount.
+# the admin's machine, outside this repository, readable by its owner alone (chmod 600), of a
+# file with username= and password= lines; uploaded to /etc/labhub/credentials/<name>, root
+# only), and optional options (extra mount options, overriding those defaults; never the login,
+# the source or ro/rw, under any spelling mount.cifs reads), groups (host groups whose users'
+# labs get it; default all hub users) and container_path (inside lab containers; relative means
+# in the home, default <name>). Each is one fstab line with _netdev,nofail,x-systemd.automount.
 shares = []
 
 # Where the hub's compose project, rendered configuration and build contexts live on the host.
@@ -65,8 +66,8 @@ acme_ca_root = None
 # The certificate chain (server certificate first), a file on the admin's machine (tls "files").
 tls_cert = None
 
-# The certificate's key, a file on the admin's machine outside this repository (tls "files"):
-# uploaded root-only, never printed.
+# The certificate's key, a file on the admin's machine outside this repository, chmod 600 (tls
+# "files"): uploaded root-only, never printed.
 tls_key = None
 
 # The HTTPS proxy's image: the official Caddy image.
@@ -143,11 +144,11 @@ registry_prune_apply = False
 backup_repository = None
 
 # The repository's password, in a file on the admin's machine (absolute, outside this
-# repository); uploaded root only to /etc/labhub/backup/password and never printed.
+# repository, chmod 600); uploaded root only to /etc/labhub/backup/password and never printed.
 backup_password_file = None
 
-# For an sftp: repository: the private SSH key (a file on the admin's machine) the server logs in
-# with; uploaded root only. The repository host's key is recorded at the first backup.
+# For an sftp: repository: the private SSH key (a file on the admin's machine, chmod 600, without
+# a passphrase) the server logs in with; uploaded root only. The repository host's key is recorded at the first backup.
 backup_ssh_key = None
 
 # Back up the hub users' homes too.

@@ -12,7 +12,7 @@ pyinfra CLI run as an admin runs it, and stand-ins for the official images the s
 """
 
 from labhost.images import STAND_INS, load_previous_hub, load_stack_images, prepare_images
-from labhost.runner import PyinfraRun, run_pyinfra, start_pyinfra
+from labhost.runner import PyinfraRun, run_pyinfra, start_pyinfra, write_secret
 from labhost.server import (
     HAS_AUTOFS,
     PROJECT_ROOT,
@@ -42,4 +42,5 @@ __all__ = [
     "start_pyinfra",
     "running_lab_server",
     "start_lab_server",
+    "write_secret",
 ]

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import labhost
+from labhost.runner import pyinfra_env
 from labhub.settings import validate
 
 DEMO_NAME = "labhub-demo"
@@ -22,7 +23,7 @@ DEMO_USERS = ["alice", "bob"]
 
 def pyinfra(*args: str) -> int:
     argv = [str(Path(sys.executable).with_name("pyinfra")), *args]
-    return subprocess.call(argv, cwd=labhost.PROJECT_ROOT)
+    return subprocess.call(argv, cwd=labhost.PROJECT_ROOT, env=pyinfra_env())
 
 
 def up(inventory: str | None) -> int:

@@ -15,6 +15,18 @@ from pathlib import Path
 from labhost.server import PROJECT_ROOT, LabHostError
 
 
+def write_secret(path: Path, content: str | bytes) -> Path:
+    """Write a secret file (credentials, a password, a key) as an admin keeps one, readable by
+    its owner alone: labhub refuses secret files others can read, as ssh does keys."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    return path
+
+
 @dataclass
 class PyinfraRun:
     """One ``pyinfra`` CLI run: exit code, output and the JSON results pyinfra printed."""

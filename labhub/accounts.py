@@ -89,9 +89,9 @@ def account_problems(settings: Settings, local_accounts: dict, local_groups: dic
     for group in settings.host_groups:
         gid = (local_groups.get(group) or {}).get("gid")
         if gid is not None and gid < 1000:
-            problems.append(f"groups: {group} is a system group (gid {gid}): labhub does not "
-                            "add hub users to it")
+            problems.append(f"{settings.group_setting(group)}: {group} is a system group (gid "
+                            f"{gid}): labhub does not add hub users to it")
         elif gid is not None and gid in personal:
-            problems.append(f"groups: {group} is the primary group of account {personal[gid]}: "
-                            "labhub does not add hub users to it")
+            problems.append(f"{settings.group_setting(group)}: {group} is the primary group of "
+                            f"account {personal[gid]}: labhub does not add hub users to it")
     return problems

@@ -37,8 +37,18 @@ TIMER_FILE = f"/etc/systemd/system/{TIMER}"
 SERVICE_SOURCE = ROOT / "files" / "backup" / SERVICE
 # Debian's packages: the backup tool, and the sqlite3 shell for online copies of SQLite files.
 PACKAGES = ["restic", "sqlite3"]
+# The program restic runs on the server for a repository, by the repository's prefix (the
+# others it reaches itself). labhub does not install them: their absence is refused before any
+# change.
+BACKEND_TOOLS = {"sftp:": "ssh", "rclone:": "rclone"}
 # restic's retention options, by the names backup_keep uses.
 KEEP_OPTIONS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+
+
+def backend_tool(repository: str) -> str | None:
+    """The program the server needs for a repository beside restic, or None."""
+    return next((tool for prefix, tool in BACKEND_TOOLS.items()
+                 if repository.startswith(prefix)), None)
 
 
 def env_text(settings: Settings) -> str:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from labhub import accounts
 from labhub.registry import policy
-from labhub.settings import Settings, local_host
+from labhub.settings import Settings, local_host, url_host
 from labhub.stack import Stack
 
 Finding = tuple[str, str | None]
@@ -28,7 +28,7 @@ size = policy.human_size
 def hub_url(settings: Settings) -> str:
     """The hub as users open it (through the proxy, with TLS), asked from the server itself."""
     if settings.tls == "off":
-        return f"http://{local_host(settings.hub_bind)}:{settings.hub_port}"
+        return f"http://{url_host(local_host(settings.hub_bind))}:{settings.hub_port}"
     return settings.hub_url
 
 

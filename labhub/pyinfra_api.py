@@ -13,6 +13,7 @@ run's hosts (not an attribute set on ``Host``) holds what labhub keeps per host.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from pyinfra.api import Host
@@ -79,3 +80,22 @@ def connector_arguments(host) -> dict[str, Any]:
     """
     arguments = host.current_op_global_arguments or {}
     return {key: value for key, value in arguments.items() if key in CONNECTOR_ARGUMENT_KEYS}
+
+
+def after_inventory_loaded(state, callback: Callable[[Any], None]) -> None:
+    """
+    Have ``callback(inventory)`` called as soon as pyinfra's CLI has loaded the inventory, before
+    it connects to any host: the settings are validated there, so that a typo is reported even
+    when the server is down.
+
+    pyinfra has no hook at that point: ``config.py`` runs before the inventory is loaded, and
+    ``State.init``, which the CLI calls with the loaded inventory, resets the callbacks a config
+    file could register. So this wraps ``init`` of that one state object.
+    """
+    init = state.init
+
+    def init_then_callback(inventory, config, **kwargs):
+        init(inventory, config, **kwargs)
+        callback(inventory)
+
+    state.init = init_then_callback

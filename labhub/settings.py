@@ -13,13 +13,18 @@ import difflib
 import ipaddress
 import re
 import runpy
+import stat
+import unicodedata
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -29,7 +34,7 @@ from pydantic import (
 from pyinfra.api.exceptions import PyinfraError
 
 from labhub import tls
-from labhub.pyinfra_api import memo
+from labhub.pyinfra_api import after_inventory_loaded, memo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "group_data" / "all.py"
@@ -55,6 +60,18 @@ SYSTEM_TREES = (
 )
 SYSTEM_FOLDERS = ("/", "/home", "/media", "/mnt", "/opt", "/srv", "/tmp", "/var", "/var/opt",
                   "/var/tmp")
+
+# Groups a hub user must never be added to, by name, so that they are refused on a fresh server
+# too, where some are made only later by a task (docker, by Docker's package): Debian's static
+# system groups (base-passwd) and those of the packages labhub installs or a Debian server runs.
+SYSTEM_GROUPS = frozenset((
+    "root", "daemon", "bin", "sys", "adm", "tty", "disk", "lp", "mail", "news", "uucp", "man",
+    "proxy", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip",
+    "www-data", "backup", "operator", "list", "irc", "src", "shadow", "utmp", "video", "sasl",
+    "plugdev", "staff", "games", "users", "nogroup", "input", "kvm", "render", "sgx", "netdev",
+    "crontab", "messagebus", "ssh", "_ssh", "systemd-journal", "systemd-network",
+    "systemd-resolve", "systemd-timesync", "docker", "wheel", "lxd", "libvirt",
+))
 
 # The image reference grammar of the distribution project (reference/regexp.go), whole.
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -92,6 +109,9 @@ def _linux_user_name(value: str) -> str:
 def _group_name(value: str) -> str:
     if not LINUX_USER_RE.fullmatch(value) or len(value) > MAX_ACCOUNT_NAME:
         raise ValueError(f"{value!r} is not a valid Linux group name")
+    if value in SYSTEM_GROUPS:
+        raise ValueError(f"{value!r} is a system group: labhub does not add hub users to it "
+                         "(it would give them the group's powers); name a group of the lab's own")
     return value
 
 
@@ -104,17 +124,26 @@ def _hub_user_name(value: str) -> str:
     return value
 
 
-def _absolute_path(value: str) -> str:
-    path = PurePosixPath(value)
-    if not path.is_absolute() or ".." in path.parts:
-        raise ValueError(f"{value!r} must be an absolute path without '..'")
-    return str(path)
-
-
-def _relative_or_absolute_path(value: str) -> str:
-    if not value or ".." in PurePosixPath(value).parts:
+def normal_path(value: str) -> str:
+    """
+    The one spelling of a path, which every check and every task uses: ``//etc/``, ``/./etc``
+    and ``/etc`` are all ``/etc`` (the kernel reads them alike; a check of the spelling would
+    not). Raises ValueError for an empty path and for ``..``, which would climb out of a folder
+    a check approved.
+    """
+    if not value:
+        raise ValueError("is empty: give a path")
+    parts = [part for part in value.split("/") if part not in ("", ".")]
+    if ".." in parts:
         raise ValueError(f"{value!r} must be a path without '..'")
-    return str(PurePosixPath(value))
+    root = "/" if value.startswith("/") else ""
+    return root + "/".join(parts) or "."
+
+
+def _absolute_path(value: str) -> str:
+    if value and not value.startswith("/"):
+        raise ValueError(f"{value!r} must be an absolute path without '..'")
+    return normal_path(value)
 
 
 def system_path_problem(path: str) -> str | None:
@@ -138,12 +167,19 @@ def _plain_path(value: str) -> str:
     # fstab, compose and mount options split on white space and commas, and so would these.
     if any(c.isspace() or c == "," or not c.isprintable() for c in value):
         raise ValueError(f"{value!r} may not contain spaces, commas or control characters")
+    if ":" in value:
+        raise ValueError(f"{value!r} may not contain ':': Docker reads a volume as "
+                         "host:container:mode")
+    if "\\" in value:
+        raise ValueError(f"{value!r} may not contain '\\': fstab reads it as an escape (\\040 "
+                         "is a space), and the path would never match its fstab line")
     return value
 
 
 def _secret_file(value: str) -> tuple[Path, bytes]:
-    """A file on the admin's machine holding a secret: absolute and outside the repository, so
-    that it is never committed. Its content is never put in an error message."""
+    """A file on the admin's machine holding a secret: absolute, outside the repository (never
+    committed) and readable by its owner alone, as ssh wants a private key: a secret others on
+    this machine can read is no longer one. Its content is never put in an error message."""
     path = Path(value).expanduser()
     if not path.is_absolute():
         raise ValueError(f"{value!r} must be an absolute path (or start with ~/)")
@@ -153,11 +189,16 @@ def _secret_file(value: str) -> tuple[Path, bytes]:
             "that they are never committed"
         )
     try:
-        return path, path.read_bytes()
+        mode = stat.S_IMODE(path.stat().st_mode)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"{value!r}: no such file on this machine") from None
     except OSError as e:
         raise ValueError(f"{value!r} cannot be read: {e.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(f"{value!r} can be read by others on this machine (mode {mode:04o}): "
+                         f"make it yours alone (chmod 600 {path})")
+    return path, data
 
 
 def _credentials_file(value: str) -> str:
@@ -203,21 +244,55 @@ def _password_file(value: str) -> str:
     return str(path)
 
 
+def _ssh_key_file(value: str) -> str:
+    """The private key a backup reaches its sftp repository with: unattended, so without a
+    passphrase; the private half (the .pub file is the server's to know)."""
+    path, data = _secret_file(value)
+    if re.match(rb"\s*(ssh-|ecdsa-|sk-)\S+ AAAA", data) or b"BEGIN SSH2 PUBLIC KEY" in data \
+            or b"PUBLIC KEY-----" in data:
+        raise ValueError(f"{value!r} is a public key: give the private key (the file without "
+                         ".pub); its public half goes in the repository server's authorized_keys")
+    loaders = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
+    for load in loaders:
+        try:
+            load(data, password=None)
+            return str(path)
+        except TypeError:
+            raise ValueError(f"{value!r} has a passphrase: backups run unattended, with no one "
+                             "to type it; give a key without one (ssh-keygen -p -N '' -f "
+                             "KEY on a copy)") from None
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+    raise ValueError(f"{value!r} is not an SSH private key (as ssh-keygen writes them)")
+
+
 # restic's remote backends, by the prefix of their repository URL.
 BACKUP_BACKENDS = ("sftp:", "rest:", "s3:", "b2:", "azure:", "gs:", "swift:", "rclone:")
+
+
+def _url_password(value: str) -> str:
+    """Refuse a URL with a password in it: URLs are written into world-readable files, shown by
+    --diff and logged."""
+    # restic's sftp:user@host:/path form has no "//"; a password would sit before the "@".
+    login = value.split("//", 1)[1] if "//" in value else value.partition(":")[2]
+    login = login.split("/", 1)[0]
+    if "@" in login and ":" in login.rsplit("@", 1)[0]:
+        raise ValueError("the URL holds a password (user:password@): it would be readable on the "
+                         "server and in the deploy's output; give the login through a secret "
+                         "file, never in the URL")
+    return value
 
 
 def _backup_repository(value: str) -> str:
     if any(c.isspace() or not c.isprintable() for c in value):
         raise ValueError(f"{value!r} may not contain spaces or control characters")
-    if re.search(r"://[^/@]*:[^/@]*@", value):
-        raise ValueError("the repository URL holds a password: give the repository's login as "
-                         "the backend's own secret settings, never in the URL")
+    _url_password(value)
     if value.startswith("/"):
-        problem = system_path_problem(value)
+        path = normal_path(value)
+        problem = system_path_problem(path)
         if problem:
             raise ValueError(problem)
-        return _absolute_path(value)
+        return path
     if not value.startswith(BACKUP_BACKENDS):
         raise ValueError(f"{value!r} is not a restic repository: an absolute folder on the server "
                          f"or a URL starting with one of {', '.join(BACKUP_BACKENDS)}")
@@ -233,9 +308,16 @@ def _calendar(value: str) -> str:
 
 
 def _snapshot(value: str) -> str:
-    if value != "latest" and not re.fullmatch(r"[0-9a-f]{8,64}", value):
-        raise ValueError(f"{value!r} is not a snapshot ID (8 to 64 hex digits) or 'latest'")
-    return value
+    if value == "latest" or re.fullmatch(r"[0-9a-f]{8,64}", value):
+        return value
+    if re.fullmatch(r"[0-9a-fA-F]{8,64}", value):
+        raise ValueError(f"{value!r} has upper case letters: restic writes snapshot IDs in lower "
+                         f"case ({value.lower()!r})")
+    if re.fullmatch(r"[0-9a-fA-F]+", value):
+        raise ValueError(f"{value!r} is {len(value)} hex digits: give at least 8 of the ID "
+                         "(restic snapshots lists them), or 'latest'")
+    raise ValueError(f"{value!r} is not a snapshot ID (8 to 64 hex digits, as restic snapshots "
+                     "lists them) or 'latest'")
 
 
 def _build_folder(value: str) -> str:
@@ -247,23 +329,32 @@ def _build_folder(value: str) -> str:
     return str(path)
 
 
-def _ca_bundle(value: str) -> str:
+def _public_file(value: str) -> tuple[Path, bytes]:
+    """A file on the admin's machine that labhub uploads world-readable (and --diff shows):
+    certificates only, never a private key."""
     path = Path(value).expanduser()
     try:
-        text = path.read_text(errors="replace")
+        data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
-    if "-----BEGIN CERTIFICATE-----" not in text:
+    if re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", data):
+        raise ValueError(f"{value!r} holds a private key: this file is uploaded readable by "
+                         "all and shown by --diff; keep only the certificates in it (the hub's "
+                         "key goes in tls_key)")
+    return path, data
+
+
+def _ca_bundle(value: str) -> str:
+    path, data = _public_file(value)
+    if b"-----BEGIN CERTIFICATE-----" not in data:
         raise ValueError(f"{value!r} is not a PEM CA bundle (no BEGIN CERTIFICATE)")
     return str(path)
 
 
 def _certificate_file(value: str) -> str:
-    path = Path(value).expanduser()
+    path, data = _public_file(value)
     try:
-        tls.leaf(path.read_bytes())
-    except OSError as e:
-        raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
+        tls.leaf(data)
     except tls.CertificateProblem as e:
         raise ValueError(f"{value!r} {e}") from None
     return str(path)
@@ -280,17 +371,46 @@ def _key_file(value: str) -> str:
 
 def _host_name(value: str) -> str:
     """A DNS name or an IP address that users open the hub at."""
+    if value.startswith("[") and value.endswith("]"):
+        # An IPv6 address as URLs write it.
+        value = value[1:-1]
+    if "%" in value:
+        raise ValueError(f"{value!r} is a link-local address with a zone, which only this "
+                         "machine's own network card can reach: give the server's name or a "
+                         "routable address")
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
     except ValueError:
-        pass
+        address = None
+    if address is not None:
+        if address.is_unspecified:
+            raise ValueError(f"{value!r} is the unspecified address, which no browser opens: "
+                             "give the server's name or one of its addresses")
+        return str(address)
+    if value.endswith(".") and DNS_NAME_RE.fullmatch(value[:-1]):
+        raise ValueError(f"{value!r} ends with a dot: browsers send the name without it and the "
+                         f"certificate would not match; write {value[:-1]!r}")
+    odd = next((c for c in value if not c.isascii()), None)
+    if odd is not None:
+        raise ValueError(f"{value!r} has the non-ASCII character {odd!r} "
+                         f"({unicodedata.name(odd, f'U+{ord(odd):04X}')}): type the name in "
+                         "ASCII, or give an internationalized name in its xn-- form")
     if len(value) > 253 or not DNS_NAME_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a DNS name (like hub.lab.example.org) or an IP "
-                         "address")
+        raise ValueError(f"{value!r} is not a DNS name (letters, digits and '-' between dots, "
+                         "like hub.lab.example.org) or an IP address")
     return value.lower()
 
 
+def _no_placeholder(value: str) -> str:
+    # Caddy replaces {...} in its configuration's values with placeholders at run time.
+    if "{" in value or "}" in value:
+        raise ValueError(f"{value!r} may not contain '{{' or '}}': Caddy reads them as a "
+                         "placeholder")
+    return value
+
+
 def _email(value: str) -> str:
+    _no_placeholder(value)
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s.]+", value):
         raise ValueError(f"{value!r} is not an e-mail address")
     return value
@@ -299,13 +419,14 @@ def _email(value: str) -> str:
 def _https_url(value: str) -> str:
     if not re.fullmatch(r"https://[^\s'\"]+", value):
         raise ValueError(f"{value!r} is not an https:// URL")
-    return value
+    _no_placeholder(value)
+    return _url_password(value)
 
 
 def _http_url(value: str) -> str:
     if not re.fullmatch(r"https?://[^\s'\"]+", value):
         raise ValueError(f"{value!r} is not an http(s) URL")
-    return value.rstrip("/")
+    return _url_password(value).rstrip("/")
 
 
 def _regex(value: str) -> str:
@@ -340,8 +461,23 @@ def _ip_address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IP address (a bind address is one of the server's "
-                         "addresses, 0.0.0.0 for all, or 127.0.0.1 for the server alone)") from None
+        pass
+    if value.startswith("[") and value.endswith("]"):
+        # The form of a URL; a bind address is the address alone.
+        return _ip_address(value[1:-1])
+    raise ValueError(f"{value!r} is not an IP address (a bind address is one of the server's "
+                     "addresses, 0.0.0.0 for all, or 127.0.0.1 for the server alone)")
+
+
+def _string_from_command_line(value: Any) -> Any:
+    """pyinfra's --data reads ``restore_snapshot=12345678`` as a number, dropping leading zeros
+    and reading ``1234e567`` as a float: no number can be turned back into the ID the admin
+    typed, so say how to write it instead (in the message of its setting)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} is a number, not the snapshot ID you typed (the command line "
+                         "reads digits as a number): write it as a JSON string, in both quotes: "
+                         "--data 'restore_snapshot=\"01234567\"'")
+    return value
 
 
 def _not_empty_groups(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -358,13 +494,15 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 # A folder labhub owns or mounts over: never a system folder.
 OwnedPath = Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 # A path inside lab containers: relative means in the notebook user's home (lab_home).
-ContainerPath = Annotated[str, AfterValidator(_relative_or_absolute_path),
+ContainerPath = Annotated[str, AfterValidator(normal_path),
                           AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 CredentialsFile = Annotated[str, AfterValidator(_credentials_file)]
 SecretFile = Annotated[str, AfterValidator(_password_file)]
+SshKeyFile = Annotated[str, AfterValidator(_ssh_key_file)]
 BackupRepository = Annotated[str, AfterValidator(_backup_repository)]
 Calendar = Annotated[str, AfterValidator(_calendar)]
-SnapshotId = Annotated[str, AfterValidator(_snapshot)]
+SnapshotId = Annotated[str, BeforeValidator(_string_from_command_line),
+                      AfterValidator(_snapshot)]
 BuildFolder = Annotated[str, AfterValidator(_build_folder)]
 CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -429,27 +567,51 @@ class Share(_Model):
     @classmethod
     def _check_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for option in value:
-            key = option.split("=", 1)[0]
             if any(c.isspace() for c in option) or "," in option:
                 raise ValueError(f"mount option {option!r} may not contain spaces or commas")
-            if key in ("username", "user", "password", "pass", "credentials"):
-                raise ValueError(
-                    f"mount option {key!r} is not allowed: put the login in the credentials file"
-                )
-            if option in ("ro", "rw"):
-                raise ValueError(
-                    f"mount option {option!r} is not allowed: set the share's mode instead"
-                )
             if option in ("noauto", "auto"):
                 raise ValueError(
                     f"mount option {option!r} is not allowed: labhub mounts every share at boot "
                     "through a systemd automount"
                 )
+            refused = cifs_option_owner(option.split("=", 1)[0])
+            if refused:
+                raise ValueError(f"mount option {option.split('=', 1)[0]!r} is not allowed "
+                                 f"(mount.cifs reads it as {refused[0]}): {refused[1]}")
         return value
 
     @property
     def host_path(self) -> str:
         return self.mountpoint
+
+
+# The options mount.cifs takes from labhub's own settings, as its parse_opt_token reads option
+# names: by their first letters (``passwd``, ``password2`` and ``pass`` are all the password, and
+# ``rwpidforward`` is ``rw``), in order, with any case (newer releases compare without case). A
+# login in the options would land in /etc/fstab, which every account on the server can read.
+_CIFS_OWNED = (
+    (("users", "user_xattr"), None, ""),
+    (("user",), "the user name", "put the login in the credentials file"),
+    (("pass",), "the password", "put the login in the credentials file"),
+    (("sec", "ip"), None, ""),
+    (("unc", "target", "path"), "the share's source", "set the share's source instead"),
+    (("dom", "workg"), "the domain", "put domain= in the credentials file"),
+    (("cred",), "the credentials file", "labhub writes the share's credentials file itself"),
+    (("uid", "cruid", "gid", "fmask", "file_mode", "dmask", "dir_mode", "dirm", "nosuid", "suid",
+      "nodev", "nobrl", "nolock", "mand", "nomand", "dev", "noexec", "exec", "guest"), None, ""),
+    (("ro",), "ro", "set the share's mode instead"),
+    (("rw",), "rw", "set the share's mode instead"),
+)
+
+
+def cifs_option_owner(key: str) -> tuple[str, str] | None:
+    """(what mount.cifs reads an option name as, what to do instead) when the option would
+    override a share setting labhub owns; None for an option of the admin's own."""
+    key = key.lower()
+    for prefixes, meaning, advice in _CIFS_OWNED:
+        if key.startswith(prefixes):
+            return (meaning, advice) if meaning else None
+    return None
 
 
 class LabVolume(_Model):
@@ -468,6 +630,11 @@ class LabImage(_Model):
     @property
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @property
+    def build_folder(self) -> str:
+        """The name of the image's build folder on the server (under hub_dir/build)."""
+        return f"lab-{self.name.replace('/', '-')}-{self.version}"
 
 
 class PrunePolicy(_Model):
@@ -505,7 +672,8 @@ class Settings(_Model):
     lab_images: tuple[LabImage, ...] = Field(min_length=1)
     lab_base_image: ImageReference
     lab_default_image: str | None
-    lab_home: Annotated[AbsolutePath, AfterValidator(_not_system_path)]
+    lab_home: Annotated[AbsolutePath, AfterValidator(_plain_path),
+                        AfterValidator(_not_system_path)]
     lab_volumes: tuple[LabVolume, ...]
     idle_timeout: Seconds
     max_age: Seconds
@@ -515,7 +683,7 @@ class Settings(_Model):
     registry_prune_apply: bool
     backup_repository: BackupRepository | None
     backup_password_file: SecretFile | None
-    backup_ssh_key: SecretFile | None
+    backup_ssh_key: SshKeyFile | None
     backup_homes: bool
     backup_registry: bool
     backup_schedule: Calendar | None
@@ -527,7 +695,9 @@ class Settings(_Model):
     @classmethod
     def _names_to_users(cls, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
-            return tuple({"name": v} if isinstance(v, str) else v for v in value)
+            # A number is a name written without quotes: its error is the name's.
+            return tuple({"name": v} if isinstance(v, (str, int, float)) and not isinstance(
+                v, bool) else v for v in value)
         return value
 
     @field_validator("user_prefix")
@@ -575,9 +745,16 @@ class Settings(_Model):
         problems += self._address_problems()
         problems += self._tls_problems()
         problems += self._backup_problems()
+        problems += self._unused_problems()
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
+        folders: dict[str, str] = {}
+        for i, image in enumerate(self.lab_images):
+            other = folders.setdefault(image.build_folder, image.ref)
+            if other != image.ref:
+                problems.append(f"lab_images[{i}]: {image.ref!r} would be built in the folder of "
+                                f"{other!r} ({image.build_folder}): rename one of them")
         if self.lab_default_image is not None and self.lab_default_image not in refs:
             problems.append(
                 f"lab_default_image: {self.lab_default_image!r} is not one of lab_images "
@@ -662,8 +839,42 @@ class Settings(_Model):
                 ("http_port", self.hub_bind, self.http_port)])
         return [*web, ("registry_port", self.registry_bind, self.registry_port)]
 
+    def _unused_problems(self) -> list[str]:
+        """Settings given a value of their own that the other settings leave unused: refused,
+        so that nothing an admin set is silently ignored."""
+        defaults = load_defaults()
+        needs = {
+            'tls "files"': (self.tls == "files", ("tls_cert", "tls_key")),
+            'tls "acme"': (self.tls == "acme", ("acme_email", "acme_directory", "acme_ca_root")),
+            'tls "off"': (self.tls == "off", ("hub_port",)),
+            'tls other than "off"': (self.tls != "off", ("https_port", "http_port")),
+            "backup_repository": (self.backup_repository is not None,
+                                  ("backup_password_file", "backup_ssh_key", "backup_schedule",
+                                   "backup_keep", "backup_homes", "backup_registry",
+                                   "restore_snapshot")),
+        }
+        problems = []
+        for condition, (used, names) in needs.items():
+            for name in names:
+                if not used and _values_differ(getattr(self, name), defaults[name]):
+                    now = ("backup_repository is not set" if condition == "backup_repository"
+                           else f"tls is {self.tls!r}")
+                    problems.append(f"{name}: set, but used only with {condition} ({now}): "
+                                    "remove it, or set what it needs")
+        return problems
+
     def _backup_problems(self) -> list[str]:
         problems = []
+        repository = self.backup_repository or ""
+        if repository.startswith("/"):
+            if repository == self.hub_dir or _inside(repository, self.hub_dir) \
+                    or _inside(self.hub_dir, repository):
+                problems.append(f"backup_repository: {repository!r} overlaps hub_dir "
+                                f"({self.hub_dir!r}): the backup would back up itself and be "
+                                "lost with the hub; put it outside, best on another disk")
+            if _inside(repository, "/home"):
+                problems.append(f"backup_repository: {repository!r} is inside /home, where "
+                                "users' homes are (and are backed up): put it outside /home")
         if self.backup_repository is not None and self.backup_password_file is None:
             problems.append("backup_password_file: not set: backups need the repository's "
                             "password, in a file on this machine")
@@ -732,6 +943,13 @@ class Settings(_Model):
             groups.update(dict.fromkeys(item.groups or ()))
         return tuple(groups)
 
+    def group_setting(self, group: str) -> str:
+        """The setting that first names a host group, as an error names it
+        (``hub_users[0].groups``)."""
+        named = [(f"hub_users[{i}].groups", user.groups) for i, user in enumerate(self.hub_users)]
+        named += [(f"{where}.groups", item.groups or ()) for where, item in self._mounts()]
+        return next(where for where, groups in named if group in groups)
+
     @property
     def default_image(self) -> LabImage:
         for image in self.lab_images:
@@ -742,16 +960,16 @@ class Settings(_Model):
     @property
     def registry_address(self) -> str:
         """The registry as the host's engine addresses it for push and pull."""
-        return f"{local_host(self.registry_bind)}:{self.registry_port}"
+        return f"{url_host(local_host(self.registry_bind))}:{self.registry_port}"
 
     @property
     def hub_url(self) -> str:
         """The hub as users open it."""
         if self.tls == "off":
-            return f"http://{self.hub_domain or local_host(self.hub_bind)}:{self.hub_port}"
+            host = url_host(self.hub_domain or local_host(self.hub_bind))
+            return f"http://{host}:{self.hub_port}"
         port = "" if self.https_port == 443 else f":{self.https_port}"
-        host = f"[{self.hub_domain}]" if ":" in self.hub_domain else self.hub_domain
-        return f"https://{host}{port}"
+        return f"https://{url_host(self.hub_domain)}{port}"
 
 
 def _selects(groups: tuple[str, ...] | None, user: HubUser) -> bool:
@@ -761,6 +979,10 @@ def _selects(groups: tuple[str, ...] | None, user: HubUser) -> bool:
 
 def _inside(path: str, folder: str) -> bool:
     return PurePosixPath(path).is_relative_to(folder) and path != folder
+
+
+def _values_differ(value: Any, default: Any) -> bool:
+    return _lists_to_tuples(default) != value and default != value
 
 
 def _is_ip(value: str) -> bool:
@@ -778,6 +1000,11 @@ def _same_address(a: str, b: str) -> bool:
     return a_ip == b_ip or (a_ip.is_unspecified or b_ip.is_unspecified)
 
 
+def url_host(host: str) -> str:
+    """A host as URLs and image references write it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def local_host(bind: str) -> str:
     """The address the server itself uses for a port published on ``bind``: loopback for the
     wildcard addresses, the address itself otherwise."""
@@ -793,10 +1020,19 @@ _TYPE_WORDS = {"tuple_type": "should be a list", "dict_type": "should be a mappi
 
 def _format_error(error: ValidationError) -> list[str]:
     lines = []
-    for item in error.errors():
+    errors = error.errors()
+    for item in errors:
+        if item["type"] == "too_short" and any(
+                other["loc"][:len(item["loc"])] == item["loc"] and other is not item
+                for other in errors):
+            # pydantic counts the items left after the bad ones are dropped: the bad item's own
+            # error is the one to fix.
+            continue
         loc = ""
         for part in item["loc"]:
-            if isinstance(part, str) and part.startswith(("function-", "tagged-union")):
+            # pydantic's own steps, and the key of a mapping's entry (its value's error is the
+            # same entry's): never a setting's name.
+            if isinstance(part, str) and part.startswith(("function-", "tagged-union", "[")):
                 continue
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         message = item["msg"]
@@ -805,10 +1041,13 @@ def _format_error(error: ValidationError) -> list[str]:
         value = item["input"]
         if item["type"] == "extra_forbidden":
             message = "unknown setting"
-        elif item["type"] in ("string_type", "model_type") \
+        elif item["type"] == "string_type" \
                 and isinstance(value, (int, float)) and not isinstance(value, bool):
             # YAML and Python read 1.10 as the number 1.1: converting it back would change it.
             message = f"{value!r} is a number: write it as a string, in quotes"
+            if len(item["loc"]) == 1:
+                # pyinfra's --data reads digits as a number unless they are a JSON string.
+                message += f" (on the command line: --data '{loc}=\"...\"')"
         elif item["type"] in _TYPE_WORDS:
             message = _TYPE_WORDS[item["type"]]
         elif item["type"] == "too_short":
@@ -845,7 +1084,7 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
         if key in foreign:
             continue
         if key not in defaults:
-            hint = difflib.get_close_matches(key, [*defaults, *foreign], n=1)
+            hint = _did_you_mean(key, defaults, foreign)
             what = ("unknown pyinfra argument" if key.startswith(GLOBAL_ARGUMENT_PREFIX)
                     else "unknown setting")
             problems.append(f"{key}: {what}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
@@ -864,6 +1103,7 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
         settings = Settings.model_validate(_lists_to_tuples(values))
     except ValidationError as e:
         problems.extend(_format_error(e))
+        problems.extend(_cross_problems(e, values, defaults))
         settings = None
     if problems:
         raise SettingsError(
@@ -873,6 +1113,42 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
     return settings
 
 
+def _did_you_mean(key: str, defaults: dict[str, Any], foreign: frozenset[str]) -> list[str]:
+    """The setting a misspelt key most likely meant: a labhub setting for a labhub-looking key,
+    pyinfra's own names (``_sudo``, ``ssh_user``) only for keys that look like theirs."""
+    if key.startswith(GLOBAL_ARGUMENT_PREFIX):
+        return difflib.get_close_matches(key, sorted(foreign), n=1)
+    ours = difflib.get_close_matches(key, list(defaults), n=1)
+    theirs = difflib.get_close_matches(
+        key, sorted(k for k in foreign if not k.startswith(GLOBAL_ARGUMENT_PREFIX)), n=1)
+    # A key that starts like labhub's settings (tls_, backup_, hub_...) meant one of them; one
+    # that starts like a connector's (ssh_, docker_ssh_...) meant the connector's.
+    first = key.split("_", 1)[0]
+    if first in {name.split("_", 1)[0] for name in defaults}:
+        return ours
+    if first in {name.split("_", 1)[0] for name in foreign}:
+        return theirs
+    return ours or theirs
+
+
+def _cross_problems(error: ValidationError, values: dict[str, Any],
+                    defaults: dict[str, Any]) -> list[str]:
+    """The cross-setting problems a field error hides (pydantic checks the whole only when every
+    field is right): the model checked again with each bad setting at its default, so that one
+    run reports everything; problems of the bad settings themselves are left out (they are
+    reported as they are)."""
+    bad = {item["loc"][0] for item in error.errors() if item["loc"]}
+    if not bad:
+        return []
+    again = {**values, **{key: defaults[key] for key in bad if key in defaults}}
+    try:
+        Settings.model_validate(_lists_to_tuples(again))
+    except ValidationError as e:
+        return [line for line in _format_error(e)
+                if not any(re.search(rf"\b{key}\b", line) for key in bad)]
+    return []
+
+
 def _lists_to_tuples(value: Any) -> Any:
     # Inventories and --data JSON give lists; the frozen model holds tuples.
     if isinstance(value, list):
@@ -880,6 +1156,27 @@ def _lists_to_tuples(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _lists_to_tuples(v) for k, v in value.items()}
     return value
+
+
+def validate_before_connecting(state) -> None:
+    """
+    Have a pyinfra CLI run validate every host's settings as soon as it has loaded the
+    inventory, before it connects to any host: a typo is reported even when the server is down.
+    Called from config.py, which pyinfra runs before it loads the inventory.
+    """
+
+    def validate_all(inventory) -> None:
+        problems = []
+        for host in inventory:
+            if state.is_host_in_limit(host):
+                try:
+                    get_settings(host)
+                except SettingsError as e:
+                    problems.append(str(e))
+        if problems:
+            raise SettingsError("\n".join(problems))
+
+    after_inventory_loaded(state, validate_all)
 
 
 def get_settings(host) -> Settings:

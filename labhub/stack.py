@@ -233,7 +233,7 @@ def lab_builds(settings: Settings) -> list[Build]:
         builds.append(Build(
             image=f"{settings.registry_address}/{lab.ref}",
             context=context,
-            remote=stack.path("build", f"lab-{lab.name.replace('/', '-')}-{lab.version}"),
+            remote=stack.path("build", lab.build_folder),
             args=args,
             support=support,
             content_hash=context_hash(context, support, args),

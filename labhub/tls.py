@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 
 class CertificateProblem(ValueError):
@@ -29,6 +29,10 @@ class Certificate:
     not_before: datetime
     not_after: datetime
     public_key: bytes  # DER SubjectPublicKeyInfo
+    # The subject's CN, which browsers ignore: named when the certificate has no names.
+    common_name: str | None = None
+    # The public keys of the chain's other certificates, to tell a chain in the wrong order.
+    chain_keys: tuple[bytes, ...] = ()
 
     def days_left(self, now: datetime | None = None) -> int:
         return (self.not_after - (now or datetime.now(timezone.utc))).days
@@ -71,6 +75,7 @@ def leaf(pem: bytes) -> Certificate:
         raise CertificateProblem("is not a PEM certificate chain (no readable BEGIN "
                                  "CERTIFICATE block)") from None
     cert = chain[0]
+    common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     try:
         san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
         names = tuple(san.get_values_for_type(x509.DNSName)) + tuple(
@@ -79,7 +84,9 @@ def leaf(pem: bytes) -> Certificate:
         # Browsers ignore the subject's CN; a certificate without names covers nothing.
         names = ()
     return Certificate(names, cert.not_valid_before_utc, cert.not_valid_after_utc,
-                       _spki(cert.public_key()))
+                       _spki(cert.public_key()),
+                       str(common_names[0].value) if common_names else None,
+                       tuple(_spki(c.public_key()) for c in chain[1:]))
 
 
 def key_public_bytes(pem: bytes) -> bytes:
@@ -99,10 +106,20 @@ def served_problems(cert: Certificate, key_public: bytes, name: str,
     """What keeps a certificate and key from serving ``name`` now (empty: nothing)."""
     now = now or datetime.now(timezone.utc)
     problems = []
+    if cert.public_key != key_public and key_public in cert.chain_keys:
+        position = cert.chain_keys.index(key_public) + 2
+        problems.append(f"tls_cert: the chain is in the wrong order: the key is for its "
+                        f"certificate number {position}; put the hub's own certificate first, "
+                        "then the intermediates")
+        return problems
     if cert.public_key != key_public:
         problems.append("tls_key: does not match tls_cert (the key is for another certificate)")
-    if not cert.covers(name):
-        problems.append(f"tls_cert: is for {', '.join(cert.names) or 'no name'}, not for "
+    if not cert.names:
+        cn = f" only the subject CN {cert.common_name!r}," if cert.common_name else ""
+        problems.append(f"tls_cert: has no subjectAltName names,{cn} which browsers ignore: "
+                        f"have it reissued with subjectAltName DNS:{name}")
+    elif not cert.covers(name):
+        problems.append(f"tls_cert: is for {', '.join(cert.names)}, not for "
                         f"hub_domain {name!r}")
     if cert.not_after <= now:
         problems.append(f"tls_cert: expired on {cert.not_after:%Y-%m-%d}: renew it")

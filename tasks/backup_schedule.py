@@ -11,10 +11,12 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
+from pyinfra.facts.server import Which
 from pyinfra.operations import apt, files, systemd
 from pyinfra.operations.util import any_changed
 
 from labhub import backup
+from labhub.facts.services import CalendarProblem
 from labhub.operations import secret_files
 from labhub.settings import get_settings
 
@@ -22,6 +24,21 @@ settings = get_settings(host)
 if settings.backup_repository is None:
     raise OperationError(f"{host.name}: backup_repository: not set: give the restic repository "
                          "backups go to (a folder on the server, or sftp:user@host:/path...)")
+# What only the server can tell, refused before any change: the program the repository is
+# reached through, and backup_schedule as this server's systemd reads it.
+problems = []
+tool = backup.backend_tool(settings.backup_repository)
+if tool and not host.get_fact(Which, command=tool):
+    problems.append(f"backup_repository: {settings.backup_repository!r} is reached through "
+                    f"{tool}, which this server does not have: install it (labhub installs "
+                    "restic only)")
+if settings.backup_schedule is not None:
+    calendar_problem = host.get_fact(CalendarProblem, event=settings.backup_schedule)
+    if calendar_problem:
+        problems.append(f"backup_schedule: {settings.backup_schedule!r} is not a calendar event "
+                        f"this server's systemd reads ({calendar_problem})")
+if problems:
+    raise OperationError(f"{host.name}: " + "; ".join(problems))
 
 apt.packages(
     name="Install restic and sqlite3 (backups; online copies of the hub's database)",

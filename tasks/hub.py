@@ -23,7 +23,7 @@ from labhub.operations import (
     secret_files,
     tree,
 )
-from labhub.settings import get_settings, local_host
+from labhub.settings import get_settings, local_host, url_host
 
 settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
@@ -118,8 +118,8 @@ compose.up(
 )
 checks = {}
 if not https:
-    checks["hub"] = (f"http://{local_host(settings.hub_bind)}:{settings.hub_port}/hub/health",
-                     project.hub_service)
+    checks["hub"] = (f"http://{url_host(local_host(settings.hub_bind))}:{settings.hub_port}"
+                     "/hub/health", project.hub_service)
 checks["registry"] = (f"{project.registry_url}/v2/", project.registry_service)
 compose.healthy(
     name="Check the registry answers" if https else "Check the hub and the registry answer",

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from labhost import write_secret
 from labhub import backup
 from labhub.settings import SettingsError, validate
 
@@ -17,8 +18,7 @@ from labhub.settings import SettingsError, validate
 @pytest.fixture
 def password(tmp_path):
     path = tmp_path / "restic-password"
-    path.write_text("correct horse battery staple\n")
-    return str(path)
+    return str(write_secret(path, "correct horse battery staple\n"))
 
 
 def test_the_settings_file_reads_back_in_a_shell_as_given(password, tmp_path):
@@ -57,7 +57,7 @@ def test_a_password_in_the_repository_url_is_refused_without_showing_it(password
     with pytest.raises(SettingsError) as error:
         validate({"backup_repository": "rest:https://lab:hunter2-secret@backup.lab:8000/",
                   "backup_password_file": password})
-    assert "backup_repository: the repository URL holds a password" in str(error.value)
+    assert "backup_repository: the URL holds a password" in str(error.value)
     assert "hunter2" not in str(error.value)
 
 

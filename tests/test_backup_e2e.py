@@ -73,7 +73,7 @@ def site(lab_server, tmp_path_factory):
     RESOLVES_TO["address"] = lab_server.address
     tmp = tmp_path_factory.mktemp("backup")
     password = tmp / "restic-password"
-    password.write_text(secrets.token_urlsafe(24) + "\n")
+    labhost.write_secret(password, secrets.token_urlsafe(24) + "\n")
     key = tmp / "backup_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     # The backup host's account: only labhub's key gets in.

@@ -98,6 +98,8 @@ def openssl_certificate(tmp: Path, name: str, days: int, san: str) -> tuple[str,
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
                     str(days), "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={DOMAIN}",
                     "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+    # As an admin keeps a key (labhub refuses one others can read).
+    key.chmod(0o600)
     return str(cert), str(key)
 
 

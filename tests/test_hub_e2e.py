@@ -39,7 +39,7 @@ TIMINGS: dict[str, float] = {}
 
 def deploy_data(tmp: Path, overrides: dict) -> dict:
     credentials = tmp / "share-credentials"
-    credentials.write_text("username=lab\npassword=not-used-here\n")
+    labhost.write_secret(credentials, "username=lab\npassword=not-used-here\n")
     return {
         "docker_source": "distro",
         "hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"],

@@ -36,7 +36,7 @@ from test_hub_e2e import (
 )
 
 import labhost
-from labhost.runner import pyinfra_argv
+from labhost.runner import pyinfra_argv, pyinfra_env
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
@@ -103,8 +103,9 @@ def pyinfra_commands(server: labhost.LabServer) -> list[str]:
 def interrupted_run(server: labhost.LabServer, argv: list[str], cut: Cut) -> None:
     """One deploy, cut as ``cut`` says; returns once the host is quiet again."""
     begun = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=labhost.PROJECT_ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(argv, cwd=labhost.PROJECT_ROOT, env=pyinfra_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     started = threading.Event()
     lines: list[str] = []
 

@@ -22,7 +22,14 @@ from pyinfra.operations import server
 
 from labhub.facts.tree import FileTree
 from labhub.operations import fstab, secret_files, services, tree
-from labhub.pyinfra_api import changes, connector_arguments, mark_failed, memo, real_host
+from labhub.pyinfra_api import (
+    after_inventory_loaded,
+    changes,
+    connector_arguments,
+    mark_failed,
+    memo,
+    real_host,
+)
 from labhub.settings import get_settings
 
 HUB_DIR = "/opt/labhub"
@@ -122,11 +129,11 @@ def test_connector_arguments_are_the_operations_own():
 
 def test_settings_are_validated_once_per_host():
     state, (one, two) = lab(names=("one", "two"))
-    two.data.hub_port = 8080
+    two.data.https_port = 8443
     with ctx_state.use(state), ctx_host.use(one):
         settings = get_settings(pyinfra.host)
     assert get_settings(one) is settings
-    assert get_settings(two).hub_port == 8080 != settings.hub_port
+    assert get_settings(two).https_port == 8443 != settings.https_port
 
 
 def tree_lines(*entries: str) -> list[str]:
@@ -196,6 +203,7 @@ def test_two_services_share_one_read():
 def test_two_shares_mount_points_share_one_read(tmp_path: Path):
     credentials = tmp_path / "cred"
     credentials.write_text("username=lab\npassword=not-a-real-one\n")
+    credentials.chmod(0o600)
     shares = [{"name": name, "source": f"//files.lab/{name}", "mountpoint": f"/mnt/{name}",
                "mode": "ro", "credentials": str(credentials)} for name in ("leem", "data")]
     state, (host,) = lab({"findmnt": ["@ y /mnt/data", "@ y /mnt/leem"]}, shares=shares)
@@ -217,3 +225,15 @@ def test_a_function_command_is_still_run_with_state_and_host():
     add(state, call)
     run(state)
     assert seen == [host]
+
+
+def test_a_callback_runs_once_the_inventory_is_loaded_before_any_connection():
+    # As the CLI does: the state made first (config.py runs then), init'ed with the inventory.
+    state = State(check_for_changes=False)
+    seen = []
+    after_inventory_loaded(state, lambda inventory: seen.append(
+        (sorted(host.name for host in inventory), state.initialised,
+         [host.connected for host in inventory])))
+    inventory = Inventory((["@fake/lab"], {}))
+    state.init(inventory, Config())
+    assert seen == [(["@fake/lab"], True, [False])]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 import labhost
@@ -36,6 +36,8 @@ CREDENTIALS = {
     "latin1": b"username=lab\npassword=s\xe9cret\n",
     # A backup repository's password file.
     "empty": b"\n",
+    # Secret files others on the admin's machine can read (written with mode 0644).
+    "good-readable": b"username=lab\npassword=s3cret-pw\n",
 }
 
 
@@ -50,7 +52,7 @@ def volume(**fields) -> dict:
 
 # Settings naming a file on the admin's machine: given by name in CASES, as files made here.
 FILE_SETTINGS = ("credentials", "tls_cert", "tls_key", "acme_ca_root",
-                 "backup_password_file", "backup_ssh_key")
+                 "backup_password_file", "backup_ssh_key", "build_ca_bundle")
 DOMAIN = "hub.lab.example.org"
 FILES = {"tls": "files", "tls_cert": "cert-good", "tls_key": "key-good"}
 
@@ -65,7 +67,7 @@ CASES = [
     ({"lab_images": [{"name": "lab", "version": 2}]},
      "lab_images[0].version: 2 is a number: write it as a string"),
     ({"lab_default_image": 1.0}, "lab_default_image: 1.0 is a number: write it as a string"),
-    ({"hub_users": [2001]}, "hub_users[0]: 2001 is a number"),
+    ({"hub_users": [2001]}, "hub_users[0].name: 2001 is a number: write it as a string"),
     ({"hub_admins": [7]}, "hub_admins[0]: 7 is a number: write it as a string"),
     ({"user_prefix": 0}, "user_prefix: 0 is a number"),
     ({"hub_bind": 0}, "hub_bind: 0 is a number"),
@@ -198,7 +200,7 @@ CASES = [
     ({"shares": [share(name="Leem")]}, "shares[0].name: 'Leem' is not a valid share name"),
     ({"shares": [share(mode="rx")]}, "shares[0].mode: Input should be 'ro' or 'rw'"),
     ({"shares": [share(options=["password=x"])]}, "shares[0].options: mount option 'password' is not allowed"),
-    ({"shares": [share(options=["rw"])]}, "shares[0].options: mount option 'rw' is not allowed: set the share's mode"),
+    ({"shares": [share(options=["rw"])]}, "shares[0].options: mount option 'rw' is not allowed (mount.cifs reads it as rw): set the share's mode"),
     ({"shares": [share(options=["noauto"])]}, "shares[0].options: mount option 'noauto' is not allowed"),
     ({"shares": [share(options=["vers=3.0 sec=ntlm"])]}, "shares[0].options: mount option 'vers=3.0 sec=ntlm' may not contain spaces"),
     ({"shares": [share("crlf")]}, "shares[0].credentials: '{crlf}' has Windows line ends (CR LF)"),
@@ -237,12 +239,12 @@ CASES = [
     ({**BACKUP, "backup_repository": "/etc/backups"},
      "backup_repository: '/etc/backups' is inside the system folder /etc"),
     ({**BACKUP, "backup_repository": "rest:https://lab:s3cret@backup.lab/"},
-     "backup_repository: the repository URL holds a password"),
+     "backup_repository: the URL holds a password"),
     ({"backup_repository": "/srv/backups"}, "backup_password_file: not set"),
     ({**BACKUP, "backup_password_file": "password.txt"},
      "backup_password_file: 'password.txt' must be an absolute path"),
     ({**BACKUP, "backup_password_file": "empty"}, "backup_password_file: '{empty}' is empty"),
-    ({**BACKUP, "backup_ssh_key": "good"},
+    ({**BACKUP, "backup_ssh_key": "ssh-good"},
      "backup_ssh_key: only an sftp: backup_repository is reached with an SSH key"),
     ({"backup_schedule": "daily; reboot"},
      "backup_schedule: 'daily; reboot' is not a systemd calendar event"),
@@ -252,18 +254,122 @@ CASES = [
     ({"backup_homes": "yes"}, "backup_homes: should be true or false"),
     ({"restore_snapshot": "HEAD"}, "restore_snapshot: 'HEAD' is not a snapshot ID"),
 ]
+SFTP = {**BACKUP, "backup_repository": "sftp:restic@backup.lab:/srv/restic"}
+ACME = {"tls": "acme", "acme_email": "admin@lab.example.org"}
+# Round two (issue 22): classes of bad values that were accepted, and messages that misled. A
+# third element, where given, is what the output must not say.
+ACCEPTED_BEFORE = [
+    # --- Paths in another spelling of a forbidden one: the normal form is checked ------------
+    ({"hub_dir": "//etc/labhub"}, "hub_dir: '/etc/labhub' is inside the system folder /etc"),
+    ({"hub_dir": "/opt/./"}, "hub_dir: '/opt' is a system folder"),
+    ({"lab_home": "//usr/local"}, "lab_home: '/usr/local' is inside the system folder /usr"),
+    ({"shares": [share(mountpoint="//opt/labhub/")]}, "shares[0].mountpoint: '/opt/labhub' overlaps hub_dir"),
+    ({"shares": [share(mountpoint="/mnt//leem/.")], "lab_volumes": [volume(host_path="/mnt/leem")]},
+     "lab_volumes[0].host_path: '/mnt/leem' overlaps shares[0].mountpoint ('/mnt/leem')"),
+    ({"lab_volumes": [volume(host_path="/srv/./data/"), volume(host_path="//srv/data", container_path="b")]},
+     "lab_volumes[1].host_path: '/srv/data' overlaps lab_volumes[0].host_path"),
+    ({"lab_volumes": [volume(container_path="/opt//conda/")]}, "lab_volumes[0].container_path: '/opt/conda' is the system folder /opt/conda"),
+    ({**BACKUP, "backup_repository": "//etc/backups"}, "backup_repository: '/etc/backups' is inside the system folder /etc"),
+    # --- Characters another program reads as syntax ----------------------------------------------
+    ({"lab_volumes": [volume(host_path="/srv/data:/etc")]}, "lab_volumes[0].host_path: '/srv/data:/etc' may not contain ':'"),
+    ({"lab_volumes": [volume(container_path="data:ro")]}, "lab_volumes[0].container_path: 'data:ro' may not contain ':'"),
+    ({"shares": [share(container_path="leem:/etc")]}, "shares[0].container_path: 'leem:/etc' may not contain ':'"),
+    ({"shares": [share(mountpoint="/mnt/lab\\040share")]}, "shares[0].mountpoint: '/mnt/lab\\\\040share' may not contain '\\'"),
+    ({**ACME, "acme_email": "admin@{env.HOME}.org"}, "acme_email: 'admin@{env.HOME}.org' may not contain '{' or '}'"),
+    ({**ACME, "acme_directory": "https://ca.lab/{http.request.host}"}, "acme_directory: 'https://ca.lab/{http.request.host}' may not contain '{'"),
+    # --- CIFS options read by prefix and in any case, as mount.cifs reads them ----------------
+    ({"shares": [share(options=["PASS=x"])]}, "shares[0].options: mount option 'PASS' is not allowed (mount.cifs reads it as the password)"),
+    ({"shares": [share(options=["passwd=x"])]}, "shares[0].options: mount option 'passwd' is not allowed (mount.cifs reads it as the password)"),
+    ({"shares": [share(options=["Username=bob"])]}, "shares[0].options: mount option 'Username' is not allowed (mount.cifs reads it as the user name)"),
+    ({"shares": [share(options=["cred=/root/other"])]}, "shares[0].options: mount option 'cred' is not allowed (mount.cifs reads it as the credentials file)"),
+    ({"shares": [share(options=["unc=//other/share"])]}, "shares[0].options: mount option 'unc' is not allowed (mount.cifs reads it as the share's source)"),
+    ({"shares": [share(options=["workgroup=LAB"])]}, "shares[0].options: mount option 'workgroup' is not allowed (mount.cifs reads it as the domain)"),
+    ({"shares": [share(options=["rwpidforward"])]}, "shares[0].options: mount option 'rwpidforward' is not allowed (mount.cifs reads it as rw)"),
+    # --- Secrets where they become public ---------------------------------------------------------
+    ({**FILES, "tls_cert": "cert-with-key"}, "tls_cert: '{cert-with-key}' holds a private key"),
+    ({**ACME, "acme_ca_root": "cert-with-key"}, "acme_ca_root: '{cert-with-key}' holds a private key"),
+    ({**ACME, "acme_directory": "https://lab:s3cret@ca.lab/dir"}, "acme_directory: the URL holds a password", "s3cret@"),
+    ({**BACKUP, "backup_repository": "sftp:restic:s3cret@backup.lab:/srv/restic"}, "backup_repository: the URL holds a password"),
+    ({"pip_index_url": "https://lab:s3cret@pypi.lab/simple"}, "pip_index_url: the URL holds a password"),
+    ({"shares": [share("good-readable")]}, "shares[0].credentials: '{good-readable}' can be read by others on this machine (mode 0644): make it yours alone (chmod 600"),
+    ({**FILES, "tls_key": "key-readable"}, "tls_key: '{key-readable}' can be read by others"),
+    ({**BACKUP, "backup_password_file": "good-readable"}, "backup_password_file: '{good-readable}' can be read by others"),
+    ({**SFTP, "backup_ssh_key": "ssh-readable"}, "backup_ssh_key: '{ssh-readable}' can be read by others"),
+    # --- Settings that would be silently ignored: refused --------------------------------------
+    ({"tls": "internal", "tls_cert": "cert-good"}, 'tls_cert: set, but used only with tls "files"'),
+    ({"tls": "acme", "acme_email": "admin@lab.example.org", "tls_key": "key-good"}, 'tls_key: set, but used only with tls "files"'),
+    ({"tls": "off", "acme_email": "admin@lab.example.org"}, 'acme_email: set, but used only with tls "acme"'),
+    ({"acme_ca_root": "cert-good"}, 'acme_ca_root: set, but used only with tls "acme"'),
+    ({"tls": "off", "https_port": 8443}, 'https_port: set, but used only with tls other than "off"'),
+    ({"hub_port": 8080}, 'hub_port: set, but used only with tls "off"'),
+    ({"backup_schedule": "weekly"}, "backup_schedule: set, but used only with backup_repository"),
+    ({"backup_password_file": "good"}, "backup_password_file: set, but used only with backup_repository"),
+    # --- Names and addresses nobody can open ----------------------------------------------------
+    ({"hub_domain": "0.0.0.0"}, "hub_domain: '0.0.0.0' is the unspecified address"),
+    ({"hub_domain": "::"}, "hub_domain: '::' is the unspecified address"),
+    ({"hub_domain": "fe80::1%eth0"}, "hub_domain: 'fe80::1%eth0' is a link-local address with a zone"),
+    # --- Two things in one place ----------------------------------------------------------------------
+    ({"lab_images": [{"name": "lab/gpu", "version": "1"}, {"name": "lab-gpu", "version": "1"}]},
+     "lab_images[1]: 'lab-gpu:1' would be built in the folder of 'lab/gpu:1' (lab-lab-gpu-1)"),
+    # --- Backups in the wrong place or of the wrong kind --------------------------------------------
+    ({**BACKUP, "backup_repository": "/opt/labhub/backups"}, "backup_repository: '/opt/labhub/backups' overlaps hub_dir"),
+    ({**BACKUP, "backup_repository": "/opt"}, "backup_repository: '/opt' is a system folder"),
+    ({**BACKUP, "backup_repository": "/home/backups"}, "backup_repository: '/home/backups' is inside /home"),
+    ({**SFTP, "backup_ssh_key": "ssh-public"}, "backup_ssh_key: '{ssh-public}' is a public key"),
+    ({**SFTP, "backup_ssh_key": "ssh-passphrase"}, "backup_ssh_key: '{ssh-passphrase}' has a passphrase"),
+    ({**SFTP, "backup_ssh_key": "good"}, "backup_ssh_key: '{good}' is not an SSH private key"),
+    # --- Groups that exist only once a task made them (docker), or on any Debian ---------------
+    ({"hub_users": [{"name": "alice", "groups": ["docker"]}]}, "hub_users[0].groups[0]: 'docker' is a system group"),
+    ({"lab_volumes": [volume(groups=["sudo"])]}, "lab_volumes[0].groups[0]: 'sudo' is a system group"),
+    # --- Messages that name the real problem -------------------------------------------------------
+    ({"lab_images": [{"name": "Lab", "version": "1"}]}, "lab_images[0].name: 'Lab' is not a valid image repository name", "at least 1 item"),
+    ({"registry_prune": 3}, "registry_prune: should be a mapping (got 3)", "write it as a string"),
+    ({"tls_key_password": "x"}, "tls_key_password: unknown setting (did you mean 'tls_key'?)", "ssh_key_password"),
+    ({"hub_dir": ""}, "hub_dir: is empty: give a path", "'..'"),
+    ({"restore_snapshot": "1234ABCD", **BACKUP}, "restore_snapshot: '1234ABCD' has upper case letters", "8 to 64"),
+    ({"restore_snapshot": "abc123", **BACKUP}, "restore_snapshot: 'abc123' is 6 hex digits: give at least 8"),
+    ({"hub_domain": "hub.lab.example.org."}, "hub_domain: 'hub.lab.example.org.' ends with a dot", "like hub.lab.example.org"),
+    ({"hub_domain": "hub.l\u0430b.example.org"}, "hub_domain: 'hub.l\u0430b.example.org' has the non-ASCII character '\u0430' (CYRILLIC SMALL LETTER A)"),
+    ({**FILES, "tls_cert": "chain-reversed", "tls_key": "key-leaf"}, "tls_cert: the chain is in the wrong order", "does not match"),
+    ({**FILES, "tls_cert": "cert-cn-only"}, "tls_cert: has no subjectAltName names, only the subject CN 'hub.lab.example.org'", "no name"),
+    ({"backup_keep": {"dayly": 7}}, "backup_keep.dayly: Input should be", "[key]"),
+    # A field error and a cross-setting error of the same run, reported together.
+    ({"hub_dir": "/etc/labhub", "https_port": 5000, "hub_bind": "127.0.0.1"},
+     "registry_port: port 5000 on 127.0.0.1 is https_port's already"),
+]
+CASES += ACCEPTED_BEFORE
 ACCEPTED_CREDENTIALS = ["good", "short-keys", "upper-keys", "indented"]
 
 
 @pytest.fixture(scope="module")
 def credentials(tmp_path_factory) -> dict[str, str]:
-    """The credentials files, and the certificates and keys of tls "files", by name."""
+    """The credentials files, the certificates and keys of tls "files", and backup SSH keys, by
+    name: secret files as an admin keeps them (mode 0600), those named -readable as one who
+    forgot (0644)."""
     folder = tmp_path_factory.mktemp("credentials")
     paths = {}
-    for name, content in {**CREDENTIALS, **certificates()}.items():
-        (folder / name).write_bytes(content)
+    for name, content in {**CREDENTIALS, **certificates(), **ssh_keys()}.items():
+        labhost.write_secret(folder / name, content)
+        if name.endswith("-readable"):
+            (folder / name).chmod(0o644)
         paths[name] = str(folder / name)
     return paths
+
+
+def ssh_keys() -> dict[str, bytes]:
+    """Backup SSH keys as ssh-keygen writes them."""
+    key = ed25519.Ed25519PrivateKey.generate()
+
+    def private(password: bytes | None = None) -> bytes:
+        encryption = (serialization.BestAvailableEncryption(password) if password
+                      else serialization.NoEncryption())
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                 encryption)
+
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    return {"ssh-good": private(), "ssh-readable": private(),
+            "ssh-passphrase": private(b"passphrase"), "ssh-public": public + b" admin@lab\n"}
 
 
 def certificates() -> dict[str, bytes]:
@@ -271,14 +377,26 @@ def certificates() -> dict[str, bytes]:
     now = datetime.now(timezone.utc)
     key, other_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
 
-    def certificate(name: str, start: timedelta, end: timedelta) -> bytes:
+    ca_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(2))
+
+    def certificate(name: str, start: timedelta, end: timedelta, san: bool = True,
+                    public=None, signer=key, issuer: str | None = None) -> bytes:
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now + start).not_valid_after(now + end)
-                .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-                .sign(key, hashes.SHA256()))
-        return cert.public_bytes(serialization.Encoding.PEM)
+        builder = (x509.CertificateBuilder().subject_name(subject)
+                   .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                                              issuer or name)]))
+                   .public_key(public or key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now + start).not_valid_after(now + end))
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),
+                                            critical=False)
+        return builder.sign(signer, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    ca = certificate("Lab CA", timedelta(days=-1), timedelta(days=900), False,
+                     ca_key.public_key(), ca_key)
+    leaf = certificate(DOMAIN, timedelta(days=-1), timedelta(days=90), True,
+                       leaf_key.public_key(), ca_key, "Lab CA")
 
     def pem(k, password: bytes | None = None) -> bytes:
         encryption = (serialization.BestAvailableEncryption(password) if password
@@ -293,6 +411,12 @@ def certificates() -> dict[str, bytes]:
         "cert-other-name": certificate("www.lab.example.org", timedelta(days=-1),
                                        timedelta(days=90)),
         "key-good": pem(key),
+        "key-readable": pem(key),
+        "cert-with-key": certificate(DOMAIN, timedelta(days=-1), timedelta(days=90)) + pem(key),
+        "cert-cn-only": certificate(DOMAIN, timedelta(days=-1), timedelta(days=90), False),
+        # The CA's certificate before the hub's own: the order some CAs' downloads have.
+        "chain-reversed": ca + leaf,
+        "key-leaf": pem(leaf_key),
         "key-other": pem(other_key),
         "key-encrypted": pem(key, b"passphrase"),
         "not-pem": b"this is not a certificate\n",
@@ -335,14 +459,18 @@ def test_there_are_enough_cases():
 
 
 @pytest.mark.parametrize("index", range(len(CASES)),
-                         ids=[expected.split(":", 1)[0] for _, expected in CASES])
+                         ids=[case[1].split(":", 1)[0] for case in CASES])
 def test_bad_setting_stops_the_run_before_any_operation(index, runs, credentials):
     run = runs[index]
     expected = expected_text(CASES[index][1], credentials)
     assert run.returncode != 0
     assert "invalid labhub settings for @fake:\n" in run.stderr
     assert expected in run.stderr, run.stderr[-2000:]
-    # Nothing was planned, let alone run: pyinfra stopped while loading the deploy.
+    for never in CASES[index][2:]:
+        assert never not in run.stderr, run.stderr[-2000:]
+    # Nothing was planned, let alone run: pyinfra stopped after loading the inventory, before
+    # it connected to the host.
+    assert "Connecting to hosts" not in run.stderr and "Connected" not in run.stderr
     assert "Starting operation" not in run.stderr and '"plan"' not in run.stdout
     # The first line of the problems names the setting, in the admin's words.
     problems = run.stderr.split("invalid labhub settings for @fake:\n", 1)[1].splitlines()
@@ -387,3 +515,58 @@ def test_an_unsupported_os_or_release_is_one_line(os_release, data, expected, tm
     assert run.returncode != 0
     assert expected in run.stderr, run.stderr[-2000:]
     assert "Traceback" not in run.stderr
+
+
+def test_accepted_values_of_the_new_classes(credentials):
+    """Values that only look like the refused ones: odd but normal paths, IPv6 literals in
+    brackets, CIFS options of the admin's own, a backup folder beside hub_dir."""
+    settings = validate(resolve({
+        "hub_dir": "/srv/labhub/", "hub_domain": "[2001:db8::5]", "registry_bind": "[::1]",
+        "hub_users": [{"name": "alice", "groups": ["leem"]}],
+        "shares": [share(mountpoint="/mnt/lab.data-1",
+                         options=["vers=3.0", "sec=ntlmssp", "iocharset=utf8", "nounix",
+                                  "file_mode=0640", "dir_mode=0750", "serverino", "port=445"])],
+        "lab_volumes": [volume(host_path="/srv/..data/", container_path="./ref")],
+        **SFTP, "backup_ssh_key": "ssh-good", "restore_snapshot": "0123abcd",
+    }, credentials))
+    assert settings.hub_dir == "/srv/labhub"
+    assert settings.hub_url == "https://[2001:db8::5]"
+    assert settings.registry_address == "[::1]:5000"
+    assert settings.lab_volumes[0].host_path == "/srv/..data"
+    assert settings.container_path(settings.lab_volumes[0].container_path) == "/home/jovyan/ref"
+    assert validate(resolve({**BACKUP, "backup_repository": "/srv/labhub-backups"},
+                            credentials)).backup_repository == "/srv/labhub-backups"
+    assert validate({"tls": "off", "hub_bind": "::1"}).hub_url == "http://[::1]:8000"
+
+
+def fake_inventory(folder: Path, data: dict) -> Path:
+    inventory = folder / "inventory.py"
+    host_data = {"fake_delay": 0, "fake_delay_jitter": 0, "hub_domain": DOMAIN, **data}
+    inventory.write_text(f"import json\nhosts = [('@fake', json.loads({json.dumps(host_data)!r}))]\n")
+    return inventory
+
+
+def test_a_snapshot_id_of_digits_on_the_command_line(credentials, tmp_path):
+    """--data reads 01234567 as a number: refused with advice the shell can follow, which then
+    works."""
+    inventory = fake_inventory(tmp_path, resolve(BACKUP, credentials))
+    run = labhost.run_pyinfra(inventory, "deploy.py", dry=True,
+                              extra=("--data", "restore_snapshot=01234567"))
+    assert "restore_snapshot: 1234567 is a number, not the snapshot ID you typed" in run.stderr
+    advice = re.search(r"--data '(restore_snapshot=[^']*)'", run.stderr).group(1)
+    followed = labhost.run_pyinfra(inventory, "deploy.py", dry=True,
+                                   extra=("--data", advice.replace("01234567", "0123abcd")))
+    assert "invalid labhub settings" not in followed.stderr, followed.stderr[-2000:]
+
+
+def test_bad_settings_are_reported_when_the_server_cannot_be_reached(tmp_path):
+    """Validated before connecting: a typo is reported even when the server is down. The
+    address is TEST-NET-1 (RFC 5737), which nothing answers."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "hosts = [('192.0.2.1', {'ssh_connect_retries': 0, 'hub_dir': '//etc/labhub'})]\n")
+    run = labhost.run_pyinfra(inventory, "deploy.py", dry=True, timeout=120)
+    assert run.returncode != 0
+    assert "invalid labhub settings for 192.0.2.1:\n" in run.stderr
+    assert "hub_dir: '/etc/labhub' is inside the system folder /etc" in run.stderr
+    assert "Connecting to hosts" not in run.stderr and "Traceback" not in run.stderr

@@ -5,12 +5,15 @@ problem, before pyinfra runs any operation.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from labhost.runner import pyinfra_env
+from labhub.facts.services import CalendarProblem
 from labhub.settings import SettingsError, load_defaults, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,10 +92,23 @@ def test_cli_stops_before_any_operation():
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("pyinfra")), "@fake/lab1", "deploy.py", "-y",
          "--data", 'docker_source="snap"', "--data", 'hub_users=["Alice"]'],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=pyinfra_env(),
     )
     assert proc.returncode != 0
     assert "invalid labhub settings for @fake/lab1:" in proc.stderr
     assert "docker_source: Input should be 'docker' or 'distro' (got 'snap')" in proc.stderr
     assert "hub_users[0].name: 'Alice' is not a valid hub user name" in proc.stderr
     assert "Starting operation" not in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
+def test_the_calendar_fact_reports_what_systemd_does_not_parse():
+    """The fact's command, run by a shell as the host runs it: systemd's own words for a bad
+    schedule, nothing for a good one."""
+    def run(event: str) -> str:
+        command = CalendarProblem().command(event)
+        output = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True)
+        return CalendarProblem().process(output.stdout.splitlines())
+
+    assert "Failed to parse calendar specification 'dayly'" in run("dayly")
+    assert run("Mon..Fri 23:00") == "" and run("*-*-* 02:30:00") == ""

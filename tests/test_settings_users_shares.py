@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from labhost import write_secret
 from labhub import accounts, shares
 from labhub.facts.accounts import LocalAccounts, LocalGroups
 from labhub.facts.fstab import MountsAt
@@ -18,8 +19,7 @@ from labhub.settings import ROOT, SettingsError, validate
 @pytest.fixture
 def credentials(tmp_path: Path) -> str:
     path = tmp_path / "leem.cred"
-    path.write_text("username=labuser\npassword=not-a-real-one\ndomain=LAB\n")
-    return str(path)
+    return str(write_secret(path, "username=labuser\npassword=not-a-real-one\ndomain=LAB\n"))
 
 
 def share(credentials: str, **fields) -> dict:
@@ -112,15 +112,15 @@ def test_hub_users_accept_names_and_mappings():
         ({"source": "//files.lab"}, "shares[0].source: '//files.lab' is not a CIFS source like //server/share"),
         ({"source": "//files.lab/lab book"}, "shares[0].source: '//files.lab/lab book' is not a CIFS source"),
         ({"mountpoint": "mnt/leem"}, "shares[0].mountpoint: 'mnt/leem' must be an absolute path without '..'"),
-        ({"mountpoint": "/mnt/../etc"}, "shares[0].mountpoint: '/mnt/../etc' must be an absolute path without '..'"),
+        ({"mountpoint": "/mnt/../etc"}, "shares[0].mountpoint: '/mnt/../etc' must be a path without '..'"),
         ({"mountpoint": "/"}, "shares[0].mountpoint: '/' is a system folder: use a folder inside it"),
         ({"mountpoint": "/mnt/lab book"}, "shares[0].mountpoint: '/mnt/lab book' may not contain spaces"),
         ({"mode": "readonly"}, "shares[0].mode: Input should be 'ro' or 'rw' (got 'readonly')"),
         ({"options": ["password=hunter2"]},
-         "shares[0].options: mount option 'password' is not allowed: put the login in the credentials file"),
+         "shares[0].options: mount option 'password' is not allowed (mount.cifs reads it as the password): put the login in the credentials file"),
         ({"options": "vers=3.0,username=lab"},
-         "shares[0].options: mount option 'username' is not allowed: put the login in the credentials file"),
-        ({"options": ["rw"]}, "shares[0].options: mount option 'rw' is not allowed: set the share's mode instead"),
+         "shares[0].options: mount option 'username' is not allowed (mount.cifs reads it as the user name): put the login in the credentials file"),
+        ({"options": ["rw"]}, "shares[0].options: mount option 'rw' is not allowed (mount.cifs reads it as rw): set the share's mode instead"),
         ({"options": ["noauto"]},
          "shares[0].options: mount option 'noauto' is not allowed: labhub mounts every share at boot "
          "through a systemd automount"),
@@ -168,13 +168,13 @@ def test_credentials_file_rules(tmp_path, credentials):
         f"shares[0].credentials: '{inside}' is inside the labhub repository: keep secret files "
         "outside it so that they are never committed")
     no_password = tmp_path / "no-password"
-    no_password.write_text("username=labuser\npasword=typo-secret\n")
+    write_secret(no_password, "username=labuser\npasword=typo-secret\n")
     message = error(str(no_password))
     assert message == (
         f"shares[0].credentials: '{no_password}' has no password= line with a value (a "
         "credentials file holds username= and password= lines, and optionally domain=)")
     empty = tmp_path / "empty"
-    empty.write_text("")
+    write_secret(empty, "")
     assert "has no username= and no password= line" in error(str(empty))
     # The error never shows the file's content.
     assert "typo-secret" not in message
@@ -319,7 +319,7 @@ def test_mounts_fact_lists_stacked_file_systems():
 
 
 def test_accounts_and_groups_labhub_does_not_own_are_found_before_any_change():
-    settings = validate({"hub_users": [{"name": "alice", "uid": 2001, "groups": ["sudo"]},
+    settings = validate({"hub_users": [{"name": "alice", "uid": 2001, "groups": ["bluetooth"]},
                                        "daemon", {"name": "admin", "groups": ["admin", "leem"]}],
                          "user_prefix": ""})
     local = {
@@ -328,7 +328,8 @@ def test_accounts_and_groups_labhub_does_not_own_are_found_before_any_change():
         "alice": {"uid": 1500, "gid": 100, "comment": "labhub hub user alice"},
         "admin": {"uid": 1000, "gid": 1000, "comment": "Lab Admin"},
     }
-    groups = {"sudo": {"gid": 27, "members": []}, "admin": {"gid": 1000, "members": []},
+    # A system group of a package labhub does not know by name (refused by gid on the host).
+    groups = {"bluetooth": {"gid": 113, "members": []}, "admin": {"gid": 1000, "members": []},
               "leem": {"gid": 1001, "members": []}}
     assert accounts.account_problems(settings, local, groups) == [
         "hub_users: uid 2001 of alice is taken by account olduser",
@@ -337,7 +338,7 @@ def test_accounts_and_groups_labhub_does_not_own_are_found_before_any_change():
         "hub_users: account admin exists and labhub did not make it (its comment is not "
         "'labhub hub user admin'): labhub does not take it over; choose another user_prefix or "
         "name, or hand the account to labhub: usermod --comment 'labhub hub user admin' admin",
-        "groups: sudo is a system group (gid 27): labhub does not add hub users to it",
-        "groups: admin is the primary group of account admin: labhub does not add hub users to it",
+        "hub_users[0].groups: bluetooth is a system group (gid 113): labhub does not add hub users to it",
+        "hub_users[2].groups: admin is the primary group of account admin: labhub does not add hub users to it",
     ]
     assert accounts.account_problems(validate({"hub_users": ["alice"]}), local, groups) == []

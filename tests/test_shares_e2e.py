@@ -51,7 +51,7 @@ def credentials(tmp_path_factory):
     paths = {}
     for name, password in PASSWORDS.items():
         paths[name] = folder / f"{name}.cred"
-        paths[name].write_text(f"username=lab-{name}\npassword={password}\n")
+        labhost.write_secret(paths[name], f"username=lab-{name}\npassword={password}\n")
     return paths
 
 
@@ -203,7 +203,7 @@ def test_a_real_mount(first_run, lab_server, lab_host, inventory, credentials, t
         ">> /etc/samba/smb.conf && systemctl restart smbd"
     )
     real = tmp_path / "real.cred"
-    real.write_text("username=smbreal\npassword=real-Pa55word\n")
+    labhost.write_secret(real, "username=smbreal\npassword=real-Pa55word\n")
     data = settings(credentials)
     data["shares"].append({"name": "real", "source": "//files.lab/real",
                            "mountpoint": "/mnt/real", "mode": "rw", "credentials": str(real)})

@@ -59,3 +59,25 @@ def state_of(host, service: str) -> ServiceDict | None:
     every service in ``MANAGED`` (and ``service``) for the run, until an operation changes the
     host."""
     return read(host, ServiceStates, services=sorted({*MANAGED, service})).get(service)
+
+
+class CalendarProblem(FactBase[str]):
+    """
+    What the host's systemd finds wrong in a calendar event (a timer's ``OnCalendar=``), in its
+    own words; empty when it reads the event. Read before any change, so that a schedule systemd
+    will not parse stops the deploy before the rest of it runs.
+
+    .. code:: python
+
+        "Failed to parse calendar specification 'dayly': Invalid argument"
+    """
+
+    default = str
+    requires_command = "systemd-analyze"
+
+    def command(self, event: str) -> str:
+        # Its error goes to stdout (read), its normalized form to /dev/null.
+        return f"systemd-analyze calendar -- {shlex.quote(event)} 2>&1 >/dev/null || true"
+
+    def process(self, output) -> str:
+        return " ".join(line.strip() for line in output if line.strip())
