@@ -20,6 +20,8 @@ from cryptography.x509.oid import NameOID
 
 CASES = Path(__file__).parent / "cases"
 DOMAIN = "hub.lab.example.org"
+# Readable by their owner alone, or the settings refuse them (as ssh refuses a key).
+SECRETS = ("key", "credentials")
 
 
 def cases(kind: str) -> list:
@@ -49,6 +51,8 @@ def admin_files(folder: Path) -> dict[str, str]:
     paths = {}
     for label, content in contents.items():
         (folder / f"{label}.pem").write_bytes(content)
+        if label in SECRETS:
+            (folder / f"{label}.pem").chmod(0o600)
         paths[label] = str(folder / f"{label}.pem")
     return paths
 
