@@ -6,6 +6,8 @@ admin reaches a real server. A test that cannot get its lab server fails; it nev
 from __future__ import annotations
 
 import pytest
+from hubclient import resolving
+from scenario import DOMAIN
 
 import labhost
 
@@ -27,3 +29,10 @@ def lab_host(lab_server):
 def login_host(lab_server):
     """The lab server as the SSH login user, without sudo: each command is a fresh login."""
     return lab_server.testinfra(sudo=False)
+
+
+@pytest.fixture(scope="module")
+def resolve(lab_server):
+    """The hub's name resolves to the lab server in this process, as its DNS record would."""
+    with resolving(DOMAIN, lambda: lab_server.address):
+        yield

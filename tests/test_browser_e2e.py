@@ -34,7 +34,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import labhost
-from test_hub_e2e import REGISTRY, Hub, deploy_data, make_shares_writable_as_mounted
+from hubclient import Hub
+from scenario import REGISTRY, deploy_data, make_shares_writable_as_mounted
 
 pytestmark = pytest.mark.e2e
 

@@ -15,62 +15,28 @@ import json
 import logging
 import re
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
 import labhost
-from hubclient import Hub, form_images, kernel_execute, resolving, wait_for_hub
+from hubclient import Hub, form_images, kernel_execute, wait_for_hub
+from scenario import (
+    DATA_SHARE,
+    PASSWORDS,
+    REGISTRY,
+    SCRATCH_SHARE,
+    URL,
+    deploy_data,
+    local_ca_root,
+    make_shares_writable_as_mounted,
+)
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
 
-PASSWORDS = {"alice": "alice-first-login", "bob": "bob-first-login-pw"}
-DATA_SHARE = "/srv/shares/data"          # read-only, for every hub user
-SCRATCH_SHARE = "/srv/shares/scratch"    # read-write, only for group leem
-REGISTRY = "127.0.0.1:5000"
-# The name users open the hub at (HTTPS, the proxy's local CA): it resolves to the lab server.
-DOMAIN = "hub.lab.test"
-URL = f"https://{DOMAIN}"
 TIMINGS: dict[str, float] = {}
-
-
-def deploy_data(tmp: Path, overrides: dict) -> dict:
-    credentials = tmp / "share-credentials"
-    credentials.write_text("username=lab\npassword=not-used-here\n")
-    return {
-        "docker_source": "distro",
-        "hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"],
-        "hub_admins": ["alice"],
-        # The tests reach the hub from this machine; the registry stays on the server's loopback.
-        "hub_bind": "0.0.0.0",
-        "hub_domain": DOMAIN,
-        "shares": [
-            {"name": "data", "source": "//127.0.0.1/data", "mountpoint": DATA_SHARE,
-             "mode": "ro", "credentials": str(credentials)},
-            {"name": "scratch", "source": "//127.0.0.1/scratch",
-             "mountpoint": SCRATCH_SHARE, "mode": "rw", "credentials": str(credentials),
-             "groups": ["leem"]},
-        ],
-        # The stand-in base images, and this machine's CA bundle for pip in the image builds.
-        **overrides,
-    }
-
-
-def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
-    # A CIFS mount's owner and modes come from its mount options; a plain folder stands in, with
-    # the share's automount stopped: a first access would mount CIFS, which fails here.
-    server.automounts("stop", [DATA_SHARE, SCRATCH_SHARE])
-    server.exec(f"mkdir -p {DATA_SHARE} {SCRATCH_SHARE} && echo shared > {DATA_SHARE}/README "
-                f"&& chmod 0777 {SCRATCH_SHARE} {DATA_SHARE}")
-
-
-@pytest.fixture(scope="module")
-def resolve(lab_server):
-    with resolving(DOMAIN, lambda: lab_server.address):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +64,6 @@ def stack(lab_server, resolve, tmp_path_factory):
     logger.warning("timings: %s", TIMINGS)
     return {"server": lab_server, "inventory": inventory, "cold": cold, "url": URL,
             "verify": local_ca_root(lab_server, tmp)}
-
-
-def local_ca_root(server: labhost.LabServer, folder: Path) -> str:
-    """What the deploy points the admin to for users' browsers, the proxy's local CA root, as a
-    file a client here trusts."""
-    root = folder / "local-ca-root.crt"
-    root.write_text(server.exec("cat /opt/labhub/proxy/local-ca-root.crt"))
-    return str(root)
 
 
 # --- The tests, in the order a lab lives through them ------------------------------------------

@@ -7,17 +7,8 @@ its data), each problem named and the run failed. Also what the no-change run se
 from __future__ import annotations
 
 import pytest
-from hubclient import resolving
-from test_hub_e2e import (
-    DATA_SHARE,
-    DOMAIN,
-    PASSWORDS,
-    SCRATCH_SHARE,
-    URL,
-    Hub,
-    deploy_data,
-    local_ca_root,
-)
+from hubclient import Hub, resolving
+from scenario import DATA_SHARE, DOMAIN, PASSWORDS, SCRATCH_SHARE, URL, deploy_data, local_ca_root
 
 import labhost
 
