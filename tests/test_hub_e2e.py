@@ -1,7 +1,8 @@
 """
 The whole deploy on a fresh Debian 13 lab server, then the hub used as a lab member uses it:
 over HTTP from this machine (requests, and a small WebSocket client for kernels), through the
-hub's proxy.
+hub's proxy. The server is the shared lab (conftest.py): its dry run and cold deploy are the
+ones made for all its modules, and this module, which reboots it, is the last of them.
 
 Nothing can be pulled here: the official registry, JupyterHub and Jupyter base images are stood
 in for by images made on this machine (labhost.prepare_images) and loaded into the lab
@@ -28,45 +29,34 @@ from scenario import (
     REGISTRY,
     SCRATCH_SHARE,
     URL,
-    deploy_data,
-    local_ca_root,
     make_shares_writable_as_mounted,
 )
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
 
-TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def stack(lab_server, resolve, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hub")
-    started = time.monotonic()
-    overrides = labhost.load_stack_images(lab_server)
-    TIMINGS["engine and image load"] = time.monotonic() - started
-    data = deploy_data(tmp, overrides)
-    inventory = lab_server.inventory_file(data)
+def stack(scenario_lab):
+    """The shared lab (conftest.py) as the scenario's cold deploy left it, last of its modules:
+    its users may have logged in before."""
+    make_shares_writable_as_mounted(scenario_lab.server)
+    return {"server": scenario_lab.server, "inventory": scenario_lab.inventory,
+            "cold": scenario_lab.cold, "url": URL, "verify": scenario_lab.verify,
+            "lab": scenario_lab}
 
-    # A dry run on the bare server plans the stack and changes nothing.
-    dry = labhost.run_pyinfra(inventory, "deploy.py", dry=True)
+
+# --- The tests, in the order a lab lives through them ------------------------------------------
+
+def test_a_dry_run_on_the_bare_server_plans_the_stack_and_changes_nothing(stack):
+    dry = stack["lab"].dry
     assert dry.returncode == 0, dry.stderr[-3000:]
     for planned in ("Build the hub image", "Bring up the hub stack (docker compose up)",
                     "Build 127.0.0.1:5000/lab:1.0", "Push 127.0.0.1:5000/lab:1.0 to the registry"):
         assert any(planned in name for name in dry.planned_changes), planned
-    assert lab_server.exec("test -e /opt/labhub && echo exists || true").strip() == ""
+    assert stack["lab"].left_by_dry == ""
 
-    started = time.monotonic()
-    cold = labhost.run_pyinfra(inventory, "deploy.py")
-    TIMINGS["cold deploy"] = time.monotonic() - started
-    cold.check()
-    make_shares_writable_as_mounted(lab_server)
-    logger.warning("timings: %s", TIMINGS)
-    return {"server": lab_server, "inventory": inventory, "cold": cold, "url": URL,
-            "verify": local_ca_root(lab_server, tmp)}
-
-
-# --- The tests, in the order a lab lives through them ------------------------------------------
 
 def test_cold_deploy_brings_up_the_stack(stack):
     server, url = stack["server"], stack["url"]
@@ -190,10 +180,11 @@ def test_hub_restart_keeps_labs_and_passwords(stack):
 
 
 def test_second_deploy_changes_nothing(stack):
+    timings = stack["lab"].timings
     started = time.monotonic()
     again = labhost.run_pyinfra(stack["inventory"], "deploy.py").check()
-    TIMINGS["no-change deploy"] = time.monotonic() - started
-    logger.warning("timings: %s", TIMINGS)
+    timings["no-change deploy"] = time.monotonic() - started
+    logger.warning("timings: %s", timings)
     assert again.changed == 0, again.changed_operations
 
 
