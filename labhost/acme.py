@@ -9,6 +9,7 @@ signs with a root made at each start, which ``root()`` fetches for clients to tr
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -75,7 +76,10 @@ class Pebble:
 def bridge_address() -> str:
     """This machine's address on Docker's default bridge (docker0's)."""
     network = ensure_engine().networks.get("bridge")
-    return network.attrs["IPAM"]["Config"][0]["Gateway"]
+    config = network.attrs["IPAM"]["Config"][0]
+    # Some engines leave the default gateway out of the network's settings: it is then the
+    # subnet's first address, as the engine gives docker0.
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 def _wait_port(address: str, port: int, process: subprocess.Popen, log: Path) -> None:

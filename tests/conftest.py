@@ -38,8 +38,9 @@ def group(module: str) -> str:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """``--dist loadgroup`` by ``group``: xdist's own reads ``xdist_group`` marks from node ids,
-    which pytest 9 no longer lets a plugin rename."""
+    """``--dist loadgroup`` by ``group``, from each test's module: xdist's own reads
+    ``xdist_group`` marks from a suffix it writes into node ids, which pytest 9.2 no longer takes,
+    so it silently stops grouping (pytest-dev/pytest-xdist#1386)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
