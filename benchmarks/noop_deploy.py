@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import labhost  # noqa: E402
 from labhost.runner import pyinfra_env  # noqa: E402
-from test_hub_e2e import deploy_data  # noqa: E402
+from scenario import deploy_data  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 

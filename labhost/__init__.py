@@ -21,8 +21,10 @@ from labhost.server import (
     ensure_engine,
     find_lab_server,
     remove_all_lab_servers,
+    remove_in_background,
     running_lab_server,
     start_lab_server,
+    wait_for_removals,
 )
 
 __all__ = [
@@ -38,9 +40,11 @@ __all__ = [
     "load_stack_images",
     "prepare_images",
     "remove_all_lab_servers",
+    "remove_in_background",
     "run_pyinfra",
     "start_pyinfra",
     "running_lab_server",
     "start_lab_server",
+    "wait_for_removals",
     "write_secret",
 ]

@@ -157,10 +157,11 @@ def load_stack_images(server: LabServer) -> dict[str, str]:
     overrides = prepare_images(ensure_engine())
     ensure_server_engine(server)
     present = set(server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
-    for tag in (overrides[image.setting] for image in STAND_INS):
-        if tag not in present:
-            logger.info("loading %s into %s", tag, server.address)
-            server.load_image(tag)
+    missing = [tag for tag in (overrides[image.setting] for image in STAND_INS)
+               if tag not in present]
+    if missing:
+        logger.info("loading %s into %s", ", ".join(missing), server.address)
+        server.load_images(*missing)
     return overrides
 
 
@@ -169,5 +170,5 @@ def load_previous_hub(server: LabServer) -> str:
     upgrade from); its tag, for hub_base_image."""
     tag = build_stand_in(ensure_engine(), PREVIOUS_HUB)
     if tag not in server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split():
-        server.load_image(tag)
+        server.load_images(tag)
     return tag

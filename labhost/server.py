@@ -21,6 +21,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -200,13 +201,14 @@ class LabServer:
             raise LabHostError(f"{command!r} exited {result.returncode}: {err or out}")
         return out
 
-    def load_image(self, tag: str) -> None:
-        """Move an image from this machine's engine into the server's own engine."""
-        save = subprocess.Popen(["docker", "save", tag], stdout=subprocess.PIPE)
+    def load_images(self, *tags: str) -> None:
+        """Move images from this machine's engine into the server's own engine, in one archive:
+        the layers they share (the debootstrapped base, the python layer) are sent once."""
+        save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
         _run("docker", "exec", "-i", self.container_id, "docker", "load",
              stdin=save.stdout, stdout=subprocess.DEVNULL)
         if save.wait() != 0:
-            raise LabHostError(f"docker save {tag} failed")
+            raise LabHostError(f"docker save {' '.join(tags)} failed")
 
     def inventory_file(self, data: dict | None = None, path: Path | None = None) -> Path:
         """Write a pyinfra inventory for this server (SSH with the generated key, sudo)."""
@@ -349,12 +351,32 @@ def start_lab_server(name: str | None = None, workdir: Path | None = None,
 
 @contextmanager
 def running_lab_server() -> Iterator[LabServer]:
-    """A fresh lab server, removed afterwards."""
+    """A fresh lab server, removed afterwards (in the background: ``wait_for_removals``)."""
     server = start_lab_server()
     try:
         yield server
     finally:
-        server.remove()
+        remove_in_background(server)
+
+
+# Removing a lab server (its engine's images and containers) takes a minute or two on a busy
+# machine, mostly deleting files: the tests go on meanwhile.
+_REMOVALS: list[threading.Thread] = []
+
+
+def remove_in_background(server: LabServer) -> None:
+    """Start removing the server; ``wait_for_removals`` waits for it."""
+    # Its own connection to the engine: the caller's goes on being used meanwhile.
+    server.client = _client()
+    removal = threading.Thread(target=server.remove, name=f"removing {server.address}")
+    removal.start()
+    _REMOVALS.append(removal)
+
+
+def wait_for_removals() -> None:
+    """Until every removal ``remove_in_background`` started has ended."""
+    while _REMOVALS:
+        _REMOVALS.pop().join()
 
 def _wait_booted(server: LabServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout

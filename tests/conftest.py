@@ -1,20 +1,124 @@
 """
 Fixtures for end-to-end tests: a fresh Debian 13 lab server container reached over SSH, as a lab
 admin reaches a real server. A test that cannot get its lab server fails; it never skips.
+
+The suite runs in two processes (pytest-xdist, ``--dist loadgroup``): each process takes whole
+groups, and every module is a group of its own (its tests share its lab server, in order), but
+for the modules in ``SHARED_LAB_MODULES``: they are one group, run in one process in that order,
+on one lab server deployed once (``shared_lab``).
 """
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import pytest
+from hubclient import resolving
+from scenario import DOMAIN, ScenarioLab
 
 import labhost
+
+SHARED_LAB_GROUP = "shared-lab"
+# The order the modules of the shared lab go in. status first: it needs a hub user who never
+# logged in and shares nothing has mounted, and puts back what it breaks; browser next: it
+# deploys settings of its own and deletes the image it pushed; hub last: it reboots the server,
+# swaps the shares' fstab lines for tmpfs and pushes images.
+SHARED_LAB_MODULES = ("test_status_e2e", "test_browser_e2e", "test_hub_e2e")
+# The groups handed out first (in the order the tests are collected, as each process runs low):
+# the longest, so that two of them do not end the run on one process while the other has
+# finished. The fast tests come last and fill in.
+LONGEST_FIRST = (SHARED_LAB_GROUP, "test_backup_e2e", "test_registry_e2e",
+                 "test_interrupted_e2e", "test_https_e2e", "test_docker_e2e")
+
+
+def group(module: str) -> str:
+    """The group a test module's tests run in: its own, or the shared lab's."""
+    return SHARED_LAB_GROUP if module in SHARED_LAB_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadgroup`` by ``group``, from each test's module: xdist's own reads
+    ``xdist_group`` marks from a suffix it writes into node ids, which pytest 9.2 no longer takes,
+    so it silently stops grouping (pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ByGroup(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group(PurePosixPath(nodeid.split("::", 1)[0]).stem)
+
+    return ByGroup(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Each group's tests together (the shared lab's modules in their order), the longest
+    groups first, end-to-end before fast; in each module, its own order."""
+    for item in items:
+        if "shared_lab" in item.fixturenames and item.module.__name__ not in SHARED_LAB_MODULES:
+            raise pytest.UsageError(f"{item.module.__name__} uses shared_lab: add it to "
+                                    "SHARED_LAB_MODULES, where the order it goes in is decided")
+
+    def rank(indexed: tuple[int, pytest.Item]) -> tuple:
+        index, item = indexed
+        module = item.module.__name__
+        slow = (LONGEST_FIRST.index(group(module)) if group(module) in LONGEST_FIRST
+                else len(LONGEST_FIRST))
+        e2e = item.get_closest_marker("e2e") is not None
+        within = SHARED_LAB_MODULES.index(module) if module in SHARED_LAB_MODULES else 0
+        return (slow, not e2e, group(module), within, index)
+
+    items[:] = [item for _, item in sorted(enumerate(items), key=rank)]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    labhost.wait_for_removals()
 
 
 @pytest.fixture(scope="module")
 def lab_server():
-    """A fresh lab server for the tests of one module, removed afterwards."""
+    """A fresh lab server for the tests of one module, removed afterwards (while the next
+    module starts)."""
     with labhost.running_lab_server() as server:
         yield server
+
+
+# The shared lab of this process, once its first module has started it.
+SHARED_LAB: dict = {}
+
+
+@pytest.fixture(scope="module")
+def shared_lab(request, tmp_path_factory):
+    """One lab server with the scenario deployed (``scenario.ScenarioLab``), for the modules of
+    SHARED_LAB_MODULES in turn: started by the first of them, removed after the last (its labs
+    would only take the machine's time from the modules after it)."""
+    if "failed" in SHARED_LAB:
+        raise labhost.LabHostError(f"the shared lab server could not be deployed (the error is "
+                                   f"{SHARED_LAB['failed']}'s)")
+    if "lab" not in SHARED_LAB:
+        server = labhost.start_lab_server()
+        request.config.add_cleanup(server.remove)
+        try:
+            SHARED_LAB["lab"] = ScenarioLab.deploy(server, tmp_path_factory.mktemp("shared-lab"))
+        except BaseException:
+            SHARED_LAB["failed"] = request.module.__name__
+            server.remove()
+            raise
+    yield SHARED_LAB["lab"]
+    modules = [item.module.__name__ for item in request.session.items
+               if group(item.module.__name__) == SHARED_LAB_GROUP]
+    if request.module.__name__ == modules[-1]:
+        labhost.remove_in_background(SHARED_LAB.pop("lab").server)
+
+
+@pytest.fixture(scope="module")
+def scenario_lab(shared_lab):
+    """The shared lab with the scenario's settings (deployed again when a module before changed
+    them), the hub's name resolving to it."""
+    shared_lab.converge()
+    with resolving(DOMAIN, lambda: shared_lab.server.address):
+        yield shared_lab
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +131,10 @@ def lab_host(lab_server):
 def login_host(lab_server):
     """The lab server as the SSH login user, without sudo: each command is a fresh login."""
     return lab_server.testinfra(sudo=False)
+
+
+@pytest.fixture(scope="module")
+def resolve(lab_server):
+    """The hub's name resolves to the lab server in this process, as its DNS record would."""
+    with resolving(DOMAIN, lambda: lab_server.address):
+        yield

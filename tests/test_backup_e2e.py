@@ -29,12 +29,11 @@ import requests
 
 import labhost
 from hubclient import Hub, resolving
-from test_hub_e2e import DOMAIN, URL, deploy_data, local_ca_root
+from scenario import DOMAIN, REGISTRY, URL, deploy_data, local_ca_root
 
 pytestmark = pytest.mark.e2e
 
 PASSWORDS = {"alice": "alice-before-backup", "bob": "bob-before-the-backup"}
-REGISTRY = "127.0.0.1:5000"
 SECOND_IMAGE = f"{REGISTRY}/extra:1"
 REPOSITORY_ACCOUNT = "restic"
 # The newest alembic revision of each JupyterHub's database schema.

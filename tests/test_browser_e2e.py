@@ -1,11 +1,14 @@
 """
 The hub as a lab member sees it, in a real browser: Debian's Chromium driven by selenium through
-Debian's chromedriver, against a fresh Debian 13 lab server with the whole deploy. Log in through
-the form, pick an image on the spawn form, use JupyterLab (launcher, terminal, notebook, file
-browser); a second user in a fresh browser; a package installed with pip in a terminal kept
+Debian's chromedriver, against the shared lab server (conftest.py) with the whole deploy. Log in
+through the form, pick an image on the spawn form, use JupyterLab (launcher, terminal, notebook,
+file browser); a second user in a fresh browser; a package installed with pip in a terminal kept
 across a lab restart; a broken image pushed to the registry.
 
 Screenshots of each step are kept in artifacts/browser/ (ignored by git), numbered in order.
+
+On the shared lab, where alice has logged in before (with the scenario's password): this module
+adds a lab volume and plain HTTP, and leaves no lab running and no broken image behind.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import labhost
-from test_hub_e2e import REGISTRY, Hub, deploy_data, make_shares_writable_as_mounted
+from hubclient import Hub
+from scenario import PASSWORDS, REGISTRY, ScenarioLab, make_shares_writable_as_mounted
 
 pytestmark = pytest.mark.e2e
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
-PASSWORDS = {"alice": "alice-browser-login", "bob": "bob-browser-login"}
 LAB_VOLUME = "/srv/lab-volumes/projects"
 LAB_IMAGE = f"{REGISTRY}/lab:1.0"
 BROKEN_IMAGE = f"{REGISTRY}/broken:1.0"
@@ -58,22 +61,40 @@ def hub_url(server: labhost.LabServer) -> str:
 
 
 @pytest.fixture(scope="module")
-def hub(lab_server, tmp_path_factory):
-    return deploy_hub(lab_server, tmp_path_factory.mktemp("browser"))
+def hub(shared_lab):
+    deployed = deploy_hub(shared_lab)
+    yield deployed
+    # For the modules after this one on the shared lab: no lab running and the registry as the
+    # scenario has it (they deploy the scenario's settings again themselves).
+    for user, password in PASSWORDS.items():
+        client = Hub(deployed["url"], user)
+        client.login(password)
+        client.api_token()
+        stop(client)
+    delete_image(deployed["server"], BROKEN_IMAGE)
 
 
-def deploy_hub(lab_server: labhost.LabServer, tmp: Path) -> dict:
-    data = deploy_data(tmp, labhost.load_stack_images(lab_server))
-    data["lab_volumes"] = [{"host_path": LAB_VOLUME, "container_path": "projects"}]
+def deploy_hub(lab: ScenarioLab) -> dict:
+    lab_server = lab.server
     # Plain HTTP on the hub's port: what a browser meets over HTTPS is tests/test_https_e2e.py's.
-    data["tls"] = "off"
-    labhost.run_pyinfra(lab_server.inventory_file(data), "deploy.py").check()
+    lab.deploy_with(__name__, tls="off",
+                    lab_volumes=[{"host_path": LAB_VOLUME, "container_path": "projects"}])
     make_shares_writable_as_mounted(lab_server)
     lab_server.exec(f"mkdir -p {LAB_VOLUME} && chmod 1777 {LAB_VOLUME}")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
     return {"server": lab_server, "url": hub_url(lab_server),
             "uids": {user: int(lab_server.exec(f"id -u jupyter-{user}")) for user in PASSWORDS}}
+
+
+def delete_image(server: labhost.LabServer, image: str) -> None:
+    """Delete an image from the registry by its API, as an admin who pushed it by mistake."""
+    repository, tag = image[len(REGISTRY) + 1:].rsplit(":", 1)
+    manifests = f"http://{REGISTRY}/v2/{repository}/manifests"
+    accept = shlex.quote("Accept: application/vnd.docker.distribution.manifest.v2+json, "
+                         "application/vnd.oci.image.manifest.v1+json")
+    server.exec(f"digest=$(curl -fsS -o /dev/null -w '%header{{docker-content-digest}}' "
+                f"-H {accept} {manifests}/{tag}) && curl -fsS -X DELETE {manifests}/$digest")
 
 
 class Browser:

@@ -22,21 +22,13 @@ import pytest
 import requests
 
 import labhost
-from hubclient import Hub, resolving
+from hubclient import Hub
 from labhost.acme import running_pebble
+from scenario import DOMAIN, LOCAL_CA_ROOT, URL
 
 pytestmark = pytest.mark.e2e
 
-DOMAIN = "hub.lab.test"
-URL = f"https://{DOMAIN}"
 PASSWORD = "alice-https-pw"
-ROOT_ON_SERVER = "/opt/labhub/proxy/local-ca-root.crt"
-
-
-@pytest.fixture(scope="module")
-def resolve(lab_server):
-    with resolving(DOMAIN, lambda: lab_server.address):
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -188,13 +180,13 @@ def test_the_local_ca_root_the_deploy_points_to_is_what_browsers_need(site):
     server, tmp = site["server"], site["tmp"]
     before = containers(server)
     run = deploy(site, tls="internal")
-    assert ROOT_ON_SERVER in run.stdout, run.stdout[-3000:]
+    assert LOCAL_CA_ROOT in run.stdout, run.stdout[-3000:]
     after = containers(server)
     assert after["hub"] == before["hub"] and after["proxy"] != before["proxy"]
     # The key of the "files" certificate does not stay on the server.
     assert server.exec("test -e /opt/labhub/proxy/key.pem && echo left || true").strip() == ""
     root = tmp / "local-ca-root.crt"
-    root.write_text(server.exec(f"cat {ROOT_ON_SERVER}"))
+    root.write_text(server.exec(f"cat {LOCAL_CA_ROOT}"))
     alice = Hub(URL, "alice", verify=str(root))
     alice.login(PASSWORD)
     assert alice.logged_in()

@@ -1,7 +1,8 @@
 """
 The whole deploy on a fresh Debian 13 lab server, then the hub used as a lab member uses it:
 over HTTP from this machine (requests, and a small WebSocket client for kernels), through the
-hub's proxy.
+hub's proxy. The server is the shared lab (conftest.py): its dry run and cold deploy are the
+ones made for all its modules, and this module, which reboots it, is the last of them.
 
 Nothing can be pulled here: the official registry, JupyterHub and Jupyter base images are stood
 in for by images made on this machine (labhost.prepare_images) and loaded into the lab
@@ -15,100 +16,47 @@ import json
 import logging
 import re
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
 import labhost
-from hubclient import Hub, form_images, kernel_execute, resolving, wait_for_hub
+from hubclient import Hub, form_images, kernel_execute, wait_for_hub
+from scenario import (
+    DATA_SHARE,
+    PASSWORDS,
+    REGISTRY,
+    SCRATCH_SHARE,
+    URL,
+    make_shares_writable_as_mounted,
+)
 
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
 
-PASSWORDS = {"alice": "alice-first-login", "bob": "bob-first-login-pw"}
-DATA_SHARE = "/srv/shares/data"          # read-only, for every hub user
-SCRATCH_SHARE = "/srv/shares/scratch"    # read-write, only for group leem
-REGISTRY = "127.0.0.1:5000"
-# The name users open the hub at (HTTPS, the proxy's local CA): it resolves to the lab server.
-DOMAIN = "hub.lab.test"
-URL = f"https://{DOMAIN}"
-TIMINGS: dict[str, float] = {}
-
-
-def deploy_data(tmp: Path, overrides: dict) -> dict:
-    credentials = tmp / "share-credentials"
-    labhost.write_secret(credentials, "username=lab\npassword=not-used-here\n")
-    return {
-        "docker_source": "distro",
-        "hub_users": [{"name": "alice", "groups": ["leem"]}, "bob"],
-        "hub_admins": ["alice"],
-        # The tests reach the hub from this machine; the registry stays on the server's loopback.
-        "hub_bind": "0.0.0.0",
-        "hub_domain": DOMAIN,
-        "shares": [
-            {"name": "data", "source": "//127.0.0.1/data", "mountpoint": DATA_SHARE,
-             "mode": "ro", "credentials": str(credentials)},
-            {"name": "scratch", "source": "//127.0.0.1/scratch",
-             "mountpoint": SCRATCH_SHARE, "mode": "rw", "credentials": str(credentials),
-             "groups": ["leem"]},
-        ],
-        # The stand-in base images, and this machine's CA bundle for pip in the image builds.
-        **overrides,
-    }
-
-
-def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
-    # A CIFS mount's owner and modes come from its mount options; a plain folder stands in, with
-    # the share's automount stopped: a first access would mount CIFS, which fails here.
-    server.automounts("stop", [DATA_SHARE, SCRATCH_SHARE])
-    server.exec(f"mkdir -p {DATA_SHARE} {SCRATCH_SHARE} && echo shared > {DATA_SHARE}/README "
-                f"&& chmod 0777 {SCRATCH_SHARE} {DATA_SHARE}")
 
 
 @pytest.fixture(scope="module")
-def resolve(lab_server):
-    with resolving(DOMAIN, lambda: lab_server.address):
-        yield
+def stack(scenario_lab):
+    """The shared lab (conftest.py) as the scenario's cold deploy left it, last of its modules:
+    its users may have logged in before."""
+    make_shares_writable_as_mounted(scenario_lab.server)
+    return {"server": scenario_lab.server, "inventory": scenario_lab.inventory,
+            "cold": scenario_lab.cold, "url": URL, "verify": scenario_lab.verify,
+            "lab": scenario_lab}
 
 
-@pytest.fixture(scope="module")
-def stack(lab_server, resolve, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("hub")
-    started = time.monotonic()
-    overrides = labhost.load_stack_images(lab_server)
-    TIMINGS["engine and image load"] = time.monotonic() - started
-    data = deploy_data(tmp, overrides)
-    inventory = lab_server.inventory_file(data)
+# --- The tests, in the order a lab lives through them ------------------------------------------
 
-    # A dry run on the bare server plans the stack and changes nothing.
-    dry = labhost.run_pyinfra(inventory, "deploy.py", dry=True)
+def test_a_dry_run_on_the_bare_server_plans_the_stack_and_changes_nothing(stack):
+    dry = stack["lab"].dry
     assert dry.returncode == 0, dry.stderr[-3000:]
     for planned in ("Build the hub image", "Bring up the hub stack (docker compose up)",
                     "Build 127.0.0.1:5000/lab:1.0", "Push 127.0.0.1:5000/lab:1.0 to the registry"):
         assert any(planned in name for name in dry.planned_changes), planned
-    assert lab_server.exec("test -e /opt/labhub && echo exists || true").strip() == ""
+    assert stack["lab"].left_by_dry == ""
 
-    started = time.monotonic()
-    cold = labhost.run_pyinfra(inventory, "deploy.py")
-    TIMINGS["cold deploy"] = time.monotonic() - started
-    cold.check()
-    make_shares_writable_as_mounted(lab_server)
-    logger.warning("timings: %s", TIMINGS)
-    return {"server": lab_server, "inventory": inventory, "cold": cold, "url": URL,
-            "verify": local_ca_root(lab_server, tmp)}
-
-
-def local_ca_root(server: labhost.LabServer, folder: Path) -> str:
-    """What the deploy points the admin to for users' browsers, the proxy's local CA root, as a
-    file a client here trusts."""
-    root = folder / "local-ca-root.crt"
-    root.write_text(server.exec("cat /opt/labhub/proxy/local-ca-root.crt"))
-    return str(root)
-
-
-# --- The tests, in the order a lab lives through them ------------------------------------------
 
 def test_cold_deploy_brings_up_the_stack(stack):
     server, url = stack["server"], stack["url"]
@@ -232,10 +180,11 @@ def test_hub_restart_keeps_labs_and_passwords(stack):
 
 
 def test_second_deploy_changes_nothing(stack):
+    timings = stack["lab"].timings
     started = time.monotonic()
     again = labhost.run_pyinfra(stack["inventory"], "deploy.py").check()
-    TIMINGS["no-change deploy"] = time.monotonic() - started
-    logger.warning("timings: %s", TIMINGS)
+    timings["no-change deploy"] = time.monotonic() - started
+    logger.warning("timings: %s", timings)
     assert again.changed == 0, again.changed_operations
 
 

@@ -21,15 +21,14 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from hubclient import resolving
-from test_hub_e2e import (
+from hubclient import Hub, resolving
+from scenario import (
     DATA_SHARE,
     DOMAIN,
     PASSWORDS,
     REGISTRY,
     SCRATCH_SHARE,
     URL,
-    Hub,
     deploy_data,
     local_ca_root,
     make_shares_writable_as_mounted,

@@ -2,22 +2,15 @@
 tasks/status.py on a deployed lab server: healthy, then with the registry stopped, a share
 unmounted, a hub user's account locked and the registry's disk nearly full (a small tmpfs over
 its data), each problem named and the run failed. Also what the no-change run sends.
+
+On the shared lab server (conftest.py), first of its modules: right after its cold deploy.
 """
 
 from __future__ import annotations
 
 import pytest
-from hubclient import resolving
-from test_hub_e2e import (
-    DATA_SHARE,
-    DOMAIN,
-    PASSWORDS,
-    SCRATCH_SHARE,
-    URL,
-    Hub,
-    deploy_data,
-    local_ca_root,
-)
+from hubclient import Hub
+from scenario import DATA_SHARE, DOMAIN, PASSWORDS, SCRATCH_SHARE, URL
 
 import labhost
 
@@ -28,14 +21,17 @@ UNMOUNTED = [] if labhost.HAS_AUTOFS else [f"share data: not mounted at {DATA_SH
 
 
 @pytest.fixture(scope="module")
-def deployed(lab_server, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("status")
-    data = deploy_data(tmp, labhost.load_stack_images(lab_server))
-    inventory = lab_server.inventory_file(data)
-    labhost.run_pyinfra(inventory, "deploy.py").check()
-    with resolving(DOMAIN, lambda: lab_server.address):
-        yield {"server": lab_server, "inventory": inventory, "url": URL,
-               "verify": local_ca_root(lab_server, tmp)}
+def deployed(scenario_lab):
+    """The shared lab as its cold deploy left it; what test_each_problem_is_named_and_the_run_fails
+    breaks is put back afterwards, for the modules after this one."""
+    server = scenario_lab.server
+    yield {"server": server, "inventory": scenario_lab.inventory, "url": URL,
+           "verify": scenario_lab.verify}
+    # And the next module deploys the scenario again before its tests, to be sure.
+    scenario_lab.changed_by = __name__
+    server.exec("docker compose -f /opt/labhub/compose.yaml start registry")
+    server.exec("usermod --expiredate '' jupyter-bob")
+    server.automounts("start", [DATA_SHARE])
 
 
 def status(inventory) -> labhost.PyinfraRun:
