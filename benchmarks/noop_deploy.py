@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+from scenario import deploy_data  # noqa: E402
+
 import labhost  # noqa: E402
 from labhost.runner import pyinfra_env  # noqa: E402
-from scenario import deploy_data  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).with_name("pyinfra"))
 
@@ -43,8 +44,11 @@ def run(inventory: Path, *args: str) -> tuple[float, int, str]:
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
-    sent = [line for line in proc.stderr.splitlines()
-            if "Running command on" in line or "Attempting upload of" in line]
+    sent = [
+        line
+        for line in proc.stderr.splitlines()
+        if "Running command on" in line or "Attempting upload of" in line
+    ]
     return seconds, len(sent), proc.stderr
 
 
@@ -52,8 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", metavar="NAME", help="reuse and keep the lab server NAME")
-    parser.add_argument("--show", action="store_true",
-                        help="print the commands the no-change run sends")
+    parser.add_argument(
+        "--show", action="store_true", help="print the commands the no-change run sends"
+    )
     args = parser.parse_args()
 
     if args.keep:
@@ -65,8 +70,9 @@ def main() -> int:
     else:
         server, fresh = labhost.start_lab_server(), True
     try:
-        data = deploy_data(Path(tempfile.mkdtemp(prefix="labhub-bench-")),
-                           labhost.load_stack_images(server))
+        data = deploy_data(
+            Path(tempfile.mkdtemp(prefix="labhub-bench-")), labhost.load_stack_images(server)
+        )
         inventory = server.inventory_file(data)
         if fresh:
             start = time.monotonic()
@@ -93,16 +99,31 @@ def main() -> int:
             server.remove()
 
     base = statistics.median(one)
-    print(f"one-command run (exec -- true): median {base:.2f} s of {args.rounds}, "
-          f"{one_sent} command(s)")
-    for label, times, sent in (("no-change run of deploy.py", noop, noop_sent),
-                               ("dry run of deploy.py with --diff", dry, dry_sent)):
+    print(
+        f"one-command run (exec -- true): median {base:.2f} s of {args.rounds}, "
+        f"{one_sent} command(s)"
+    )
+    for label, times, sent in (
+        ("no-change run of deploy.py", noop, noop_sent),
+        ("dry run of deploy.py with --diff", dry, dry_sent),
+    ):
         median = statistics.median(times)
-        print(f"{label}: median {median:.2f} s of {args.rounds}, {sent} commands sent, "
-              f"{median / base:.1f} x the one-command run")
-    print(json.dumps({"one_command_s": base, "noop_s": statistics.median(noop),
-                      "dry_s": statistics.median(dry), "noop_commands": noop_sent,
-                      "dry_commands": dry_sent, "one_command_commands": one_sent}))
+        print(
+            f"{label}: median {median:.2f} s of {args.rounds}, {sent} commands sent, "
+            f"{median / base:.1f} x the one-command run"
+        )
+    print(
+        json.dumps(
+            {
+                "one_command_s": base,
+                "noop_s": statistics.median(noop),
+                "dry_s": statistics.median(dry),
+                "noop_commands": noop_sent,
+                "dry_commands": dry_sent,
+                "one_command_commands": one_sent,
+            }
+        )
+    )
     return 0
 
 

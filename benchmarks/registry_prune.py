@@ -49,13 +49,22 @@ def skopeo_read(reg: LocalRegistry) -> dict:
     base = ["--tls-verify=false"]
     found = {}
     for repo in reg.catalog():
-        listed = subprocess.run(["skopeo", "list-tags", *base, f"docker://{reg.address}/{repo}"],
-                                capture_output=True, text=True, check=True, env=env)
+        listed = subprocess.run(
+            ["skopeo", "list-tags", *base, f"docker://{reg.address}/{repo}"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
         found[repo] = {}
         for tag in json.loads(listed.stdout)["Tags"]:
             inspected = subprocess.run(
                 ["skopeo", "inspect", *base, "--no-tags", f"docker://{reg.address}/{repo}:{tag}"],
-                capture_output=True, text=True, check=True, env=env)
+                capture_output=True,
+                text=True,
+                check=True,
+                env=env,
+            )
             info = json.loads(inspected.stdout)
             found[repo][tag] = (info["Digest"], info["Created"])
     return found
@@ -72,8 +81,10 @@ def main() -> int:
     with LocalRegistry(log_level="info") as reg:
         start = time.monotonic()
         fill(reg, args.repos, args.tags)
-        print(f"registry: {args.repos} repositories x {args.tags} tags = {total} images, "
-              f"pushed in {time.monotonic() - start:.1f} s")
+        print(
+            f"registry: {args.repos} repositories x {args.tags} tags = {total} images, "
+            f"pushed in {time.monotonic() - start:.1f} s"
+        )
 
         before = reg.request_count()
         start = time.monotonic()
@@ -91,11 +102,15 @@ def main() -> int:
         assert sum(len(t) for t in found.values()) == total
         assert all(found[r][t][0] == snap["repositories"][r][t] for r in found for t in found[r])
 
-    print(f"collector (labhub.registry.client.collect, {args.workers} workers): "
-          f"{collector_s:.2f} s, {collector_requests} requests, "
-          f"{collector_requests / total:.2f} requests per tag")
-    print(f"skopeo list-tags + inspect per tag: {skopeo_s:.2f} s, {skopeo_requests} requests, "
-          f"{skopeo_requests / total:.2f} requests per tag")
+    print(
+        f"collector (labhub.registry.client.collect, {args.workers} workers): "
+        f"{collector_s:.2f} s, {collector_requests} requests, "
+        f"{collector_requests / total:.2f} requests per tag"
+    )
+    print(
+        f"skopeo list-tags + inspect per tag: {skopeo_s:.2f} s, {skopeo_requests} requests, "
+        f"{skopeo_requests / total:.2f} requests per tag"
+    )
     print(f"ratio: the collector took 1/{skopeo_s / collector_s:.1f} of the skopeo script's time")
     return 0
 

@@ -1,8 +1,8 @@
 """
-    python -m labhost engine            start this machine's Docker engine if needed
-    python -m labhost up [INVENTORY]    deploy the stack (to a throwaway lab server
-                                        when no inventory is given) and say how to log in
-    python -m labhost down              remove the throwaway lab server
+python -m labhost engine            start this machine's Docker engine if needed
+python -m labhost up [INVENTORY]    deploy the stack (to a throwaway lab server
+                                    when no inventory is given) and say how to log in
+python -m labhost down              remove the throwaway lab server
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ import subprocess
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from labhost.server import LabHostError, ensure_engine
 
@@ -58,7 +58,9 @@ class Pebble:
         """Every name resolves to ``address`` for pebble's validation from now on."""
         request = urllib.request.Request(
             f"http://{self.address}:{DNS_MANAGEMENT_PORT}/set-default-ipv4",
-            data=json.dumps({"ip": address}).encode(), method="POST")
+            data=json.dumps({"ip": address}).encode(),
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=10):
             pass
 
@@ -108,37 +110,84 @@ def running_pebble(validates: str) -> Iterator[Pebble]:
     workdir = Path(tempfile.mkdtemp(prefix="labhub-pebble-"))
     # pebble's own listener needs a certificate; the package ships none.
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
-         "-keyout", str(workdir / "listener.key"), "-out", str(workdir / "listener.pem"),
-         "-subj", "/CN=pebble", "-addext", f"subjectAltName=IP:{address}"],
-        check=True, capture_output=True)
-    config = {"pebble": {
-        "listenAddress": f"{address}:{ACME_PORT}",
-        "managementListenAddress": f"{address}:{MANAGEMENT_PORT}",
-        "certificate": str(workdir / "listener.pem"),
-        "privateKey": str(workdir / "listener.key"),
-        "httpPort": 80,
-        "tlsPort": 443,
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": False,
-    }}
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "30",
+            "-keyout",
+            str(workdir / "listener.key"),
+            "-out",
+            str(workdir / "listener.pem"),
+            "-subj",
+            "/CN=pebble",
+            "-addext",
+            f"subjectAltName=IP:{address}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    config = {
+        "pebble": {
+            "listenAddress": f"{address}:{ACME_PORT}",
+            "managementListenAddress": f"{address}:{MANAGEMENT_PORT}",
+            "certificate": str(workdir / "listener.pem"),
+            "privateKey": str(workdir / "listener.key"),
+            "httpPort": 80,
+            "tlsPort": 443,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
     (workdir / "pebble.json").write_text(json.dumps(config))
     processes: list[subprocess.Popen] = []
     pebble = Pebble(address, workdir, processes)
     try:
         dns_log = workdir / "challtestsrv.log"
-        processes.append(subprocess.Popen(
-            ["pebble-challtestsrv", "-defaultIPv4", validates, "-defaultIPv6", "",
-             "-dns01", f"{address}:{DNS_PORT}", "-http01", "", "-https01", "",
-             "-tlsalpn01", "", "-management", f"{address}:{DNS_MANAGEMENT_PORT}"],
-            stdout=dns_log.open("wb"), stderr=subprocess.STDOUT))
+        processes.append(
+            subprocess.Popen(
+                [
+                    "pebble-challtestsrv",
+                    "-defaultIPv4",
+                    validates,
+                    "-defaultIPv6",
+                    "",
+                    "-dns01",
+                    f"{address}:{DNS_PORT}",
+                    "-http01",
+                    "",
+                    "-https01",
+                    "",
+                    "-tlsalpn01",
+                    "",
+                    "-management",
+                    f"{address}:{DNS_MANAGEMENT_PORT}",
+                ],
+                stdout=dns_log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         log = workdir / "pebble.log"
         # Validation at once, not after pebble's random delay of up to 15 s.
         env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1"}
-        processes.append(subprocess.Popen(
-            ["pebble", "-config", str(workdir / "pebble.json"),
-             "-dnsserver", f"{address}:{DNS_PORT}"],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env))
+        processes.append(
+            subprocess.Popen(
+                [
+                    "pebble",
+                    "-config",
+                    str(workdir / "pebble.json"),
+                    "-dnsserver",
+                    f"{address}:{DNS_PORT}",
+                ],
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        )
         _wait_port(address, ACME_PORT, processes[-1], log)
         yield pebble
     finally:

@@ -70,8 +70,10 @@ class AptRepository:
         would: apt's lists fetched from it before are then stale, and verify no more.
         """
         dists = "/srv/www/linux/debian/dists"
-        self._exec(f"cp -a {dists} /srv/www/dists.signed && "
-                   f"cp -a /srv/www/another-key/linux/debian/dists/. {dists}/")
+        self._exec(
+            f"cp -a {dists} /srv/www/dists.signed && "
+            f"cp -a /srv/www/another-key/linux/debian/dists/. {dists}/"
+        )
         try:
             yield
         finally:
@@ -96,11 +98,16 @@ def start_docker_apt_repository(timeout: float = 30) -> AptRepository:
     """Serve the stand-in of Docker's apt repository and wait until it answers over HTTP."""
     client = ensure_engine()
     image = ensure_docker_apt_image(client)
-    container = client.containers.run(image, name=f"labhub-docker-apt-{uuid.uuid4().hex[:8]}",
-                                      detach=True, labels={LABEL: "docker-apt"})
+    container = client.containers.run(
+        image,
+        name=f"labhub-docker-apt-{uuid.uuid4().hex[:8]}",
+        detach=True,
+        labels={LABEL: "docker-apt"},
+    )
     container.reload()
-    repository = AptRepository(client, container.id,
-                               container.attrs["NetworkSettings"]["IPAddress"])
+    repository = AptRepository(
+        client, container.id, container.attrs["NetworkSettings"]["IPAddress"]
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:

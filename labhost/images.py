@@ -85,8 +85,12 @@ class StandIn:
         return ()
 
     def tag(self) -> str:
-        return context_tag(self.repository, self.version, CONTEXTS / self.folder,
-                           (("BASE_IMAGE", self.base_tag()), *self.buildargs()))
+        return context_tag(
+            self.repository,
+            self.version,
+            CONTEXTS / self.folder,
+            (("BASE_IMAGE", self.base_tag()), *self.buildargs()),
+        )
 
     def base_tag(self) -> str:
         """What it is built FROM: the python layer, or the debootstrapped base."""
@@ -144,8 +148,9 @@ def ensure_server_engine(server: LabServer) -> None:
     if server.exec("command -v docker || true").strip():
         return
     logger.info("installing the lab server's Docker engine (tasks/docker.py, distro packages)")
-    inventory = server.inventory_file({"docker_source": "distro"},
-                                      path=server.workdir / "engine-inventory.py")
+    inventory = server.inventory_file(
+        {"docker_source": "distro"}, path=server.workdir / "engine-inventory.py"
+    )
     run_pyinfra(inventory, "tasks/docker.py").check()
 
 
@@ -157,8 +162,9 @@ def load_stack_images(server: LabServer) -> dict[str, str]:
     overrides = prepare_images(ensure_engine())
     ensure_server_engine(server)
     present = set(server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
-    missing = [tag for tag in (overrides[image.setting] for image in STAND_INS)
-               if tag not in present]
+    missing = [
+        tag for tag in (overrides[image.setting] for image in STAND_INS) if tag not in present
+    ]
     if missing:
         logger.info("loading %s into %s", ", ".join(missing), server.address)
         server.load_images(*missing)

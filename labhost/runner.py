@@ -55,8 +55,11 @@ class PyinfraRun:
     @property
     def planned_changes(self) -> list[str]:
         """Names of the operations a ``--dry`` run would (or might) change."""
-        return [op["name"] for op in self.result["plan"]
-                if op["hosts_with_change"] or op["hosts_with_conditional_change"]]
+        return [
+            op["name"]
+            for op in self.result["plan"]
+            if op["hosts_with_change"] or op["hosts_with_conditional_change"]
+        ]
 
     def check(self) -> PyinfraRun:
         if self.returncode != 0:
@@ -67,8 +70,13 @@ class PyinfraRun:
         return self
 
 
-def pyinfra_argv(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
-                 extra: tuple[str, ...] = ()) -> list[str]:
+def pyinfra_argv(
+    inventory: Path,
+    *deploy: str,
+    data: dict | None = None,
+    dry: bool = False,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """The pyinfra CLI command line an admin would type (with ``--json`` results)."""
     argv = [str(Path(sys.executable).with_name("pyinfra")), str(inventory), *deploy, "--json"]
     argv += ["--dry"] if dry else ["-y"]
@@ -84,20 +92,39 @@ def pyinfra_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), path]))}
 
 
-def run_pyinfra(inventory: Path, *deploy: str, data: dict | None = None, dry: bool = False,
-                extra: tuple[str, ...] = (), cwd: Path | None = None,
-                timeout: float = 1800) -> PyinfraRun:
+def run_pyinfra(
+    inventory: Path,
+    *deploy: str,
+    data: dict | None = None,
+    dry: bool = False,
+    extra: tuple[str, ...] = (),
+    cwd: Path | None = None,
+    timeout: float = 1800,
+) -> PyinfraRun:
     """Run the pyinfra CLI of this environment (as an admin would) with ``--json`` results."""
     argv = pyinfra_argv(inventory, *deploy, data=data, dry=dry, extra=extra)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                          cwd=str(cwd or PROJECT_ROOT), env=pyinfra_env())
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(cwd or PROJECT_ROOT),
+        env=pyinfra_env(),
+    )
     return PyinfraRun(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
-def start_pyinfra(inventory: Path, *deploy: str, data: dict | None = None,
-                  cwd: Path | None = None) -> subprocess.Popen:
+def start_pyinfra(
+    inventory: Path, *deploy: str, data: dict | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start the pyinfra CLI as ``run_pyinfra`` runs it, without waiting: its output (text,
     line by line) is read as it comes, and the run can be killed as an admin's terminal dies."""
-    return subprocess.Popen(pyinfra_argv(inventory, *deploy, data=data), text=True, bufsize=1,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            cwd=str(cwd or PROJECT_ROOT), env=pyinfra_env())
+    return subprocess.Popen(
+        pyinfra_argv(inventory, *deploy, data=data),
+        text=True,
+        bufsize=1,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(cwd or PROJECT_ROOT),
+        env=pyinfra_env(),
+    )

@@ -119,8 +119,14 @@ def ensure_base_image(client: docker.DockerClient, tag: str = BASE_IMAGE) -> str
 def _debootstrap_image(tag: str) -> str:
     logger.info("debootstrapping %s", tag)
     with tempfile.TemporaryDirectory(prefix="labhub-rootfs-") as root:
-        _run("debootstrap", "--variant=minbase", "trixie", root, DEBIAN_MIRROR,
-             stdout=subprocess.DEVNULL)
+        _run(
+            "debootstrap",
+            "--variant=minbase",
+            "trixie",
+            root,
+            DEBIAN_MIRROR,
+            stdout=subprocess.DEVNULL,
+        )
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         _run("docker", "import", "-", tag, stdin=tar.stdout, stdout=subprocess.DEVNULL)
         if tar.wait() != 0:
@@ -128,8 +134,9 @@ def _debootstrap_image(tag: str) -> str:
     return tag
 
 
-def context_tag(repository: str, version: str, context: Path,
-                buildargs: tuple[tuple[str, str], ...] = ()) -> str:
+def context_tag(
+    repository: str, version: str, context: Path, buildargs: tuple[tuple[str, str], ...] = ()
+) -> str:
     """
     ``repository:version-<hash>``, the hash of the build context's files and build args: images
     are cached by tag, so an edited context must get a new one.
@@ -148,12 +155,14 @@ def build_image(client: docker.DockerClient, context: Path, tag: str, **buildarg
         return _build_image(client, context, tag, buildargs) if not has_image(client, tag) else tag
 
 
-def _build_image(client: docker.DockerClient, context: Path, tag: str,
-                 buildargs: dict[str, str]) -> str:
+def _build_image(
+    client: docker.DockerClient, context: Path, tag: str, buildargs: dict[str, str]
+) -> str:
     logger.info("building %s", tag)
     try:
-        client.images.build(path=str(context), tag=tag, buildargs=buildargs, rm=True,
-                            network_mode="host")
+        client.images.build(
+            path=str(context), tag=tag, buildargs=buildargs, rm=True, network_mode="host"
+        )
     except docker.errors.BuildError as e:
         log = "".join(chunk.get("stream", "") for chunk in e.build_log)
         raise LabHostError(f"building {tag} failed:\n{log[-4000:]}") from e
@@ -194,8 +203,10 @@ class LabServer:
         """Run a shell command on the server as root (outside SSH) and return its stdout."""
         # docker's CLI, not the SDK's exec_run: the SDK's reading of a large output's frames
         # loses its place with this machine's engine ("116 is not a valid stream").
-        result = subprocess.run(["docker", "exec", "--user", user, self.container_id, "sh", "-c",
-                                 command], capture_output=True)
+        result = subprocess.run(
+            ["docker", "exec", "--user", user, self.container_id, "sh", "-c", command],
+            capture_output=True,
+        )
         out, err = result.stdout.decode(), result.stderr.decode()
         if check and result.returncode != 0:
             raise LabHostError(f"{command!r} exited {result.returncode}: {err or out}")
@@ -205,8 +216,16 @@ class LabServer:
         """Move images from this machine's engine into the server's own engine, in one archive:
         the layers they share (the debootstrapped base, the python layer) are sent once."""
         save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
-        _run("docker", "exec", "-i", self.container_id, "docker", "load",
-             stdin=save.stdout, stdout=subprocess.DEVNULL)
+        _run(
+            "docker",
+            "exec",
+            "-i",
+            self.container_id,
+            "docker",
+            "load",
+            stdin=save.stdout,
+            stdout=subprocess.DEVNULL,
+        )
         if save.wait() != 0:
             raise LabHostError(f"docker save {' '.join(tags)} failed")
 
@@ -259,8 +278,10 @@ class LabServer:
         """``systemctl stop`` or ``start`` of these mount points' automounts. A lab server on a
         kernel without autofs has none: nothing to do."""
         if HAS_AUTOFS:
-            units = " ".join(f"$(systemd-escape --path --suffix=automount {shlex.quote(path)})"
-                             for path in mountpoints)
+            units = " ".join(
+                f"$(systemd-escape --path --suffix=automount {shlex.quote(path)})"
+                for path in mountpoints
+            )
             self.exec(f"systemctl {action} {units}")
 
     def stand_in_cifs(self, mountpoints: list[str]) -> None:
@@ -270,15 +291,26 @@ class LabServer:
         ``mount.tmpfs`` (beside this module) takes CIFS's options. The automounts are started
         again with the new lines; a redeploy writes the CIFS lines back.
         """
-        _run("docker", "exec", "-i", self.container_id, "install", "-m", "0755", "/dev/stdin",
-             "/sbin/mount.tmpfs", input=(Path(__file__).with_name("mount.tmpfs")).read_bytes())
+        _run(
+            "docker",
+            "exec",
+            "-i",
+            self.container_id,
+            "install",
+            "-m",
+            "0755",
+            "/dev/stdin",
+            "/sbin/mount.tmpfs",
+            input=(Path(__file__).with_name("mount.tmpfs")).read_bytes(),
+        )
         for mountpoint in mountpoints:
             path = shlex.quote(mountpoint)
             self.exec(
-                f"awk -v m={path} '$2 == m && $3 == \"cifs\" {{ $1 = \"tmpfs\"; $3 = \"tmpfs\" }} "
+                f'awk -v m={path} \'$2 == m && $3 == "cifs" {{ $1 = "tmpfs"; $3 = "tmpfs" }} '
                 "{ print }' /etc/fstab > /etc/fstab.new && mv /etc/fstab.new /etc/fstab && "
                 f"systemctl stop $(systemd-escape --path --suffix=automount {path}) "
-                f"$(systemd-escape --path --suffix=mount {path})")
+                f"$(systemd-escape --path --suffix=mount {path})"
+            )
         self.exec("systemctl daemon-reload && systemctl restart remote-fs.target")
 
     def remove(self) -> None:
@@ -301,8 +333,9 @@ class LabServer:
 HAS_AUTOFS = os.path.exists("/dev/autofs")
 
 
-def start_lab_server(name: str | None = None, workdir: Path | None = None,
-                     boot_timeout: float = 90) -> LabServer:
+def start_lab_server(
+    name: str | None = None, workdir: Path | None = None, boot_timeout: float = 90
+) -> LabServer:
     """Start a fresh lab server and wait until systemd is running and SSH accepts the key."""
     client = ensure_engine()
     image = ensure_labhost_image(client)
@@ -325,8 +358,10 @@ def start_lab_server(name: str | None = None, workdir: Path | None = None,
         # systemd's automount units (fstab's x-systemd.automount) need the kernel's autofs.
         devices=["/dev/autofs:/dev/autofs"] if HAS_AUTOFS else [],
         tmpfs={"/run": "", "/run/lock": ""},
-        volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
-                 volume: {"bind": "/var/lib/docker", "mode": "rw"}},
+        volumes={
+            "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
+            volume: {"bind": "/var/lib/docker", "mode": "rw"},
+        },
         labels={LABEL: "1"},
     )
     container.reload()
@@ -346,7 +381,6 @@ def start_lab_server(name: str | None = None, workdir: Path | None = None,
         server.remove()
         raise
     return server
-
 
 
 @contextmanager
@@ -377,6 +411,7 @@ def wait_for_removals() -> None:
     """Until every removal ``remove_in_background`` started has ended."""
     while _REMOVALS:
         _REMOVALS.pop().join()
+
 
 def _wait_booted(server: LabServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
@@ -417,8 +452,9 @@ def find_lab_server(name: str, workdir: Path) -> LabServer | None:
         container.remove(force=True)
         return None
     address = container.attrs["NetworkSettings"]["IPAddress"]
-    return LabServer(client, container.id, f"{name}-docker", address, workdir / "id_ed25519",
-                     workdir)
+    return LabServer(
+        client, container.id, f"{name}-docker", address, workdir / "id_ed25519", workdir
+    )
 
 
 def remove_all_lab_servers() -> int:

@@ -28,7 +28,7 @@ def account_comment(hub_user: str) -> str:
 def hub_user_of(comment: str | None) -> str | None:
     """The hub user an account was made for, from its GECOS comment; None: not labhub's."""
     if comment and comment.startswith(COMMENT_PREFIX):
-        return comment[len(COMMENT_PREFIX):].split(",", 1)[0] or None
+        return comment[len(COMMENT_PREFIX) :].split(",", 1)[0] or None
     return None
 
 
@@ -50,8 +50,9 @@ def labhub_accounts(local_accounts: dict) -> dict[str, str]:
     }
 
 
-def takeover_problems(account: str, uid: int | None, comment: str, local_accounts: dict,
-                      who: str) -> list[str]:
+def takeover_problems(
+    account: str, uid: int | None, comment: str, local_accounts: dict, who: str
+) -> list[str]:
     """What keeps ``account`` (for ``who``) from being made or kept as declared: an account of
     that name that labhub did not make (a system account, or one without ``comment``), or its
     pinned ``uid`` held by another account."""
@@ -68,8 +69,11 @@ def takeover_problems(account: str, uid: int | None, comment: str, local_account
             f"{comment!r}): labhub does not take it over; choose another user_prefix or name, "
             f"or hand the account to labhub: usermod --comment {shlex.quote(comment)} {account}"
         )
-    holders = sorted(name for name, info in local_accounts.items()
-                     if uid is not None and info["uid"] == uid and name != account)
+    holders = sorted(
+        name
+        for name, info in local_accounts.items()
+        if uid is not None and info["uid"] == uid and name != account
+    )
     if holders:
         problems.append(f"uid {uid} of {who} is taken by account {holders[0]}")
     return problems
@@ -81,17 +85,29 @@ def account_problems(settings: Settings, local_accounts: dict, local_groups: dic
     problems = [
         f"hub_users: {problem}"
         for user in settings.hub_users
-        for problem in takeover_problems(settings.account_name(user.name), user.uid,
-                                         account_comment(user.name), local_accounts, user.name)
+        for problem in takeover_problems(
+            settings.account_name(user.name),
+            user.uid,
+            account_comment(user.name),
+            local_accounts,
+            user.name,
+        )
     ]
-    personal = {info["gid"]: name for name, info in local_accounts.items()
-                if hub_user_of(info["comment"]) is None}
+    personal = {
+        info["gid"]: name
+        for name, info in local_accounts.items()
+        if hub_user_of(info["comment"]) is None
+    }
     for group in settings.host_groups:
         gid = (local_groups.get(group) or {}).get("gid")
         if gid is not None and gid < 1000:
-            problems.append(f"{settings.group_setting(group)}: {group} is a system group (gid "
-                            f"{gid}): labhub does not add hub users to it")
+            problems.append(
+                f"{settings.group_setting(group)}: {group} is a system group (gid "
+                f"{gid}): labhub does not add hub users to it"
+            )
         elif gid is not None and gid in personal:
-            problems.append(f"{settings.group_setting(group)}: {group} is the primary group of "
-                            f"account {personal[gid]}: labhub does not add hub users to it")
+            problems.append(
+                f"{settings.group_setting(group)}: {group} is the primary group of "
+                f"account {personal[gid]}: labhub does not add hub users to it"
+            )
     return problems

@@ -47,8 +47,9 @@ KEEP_OPTIONS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
 def backend_tool(repository: str) -> str | None:
     """The program the server needs for a repository beside restic, or None."""
-    return next((tool for prefix, tool in BACKEND_TOOLS.items()
-                 if repository.startswith(prefix)), None)
+    return next(
+        (tool for prefix, tool in BACKEND_TOOLS.items() if repository.startswith(prefix)), None
+    )
 
 
 def env_text(settings: Settings) -> str:
@@ -67,8 +68,9 @@ def env_text(settings: Settings) -> str:
         "LABHUB_BACKUP_REGISTRY": "1" if settings.backup_registry else "",
         "LABHUB_KEEP": keep,
     }
-    return ("# labhub's backup settings, written by tasks/backup.py from the settings.\n"
-            + "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items()))
+    return "# labhub's backup settings, written by tasks/backup.py from the settings.\n" + "".join(
+        f"{key}={shlex.quote(value)}\n" for key, value in values.items()
+    )
 
 
 def timer_text(settings: Settings) -> str:

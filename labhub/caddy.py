@@ -35,13 +35,15 @@ def config(settings: Settings) -> dict:
     folder = f"{PROXY_CONFIG_DIR}/"
     if settings.tls == "files":
         # Caddy leaves a name alone when a loaded certificate covers it.
-        tls_app = {"certificates": {"load_files": [
-            {"certificate": folder + "cert.pem", "key": folder + "key.pem"}]}}
+        tls_app = {
+            "certificates": {
+                "load_files": [{"certificate": folder + "cert.pem", "key": folder + "key.pem"}]
+            }
+        }
     else:
         issuer: dict = {"module": "internal"}
         if settings.tls == "acme":
-            issuer = {"module": "acme", "ca": settings.acme_directory,
-                      "email": settings.acme_email}
+            issuer = {"module": "acme", "ca": settings.acme_directory, "email": settings.acme_email}
             if settings.acme_ca_root:
                 issuer["trusted_roots_pem_files"] = [folder + "acme-ca-root.pem"]
         tls_app = {"automation": {"policies": [{"subjects": [domain], "issuers": [issuer]}]}}
@@ -49,17 +51,25 @@ def config(settings: Settings) -> dict:
         "listen": [f":{settings.https_port}"],
         # Only TCP is published: no HTTP/3 (UDP) to advertise.
         "protocols": ["h1", "h2"],
-        "routes": [{
-            "match": [{"host": [domain]}],
-            "handle": [
-                {"handler": "headers", "response": {"set": {
-                    "Strict-Transport-Security": [f"max-age={HSTS_MAX_AGE}"]}}},
-                # Sets X-Forwarded-* itself, dropping any a client sent.
-                {"handler": "reverse_proxy",
-                 "upstreams": [{"dial": f"{stack.hub_service}:{stack.hub.port}"}]},
-            ],
-            "terminal": True,
-        }],
+        "routes": [
+            {
+                "match": [{"host": [domain]}],
+                "handle": [
+                    {
+                        "handler": "headers",
+                        "response": {
+                            "set": {"Strict-Transport-Security": [f"max-age={HSTS_MAX_AGE}"]}
+                        },
+                    },
+                    # Sets X-Forwarded-* itself, dropping any a client sent.
+                    {
+                        "handler": "reverse_proxy",
+                        "upstreams": [{"dial": f"{stack.hub_service}:{stack.hub.port}"}],
+                    },
+                ],
+                "terminal": True,
+            }
+        ],
         # Caddy's own redirect leaves out a port other than 443: the one below keeps it.
         "automatic_https": {"disable_redirects": True},
         # Clients opening an IP address send no server name: they get the hub's certificate.
@@ -68,18 +78,29 @@ def config(settings: Settings) -> dict:
     redirect = {
         "listen": [f":{settings.http_port}"],
         "protocols": ["h1"],
-        "routes": [{"handle": [{
-            "handler": "static_response",
-            "status_code": 308,
-            "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
-        }]}],
+        "routes": [
+            {
+                "handle": [
+                    {
+                        "handler": "static_response",
+                        "status_code": 308,
+                        "headers": {
+                            "Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]
+                        },
+                    }
+                ]
+            }
+        ],
     }
     return {
         # Changes come as a new container (compose recreates it), never through the admin API.
         "admin": {"disabled": True},
         "apps": {
-            "http": {"http_port": settings.http_port, "https_port": settings.https_port,
-                     "servers": {"hub": hub, "redirect": redirect}},
+            "http": {
+                "http_port": settings.http_port,
+                "https_port": settings.https_port,
+                "servers": {"hub": hub, "redirect": redirect},
+            },
             "tls": tls_app,
             # The local CA stays in the proxy's volume; nothing is added to the container's trust.
             "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
@@ -102,8 +123,9 @@ def obtained_certificate(settings: Settings) -> str:
         issuer = "local"
     else:
         url = urlsplit(settings.acme_directory)
-        issuer = url.netloc + ("-" + url.path.replace("/", "-").strip("-")
-                               if url.path.strip("/") else "")
+        issuer = url.netloc + (
+            "-" + url.path.replace("/", "-").strip("-") if url.path.strip("/") else ""
+        )
         issuer = re.sub(r"[^\w@.-]", "", issuer.lower().replace(":", "-"))
     domain = settings.hub_domain
     return f"{PROXY_DATA_PATH}/caddy/certificates/{issuer}/{domain}/{domain}.crt"
@@ -113,8 +135,10 @@ def files(settings: Settings) -> dict[str, bytes]:
     """The files the proxy reads besides its configuration, by name in the proxy folder:
     the certificate and key (tls "files"), the ACME directory's CA (tls "acme")."""
     if settings.tls == "files":
-        return {"cert.pem": Path(settings.tls_cert).read_bytes(),
-                "key.pem": Path(settings.tls_key).read_bytes()}
+        return {
+            "cert.pem": Path(settings.tls_cert).read_bytes(),
+            "key.pem": Path(settings.tls_key).read_bytes(),
+        }
     if settings.tls == "acme" and settings.acme_ca_root:
         return {"acme-ca-root.pem": Path(settings.acme_ca_root).read_bytes()}
     return {}

@@ -48,8 +48,9 @@ Word = str | Expanded
 
 def command_line(*words: Word) -> str:
     """A command line: each word quoted (``Expanded`` ones expand when it runs)."""
-    return " ".join(word.text if isinstance(word, Expanded) else shlex.quote(word)
-                    for word in words)
+    return " ".join(
+        word.text if isinstance(word, Expanded) else shlex.quote(word) for word in words
+    )
 
 
 def compose_command(compose_file: str, project: str, *args: Word) -> str:
@@ -117,8 +118,9 @@ def wait_command(seconds: int, snippet: str, alive: str | None = None) -> str:
     return f"labhub_wait {condition}{int(seconds)} {snippet}"
 
 
-def http_wait_command(urls: Mapping[str, Sequence[str]] | Sequence[str], wait: int,
-                      container: Word | None = None) -> str:
+def http_wait_command(
+    urls: Mapping[str, Sequence[str]] | Sequence[str], wait: int, container: Word | None = None
+) -> str:
     """
     Shell (for ``shell``): asks every URL (``{url: curl arguments}``: a CA to trust, a pinned
     key, a name to resolve) until they all answer 200, again each second for up to ``wait``
@@ -129,11 +131,15 @@ def http_wait_command(urls: Mapping[str, Sequence[str]] | Sequence[str], wait: i
     if not isinstance(urls, Mapping):
         urls = {url: () for url in urls}
     inside = ("--in", container) if container is not None else ()
-    asks = "".join(f"{command_line('labhub_ask', *inside, url, *args)} || labhub_all=1; "
-                   for url, args in urls.items())
-    return (f'labhub_round() {{ labhub_asked=; labhub_all=0; {asks}return "$labhub_all"; }}\n'
-            f"{wait_command(wait, 'labhub_round')}; labhub_waited=$?\n"
-            'printf %s "$labhub_asked"; [ "$labhub_waited" = 0 ]')
+    asks = "".join(
+        f"{command_line('labhub_ask', *inside, url, *args)} || labhub_all=1; "
+        for url, args in urls.items()
+    )
+    return (
+        f'labhub_round() {{ labhub_asked=; labhub_all=0; {asks}return "$labhub_all"; }}\n'
+        f"{wait_command(wait, 'labhub_round')}; labhub_waited=$?\n"
+        'printf %s "$labhub_asked"; [ "$labhub_waited" = 0 ]'
+    )
 
 
 def container_command(project: str, service: str) -> str:
@@ -142,20 +148,24 @@ def container_command(project: str, service: str) -> str:
     return command_line("labhub_container", project, service)
 
 
-def mount_command(container: Word, value: str, field: str = "Destination",
-                  out: str = "Source") -> str:
+def mount_command(
+    container: Word, value: str, field: str = "Destination", out: str = "Source"
+) -> str:
     """Shell (for ``shell``): prints the ``out`` of the container's mount whose ``field`` is
     ``value`` (by default: where on the host the folder mounted at ``value`` is)."""
     return command_line("labhub_mount", container, out, field, value)
 
 
-def served_certificate_command(address: str, server_name: str,
-                               fields: Sequence[str] = ("-subject", "-issuer", "-enddate")) -> str:
+def served_certificate_command(
+    address: str, server_name: str, fields: Sequence[str] = ("-subject", "-issuer", "-enddate")
+) -> str:
     """Shell: openssl's ``fields`` lines (``-enddate``: ``notAfter=...``) of the certificate
     ``address`` (``host:port``) serves for ``server_name``; nothing when nothing answered TLS."""
     connect = command_line("openssl", "s_client", "-connect", address, "-servername", server_name)
-    return (f"{connect} </dev/null 2>/dev/null | "
-            f"{command_line('openssl', 'x509', '-noout', *fields)} 2>/dev/null")
+    return (
+        f"{connect} </dev/null 2>/dev/null | "
+        f"{command_line('openssl', 'x509', '-noout', *fields)} 2>/dev/null"
+    )
 
 
 # Ends a script's text; no line of a script is this.
@@ -177,8 +187,10 @@ def script_command(path: Path, *args: Word, interpreter: str = "bash") -> str:
     if interpreter in _SHELLS:
         text = FUNCTIONS + text
     assert _SCRIPT_END not in text.splitlines()
-    return (f"{command_line(interpreter, '/dev/fd/3', *args)} 3<<'{_SCRIPT_END}'\n"
-            f"{text.rstrip()}\n{_SCRIPT_END}\n")
+    return (
+        f"{command_line(interpreter, '/dev/fd/3', *args)} 3<<'{_SCRIPT_END}'\n"
+        f"{text.rstrip()}\n{_SCRIPT_END}\n"
+    )
 
 
 def registry_client_command(*args: Word) -> str:
@@ -200,8 +212,9 @@ def reported(command: str, report: Callable, live: bool = False) -> FunctionComm
 
     def run(state, host) -> bool:
         printed = live or state.print_output
-        status, output = host.run_shell_command(StringCommand(command),
-                                                print_output=printed, **arguments)
+        status, output = host.run_shell_command(
+            StringCommand(command), print_output=printed, **arguments
+        )
         if not status and not printed:
             print_host_combined_output(host, output)
         report(host, status, output)

@@ -43,7 +43,9 @@ class UnsupportedHost(PyinfraError):
 def distribution(os_release: dict[str, str]) -> str:
     distro = os_release.get("id", "")
     if distro not in SUPPORTED:
-        raise UnsupportedHost(f"labhub supports Debian and Ubuntu hosts, not {distro or 'unknown'!r}")
+        raise UnsupportedHost(
+            f"labhub supports Debian and Ubuntu hosts, not {distro or 'unknown'!r}"
+        )
     return distro
 
 

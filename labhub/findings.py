@@ -37,8 +37,11 @@ def hub_curl_args(settings: Settings) -> tuple[str, ...]:
     any certificate accepted (whether it answers; the deploy's check is whose certificate)."""
     if settings.tls == "off":
         return ()
-    return ("--insecure", "--resolve",
-            f"{settings.hub_domain}:{settings.https_port}:{local_host(settings.hub_bind)}")
+    return (
+        "--insecure",
+        "--resolve",
+        f"{settings.hub_domain}:{settings.https_port}:{local_host(settings.hub_bind)}",
+    )
 
 
 def hub_accounts(settings: Settings) -> dict[str, str]:
@@ -51,15 +54,25 @@ def homes(settings: Settings) -> dict[str, str]:
     return {user: accounts.home_of(account) for user, account in hub_accounts(settings).items()}
 
 
-def service(found: dict, name: str, container_prefix: str, url: str,
-            version: str | None) -> Finding:
+def service(
+    found: dict, name: str, container_prefix: str, url: str, version: str | None
+) -> Finding:
     """A service of the stack (``name`` as ``LabStatus`` asked it): its version or image, since
     when its container runs, whether it answers."""
-    container = next((c for container_name, c in sorted(found["containers"].items())
-                      if container_name.startswith(container_prefix)), None)
+    container = next(
+        (
+            c
+            for container_name, c in sorted(found["containers"].items())
+            if container_name.startswith(container_prefix)
+        ),
+        None,
+    )
     code = found["http"].get(name, 0)
-    since = f", up since {container['started']}" if container and container["state"] == \
-        "running" else ""
+    since = (
+        f", up since {container['started']}"
+        if container and container["state"] == "running"
+        else ""
+    )
     described = f"{name}: {version or (container or {}).get('image') or 'no container'}{since}"
     if code == 200:
         return (f"{described}, answers at {url}", None)
@@ -71,10 +84,16 @@ def service(found: dict, name: str, container_prefix: str, url: str,
 def services(settings: Settings, stack: Stack, found: dict) -> list[Finding]:
     """The hub and the registry."""
     version = f"JupyterHub {found['hub_version']}" if found["hub_version"] else None
-    return [service(found, "hub", f"{stack.project}-{stack.hub_service}-", hub_url(settings),
-                    version),
-            service(found, "registry", f"{stack.project}-{stack.registry_service}-",
-                    stack.registry_url, settings.registry_image)]
+    return [
+        service(found, "hub", f"{stack.project}-{stack.hub_service}-", hub_url(settings), version),
+        service(
+            found,
+            "registry",
+            f"{stack.project}-{stack.registry_service}-",
+            stack.registry_url,
+            settings.registry_image,
+        ),
+    ]
 
 
 def certificate(settings: Settings, found: dict, now: datetime) -> list[Finding]:
@@ -83,18 +102,26 @@ def certificate(settings: Settings, found: dict, now: datetime) -> list[Finding]
         return []
     expires = found["certificate_expires"]
     if expires is None:
-        return [(f"certificate of {settings.hub_domain}: none served",
-                 f"the proxy serves no certificate for {settings.hub_domain}")]
+        return [
+            (
+                f"certificate of {settings.hub_domain}: none served",
+                f"the proxy serves no certificate for {settings.hub_domain}",
+            )
+        ]
     left = datetime.fromisoformat(expires) - now
     hours = int(left.total_seconds() // 3600)
-    described = (f"certificate of {settings.hub_domain} ({settings.tls}): "
-                 + (f"{left.days} days left" if left.days >= 2 else f"{hours} hours left"))
+    described = f"certificate of {settings.hub_domain} ({settings.tls}): " + (
+        f"{left.days} days left" if left.days >= 2 else f"{hours} hours left"
+    )
     # The local CA issues for hours and renews them itself: only an expired one is wrong.
     floor = 0 if settings.tls == "internal" else CERTIFICATE_DAYS
     problem = None
     if left.days < floor or hours < 0:
-        problem = (f"{described}: renew tls_cert" if settings.tls == "files" else
-                   f"{described}: the proxy has not renewed it (see its log)")
+        problem = (
+            f"{described}: renew tls_cert"
+            if settings.tls == "files"
+            else f"{described}: the proxy has not renewed it (see its log)"
+        )
     return [(described, problem)]
 
 
@@ -113,25 +140,39 @@ def hub_users(settings: Settings, found: dict, local: dict, now: datetime) -> li
         else:
             password = "no password yet (the first login sets it)"
         if info is None:
-            findings.append((f"hub user {user}: no account {account}",
-                             f"hub user {user}: there is no host account {account}: deploy"))
-        elif (info["expire"] is not None and info["expire"] <= today) \
-                or info["shell"] == accounts.LOCKED_SHELL:
-            findings.append((f"hub user {user}: account {account} locked, {password}",
-                             f"hub user {user}: account {account} is locked (expired or no "
-                             f"login shell) although {user} is in hub_users: labs run as it "
-                             "cannot start"))
+            findings.append(
+                (
+                    f"hub user {user}: no account {account}",
+                    f"hub user {user}: there is no host account {account}: deploy",
+                )
+            )
+        elif (info["expire"] is not None and info["expire"] <= today) or info[
+            "shell"
+        ] == accounts.LOCKED_SHELL:
+            findings.append(
+                (
+                    f"hub user {user}: account {account} locked, {password}",
+                    f"hub user {user}: account {account} is locked (expired or no "
+                    f"login shell) although {user} is in hub_users: labs run as it "
+                    "cannot start",
+                )
+            )
         else:
             findings.append((f"hub user {user}: account {account} active, {password}", None))
         lab = found["containers"].get(f"jupyter-{user}")
         if lab and lab["state"] == "running":
-            findings.append((f"lab of {user}: running since {lab['started']} ({lab['image']})",
-                             None))
+            findings.append(
+                (f"lab of {user}: running since {lab['started']} ({lab['image']})", None)
+            )
     for account, user in sorted(accounts.labhub_accounts(local).items()):
         if account not in wanted.values():
-            findings.append((f"former hub user {user}: account {account} kept "
-                             f"({'locked' if local[account]['expire'] else 'not locked yet'})",
-                             None))
+            findings.append(
+                (
+                    f"former hub user {user}: account {account} kept "
+                    f"({'locked' if local[account]['expire'] else 'not locked yet'})",
+                    None,
+                )
+            )
     return findings
 
 
@@ -143,53 +184,92 @@ def shares(settings: Settings, mounts: dict) -> list[Finding]:
         if "cifs" in types:
             findings.append((f"share {share.name}: mounted at {share.mountpoint}", None))
         elif "autofs" in types:
-            findings.append((f"share {share.name}: automount at {share.mountpoint} (mounted on "
-                             "first access)", None))
+            findings.append(
+                (
+                    f"share {share.name}: automount at {share.mountpoint} (mounted on "
+                    "first access)",
+                    None,
+                )
+            )
         else:
-            findings.append((f"share {share.name}: not mounted at {share.mountpoint}",
-                             f"share {share.name}: nothing is mounted at {share.mountpoint}, "
-                             "not even its automount: deploy, or start it with systemctl"))
+            findings.append(
+                (
+                    f"share {share.name}: not mounted at {share.mountpoint}",
+                    f"share {share.name}: nothing is mounted at {share.mountpoint}, "
+                    "not even its automount: deploy, or start it with systemctl",
+                )
+            )
     return findings
 
 
 def disks(settings: Settings, found: dict) -> list[Finding]:
     """The disks of the homes, Docker's data and the registry's data; each home's size."""
     findings: list[Finding] = []
-    places = {accounts.HOME_BASE: "the homes", found["docker_root"]: "Docker's data",
-              found["registry_data"]: "the registry's data"}
+    places = {
+        accounts.HOME_BASE: "the homes",
+        found["docker_root"]: "Docker's data",
+        found["registry_data"]: "the registry's data",
+    }
     for path, label in places.items():
         usage = found["df"].get(path)
         if not path or usage is None:
             continue
         percent = round(100 * usage["used"] / usage["size"]) if usage["size"] else 100
         measured = found["du"].get(path)
-        described = (f"disk of {label} ({path}): {percent}% used, {size(usage['avail'])} free"
-                     + (f", {label} take {size(measured)}" if measured is not None else ""))
-        findings.append((described, f"{described}: the disk is nearly full"
-                         if percent >= DISK_FULL_PERCENT else None))
+        described = f"disk of {label} ({path}): {percent}% used, {size(usage['avail'])} free" + (
+            f", {label} take {size(measured)}" if measured is not None else ""
+        )
+        findings.append(
+            (
+                described,
+                f"{described}: the disk is nearly full" if percent >= DISK_FULL_PERCENT else None,
+            )
+        )
     for user, home in homes(settings).items():
         if home in found["du"]:
             findings.append((f"home of {user} ({home}): {size(found['du'][home])}", None))
     return findings
 
 
-def pruning(settings: Settings, stack: Stack, contents: dict | None, containers: list[dict],
-            now: datetime) -> list[Finding]:
+def pruning(
+    settings: Settings, stack: Stack, contents: dict | None, containers: list[dict], now: datetime
+) -> list[Finding]:
     """What registry pruning would free, from the registry's contents (none: not read) and the
     images the host's containers use."""
     if not contents or contents.get("error"):
         return []
     prune = settings.registry_prune
-    used = policy.in_use(settings.lab_images, containers,
-                         policy.registry_hosts(settings.registry_address))
-    plan = policy.plan(contents, prune.keep_last, prune.keep_tags, prune.older_than_days,
-                       used, now, registry_major=stack.registry_major)
-    return [(f"registry pruning would free {size(plan.freed_bytes)} "
-             f"({len(plan.deletions)} image(s) of {len(plan.rows)} tags)", None)]
+    used = policy.in_use(
+        settings.lab_images, containers, policy.registry_hosts(settings.registry_address)
+    )
+    plan = policy.plan(
+        contents,
+        prune.keep_last,
+        prune.keep_tags,
+        prune.older_than_days,
+        used,
+        now,
+        registry_major=stack.registry_major,
+    )
+    return [
+        (
+            f"registry pruning would free {size(plan.freed_bytes)} "
+            f"({len(plan.deletions)} image(s) of {len(plan.rows)} tags)",
+            None,
+        )
+    ]
 
 
-def findings(settings: Settings, stack: Stack, found: dict, local: dict, mounts: dict,
-             contents: dict | None, containers: list[dict], now: datetime) -> list[Finding]:
+def findings(
+    settings: Settings,
+    stack: Stack,
+    found: dict,
+    local: dict,
+    mounts: dict,
+    contents: dict | None,
+    containers: list[dict],
+    now: datetime,
+) -> list[Finding]:
     """
     Everything status reports, in order.
 
@@ -200,6 +280,11 @@ def findings(settings: Settings, stack: Stack, found: dict, local: dict, mounts:
     + containers: the ``ContainerImages`` fact
     + now: when the facts were read (an aware datetime)
     """
-    return [*services(settings, stack, found), *certificate(settings, found, now),
-            *hub_users(settings, found, local, now), *shares(settings, mounts),
-            *disks(settings, found), *pruning(settings, stack, contents, containers, now)]
+    return [
+        *services(settings, stack, found),
+        *certificate(settings, found, now),
+        *hub_users(settings, found, local, now),
+        *shares(settings, mounts),
+        *disks(settings, found),
+        *pruning(settings, stack, contents, containers, now),
+    ]

@@ -52,8 +52,11 @@ def changes(host) -> int:
     and each one's ``operation_meta``.
     """
     ops = host.state.ops.get(real_host(host)) or {}
-    return sum(1 for data in ops.values()
-               if data.operation_meta.is_complete() and data.operation_meta.did_change())
+    return sum(
+        1
+        for data in ops.values()
+        if data.operation_meta.is_complete() and data.operation_meta.did_change()
+    )
 
 
 def mark_failed(host) -> None:

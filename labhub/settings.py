@@ -52,39 +52,122 @@ USERS_GID = 100
 # containers: each of SYSTEM_TREES and everything under it, and each of SYSTEM_FOLDERS itself
 # (a folder under /opt or /srv is fine; /opt or /srv is not).
 SYSTEM_TREES = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root",
-    "/run", "/sbin", "/snap", "/sys", "/usr", "/var/cache", "/var/lib", "/var/log", "/var/mail",
-    "/var/run", "/var/spool",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/sys",
+    "/usr",
+    "/var/cache",
+    "/var/lib",
+    "/var/log",
+    "/var/mail",
+    "/var/run",
+    "/var/spool",
     # The Python environment of the Jupyter images.
     "/opt/conda",
 )
-SYSTEM_FOLDERS = ("/", "/home", "/media", "/mnt", "/opt", "/srv", "/tmp", "/var", "/var/opt",
-                  "/var/tmp")
+SYSTEM_FOLDERS = (
+    "/",
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/srv",
+    "/tmp",
+    "/var",
+    "/var/opt",
+    "/var/tmp",
+)
 
 # Groups a hub user must never be added to, by name, so that they are refused on a fresh server
 # too, where some are made only later by a task (docker, by Docker's package): Debian's static
 # system groups (base-passwd) and those of the packages labhub installs or a Debian server runs.
-SYSTEM_GROUPS = frozenset((
-    "root", "daemon", "bin", "sys", "adm", "tty", "disk", "lp", "mail", "news", "uucp", "man",
-    "proxy", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip",
-    "www-data", "backup", "operator", "list", "irc", "src", "shadow", "utmp", "video", "sasl",
-    "plugdev", "staff", "games", "users", "nogroup", "input", "kvm", "render", "sgx", "netdev",
-    "crontab", "messagebus", "ssh", "_ssh", "systemd-journal", "systemd-network",
-    "systemd-resolve", "systemd-timesync", "docker", "wheel", "lxd", "libvirt",
-))
+SYSTEM_GROUPS = frozenset(
+    (
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "adm",
+        "tty",
+        "disk",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "man",
+        "proxy",
+        "kmem",
+        "dialout",
+        "fax",
+        "voice",
+        "cdrom",
+        "floppy",
+        "tape",
+        "sudo",
+        "audio",
+        "dip",
+        "www-data",
+        "backup",
+        "operator",
+        "list",
+        "irc",
+        "src",
+        "shadow",
+        "utmp",
+        "video",
+        "sasl",
+        "plugdev",
+        "staff",
+        "games",
+        "users",
+        "nogroup",
+        "input",
+        "kvm",
+        "render",
+        "sgx",
+        "netdev",
+        "crontab",
+        "messagebus",
+        "ssh",
+        "_ssh",
+        "systemd-journal",
+        "systemd-network",
+        "systemd-resolve",
+        "systemd-timesync",
+        "docker",
+        "wheel",
+        "lxd",
+        "libvirt",
+    )
+)
 
 # The image reference grammar of the distribution project (reference/regexp.go), whole.
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = (rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])"
-           r"(?::[0-9]+)?")
+_DOMAIN = (
+    rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:.]+\])"
+    r"(?::[0-9]+)?"
+)
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*"
 _REPOSITORY = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 IMAGE_REFERENCE_RE = re.compile(rf"(?:{_DOMAIN}/)?{_REPOSITORY}(?::{_TAG})?(?:@{_DIGEST})?")
 REPOSITORY_RE = re.compile(_REPOSITORY)
-DNS_NAME_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
-                         r"[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+DNS_NAME_RE = re.compile(
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*"
+    r"[a-zA-Z](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+)
 TAG_RE = re.compile(_TAG)
 
 
@@ -110,8 +193,10 @@ def _group_name(value: str) -> str:
     if not LINUX_USER_RE.fullmatch(value) or len(value) > MAX_ACCOUNT_NAME:
         raise ValueError(f"{value!r} is not a valid Linux group name")
     if value in SYSTEM_GROUPS:
-        raise ValueError(f"{value!r} is a system group: labhub does not add hub users to it "
-                         "(it would give them the group's powers); name a group of the lab's own")
+        raise ValueError(
+            f"{value!r} is a system group: labhub does not add hub users to it "
+            "(it would give them the group's powers); name a group of the lab's own"
+        )
     return value
 
 
@@ -168,11 +253,14 @@ def _plain_path(value: str) -> str:
     if any(c.isspace() or c == "," or not c.isprintable() for c in value):
         raise ValueError(f"{value!r} may not contain spaces, commas or control characters")
     if ":" in value:
-        raise ValueError(f"{value!r} may not contain ':': Docker reads a volume as "
-                         "host:container:mode")
+        raise ValueError(
+            f"{value!r} may not contain ':': Docker reads a volume as host:container:mode"
+        )
     if "\\" in value:
-        raise ValueError(f"{value!r} may not contain '\\': fstab reads it as an escape (\\040 "
-                         "is a space), and the path would never match its fstab line")
+        raise ValueError(
+            f"{value!r} may not contain '\\': fstab reads it as an escape (\\040 "
+            "is a space), and the path would never match its fstab line"
+        )
     return value
 
 
@@ -196,8 +284,10 @@ def _secret_file(value: str) -> tuple[Path, bytes]:
     except OSError as e:
         raise ValueError(f"{value!r} cannot be read: {e.strerror}") from None
     if mode & 0o077:
-        raise ValueError(f"{value!r} can be read by others on this machine (mode {mode:04o}): "
-                         f"make it yours alone (chmod 600 {path})")
+        raise ValueError(
+            f"{value!r} can be read by others on this machine (mode {mode:04o}): "
+            f"make it yours alone (chmod 600 {path})"
+        )
     return path, data
 
 
@@ -210,11 +300,15 @@ def _credentials_file(value: str) -> str:
     """
     path, data = _secret_file(value)
     if data.startswith(b"\xef\xbb\xbf"):
-        raise ValueError(f"{value!r} starts with a byte-order mark, which mount.cifs reads as part "
-                         "of the first key: save it as UTF-8 without BOM")
+        raise ValueError(
+            f"{value!r} starts with a byte-order mark, which mount.cifs reads as part "
+            "of the first key: save it as UTF-8 without BOM"
+        )
     if b"\r" in data:
-        raise ValueError(f"{value!r} has Windows line ends (CR LF): mount.cifs would read the CR "
-                         "as part of each value; convert it (dos2unix) and deploy again")
+        raise ValueError(
+            f"{value!r} has Windows line ends (CR LF): mount.cifs would read the CR "
+            "as part of each value; convert it (dos2unix) and deploy again"
+        )
     try:
         lines = data.decode().split("\n")
     except UnicodeDecodeError:
@@ -225,7 +319,7 @@ def _credentials_file(value: str) -> str:
         if "=" not in line:
             continue
         for key, prefix in (("username", "user"), ("password", "pass"), ("domain", "dom")):
-            if line[:len(prefix)].lower() == prefix:
+            if line[: len(prefix)].lower() == prefix:
                 found[key] = line.split("=", 1)[1]
     missing = [key for key in ("username", "password") if not found.get(key)]
     if missing:
@@ -248,19 +342,26 @@ def _ssh_key_file(value: str) -> str:
     """The private key a backup reaches its sftp repository with: unattended, so without a
     passphrase; the private half (the .pub file is the server's to know)."""
     path, data = _secret_file(value)
-    if re.match(rb"\s*(ssh-|ecdsa-|sk-)\S+ AAAA", data) or b"BEGIN SSH2 PUBLIC KEY" in data \
-            or b"PUBLIC KEY-----" in data:
-        raise ValueError(f"{value!r} is a public key: give the private key (the file without "
-                         ".pub); its public half goes in the repository server's authorized_keys")
+    if (
+        re.match(rb"\s*(ssh-|ecdsa-|sk-)\S+ AAAA", data)
+        or b"BEGIN SSH2 PUBLIC KEY" in data
+        or b"PUBLIC KEY-----" in data
+    ):
+        raise ValueError(
+            f"{value!r} is a public key: give the private key (the file without "
+            ".pub); its public half goes in the repository server's authorized_keys"
+        )
     loaders = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
     for load in loaders:
         try:
             load(data, password=None)
             return str(path)
         except TypeError:
-            raise ValueError(f"{value!r} has a passphrase: backups run unattended, with no one "
-                             "to type it; give a key without one (ssh-keygen -p -N '' -f "
-                             "KEY on a copy)") from None
+            raise ValueError(
+                f"{value!r} has a passphrase: backups run unattended, with no one "
+                "to type it; give a key without one (ssh-keygen -p -N '' -f "
+                "KEY on a copy)"
+            ) from None
         except (ValueError, UnsupportedAlgorithm):
             continue
     raise ValueError(f"{value!r} is not an SSH private key (as ssh-keygen writes them)")
@@ -277,9 +378,11 @@ def _url_password(value: str) -> str:
     login = value.split("//", 1)[1] if "//" in value else value.partition(":")[2]
     login = login.split("/", 1)[0]
     if "@" in login and ":" in login.rsplit("@", 1)[0]:
-        raise ValueError("the URL holds a password (user:password@): it would be readable on the "
-                         "server and in the deploy's output; give the login through a secret "
-                         "file, never in the URL")
+        raise ValueError(
+            "the URL holds a password (user:password@): it would be readable on the "
+            "server and in the deploy's output; give the login through a secret "
+            "file, never in the URL"
+        )
     return value
 
 
@@ -294,16 +397,20 @@ def _backup_repository(value: str) -> str:
             raise ValueError(problem)
         return path
     if not value.startswith(BACKUP_BACKENDS):
-        raise ValueError(f"{value!r} is not a restic repository: an absolute folder on the server "
-                         f"or a URL starting with one of {', '.join(BACKUP_BACKENDS)}")
+        raise ValueError(
+            f"{value!r} is not a restic repository: an absolute folder on the server "
+            f"or a URL starting with one of {', '.join(BACKUP_BACKENDS)}"
+        )
     return value
 
 
 def _calendar(value: str) -> str:
     # systemd.time(7) calendar events: checked for characters here, by systemd on the server.
     if not re.fullmatch(r"[A-Za-z0-9*:/,.~ -]+", value) or not value.strip():
-        raise ValueError(f"{value!r} is not a systemd calendar event (like daily, weekly, "
-                         "'*-*-* 02:30:00' or 'Mon..Fri 23:00')")
+        raise ValueError(
+            f"{value!r} is not a systemd calendar event (like daily, weekly, "
+            "'*-*-* 02:30:00' or 'Mon..Fri 23:00')"
+        )
     return value
 
 
@@ -311,13 +418,19 @@ def _snapshot(value: str) -> str:
     if value == "latest" or re.fullmatch(r"[0-9a-f]{8,64}", value):
         return value
     if re.fullmatch(r"[0-9a-fA-F]{8,64}", value):
-        raise ValueError(f"{value!r} has upper case letters: restic writes snapshot IDs in lower "
-                         f"case ({value.lower()!r})")
+        raise ValueError(
+            f"{value!r} has upper case letters: restic writes snapshot IDs in lower "
+            f"case ({value.lower()!r})"
+        )
     if re.fullmatch(r"[0-9a-fA-F]+", value):
-        raise ValueError(f"{value!r} is {len(value)} hex digits: give at least 8 of the ID "
-                         "(restic snapshots lists them), or 'latest'")
-    raise ValueError(f"{value!r} is not a snapshot ID (8 to 64 hex digits, as restic snapshots "
-                     "lists them) or 'latest'")
+        raise ValueError(
+            f"{value!r} is {len(value)} hex digits: give at least 8 of the ID "
+            "(restic snapshots lists them), or 'latest'"
+        )
+    raise ValueError(
+        f"{value!r} is not a snapshot ID (8 to 64 hex digits, as restic snapshots "
+        "lists them) or 'latest'"
+    )
 
 
 def _build_folder(value: str) -> str:
@@ -338,9 +451,11 @@ def _public_file(value: str) -> tuple[Path, bytes]:
     except OSError as e:
         raise ValueError(f"{value!r} cannot be read on this machine: {e.strerror}") from None
     if re.search(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----", data):
-        raise ValueError(f"{value!r} holds a private key: this file is uploaded readable by "
-                         "all and shown by --diff; keep only the certificates in it (the hub's "
-                         "key goes in tls_key)")
+        raise ValueError(
+            f"{value!r} holds a private key: this file is uploaded readable by "
+            "all and shown by --diff; keep only the certificates in it (the hub's "
+            "key goes in tls_key)"
+        )
     return path, data
 
 
@@ -375,37 +490,48 @@ def _host_name(value: str) -> str:
         # An IPv6 address as URLs write it.
         value = value[1:-1]
     if "%" in value:
-        raise ValueError(f"{value!r} is a link-local address with a zone, which only this "
-                         "machine's own network card can reach: give the server's name or a "
-                         "routable address")
+        raise ValueError(
+            f"{value!r} is a link-local address with a zone, which only this "
+            "machine's own network card can reach: give the server's name or a "
+            "routable address"
+        )
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
         address = None
     if address is not None:
         if address.is_unspecified:
-            raise ValueError(f"{value!r} is the unspecified address, which no browser opens: "
-                             "give the server's name or one of its addresses")
+            raise ValueError(
+                f"{value!r} is the unspecified address, which no browser opens: "
+                "give the server's name or one of its addresses"
+            )
         return str(address)
     if value.endswith(".") and DNS_NAME_RE.fullmatch(value[:-1]):
-        raise ValueError(f"{value!r} ends with a dot: browsers send the name without it and the "
-                         f"certificate would not match; write {value[:-1]!r}")
+        raise ValueError(
+            f"{value!r} ends with a dot: browsers send the name without it and the "
+            f"certificate would not match; write {value[:-1]!r}"
+        )
     odd = next((c for c in value if not c.isascii()), None)
     if odd is not None:
-        raise ValueError(f"{value!r} has the non-ASCII character {odd!r} "
-                         f"({unicodedata.name(odd, f'U+{ord(odd):04X}')}): type the name in "
-                         "ASCII, or give an internationalized name in its xn-- form")
+        raise ValueError(
+            f"{value!r} has the non-ASCII character {odd!r} "
+            f"({unicodedata.name(odd, f'U+{ord(odd):04X}')}): type the name in "
+            "ASCII, or give an internationalized name in its xn-- form"
+        )
     if len(value) > 253 or not DNS_NAME_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a DNS name (letters, digits and '-' between dots, "
-                         "like hub.lab.example.org) or an IP address")
+        raise ValueError(
+            f"{value!r} is not a DNS name (letters, digits and '-' between dots, "
+            "like hub.lab.example.org) or an IP address"
+        )
     return value.lower()
 
 
 def _no_placeholder(value: str) -> str:
     # Caddy replaces {...} in its configuration's values with placeholders at run time.
     if "{" in value or "}" in value:
-        raise ValueError(f"{value!r} may not contain '{{' or '}}': Caddy reads them as a "
-                         "placeholder")
+        raise ValueError(
+            f"{value!r} may not contain '{{' or '}}': Caddy reads them as a placeholder"
+        )
     return value
 
 
@@ -445,15 +571,19 @@ def _image_name(value: str) -> str:
 
 def _image_tag(value: str) -> str:
     if not TAG_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid image tag (letters, digits, '_', '.', '-', at "
-                         "most 128, not starting with '.' or '-')")
+        raise ValueError(
+            f"{value!r} is not a valid image tag (letters, digits, '_', '.', '-', at "
+            "most 128, not starting with '.' or '-')"
+        )
     return value
 
 
 def _image_reference(value: str) -> str:
     if not IMAGE_REFERENCE_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not an image reference like registry:2 or "
-                         "quay.io/jupyter/base-notebook:2025-01-20")
+        raise ValueError(
+            f"{value!r} is not an image reference like registry:2 or "
+            "quay.io/jupyter/base-notebook:2025-01-20"
+        )
     return value
 
 
@@ -465,8 +595,10 @@ def _ip_address(value: str) -> str:
     if value.startswith("[") and value.endswith("]"):
         # The form of a URL; a bind address is the address alone.
         return _ip_address(value[1:-1])
-    raise ValueError(f"{value!r} is not an IP address (a bind address is one of the server's "
-                     "addresses, 0.0.0.0 for all, or 127.0.0.1 for the server alone)")
+    raise ValueError(
+        f"{value!r} is not an IP address (a bind address is one of the server's "
+        "addresses, 0.0.0.0 for all, or 127.0.0.1 for the server alone)"
+    )
 
 
 def _string_from_command_line(value: Any) -> Any:
@@ -474,9 +606,11 @@ def _string_from_command_line(value: Any) -> Any:
     and reading ``1234e567`` as a float: no number can be turned back into the ID the admin
     typed, so say how to write it instead (in the message of its setting)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise ValueError(f"{value!r} is a number, not the snapshot ID you typed (the command line "
-                         "reads digits as a number): write it as a JSON string, in both quotes: "
-                         "--data 'restore_snapshot=\"01234567\"'")
+        raise ValueError(
+            f"{value!r} is a number, not the snapshot ID you typed (the command line "
+            "reads digits as a number): write it as a JSON string, in both quotes: "
+            "--data 'restore_snapshot=\"01234567\"'"
+        )
     return value
 
 
@@ -494,15 +628,15 @@ AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 # A folder labhub owns or mounts over: never a system folder.
 OwnedPath = Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
 # A path inside lab containers: relative means in the notebook user's home (lab_home).
-ContainerPath = Annotated[str, AfterValidator(normal_path),
-                          AfterValidator(_plain_path), AfterValidator(_not_system_path)]
+ContainerPath = Annotated[
+    str, AfterValidator(normal_path), AfterValidator(_plain_path), AfterValidator(_not_system_path)
+]
 CredentialsFile = Annotated[str, AfterValidator(_credentials_file)]
 SecretFile = Annotated[str, AfterValidator(_password_file)]
 SshKeyFile = Annotated[str, AfterValidator(_ssh_key_file)]
 BackupRepository = Annotated[str, AfterValidator(_backup_repository)]
 Calendar = Annotated[str, AfterValidator(_calendar)]
-SnapshotId = Annotated[str, BeforeValidator(_string_from_command_line),
-                      AfterValidator(_snapshot)]
+SnapshotId = Annotated[str, BeforeValidator(_string_from_command_line), AfterValidator(_snapshot)]
 BuildFolder = Annotated[str, AfterValidator(_build_folder)]
 CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
@@ -576,8 +710,10 @@ class Share(_Model):
                 )
             refused = cifs_option_owner(option.split("=", 1)[0])
             if refused:
-                raise ValueError(f"mount option {option.split('=', 1)[0]!r} is not allowed "
-                                 f"(mount.cifs reads it as {refused[0]}): {refused[1]}")
+                raise ValueError(
+                    f"mount option {option.split('=', 1)[0]!r} is not allowed "
+                    f"(mount.cifs reads it as {refused[0]}): {refused[1]}"
+                )
         return value
 
     @property
@@ -597,8 +733,31 @@ _CIFS_OWNED = (
     (("unc", "target", "path"), "the share's source", "set the share's source instead"),
     (("dom", "workg"), "the domain", "put domain= in the credentials file"),
     (("cred",), "the credentials file", "labhub writes the share's credentials file itself"),
-    (("uid", "cruid", "gid", "fmask", "file_mode", "dmask", "dir_mode", "dirm", "nosuid", "suid",
-      "nodev", "nobrl", "nolock", "mand", "nomand", "dev", "noexec", "exec", "guest"), None, ""),
+    (
+        (
+            "uid",
+            "cruid",
+            "gid",
+            "fmask",
+            "file_mode",
+            "dmask",
+            "dir_mode",
+            "dirm",
+            "nosuid",
+            "suid",
+            "nodev",
+            "nobrl",
+            "nolock",
+            "mand",
+            "nomand",
+            "dev",
+            "noexec",
+            "exec",
+            "guest",
+        ),
+        None,
+        "",
+    ),
     (("ro",), "ro", "set the share's mode instead"),
     (("rw",), "rw", "set the share's mode instead"),
 )
@@ -672,8 +831,7 @@ class Settings(_Model):
     lab_images: tuple[LabImage, ...] = Field(min_length=1)
     lab_base_image: ImageReference
     lab_default_image: str | None
-    lab_home: Annotated[AbsolutePath, AfterValidator(_plain_path),
-                        AfterValidator(_not_system_path)]
+    lab_home: Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
     lab_volumes: tuple[LabVolume, ...]
     idle_timeout: Seconds
     max_age: Seconds
@@ -687,8 +845,10 @@ class Settings(_Model):
     backup_homes: bool
     backup_registry: bool
     backup_schedule: Calendar | None
-    backup_keep: dict[Literal["last", "hourly", "daily", "weekly", "monthly", "yearly"],
-                      Annotated[int, Field(ge=1)]]
+    backup_keep: dict[
+        Literal["last", "hourly", "daily", "weekly", "monthly", "yearly"],
+        Annotated[int, Field(ge=1)],
+    ]
     restore_snapshot: SnapshotId
 
     @field_validator("hub_users", mode="before")
@@ -696,8 +856,10 @@ class Settings(_Model):
     def _names_to_users(cls, value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             # A number is a name written without quotes: its error is the name's.
-            return tuple({"name": v} if isinstance(v, (str, int, float)) and not isinstance(
-                v, bool) else v for v in value)
+            return tuple(
+                {"name": v} if isinstance(v, (str, int, float)) and not isinstance(v, bool) else v
+                for v in value
+            )
         return value
 
     @field_validator("user_prefix")
@@ -753,8 +915,10 @@ class Settings(_Model):
         for i, image in enumerate(self.lab_images):
             other = folders.setdefault(image.build_folder, image.ref)
             if other != image.ref:
-                problems.append(f"lab_images[{i}]: {image.ref!r} would be built in the folder of "
-                                f"{other!r} ({image.build_folder}): rename one of them")
+                problems.append(
+                    f"lab_images[{i}]: {image.ref!r} would be built in the folder of "
+                    f"{other!r} ({image.build_folder}): rename one of them"
+                )
         if self.lab_default_image is not None and self.lab_default_image not in refs:
             problems.append(
                 f"lab_default_image: {self.lab_default_image!r} is not one of lab_images "
@@ -766,8 +930,9 @@ class Settings(_Model):
 
     def _mounts(self) -> list[tuple[str, Share | LabVolume]]:
         """Shares and lab volumes, each with the setting that declares it."""
-        return ([(f"shares[{i}]", share) for i, share in enumerate(self.shares)]
-                + [(f"lab_volumes[{i}]", volume) for i, volume in enumerate(self.lab_volumes)])
+        return [(f"shares[{i}]", share) for i, share in enumerate(self.shares)] + [
+            (f"lab_volumes[{i}]", volume) for i, volume in enumerate(self.lab_volumes)
+        ]
 
     def _path_problems(self) -> list[str]:
         """Host folders that overlap (a share over hub_dir, one host path twice, a mount inside
@@ -785,18 +950,23 @@ class Settings(_Model):
                 # Nested mount points would race their automounts; hub_dir is labhub's own.
                 nested_mount = is_share and other_setting.startswith("shares")
                 if host == other or (inside and (nested_mount or other_setting == "hub_dir")):
-                    problems.append(f"{host_setting}: {host!r} overlaps {other_setting} "
-                                    f"({other!r})")
+                    problems.append(
+                        f"{host_setting}: {host!r} overlaps {other_setting} ({other!r})"
+                    )
             for home in sorted(homes):
                 if host == home or _inside(host, home):
                     problems.append(f"{host_setting}: {host!r} is in the home of a hub user")
             host_paths[host_setting] = host
-            container = (self.share_container_path(item) if is_share
-                         else self.container_path(item.container_path))
+            container = (
+                self.share_container_path(item)
+                if is_share
+                else self.container_path(item.container_path)
+            )
             for other_setting, other in container_paths.items():
                 if container == other:
-                    problems.append(f"{where}.container_path: {container!r} in labs is also "
-                                    f"{other_setting}'s")
+                    problems.append(
+                        f"{where}.container_path: {container!r} in labs is also {other_setting}'s"
+                    )
             container_paths[f"{where}.container_path"] = container
         return problems
 
@@ -805,25 +975,33 @@ class Settings(_Model):
         if self.tls == "off":
             return []
         if self.hub_domain is None:
-            return [f"hub_domain: needed with tls {self.tls!r}: the inventory's name of the "
-                    "server is not a DNS name or an IP address; set the name users open the "
-                    "hub at (or tls: \"off\" for plain HTTP)"]
+            return [
+                f"hub_domain: needed with tls {self.tls!r}: the inventory's name of the "
+                "server is not a DNS name or an IP address; set the name users open the "
+                'hub at (or tls: "off" for plain HTTP)'
+            ]
         problems = []
         if self.tls == "acme":
             if _is_ip(self.hub_domain) or "." not in self.hub_domain:
-                problems.append(f"hub_domain: {self.hub_domain!r} is not a full DNS name: ACME "
-                                "CAs certify names like hub.lab.example.org; set hub_domain, or "
-                                "use tls \"internal\" or \"files\"")
+                problems.append(
+                    f"hub_domain: {self.hub_domain!r} is not a full DNS name: ACME "
+                    "CAs certify names like hub.lab.example.org; set hub_domain, or "
+                    'use tls "internal" or "files"'
+                )
             if self.acme_email is None:
-                problems.append("acme_email: needed with tls \"acme\": the CA writes there "
-                                "before the certificate expires")
+                problems.append(
+                    'acme_email: needed with tls "acme": the CA writes there '
+                    "before the certificate expires"
+                )
         if self.tls == "files":
             missing = [s for s in ("tls_cert", "tls_key") if getattr(self, s) is None]
-            problems += [f"{s}: needed with tls \"files\" (a file on this machine)"
-                         for s in missing]
+            problems += [f'{s}: needed with tls "files" (a file on this machine)' for s in missing]
             if not missing:
-                problems += tls.served_problems(self.certificate, tls.key_public_bytes(
-                    Path(self.tls_key).read_bytes()), self.hub_domain)
+                problems += tls.served_problems(
+                    self.certificate,
+                    tls.key_public_bytes(Path(self.tls_key).read_bytes()),
+                    self.hub_domain,
+                )
         return problems
 
     @cached_property
@@ -834,9 +1012,14 @@ class Settings(_Model):
     @property
     def published_ports(self) -> list[tuple[str, str, int]]:
         """(setting, bind address, port) of each port the stack publishes on the host."""
-        web = ([("hub_port", self.hub_bind, self.hub_port)] if self.tls == "off" else
-               [("https_port", self.hub_bind, self.https_port),
-                ("http_port", self.hub_bind, self.http_port)])
+        web = (
+            [("hub_port", self.hub_bind, self.hub_port)]
+            if self.tls == "off"
+            else [
+                ("https_port", self.hub_bind, self.https_port),
+                ("http_port", self.hub_bind, self.http_port),
+            ]
+        )
         return [*web, ("registry_port", self.registry_bind, self.registry_port)]
 
     def _unused_problems(self) -> list[str]:
@@ -848,43 +1031,69 @@ class Settings(_Model):
             'tls "acme"': (self.tls == "acme", ("acme_email", "acme_directory", "acme_ca_root")),
             'tls "off"': (self.tls == "off", ("hub_port",)),
             'tls other than "off"': (self.tls != "off", ("https_port", "http_port")),
-            "backup_repository": (self.backup_repository is not None,
-                                  ("backup_password_file", "backup_ssh_key", "backup_schedule",
-                                   "backup_keep", "backup_homes", "backup_registry",
-                                   "restore_snapshot")),
+            "backup_repository": (
+                self.backup_repository is not None,
+                (
+                    "backup_password_file",
+                    "backup_ssh_key",
+                    "backup_schedule",
+                    "backup_keep",
+                    "backup_homes",
+                    "backup_registry",
+                    "restore_snapshot",
+                ),
+            ),
         }
         problems = []
         for condition, (used, names) in needs.items():
             for name in names:
                 if not used and _values_differ(getattr(self, name), defaults[name]):
-                    now = ("backup_repository is not set" if condition == "backup_repository"
-                           else f"tls is {self.tls!r}")
-                    problems.append(f"{name}: set, but used only with {condition} ({now}): "
-                                    "remove it, or set what it needs")
+                    now = (
+                        "backup_repository is not set"
+                        if condition == "backup_repository"
+                        else f"tls is {self.tls!r}"
+                    )
+                    problems.append(
+                        f"{name}: set, but used only with {condition} ({now}): "
+                        "remove it, or set what it needs"
+                    )
         return problems
 
     def _backup_problems(self) -> list[str]:
         problems = []
         repository = self.backup_repository or ""
         if repository.startswith("/"):
-            if repository == self.hub_dir or _inside(repository, self.hub_dir) \
-                    or _inside(self.hub_dir, repository):
-                problems.append(f"backup_repository: {repository!r} overlaps hub_dir "
-                                f"({self.hub_dir!r}): the backup would back up itself and be "
-                                "lost with the hub; put it outside, best on another disk")
+            if (
+                repository == self.hub_dir
+                or _inside(repository, self.hub_dir)
+                or _inside(self.hub_dir, repository)
+            ):
+                problems.append(
+                    f"backup_repository: {repository!r} overlaps hub_dir "
+                    f"({self.hub_dir!r}): the backup would back up itself and be "
+                    "lost with the hub; put it outside, best on another disk"
+                )
             if _inside(repository, "/home"):
-                problems.append(f"backup_repository: {repository!r} is inside /home, where "
-                                "users' homes are (and are backed up): put it outside /home")
+                problems.append(
+                    f"backup_repository: {repository!r} is inside /home, where "
+                    "users' homes are (and are backed up): put it outside /home"
+                )
         if self.backup_repository is not None and self.backup_password_file is None:
-            problems.append("backup_password_file: not set: backups need the repository's "
-                            "password, in a file on this machine")
+            problems.append(
+                "backup_password_file: not set: backups need the repository's "
+                "password, in a file on this machine"
+            )
         if self.backup_ssh_key is not None and not (self.backup_repository or "").startswith(
-                "sftp:"):
-            problems.append("backup_ssh_key: only an sftp: backup_repository is reached with an "
-                            "SSH key")
+            "sftp:"
+        ):
+            problems.append(
+                "backup_ssh_key: only an sftp: backup_repository is reached with an SSH key"
+            )
         if self.backup_repository is not None and not self.backup_keep:
-            problems.append("backup_keep: empty: give at least one of last, hourly, daily, "
-                            "weekly, monthly, yearly (restic would keep nothing)")
+            problems.append(
+                "backup_keep: empty: give at least one of last, hourly, daily, "
+                "weekly, monthly, yearly (restic would keep nothing)"
+            )
         return problems
 
     def _address_problems(self) -> list[str]:
@@ -894,13 +1103,16 @@ class Settings(_Model):
         for i, (setting, bind, port) in enumerate(published):
             for other_setting, other_bind, other_port in published[:i]:
                 if port == other_port and _same_address(bind, other_bind):
-                    problems.append(f"{setting}: port {port} on {bind} is {other_setting}'s "
-                                    f"already (on {other_bind})")
+                    problems.append(
+                        f"{setting}: port {port} on {bind} is {other_setting}'s "
+                        f"already (on {other_bind})"
+                    )
         if not ipaddress.ip_address(self.registry_bind).is_loopback:
             problems.append(
                 f"registry_bind: {self.registry_bind!r} is off loopback: the registry has no TLS "
                 "and no login, and Docker engines only pull over plain HTTP from loopback; keep "
-                "it on 127.0.0.1 (labs on this server pull through it)")
+                "it on 127.0.0.1 (labs on this server pull through it)"
+            )
         return problems
 
     def account_name(self, hub_user: str) -> str:
@@ -925,12 +1137,16 @@ class Settings(_Model):
         mounts = {}
         for share in self.shares:
             if _selects(share.groups, user):
-                mounts[share.mountpoint] = {"bind": self.share_container_path(share),
-                                            "mode": share.mode}
+                mounts[share.mountpoint] = {
+                    "bind": self.share_container_path(share),
+                    "mode": share.mode,
+                }
         for volume in self.lab_volumes:
             if _selects(volume.groups, user):
-                mounts[volume.host_path] = {"bind": self.container_path(volume.container_path),
-                                            "mode": volume.mode}
+                mounts[volume.host_path] = {
+                    "bind": self.container_path(volume.container_path),
+                    "mode": volume.mode,
+                }
         return mounts
 
     @cached_property
@@ -1012,10 +1228,15 @@ def local_host(bind: str) -> str:
 
 
 # pydantic's words for the types of host data, in an inventory's words.
-_TYPE_WORDS = {"tuple_type": "should be a list", "dict_type": "should be a mapping",
-               "model_type": "should be a mapping", "list_type": "should be a list",
-               "string_type": "should be a string", "int_type": "should be a whole number",
-               "bool_type": "should be true or false"}
+_TYPE_WORDS = {
+    "tuple_type": "should be a list",
+    "dict_type": "should be a mapping",
+    "model_type": "should be a mapping",
+    "list_type": "should be a list",
+    "string_type": "should be a string",
+    "int_type": "should be a whole number",
+    "bool_type": "should be true or false",
+}
 
 
 def _format_error(error: ValidationError) -> list[str]:
@@ -1023,8 +1244,9 @@ def _format_error(error: ValidationError) -> list[str]:
     errors = error.errors()
     for item in errors:
         if item["type"] == "too_short" and any(
-                other["loc"][:len(item["loc"])] == item["loc"] and other is not item
-                for other in errors):
+            other["loc"][: len(item["loc"])] == item["loc"] and other is not item
+            for other in errors
+        ):
             # pydantic counts the items left after the bad ones are dropped: the bad item's own
             # error is the one to fix.
             continue
@@ -1037,12 +1259,15 @@ def _format_error(error: ValidationError) -> list[str]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         message = item["msg"]
         if message.startswith("Value error, "):
-            message = message[len("Value error, "):]
+            message = message[len("Value error, ") :]
         value = item["input"]
         if item["type"] == "extra_forbidden":
             message = "unknown setting"
-        elif item["type"] == "string_type" \
-                and isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif (
+            item["type"] == "string_type"
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
             # YAML and Python read 1.10 as the number 1.1: converting it back would change it.
             message = f"{value!r} is a number: write it as a string, in quotes"
             if len(item["loc"]) == 1:
@@ -1055,11 +1280,13 @@ def _format_error(error: ValidationError) -> list[str]:
         if "\n" in message or not loc:
             lines.extend(message.splitlines())
         else:
-            lines.append(f"{loc}: {message} (got {value!r})"
-                         if item["type"] not in ("value_error", "extra_forbidden", "missing")
-                         and not message.startswith(repr(value))
-                         and not isinstance(value, (dict, list, tuple))
-                         else f"{loc}: {message}")
+            lines.append(
+                f"{loc}: {message} (got {value!r})"
+                if item["type"] not in ("value_error", "extra_forbidden", "missing")
+                and not message.startswith(repr(value))
+                and not isinstance(value, (dict, list, tuple))
+                else f"{loc}: {message}"
+            )
     return lines
 
 
@@ -1085,8 +1312,11 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
             continue
         if key not in defaults:
             hint = _did_you_mean(key, defaults, foreign)
-            what = ("unknown pyinfra argument" if key.startswith(GLOBAL_ARGUMENT_PREFIX)
-                    else "unknown setting")
+            what = (
+                "unknown pyinfra argument"
+                if key.startswith(GLOBAL_ARGUMENT_PREFIX)
+                else "unknown setting"
+            )
             problems.append(f"{key}: {what}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             continue
         ours[key] = value
@@ -1106,9 +1336,7 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
         problems.extend(_cross_problems(e, values, defaults))
         settings = None
     if problems:
-        raise SettingsError(
-            f"invalid labhub settings for {host_name}:\n  " + "\n  ".join(problems)
-        )
+        raise SettingsError(f"invalid labhub settings for {host_name}:\n  " + "\n  ".join(problems))
     assert settings is not None
     return settings
 
@@ -1120,7 +1348,8 @@ def _did_you_mean(key: str, defaults: dict[str, Any], foreign: frozenset[str]) -
         return difflib.get_close_matches(key, sorted(foreign), n=1)
     ours = difflib.get_close_matches(key, list(defaults), n=1)
     theirs = difflib.get_close_matches(
-        key, sorted(k for k in foreign if not k.startswith(GLOBAL_ARGUMENT_PREFIX)), n=1)
+        key, sorted(k for k in foreign if not k.startswith(GLOBAL_ARGUMENT_PREFIX)), n=1
+    )
     # A key that starts like labhub's settings (tls_, backup_, hub_...) meant one of them; one
     # that starts like a connector's (ssh_, docker_ssh_...) meant the connector's.
     first = key.split("_", 1)[0]
@@ -1131,8 +1360,9 @@ def _did_you_mean(key: str, defaults: dict[str, Any], foreign: frozenset[str]) -
     return ours or theirs
 
 
-def _cross_problems(error: ValidationError, values: dict[str, Any],
-                    defaults: dict[str, Any]) -> list[str]:
+def _cross_problems(
+    error: ValidationError, values: dict[str, Any], defaults: dict[str, Any]
+) -> list[str]:
     """The cross-setting problems a field error hides (pydantic checks the whole only when every
     field is right): the model checked again with each bad setting at its default, so that one
     run reports everything; problems of the bad settings themselves are left out (they are
@@ -1144,8 +1374,11 @@ def _cross_problems(error: ValidationError, values: dict[str, Any],
     try:
         Settings.model_validate(_lists_to_tuples(again))
     except ValidationError as e:
-        return [line for line in _format_error(e)
-                if not any(re.search(rf"\b{key}\b", line) for key in bad)]
+        return [
+            line
+            for line in _format_error(e)
+            if not any(re.search(rf"\b{key}\b", line) for key in bad)
+        ]
     return []
 
 

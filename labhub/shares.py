@@ -98,8 +98,9 @@ def parse_fstab(lines: list[str]) -> list[FstabEntry]:
         if len(fields) < 3 or fields[0].startswith("#"):
             continue
         options = tuple(fields[3].split(",")) if len(fields) > 3 else ()
-        entries.append(FstabEntry(index, line, fields[0], unescape_fstab(fields[1]), fields[2],
-                                  options))
+        entries.append(
+            FstabEntry(index, line, fields[0], unescape_fstab(fields[1]), fields[2], options)
+        )
     return entries
 
 
@@ -127,8 +128,9 @@ def new_mountpoints(settings_shares: tuple[Share, ...], entries: list[FstabEntry
     return [share.mountpoint for share in settings_shares if share.mountpoint not in ours]
 
 
-def mountpoint_problems(settings_shares: tuple[Share, ...], entries: list[FstabEntry],
-                        folders: dict) -> list[str]:
+def mountpoint_problems(
+    settings_shares: tuple[Share, ...], entries: list[FstabEntry], folders: dict
+) -> list[str]:
     """
     What keeps labhub from mounting the shares where they are declared, before any change: an
     fstab line at the mount point that labhub did not write, or a new mount point that is a file
@@ -141,16 +143,23 @@ def mountpoint_problems(settings_shares: tuple[Share, ...], entries: list[FstabE
                 problems.append(
                     f"shares[{i}].mountpoint: /etc/fstab already mounts {entry.source} at "
                     f"{share.mountpoint} (line {entry.index + 1}, not written by labhub): labhub "
-                    "does not change it")
+                    "does not change it"
+                )
         folder = folders.get(share.mountpoint)
         if folder is None:
             continue
         if folder["kind"] == "other":
-            problems.append(f"shares[{i}].mountpoint: {share.mountpoint} exists and is not a "
-                            "folder")
+            problems.append(
+                f"shares[{i}].mountpoint: {share.mountpoint} exists and is not a folder"
+            )
         elif folder["entries"] or folder["mounted"]:
-            what = ("something is mounted there" if folder["mounted"]
-                    else f"it holds {', '.join(folder['entries'][:5])}")
-            problems.append(f"shares[{i}].mountpoint: {share.mountpoint} is in use ({what}): the "
-                            "share would hide it; choose an empty or new folder")
+            what = (
+                "something is mounted there"
+                if folder["mounted"]
+                else f"it holds {', '.join(folder['entries'][:5])}"
+            )
+            problems.append(
+                f"shares[{i}].mountpoint: {share.mountpoint} is in use ({what}): the "
+                "share would hide it; choose an empty or new folder"
+            )
     return problems

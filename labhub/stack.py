@@ -111,8 +111,13 @@ class HubImage:
 
     def settings(self, service: str) -> dict:
         """What ``hub_settings`` hands the image, as files/hub/jupyterhub_config.py reads it."""
-        return {"data_path": self.data_path, "database": self.database,
-                "passwords": self.passwords, "port": self.port, "hub_service": service}
+        return {
+            "data_path": self.data_path,
+            "database": self.database,
+            "passwords": self.passwords,
+            "port": self.port,
+            "hub_service": service,
+        }
 
 
 @dataclass(frozen=True)
@@ -179,14 +184,22 @@ class Build:
 
     def build_arguments(self) -> dict:
         """The arguments of ``labhub.operations.images.built`` that build this image."""
-        return {"image": self.image, "context": self.remote, "content_hash": self.content_hash,
-                "build_args": self.args}
+        return {
+            "image": self.image,
+            "context": self.remote,
+            "content_hash": self.content_hash,
+            "build_args": self.args,
+        }
 
 
 def context_files(context: Path) -> list[Path]:
-    return sorted(p for p in context.rglob("*")
-                  if p.is_file() and "__pycache__" not in p.parts
-                  and p.relative_to(context).parts[0] != BUILD_SUPPORT)
+    return sorted(
+        p
+        for p in context.rglob("*")
+        if p.is_file()
+        and "__pycache__" not in p.parts
+        and p.relative_to(context).parts[0] != BUILD_SUPPORT
+    )
 
 
 def context_hash(context: Path, support: dict[str, bytes], args: dict[str, str]) -> str:
@@ -218,8 +231,14 @@ def hub_build(settings: Settings) -> Build:
     args = _args(settings, settings.hub_base_image)
     digest = context_hash(HUB_CONTEXT, support, args)
     stack = Stack.from_settings(settings)
-    return Build(f"{HUB_REPOSITORY}:{digest[:12]}", HUB_CONTEXT, stack.path("build", "hub"), args,
-                 support, digest)
+    return Build(
+        f"{HUB_REPOSITORY}:{digest[:12]}",
+        HUB_CONTEXT,
+        stack.path("build", "hub"),
+        args,
+        support,
+        digest,
+    )
 
 
 def lab_builds(settings: Settings) -> list[Build]:
@@ -230,14 +249,16 @@ def lab_builds(settings: Settings) -> list[Build]:
     for lab in settings.lab_images:
         context = LAB_CONTEXT if lab.context is None else Path(lab.context)
         args = _args(settings, lab.base_image or settings.lab_base_image)
-        builds.append(Build(
-            image=f"{settings.registry_address}/{lab.ref}",
-            context=context,
-            remote=stack.path("build", lab.build_folder),
-            args=args,
-            support=support,
-            content_hash=context_hash(context, support, args),
-        ))
+        builds.append(
+            Build(
+                image=f"{settings.registry_address}/{lab.ref}",
+                context=context,
+                remote=stack.path("build", lab.build_folder),
+                args=args,
+                support=support,
+                content_hash=context_hash(context, support, args),
+            )
+        )
     return builds
 
 
@@ -250,8 +271,10 @@ def hub_dir_problems(settings: Settings, folder: dict | None) -> list[str]:
         return [f"hub_dir: {settings.hub_dir} exists and is not a folder"]
     # Only labhub's own folders and no compose.yaml yet: a first run cut short, taken up again.
     if set(folder["entries"]) - STACK_FOLDERS and "compose.yaml" not in folder["entries"]:
-        return [f"hub_dir: {settings.hub_dir} holds {', '.join(folder['entries'][:5])} and no "
-                "labhub compose project: labhub does not take it over; choose a new folder"]
+        return [
+            f"hub_dir: {settings.hub_dir} holds {', '.join(folder['entries'][:5])} and no "
+            "labhub compose project: labhub does not take it over; choose a new folder"
+        ]
     return []
 
 
@@ -261,7 +284,9 @@ def culler_command(settings: Settings) -> list[str] | None:
         return None
     shortest = min(t for t in (settings.idle_timeout, settings.max_age) if t)
     return [
-        "python3", "-m", "jupyterhub_idle_culler",
+        "python3",
+        "-m",
+        "jupyterhub_idle_culler",
         # The culler stops every server at --timeout=0, so "never" is a timeout never reached.
         f"--timeout={settings.idle_timeout or NEVER}",
         f"--max-age={settings.max_age}",
@@ -289,8 +314,13 @@ def hub_settings(settings: Settings) -> dict:
     }
 
 
-def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str,
-                      registry_config_text: str, proxy_digest: str = "") -> str:
+def compose_file_text(
+    settings: Settings,
+    hub_image: str,
+    hub_settings_text: str,
+    registry_config_text: str,
+    proxy_digest: str = "",
+) -> str:
     """
     The hub's compose project as YAML, dumped from data (nothing is pasted into YAML). Each
     service is labelled with the hash of the configuration file it mounts, so that compose itself
@@ -316,29 +346,45 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
         stack.registry_service: {
             "image": settings.registry_image,
             "restart": "unless-stopped",
-            "ports": [{"host_ip": settings.registry_bind, "published": str(settings.registry_port),
-                       "target": 5000}],
-            "volumes": [f"./registry/config.yml:{stack.registry_config_path}:ro",
-                        f"registry-data:{REGISTRY_DATA_PATH}"],
+            "ports": [
+                {
+                    "host_ip": settings.registry_bind,
+                    "published": str(settings.registry_port),
+                    "target": 5000,
+                }
+            ],
+            "volumes": [
+                f"./registry/config.yml:{stack.registry_config_path}:ro",
+                f"registry-data:{REGISTRY_DATA_PATH}",
+            ],
             "labels": {"org.labhub.config-sha256": sha256(registry_config_text)},
         },
     }
     volumes: dict[str, dict] = {"hub-data": {}, "registry-data": {}}
     if settings.tls == "off":
-        services[stack.hub_service]["ports"] = [{"host_ip": settings.hub_bind,
-                                                 "published": str(settings.hub_port),
-                                                 "target": stack.hub.port}]
+        services[stack.hub_service]["ports"] = [
+            {
+                "host_ip": settings.hub_bind,
+                "published": str(settings.hub_port),
+                "target": stack.hub.port,
+            }
+        ]
     else:
         services[stack.proxy_service] = {
             "image": settings.proxy_image,
             "restart": "unless-stopped",
             "command": ["caddy", "run", "--config", f"{PROXY_CONFIG_DIR}/caddy.json"],
             # Published as they are inside, so that redirects and ACME challenges name them.
-            "ports": [{"host_ip": settings.hub_bind, "published": str(port), "target": port}
-                      for port in (settings.https_port, settings.http_port)],
-            "volumes": [f"./proxy:{PROXY_CONFIG_DIR}:ro",
-                        # Certificates, ACME account and local CA: kept across re-deploys.
-                        f"proxy-data:{PROXY_DATA_PATH}", "proxy-config:/config"],
+            "ports": [
+                {"host_ip": settings.hub_bind, "published": str(port), "target": port}
+                for port in (settings.https_port, settings.http_port)
+            ],
+            "volumes": [
+                f"./proxy:{PROXY_CONFIG_DIR}:ro",
+                # Certificates, ACME account and local CA: kept across re-deploys.
+                f"proxy-data:{PROXY_DATA_PATH}",
+                "proxy-config:/config",
+            ],
             "labels": {"org.labhub.config-sha256": proxy_digest},
             "depends_on": [stack.hub_service],
         }
@@ -350,9 +396,11 @@ def compose_file_text(settings: Settings, hub_image: str, hub_settings_text: str
         "networks": {"default": {"name": NETWORK}},
         "volumes": volumes,
     }
-    return ("# The lab hub's compose project, written by labhub (tasks/hub.py) from the "
-            "settings:\n# edit the settings, not this file.\n"
-            + yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    return (
+        "# The lab hub's compose project, written by labhub (tasks/hub.py) from the "
+        "settings:\n# edit the settings, not this file.\n"
+        + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    )
 
 
 def sha256(text: str) -> str:

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import ipaddress
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -35,7 +35,7 @@ class Certificate:
     chain_keys: tuple[bytes, ...] = ()
 
     def days_left(self, now: datetime | None = None) -> int:
-        return (self.not_after - (now or datetime.now(timezone.utc))).days
+        return (self.not_after - (now or datetime.now(UTC))).days
 
     @property
     def pin(self) -> str:
@@ -63,8 +63,9 @@ class Certificate:
 
 
 def _spki(key) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER,
-                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def leaf(pem: bytes) -> Certificate:
@@ -72,21 +73,27 @@ def leaf(pem: bytes) -> Certificate:
     try:
         chain = x509.load_pem_x509_certificates(pem)
     except ValueError:
-        raise CertificateProblem("is not a PEM certificate chain (no readable BEGIN "
-                                 "CERTIFICATE block)") from None
+        raise CertificateProblem(
+            "is not a PEM certificate chain (no readable BEGIN CERTIFICATE block)"
+        ) from None
     cert = chain[0]
     common_names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     try:
         san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
         names = tuple(san.get_values_for_type(x509.DNSName)) + tuple(
-            str(a) for a in san.get_values_for_type(x509.IPAddress))
+            str(a) for a in san.get_values_for_type(x509.IPAddress)
+        )
     except x509.ExtensionNotFound:
         # Browsers ignore the subject's CN; a certificate without names covers nothing.
         names = ()
-    return Certificate(names, cert.not_valid_before_utc, cert.not_valid_after_utc,
-                       _spki(cert.public_key()),
-                       str(common_names[0].value) if common_names else None,
-                       tuple(_spki(c.public_key()) for c in chain[1:]))
+    return Certificate(
+        names,
+        cert.not_valid_before_utc,
+        cert.not_valid_after_utc,
+        _spki(cert.public_key()),
+        str(common_names[0].value) if common_names else None,
+        tuple(_spki(c.public_key()) for c in chain[1:]),
+    )
 
 
 def key_public_bytes(pem: bytes) -> bytes:
@@ -94,33 +101,39 @@ def key_public_bytes(pem: bytes) -> bytes:
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except TypeError:
-        raise CertificateProblem("is encrypted: the proxy needs the key without a passphrase "
-                                 "(openssl pkey -in KEY -out KEY.plain)") from None
+        raise CertificateProblem(
+            "is encrypted: the proxy needs the key without a passphrase "
+            "(openssl pkey -in KEY -out KEY.plain)"
+        ) from None
     except ValueError:
         raise CertificateProblem("is not a PEM private key") from None
     return _spki(key.public_key())
 
 
-def served_problems(cert: Certificate, key_public: bytes, name: str,
-                    now: datetime | None = None) -> list[str]:
+def served_problems(
+    cert: Certificate, key_public: bytes, name: str, now: datetime | None = None
+) -> list[str]:
     """What keeps a certificate and key from serving ``name`` now (empty: nothing)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     problems = []
     if cert.public_key != key_public and key_public in cert.chain_keys:
         position = cert.chain_keys.index(key_public) + 2
-        problems.append(f"tls_cert: the chain is in the wrong order: the key is for its "
-                        f"certificate number {position}; put the hub's own certificate first, "
-                        "then the intermediates")
+        problems.append(
+            f"tls_cert: the chain is in the wrong order: the key is for its "
+            f"certificate number {position}; put the hub's own certificate first, "
+            "then the intermediates"
+        )
         return problems
     if cert.public_key != key_public:
         problems.append("tls_key: does not match tls_cert (the key is for another certificate)")
     if not cert.names:
         cn = f" only the subject CN {cert.common_name!r}," if cert.common_name else ""
-        problems.append(f"tls_cert: has no subjectAltName names,{cn} which browsers ignore: "
-                        f"have it reissued with subjectAltName DNS:{name}")
+        problems.append(
+            f"tls_cert: has no subjectAltName names,{cn} which browsers ignore: "
+            f"have it reissued with subjectAltName DNS:{name}"
+        )
     elif not cert.covers(name):
-        problems.append(f"tls_cert: is for {', '.join(cert.names)}, not for "
-                        f"hub_domain {name!r}")
+        problems.append(f"tls_cert: is for {', '.join(cert.names)}, not for hub_domain {name!r}")
     if cert.not_after <= now:
         problems.append(f"tls_cert: expired on {cert.not_after:%Y-%m-%d}: renew it")
     elif cert.not_before > now:

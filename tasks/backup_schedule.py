@@ -22,21 +22,27 @@ from labhub.settings import get_settings
 
 settings = get_settings(host)
 if settings.backup_repository is None:
-    raise OperationError(f"{host.name}: backup_repository: not set: give the restic repository "
-                         "backups go to (a folder on the server, or sftp:user@host:/path...)")
+    raise OperationError(
+        f"{host.name}: backup_repository: not set: give the restic repository "
+        "backups go to (a folder on the server, or sftp:user@host:/path...)"
+    )
 # What only the server can tell, refused before any change: the program the repository is
 # reached through, and backup_schedule as this server's systemd reads it.
 problems = []
 tool = backup.backend_tool(settings.backup_repository)
 if tool and not host.get_fact(Which, command=tool):
-    problems.append(f"backup_repository: {settings.backup_repository!r} is reached through "
-                    f"{tool}, which this server does not have: install it (labhub installs "
-                    "restic only)")
+    problems.append(
+        f"backup_repository: {settings.backup_repository!r} is reached through "
+        f"{tool}, which this server does not have: install it (labhub installs "
+        "restic only)"
+    )
 if settings.backup_schedule is not None:
     calendar_problem = host.get_fact(CalendarProblem, event=settings.backup_schedule)
     if calendar_problem:
-        problems.append(f"backup_schedule: {settings.backup_schedule!r} is not a calendar event "
-                        f"this server's systemd reads ({calendar_problem})")
+        problems.append(
+            f"backup_schedule: {settings.backup_schedule!r} is not a calendar event "
+            f"this server's systemd reads ({calendar_problem})"
+        )
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 
@@ -48,10 +54,16 @@ apt.packages(
     update=True,
     cache_time=24 * 3600,
 )
-files.directory(name="Create /etc/labhub", path="/etc/labhub", user="root", group="root",
-                mode="0755")
-files.directory(name=f"Create {backup.CONFIG_DIR} (root only)", path=backup.CONFIG_DIR,
-                user="root", group="root", mode="0700")
+files.directory(
+    name="Create /etc/labhub", path="/etc/labhub", user="root", group="root", mode="0755"
+)
+files.directory(
+    name=f"Create {backup.CONFIG_DIR} (root only)",
+    path=backup.CONFIG_DIR,
+    user="root",
+    group="root",
+    mode="0700",
+)
 secret_files.put(
     name=f"The backup repository's password: {backup.PASSWORD_FILE}",
     src=settings.backup_password_file,
@@ -64,8 +76,11 @@ if settings.backup_ssh_key:
         dest=backup.SSH_KEY_FILE,
     )
 else:
-    files.file(name=f"No SSH key for the backup repository: {backup.SSH_KEY_FILE}",
-               path=backup.SSH_KEY_FILE, present=False)
+    files.file(
+        name=f"No SSH key for the backup repository: {backup.SSH_KEY_FILE}",
+        path=backup.SSH_KEY_FILE,
+        present=False,
+    )
 files.put(
     name=f"Write the backup settings: {backup.ENV_FILE}",
     src=StringIO(backup.env_text(settings)),
@@ -95,13 +110,21 @@ if settings.backup_schedule is not None:
         dest=backup.TIMER_FILE,
         mode="0644",
     )
-    systemd.daemon_reload(name="Reload systemd (backup units changed)",
-                          _if=any_changed(service, timer))
-    systemd.service(name=f"Start {backup.TIMER}", service=backup.TIMER, running=True,
-                    enabled=True)
-    systemd.service(name=f"Restart {backup.TIMER} on its new schedule", service=backup.TIMER,
-                    restarted=True, _if=timer.did_change)
+    systemd.daemon_reload(
+        name="Reload systemd (backup units changed)", _if=any_changed(service, timer)
+    )
+    systemd.service(name=f"Start {backup.TIMER}", service=backup.TIMER, running=True, enabled=True)
+    systemd.service(
+        name=f"Restart {backup.TIMER} on its new schedule",
+        service=backup.TIMER,
+        restarted=True,
+        _if=timer.did_change,
+    )
 else:
-    systemd.service(name=f"Stop {backup.TIMER} (backup_schedule is None)",
-                    service=backup.TIMER, running=False, enabled=False)
+    systemd.service(
+        name=f"Stop {backup.TIMER} (backup_schedule is None)",
+        service=backup.TIMER,
+        running=False,
+        enabled=False,
+    )
     files.file(name=f"Remove {backup.TIMER_FILE}", path=backup.TIMER_FILE, present=False)

@@ -33,18 +33,22 @@ registry_config = stack.REGISTRY_CONFIG.read_text()
 https = settings.tls != "off"
 proxy_config = caddy.config_text(settings)
 proxy_files = caddy.files(settings)
-compose_yaml = stack.compose_file_text(settings, hub.image, hub_settings, registry_config,
-                                       caddy.digest(proxy_config, proxy_files))
+compose_yaml = stack.compose_file_text(
+    settings, hub.image, hub_settings, registry_config, caddy.digest(proxy_config, proxy_files)
+)
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(
-    settings, folder_of(files_at(host, settings.hub_dir), settings.hub_dir))
+    settings, folder_of(files_at(host, settings.hub_dir), settings.hub_dir)
+)
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 
 if not https:
-    logger.warning(f"{host.name}: tls is \"off\": the hub answers plain HTTP at "
-                   f"{settings.hub_url}, and passwords and session cookies cross the network "
-                   "in clear")
+    logger.warning(
+        f'{host.name}: tls is "off": the hub answers plain HTTP at '
+        f"{settings.hub_url}, and passwords and session cookies cross the network "
+        "in clear"
+    )
 
 packages.installed(
     name="Install curl and openssl (registry queries, health checks, certificates)",
@@ -58,7 +62,7 @@ packages.installed(
 proxy_dir = project.path("proxy")
 tree.written(
     name="Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml"
-         + (", proxy/caddy.json" if https else ""),
+    + (", proxy/caddy.json" if https else ""),
     folders=[project.path(folder) for folder in ("", "hub", "registry", "build")]
     + ([proxy_dir] if https else []),
     files={
@@ -67,29 +71,34 @@ tree.written(
         project.compose_file: compose_yaml,
         **({project.path("proxy", "caddy.json"): proxy_config} if https else {}),
         # The certificate and the ACME directory's CA: public, shown by --diff like the rest.
-        **{project.path("proxy", name): content for name, content in proxy_files.items()
-           if name != "key.pem"},
+        **{
+            project.path("proxy", name): content
+            for name, content in proxy_files.items()
+            if name != "key.pem"
+        },
     },
 )
 if settings.tls == "files":
     secret_files.put(
         name=f"Upload the certificate's key (root only); the certificate for "
-             f"{settings.hub_domain} has {settings.certificate.days_left()} days left",
+        f"{settings.hub_domain} has {settings.certificate.days_left()} days left",
         src=settings.tls_key,
         dest=project.path("proxy", "key.pem"),
     )
 else:
     # A key labhub uploaded for tls "files" does not outlive that choice.
     tree.absent(
-        name="Remove the proxy's certificate and key (tls is not \"files\")",
+        name='Remove the proxy\'s certificate and key (tls is not "files")',
         paths=[project.path("proxy", "key.pem"), project.path("proxy", "cert.pem")],
     )
 
 # The hub image: built here, from the official JupyterHub image, whenever its context changes.
-images.context(name=f"Upload the hub image's build context ({hub.context})",
-               **hub.context_arguments())
-images.built(name=f"Build the hub image {hub.image}", built_as=stack.HUB_REPOSITORY,
-             **hub.build_arguments())
+images.context(
+    name=f"Upload the hub image's build context ({hub.context})", **hub.context_arguments()
+)
+images.built(
+    name=f"Build the hub image {hub.image}", built_as=stack.HUB_REPOSITORY, **hub.build_arguments()
+)
 
 accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
@@ -118,8 +127,10 @@ compose.up(
 )
 checks = {}
 if not https:
-    checks["hub"] = (f"http://{url_host(local_host(settings.hub_bind))}:{settings.hub_port}"
-                     "/hub/health", project.hub_service)
+    checks["hub"] = (
+        f"http://{url_host(local_host(settings.hub_bind))}:{settings.hub_port}/hub/health",
+        project.hub_service,
+    )
 checks["registry"] = (f"{project.registry_url}/v2/", project.registry_service)
 compose.healthy(
     name="Check the registry answers" if https else "Check the hub and the registry answer",

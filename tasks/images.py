@@ -7,6 +7,7 @@ changed. The registry runs in the hub stack (tasks/hub.py).
 """
 
 from pyinfra import host
+
 from labhub import stack
 from labhub.operations import images, tree
 from labhub.settings import get_settings
@@ -19,8 +20,9 @@ build_dir = project.path("build")
 tree.written(name=f"Create {build_dir}", files={}, folders=[build_dir])
 
 for lab in stack.lab_builds(settings):
-    images.context(name=f"Upload the build context of {lab.image} ({lab.context})",
-                   **lab.context_arguments())
+    images.context(
+        name=f"Upload the build context of {lab.image} ({lab.context})", **lab.context_arguments()
+    )
     images.built(name=f"Build {lab.image}", **lab.build_arguments())
     images.pushed(
         name=f"Push {lab.image} to the registry",

@@ -39,60 +39,91 @@ state_dir = project.path("registry")
 # The registry's compose service, its prune's folder, and where it answers once started again.
 registry_at = dict(stack=project, state_dir=state_dir, url=project.registry_url)
 
-state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project.project,
-                      service=project.registry_service)
+state = host.get_fact(
+    RegistryPruneState,
+    state_dir=state_dir,
+    project=project.project,
+    service=project.registry_service,
+)
 if state["locked"]:
-    raise OperationError(f"{host.name}: a registry prune is already running on this host (pid "
-                         f"{state['locked']}): wait for it to finish")
-interrupted = state["collector"] or (state["pending"] == "collecting"
-                                     and state["registry"] not in (None, "running"))
+    raise OperationError(
+        f"{host.name}: a registry prune is already running on this host (pid "
+        f"{state['locked']}): wait for it to finish"
+    )
+interrupted = state["collector"] or (
+    state["pending"] == "collecting" and state["registry"] not in (None, "running")
+)
 
 if interrupted:
     # The registry cannot be read while it is stopped: finish (or undo) the collection first.
-    host.log("a registry prune was interrupted during garbage collection: the registry is "
-             f"{state['registry'] or 'gone'}")
+    host.log(
+        "a registry prune was interrupted during garbage collection: the registry is "
+        f"{state['registry'] or 'gone'}"
+    )
     if apply:
         registry.garbage_collect(
             name="Finish the interrupted garbage collection and start the registry again",
-            **registry_at)
+            **registry_at,
+        )
     else:
         registry.recovered(name="Start the registry again", **registry_at)
-        host.log("run the task again for the report; registry_prune_apply=true finishes the "
-                 "collection")
+        host.log(
+            "run the task again for the report; registry_prune_apply=true finishes the collection"
+        )
 else:
-    contents = host.get_fact(RegistryContents, url=project.registry_url, probe_delete=True,
-                             project=project.project, service=project.registry_service,
-                             data_path=stack.REGISTRY_DATA_PATH)
+    contents = host.get_fact(
+        RegistryContents,
+        url=project.registry_url,
+        probe_delete=True,
+        project=project.project,
+        service=project.registry_service,
+        data_path=stack.REGISTRY_DATA_PATH,
+    )
     if contents is None:
         raise OperationError(
-            f"{host.name}: python3 is not installed: labhub reads the registry with it")
+            f"{host.name}: python3 is not installed: labhub reads the registry with it"
+        )
     if contents.get("error"):
         error = error_from_dict(contents["error"])
-        raise OperationError(f"{host.name}: cannot read the registry at {project.registry_url} "
-                             f"({error.kind}): {error.message}")
+        raise OperationError(
+            f"{host.name}: cannot read the registry at {project.registry_url} "
+            f"({error.kind}): {error.message}"
+        )
 
     prune = settings.registry_prune
-    used = policy.in_use(settings.lab_images, host.get_fact(ContainerImages) or [],
-                         policy.registry_hosts(settings.registry_address))
-    plan = policy.plan(contents, prune.keep_last, prune.keep_tags, prune.older_than_days, used,
-                       registry_major=project.registry_major)
+    used = policy.in_use(
+        settings.lab_images,
+        host.get_fact(ContainerImages) or [],
+        policy.registry_hosts(settings.registry_address),
+    )
+    plan = policy.plan(
+        contents,
+        prune.keep_last,
+        prune.keep_tags,
+        prune.older_than_days,
+        used,
+        registry_major=project.registry_major,
+    )
 
-    host.log(f"registry {project.registry_url}: {len(contents['repositories'])} repositories, "
-             f"{len(plan.rows)} tags, read with {contents['requests']} requests")
+    host.log(
+        f"registry {project.registry_url}: {len(contents['repositories'])} repositories, "
+        f"{len(plan.rows)} tags, read with {contents['requests']} requests"
+    )
     for line in policy.format_report(plan, apply).splitlines():
         host.log(line)
     for tag in contents.get("vanished") or []:
         host.log(f"{tag} vanished while the registry was read")
     if state["pending"]:
-        host.log(f"a previous prune stopped before its garbage collection finished (it was "
-                 f"{state['pending']})" + ("" if apply else
-                                            ": registry_prune_apply=true finishes it"))
+        host.log(
+            f"a previous prune stopped before its garbage collection finished (it was "
+            f"{state['pending']})" + ("" if apply else ": registry_prune_apply=true finishes it")
+        )
 
     refusals = {
         "disabled": "the registry has deletes disabled (405 UNSUPPORTED): set "
-                    "storage.delete.enabled: true in its configuration",
+        "storage.delete.enabled: true in its configuration",
         "read-only": "the registry is in read-only maintenance mode (plain 405): turn "
-                     "storage.maintenance.readonly off",
+        "storage.maintenance.readonly off",
     }
     refusal = refusals.get(contents.get("delete") or "")
     if refusal and plan.deletions:
@@ -117,4 +148,5 @@ else:
         )
     elif apply and state["pending"]:
         registry.garbage_collect(
-            name="Finish the interrupted garbage collection (registry stopped)", **registry_at)
+            name="Finish the interrupted garbage collection (registry stopped)", **registry_at
+        )

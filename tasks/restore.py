@@ -26,9 +26,11 @@ folder = host.get_fact(Folders, paths=[settings.hub_dir]).get(settings.hub_dir) 
 if folder.get("entries"):
     raise OperationError(
         f"{host.name}: {settings.hub_dir} (hub_dir) is not empty: this server has a hub already, "
-        "and a restore is for a fresh server; labhub does not overwrite a hub's state")
+        "and a restore is for a fresh server; labhub does not overwrite a hub's state"
+    )
 
 local.include("tasks/docker.py")
 local.include("tasks/backup_schedule.py")
-backup.restored(name=f"Restore snapshot {settings.restore_snapshot}",
-                snapshot=settings.restore_snapshot)
+backup.restored(
+    name=f"Restore snapshot {settings.restore_snapshot}", snapshot=settings.restore_snapshot
+)

@@ -31,7 +31,8 @@ entries = shares.parse_fstab(read(host, FstabLines, path=shares.FSTAB))
 # new mount points are looked into: a share's own automount would mount on first access.
 new = shares.new_mountpoints(settings.shares, entries)
 problems = shares.mountpoint_problems(
-    settings.shares, entries, host.get_fact(Folders, paths=new) if new else {})
+    settings.shares, entries, host.get_fact(Folders, paths=new) if new else {}
+)
 problems += accounts.account_problems(settings, local_accounts(host), local_groups(host))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
@@ -49,10 +50,13 @@ if settings.shares:
     )
 
 # /etc/labhub and the credentials in it are read in one command (labhub.facts.tree.files_at).
-tree.written(name="Create /etc/labhub", files={}, folders=[shares.CONFIG_DIR],
-             folder_mode="0755")
-tree.written(name=f"Create {shares.CREDENTIALS_DIR} (root only)", files={},
-             folders=[shares.CREDENTIALS_DIR], folder_mode="0700")
+tree.written(name="Create /etc/labhub", files={}, folders=[shares.CONFIG_DIR], folder_mode="0755")
+tree.written(
+    name=f"Create {shares.CREDENTIALS_DIR} (root only)",
+    files={},
+    folders=[shares.CREDENTIALS_DIR],
+    folder_mode="0700",
+)
 
 fstab_changes = []
 for share in settings.shares:
@@ -64,27 +68,31 @@ for share in settings.shares:
         group="root",
         mode="0600",
     )
-    fstab.mount_point(name=f"Mount point of share {share.name}: {share.mountpoint}",
-                      path=share.mountpoint)
+    fstab.mount_point(
+        name=f"Mount point of share {share.name}: {share.mountpoint}", path=share.mountpoint
+    )
     line = shares.fstab_line(share)
-    fstab_changes.append(fstab.entry(name=f"fstab: {line}", mountpoint=share.mountpoint,
-                                     line=line))
+    fstab_changes.append(fstab.entry(name=f"fstab: {line}", mountpoint=share.mountpoint, line=line))
 
 for entry in removed:
     fstab.unmounted(name=f"Unmount removed share at {entry.mountpoint}", path=entry.mountpoint)
-    fstab_changes.append(fstab.entry(
-        name=f"fstab: remove the line of removed share at {entry.mountpoint}",
-        mountpoint=entry.mountpoint,
-        line=None,
-    ))
+    fstab_changes.append(
+        fstab.entry(
+            name=f"fstab: remove the line of removed share at {entry.mountpoint}",
+            mountpoint=entry.mountpoint,
+            line=None,
+        )
+    )
 
 wanted_credentials = {shares.credentials_path(share.name) for share in settings.shares}
 credentials = files_at(host, shares.CONFIG_DIR)
 for path in sorted(credentials):
-    if (path.startswith(f"{shares.CREDENTIALS_DIR}/") and credentials[path]["kind"] == "file"
-            and path not in wanted_credentials):
-        files.file(name=f"Remove credentials of a removed share: {path}", path=path,
-                   present=False)
+    if (
+        path.startswith(f"{shares.CREDENTIALS_DIR}/")
+        and credentials[path]["kind"] == "file"
+        and path not in wanted_credentials
+    ):
+        files.file(name=f"Remove credentials of a removed share: {path}", path=path, present=False)
 
 if fstab_changes:
     # systemd makes mount and automount units from fstab: regenerate them, start new automounts.

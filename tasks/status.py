@@ -15,7 +15,7 @@ lists the hosts it is a problem on, and ``failed_hosts`` the hosts with any prob
 finding says is decided in ``labhub.findings``, from the facts read here.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyinfra import host
 
@@ -33,24 +33,35 @@ settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
 https = settings.tls != "off"
 proxy_address = local_host(settings.hub_bind)
-seen = read(host, LabStatus, hub_url=findings.hub_url(settings),
-            registry_url=project.registry_url, project=project.project,
-            hub_service=project.hub_service, registry_service=project.registry_service,
-            registry_data=stack.REGISTRY_DATA_PATH, passwords_path=project.hub.passwords_path,
-            df_paths=[accounts.HOME_BASE], du_paths=sorted(findings.homes(settings).values()),
-            hub_curl_args=findings.hub_curl_args(settings),
-            tls_address=f"{proxy_address}:{settings.https_port}" if https else None,
-            tls_name=settings.hub_domain if https else None)
+seen = read(
+    host,
+    LabStatus,
+    hub_url=findings.hub_url(settings),
+    registry_url=project.registry_url,
+    project=project.project,
+    hub_service=project.hub_service,
+    registry_service=project.registry_service,
+    registry_data=stack.REGISTRY_DATA_PATH,
+    passwords_path=project.hub.passwords_path,
+    df_paths=[accounts.HOME_BASE],
+    du_paths=sorted(findings.homes(settings).values()),
+    hub_curl_args=findings.hub_curl_args(settings),
+    tls_address=f"{proxy_address}:{settings.https_port}" if https else None,
+    tls_name=settings.hub_domain if https else None,
+)
 local = local_accounts(host)
 mounts = read(host, Mounts, paths=sorted(share.mountpoint for share in settings.shares))
 # The registry is read only when it answers, and the images in use only when it could be.
-contents = host.get_fact(RegistryContents, url=project.registry_url) \
-    if seen["http"].get("registry") == 200 else None
-containers = host.get_fact(ContainerImages) or [] \
-    if contents and not contents.get("error") else []
+contents = (
+    host.get_fact(RegistryContents, url=project.registry_url)
+    if seen["http"].get("registry") == 200
+    else None
+)
+containers = host.get_fact(ContainerImages) or [] if contents and not contents.get("error") else []
 
-found = findings.findings(settings, project, seen, local, mounts, contents, containers,
-                          datetime.now(timezone.utc))
+found = findings.findings(
+    settings, project, seen, local, mounts, contents, containers, datetime.now(UTC)
+)
 problems = [problem for _, problem in found if problem]
 for description, problem in found:
     host.log(("PROBLEM " if problem else "ok      ") + description)

@@ -27,8 +27,14 @@ SHARED_LAB_MODULES = ("test_status_e2e", "test_browser_e2e", "test_hub_e2e")
 # The groups handed out first (in the order the tests are collected, as each process runs low):
 # the longest, so that two of them do not end the run on one process while the other has
 # finished. The fast tests come last and fill in.
-LONGEST_FIRST = (SHARED_LAB_GROUP, "test_backup_e2e", "test_registry_e2e",
-                 "test_interrupted_e2e", "test_https_e2e", "test_docker_e2e")
+LONGEST_FIRST = (
+    SHARED_LAB_GROUP,
+    "test_backup_e2e",
+    "test_registry_e2e",
+    "test_interrupted_e2e",
+    "test_https_e2e",
+    "test_docker_e2e",
+)
 
 
 def group(module: str) -> str:
@@ -57,14 +63,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     groups first, end-to-end before fast; in each module, its own order."""
     for item in items:
         if "shared_lab" in item.fixturenames and item.module.__name__ not in SHARED_LAB_MODULES:
-            raise pytest.UsageError(f"{item.module.__name__} uses shared_lab: add it to "
-                                    "SHARED_LAB_MODULES, where the order it goes in is decided")
+            raise pytest.UsageError(
+                f"{item.module.__name__} uses shared_lab: add it to "
+                "SHARED_LAB_MODULES, where the order it goes in is decided"
+            )
 
     def rank(indexed: tuple[int, pytest.Item]) -> tuple:
         index, item = indexed
         module = item.module.__name__
-        slow = (LONGEST_FIRST.index(group(module)) if group(module) in LONGEST_FIRST
-                else len(LONGEST_FIRST))
+        slow = (
+            LONGEST_FIRST.index(group(module))
+            if group(module) in LONGEST_FIRST
+            else len(LONGEST_FIRST)
+        )
         e2e = item.get_closest_marker("e2e") is not None
         within = SHARED_LAB_MODULES.index(module) if module in SHARED_LAB_MODULES else 0
         return (slow, not e2e, group(module), within, index)
@@ -94,8 +105,9 @@ def shared_lab(request, tmp_path_factory):
     SHARED_LAB_MODULES in turn: started by the first of them, removed after the last (its labs
     would only take the machine's time from the modules after it)."""
     if "failed" in SHARED_LAB:
-        raise labhost.LabHostError(f"the shared lab server could not be deployed (the error is "
-                                   f"{SHARED_LAB['failed']}'s)")
+        raise labhost.LabHostError(
+            f"the shared lab server could not be deployed (the error is {SHARED_LAB['failed']}'s)"
+        )
     if "lab" not in SHARED_LAB:
         server = labhost.start_lab_server()
         request.config.add_cleanup(server.remove)
@@ -106,8 +118,11 @@ def shared_lab(request, tmp_path_factory):
             server.remove()
             raise
     yield SHARED_LAB["lab"]
-    modules = [item.module.__name__ for item in request.session.items
-               if group(item.module.__name__) == SHARED_LAB_GROUP]
+    modules = [
+        item.module.__name__
+        for item in request.session.items
+        if group(item.module.__name__) == SHARED_LAB_GROUP
+    ]
     if request.module.__name__ == modules[-1]:
         labhost.remove_in_background(SHARED_LAB.pop("lab").server)
 

@@ -53,6 +53,7 @@ def wait_for_hub(url: str, timeout: float = 120, verify: bool | str = True) -> N
 
 # --- A lab member's HTTP client ----------------------------------------------------------------
 
+
 class Hub:
     """``verify``: the CA file that HTTPS must chain to (requests' ``verify``)."""
 
@@ -69,14 +70,18 @@ class Hub:
         return self.session.post(
             f"{self.url}/hub/login",
             verify=self.verify,
-            data={"username": self.user, "password": password,
-                  "_xsrf": self.session.cookies.get("_xsrf", path="/hub/")},
+            data={
+                "username": self.user,
+                "password": password,
+                "_xsrf": self.session.cookies.get("_xsrf", path="/hub/"),
+            },
             timeout=30,
         )
 
     def logged_in(self) -> bool:
-        response = self.session.get(f"{self.url}/hub/home", timeout=30, allow_redirects=False,
-                                    verify=self.verify)
+        response = self.session.get(
+            f"{self.url}/hub/home", timeout=30, allow_redirects=False, verify=self.verify
+        )
         return response.status_code == 200
 
     def api_token(self) -> str:
@@ -92,8 +97,14 @@ class Hub:
         return self.token
 
     def api(self, method: str, path: str, **kwargs) -> requests.Response:
-        return requests.request(method, self.url + path, timeout=60, verify=self.verify,
-                                headers={"Authorization": f"token {self.token}"}, **kwargs)
+        return requests.request(
+            method,
+            self.url + path,
+            timeout=60,
+            verify=self.verify,
+            headers={"Authorization": f"token {self.token}"},
+            **kwargs,
+        )
 
     def spawn_form(self) -> str:
         response = self.session.get(f"{self.url}/hub/spawn", timeout=60, verify=self.verify)
@@ -101,8 +112,9 @@ class Hub:
         return response.text
 
     def start(self, image: str | None = None, timeout: float = 240) -> dict:
-        response = self.api("POST", f"/hub/api/users/{self.user}/server",
-                            json={"image": image} if image else {})
+        response = self.api(
+            "POST", f"/hub/api/users/{self.user}/server", json={"image": image} if image else {}
+        )
         assert response.status_code in (201, 202), response.text
         return self.wait_ready(timeout)
 
@@ -130,20 +142,31 @@ class Hub:
         assert kernel.status_code == 201, kernel.text
         kernel_id = kernel.json()["id"]
         try:
-            return kernel_execute(self.url, f"/user/{self.user}/api/kernels/{kernel_id}/channels",
-                                  self.token, code, timeout, self.verify)
+            return kernel_execute(
+                self.url,
+                f"/user/{self.user}/api/kernels/{kernel_id}/channels",
+                self.token,
+                code,
+                timeout,
+                self.verify,
+            )
         finally:
             self.lab("DELETE", f"/api/kernels/{kernel_id}")
 
 
 def form_images(form: str) -> list[tuple[str, bool]]:
     """The images a spawn form offers, in its order, and whether each is preselected."""
-    return [(value, bool(checked)) for value, checked in
-            re.findall(r'name="image"[^>]*value="([^"]+)"[^>]*?( checked)?>', form)]
+    return [
+        (value, bool(checked))
+        for value, checked in re.findall(
+            r'name="image"[^>]*value="([^"]+)"[^>]*?( checked)?>', form
+        )
+    ]
 
 
-def kernel_execute(url: str, path: str, token: str, code: str, timeout: float,
-                   verify: bool | str = True) -> str:
+def kernel_execute(
+    url: str, path: str, token: str, code: str, timeout: float, verify: bool | str = True
+) -> str:
     """Jupyter's kernel protocol over a WebSocket (RFC 6455, text frames), with only the stdlib:
     wss:// when the hub's URL is https://, verified as ``verify`` says."""
     parsed = urlparse(url)
@@ -172,13 +195,32 @@ def kernel_execute(url: str, path: str, token: str, code: str, timeout: float,
         assert head.startswith(b"HTTP/1.1 101"), head.decode(errors="replace")
 
         msg_id = uuid.uuid4().hex
-        _send_text(sock, json.dumps({
-            "header": {"msg_id": msg_id, "username": "e2e", "session": uuid.uuid4().hex,
-                       "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-        }))
+        _send_text(
+            sock,
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": "e2e",
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            ),
+        )
         output, error = [], None
         reader = _FrameReader(sock, buffered)
         deadline = time.monotonic() + timeout

@@ -74,9 +74,14 @@ class Image:
         return sum(len(b.data) for b in self.blobs)
 
 
-def make_image(created: str | None, payload: bytes | list[bytes] | list[Blob], arch: str = "amd64",
-               oci: bool = True, extra_config: dict | None = None,
-               annotations: dict | None = None) -> Image:
+def make_image(
+    created: str | None,
+    payload: bytes | list[bytes] | list[Blob],
+    arch: str = "amd64",
+    oci: bool = True,
+    extra_config: dict | None = None,
+    annotations: dict | None = None,
+) -> Image:
     """An image of real gzipped tar layers (``payload``: their files' contents, or layers made
     before, to share them); ``annotations`` tell images of the same layers and config apart."""
     payloads = payload if isinstance(payload, list) else [payload]
@@ -89,20 +94,34 @@ def make_image(created: str | None, payload: bytes | list[bytes] | list[Blob], a
             blob, diff_id = make_layer(data, f"file{i}", layer_type)
         layers.append(blob)
         diff_ids.append(diff_id)
-    config = {"architecture": arch, "os": "linux",
-              "config": {"Cmd": ["/file0"]},
-              "rootfs": {"type": "layers", "diff_ids": diff_ids}, **(extra_config or {})}
+    config = {
+        "architecture": arch,
+        "os": "linux",
+        "config": {"Cmd": ["/file0"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        **(extra_config or {}),
+    }
     if created is not None:
         config["created"] = created
-    config_blob = Blob(json.dumps(config, sort_keys=True).encode(),
-                       OCI_CONFIG if oci else DOCKER_CONFIG)
+    config_blob = Blob(
+        json.dumps(config, sort_keys=True).encode(), OCI_CONFIG if oci else DOCKER_CONFIG
+    )
     media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
-    manifest = {"schemaVersion": 2, "mediaType": media_type, "config": config_blob.descriptor(),
-                "layers": [layer.descriptor() for layer in layers]}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "config": config_blob.descriptor(),
+        "layers": [layer.descriptor() for layer in layers],
+    }
     if annotations:
         manifest["annotations"] = annotations
-    return Image(layers, config_blob, json.dumps(manifest, indent=3).encode(), media_type,
-                 {"architecture": arch, "os": "linux"})
+    return Image(
+        layers,
+        config_blob,
+        json.dumps(manifest, indent=3).encode(),
+        media_type,
+        {"architecture": arch, "os": "linux"},
+    )
 
 
 @dataclass
@@ -116,7 +135,17 @@ class Index:
 
 
 def make_index(images: list[Image]) -> Index:
-    body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
-        {"mediaType": image.media_type, "digest": image.digest, "size": len(image.manifest),
-         "platform": image.platform} for image in images]}
+    body = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": image.media_type,
+                "digest": image.digest,
+                "size": len(image.manifest),
+                "platform": image.platform,
+            }
+            for image in images
+        ],
+    }
     return Index(images, json.dumps(body, indent=3).encode())

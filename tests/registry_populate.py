@@ -38,15 +38,37 @@ from registry_images import (  # noqa: E402
     sha256,
 )
 
-ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, "application/vnd.docker.distribution.manifest.v2+json",
-                    "application/vnd.docker.distribution.manifest.list.v2+json"))
+ACCEPT = ", ".join(
+    (
+        OCI_MANIFEST,
+        OCI_INDEX,
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    )
+)
 
 
-def layout(repos: list[str], stale: int, kept: int = 2, families: int = 50, common: bool = False,
-           indexes: bool = False, seed: str = "", tags_per_image: int = 1) -> dict:
+def layout(
+    repos: list[str],
+    stale: int,
+    kept: int = 2,
+    families: int = 50,
+    common: bool = False,
+    indexes: bool = False,
+    seed: str = "",
+    tags_per_image: int = 1,
+) -> dict:
     """``stale`` tags a repository, ``tags_per_image`` of them on each stale manifest."""
-    return {"repos": repos, "stale": stale, "kept": kept, "families": families,
-            "common": common, "indexes": indexes, "seed": seed, "tags_per_image": tags_per_image}
+    return {
+        "repos": repos,
+        "stale": stale,
+        "kept": kept,
+        "families": families,
+        "common": common,
+        "indexes": indexes,
+        "seed": seed,
+        "tags_per_image": tags_per_image,
+    }
 
 
 class Client:
@@ -56,8 +78,9 @@ class Client:
         self.netloc = urllib.parse.urlsplit(url).netloc
         self.local = threading.local()
 
-    def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, dict, bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, dict, bytes]:
         for attempt in range(3):
             conn = getattr(self.local, "conn", None)
             if conn is None:
@@ -81,15 +104,21 @@ class Client:
         status, headers, body = self.request("POST", f"/v2/{repo}/blobs/uploads/")
         assert status == 202, (status, body)
         location = urllib.parse.urlsplit(headers["location"])
-        query = (location.query + "&" if location.query else "") + \
-            urllib.parse.urlencode({"digest": blob.digest})
-        status, _, body = self.request("PUT", f"{location.path}?{query}", blob.data,
-                                       {"Content-Type": "application/octet-stream"})
+        query = (location.query + "&" if location.query else "") + urllib.parse.urlencode(
+            {"digest": blob.digest}
+        )
+        status, _, body = self.request(
+            "PUT",
+            f"{location.path}?{query}",
+            blob.data,
+            {"Content-Type": "application/octet-stream"},
+        )
         assert status == 201, (status, body)
 
     def push_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> None:
-        status, _, text = self.request("PUT", f"/v2/{repo}/manifests/{reference}", body,
-                                       {"Content-Type": media_type})
+        status, _, text = self.request(
+            "PUT", f"/v2/{repo}/manifests/{reference}", body, {"Content-Type": media_type}
+        )
         assert status == 201, (status, text)
 
 
@@ -109,10 +138,14 @@ def build(spec: dict) -> dict:
             if f == 2 and spec["common"]:
                 layer = common
             else:
-                layer = make_layer(f"{repo} {f} {seed}".encode() + os.urandom(1000 + 37 * f),
-                                   "own")[0]
-            image = make_image(f"2024-01-01T00:{f // 60:02d}:{f % 60:02d}Z", [base, layer],
-                               extra_config={"labhub.family": f"{repo}/{f}"})
+                layer = make_layer(
+                    f"{repo} {f} {seed}".encode() + os.urandom(1000 + 37 * f), "own"
+                )[0]
+            image = make_image(
+                f"2024-01-01T00:{f // 60:02d}:{f % 60:02d}Z",
+                [base, layer],
+                extra_config={"labhub.family": f"{repo}/{f}"},
+            )
             family_images.append(image)
             blobs += [(repo, b) for b in image.blobs]
             if f > 2:
@@ -139,14 +172,18 @@ def build(spec: dict) -> dict:
             kept.append(f"{repo}:2.{k}")
         # An untagged manifest: family 1's config and layer stay with it.
         untagged = _with_config(
-            make_image(None, [base, family_images[1].layers[1]],
-                       annotations={"n": "untagged"}).manifest, family_images[1].config)
+            make_image(
+                None, [base, family_images[1].layers[1]], annotations={"n": "untagged"}
+            ).manifest,
+            family_images[1].config,
+        )
         manifests.append((repo, None, untagged, OCI_MANIFEST))
         shared |= {family_images[1].layers[1].digest, family_images[1].config.digest}
         if r == 0 and spec["indexes"]:
             own = make_image("2023-01-01T00:00:00Z", f"own {seed}".encode() + os.urandom(4000))
-            both = make_image("2023-01-01T00:00:00Z", f"both {seed}".encode() + os.urandom(4000),
-                              arch="arm64")
+            both = make_image(
+                "2023-01-01T00:00:00Z", f"both {seed}".encode() + os.urandom(4000), arch="arm64"
+            )
             newer = make_image("2023-02-01T00:00:00Z", f"new {seed}".encode() + os.urandom(4000))
             for image in (own, both, newer):
                 blobs += [(repo, b) for b in image.blobs]
@@ -160,8 +197,14 @@ def build(spec: dict) -> dict:
             family_layers += [b.digest for b in own.blobs]
         if common:
             shared.add(common.digest)
-    return {"blobs": blobs, "manifests": manifests, "kept": kept, "stale": stale,
-            "shared": sorted(shared), "family_layers": family_layers}
+    return {
+        "blobs": blobs,
+        "manifests": manifests,
+        "kept": kept,
+        "stale": stale,
+        "shared": sorted(shared),
+        "family_layers": family_layers,
+    }
 
 
 def _with_config(manifest: bytes, config: Blob) -> bytes:
@@ -178,8 +221,7 @@ def fill(url: str, spec: dict, workers: int = 8) -> dict:
         list(pool.map(lambda item: client.push_blob(*item), unique.values()))
         # Platform manifests and untagged ones first (by digest), then the tags.
         by_digest = [m for m in built["manifests"] if m[2] is not None and m[1] is None]
-        list(pool.map(lambda m: client.push_manifest(m[0], _digest(m[2]), m[2], m[3]),
-                      by_digest))
+        list(pool.map(lambda m: client.push_manifest(m[0], _digest(m[2]), m[2], m[3]), by_digest))
         tagged = [m for m in built["manifests"] if m[1] is not None]
         list(pool.map(lambda m: client.push_manifest(*m), tagged))
     return {key: built[key] for key in ("kept", "stale", "shared", "family_layers")}
@@ -195,8 +237,9 @@ def check(url: str, refs: list[str], workers: int = 8) -> dict:
 
     def missing(ref: str) -> list[str]:
         repo, _, reference = ref.rpartition(":")
-        status, _, body = client.request("GET", f"/v2/{repo}/manifests/{reference}",
-                                         headers={"Accept": ACCEPT})
+        status, _, body = client.request(
+            "GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": ACCEPT}
+        )
         if status != 200:
             return [f"{ref} manifest {status}"]
         manifest = json.loads(body)
@@ -216,8 +259,9 @@ def check(url: str, refs: list[str], workers: int = 8) -> dict:
 
 
 def _missing_child(client: Client, repo: str, digest: str) -> list[str]:
-    status, _, body = client.request("GET", f"/v2/{repo}/manifests/{digest}",
-                                     headers={"Accept": ACCEPT})
+    status, _, body = client.request(
+        "GET", f"/v2/{repo}/manifests/{digest}", headers={"Accept": ACCEPT}
+    )
     if status != 200:
         return [f"{repo}@{digest} manifest {status}"]
     manifest = json.loads(body)

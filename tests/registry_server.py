@@ -64,13 +64,19 @@ class RegistryAPI:
         location = start.headers["Location"]
         sep = "&" if "?" in location else "?"
         url = location if location.startswith("http") else self.url + location
-        put = self.session.put(f"{url}{sep}digest={blob.digest}", data=blob.data,
-                               headers={"Content-Type": "application/octet-stream"})
+        put = self.session.put(
+            f"{url}{sep}digest={blob.digest}",
+            data=blob.data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         assert put.status_code == 201, put.text
 
     def push_manifest(self, repo: str, reference: str, body: bytes, media_type: str) -> str:
-        response = self.session.put(f"{self.url}/v2/{repo}/manifests/{reference}", data=body,
-                                    headers={"Content-Type": media_type})
+        response = self.session.put(
+            f"{self.url}/v2/{repo}/manifests/{reference}",
+            data=body,
+            headers={"Content-Type": media_type},
+        )
         assert response.status_code == 201, response.text
         return response.headers["Docker-Content-Digest"]
 
@@ -92,8 +98,10 @@ class RegistryAPI:
 
     def tag(self, repo: str, tag: str, digest: str) -> str:
         """Point ``tag`` at an existing manifest (re-put its bytes under the tag)."""
-        got = self.session.get(f"{self.url}/v2/{repo}/manifests/{digest}", headers={
-            "Accept": ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))})
+        got = self.session.get(
+            f"{self.url}/v2/{repo}/manifests/{digest}",
+            headers={"Accept": ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))},
+        )
         assert got.status_code == 200, got.text
         return self.push_manifest(repo, tag, got.content, got.headers["Content-Type"])
 
@@ -115,15 +123,21 @@ class RegistryAPI:
             if all_platforms:
                 argv.append("--all")
             argv += [f"docker://{self.address}/{ref}", f"oci:{dest}/image:x"]
-            return subprocess.run(argv, capture_output=True, text=True,
-                                  env={**os.environ, "HOME": dest})
+            return subprocess.run(
+                argv, capture_output=True, text=True, env={**os.environ, "HOME": dest}
+            )
 
 
 class LocalRegistry(RegistryAPI):
     """``docker-registry serve`` on 127.0.0.1:<free port> with a temporary storage folder."""
 
-    def __init__(self, root: Path | None = None, delete: bool = True, read_only: bool = False,
-                 log_level: str = "info"):
+    def __init__(
+        self,
+        root: Path | None = None,
+        delete: bool = True,
+        read_only: bool = False,
+        log_level: str = "info",
+    ):
         self.root = Path(root or tempfile.mkdtemp(prefix="labhub-registry-"))
         self.storage = self.root / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
@@ -160,8 +174,12 @@ http:
 
     def start(self) -> LocalRegistry:
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([BINARY, "serve", str(self.config)], stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            [BINARY, "serve", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -205,8 +223,9 @@ http:
         """The real collector, registry stopped (as the task does on the host), then restarted."""
         running = self.process is not None
         self.stop()
-        result = subprocess.run([BINARY, "garbage-collect", str(self.config)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            [BINARY, "garbage-collect", str(self.config)], capture_output=True, text=True
+        )
         if result.returncode != 0:
             raise RuntimeError(f"garbage-collect failed: {result.stderr}{result.stdout}")
         if running:
@@ -220,8 +239,11 @@ http:
         return sum(p.stat().st_size for p in self.storage.rglob("*") if p.is_file())
 
     def files(self) -> dict[str, int]:
-        return {str(p.relative_to(self.storage)): p.stat().st_size
-                for p in self.storage.rglob("*") if p.is_file()}
+        return {
+            str(p.relative_to(self.storage)): p.stat().st_size
+            for p in self.storage.rglob("*")
+            if p.is_file()
+        }
 
     def blob_files(self) -> set[str]:
         blobs = self.storage / "docker/registry/v2/blobs"
@@ -231,6 +253,13 @@ http:
         """Requests the registry served so far (its access log lines)."""
         if not self.log_path.exists():
             return 0
-        return sum(1 for line in self.log_path.read_text(errors="replace").splitlines()
-                   if '"GET ' in line or '"HEAD ' in line or '"DELETE ' in line
-                   or '"PUT ' in line or '"POST ' in line or '"PATCH ' in line)
+        return sum(
+            1
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if '"GET ' in line
+            or '"HEAD ' in line
+            or '"DELETE ' in line
+            or '"PUT ' in line
+            or '"POST ' in line
+            or '"PATCH ' in line
+        )

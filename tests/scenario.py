@@ -17,8 +17,8 @@ import labhost
 logger = logging.getLogger(__name__)
 
 PASSWORDS = {"alice": "alice-first-login", "bob": "bob-first-login-pw"}
-DATA_SHARE = "/srv/shares/data"          # read-only, for every hub user
-SCRATCH_SHARE = "/srv/shares/scratch"    # read-write, only for group leem
+DATA_SHARE = "/srv/shares/data"  # read-only, for every hub user
+SCRATCH_SHARE = "/srv/shares/scratch"  # read-write, only for group leem
 REGISTRY = "127.0.0.1:5000"
 # The name users open the hub at (HTTPS, the proxy's local CA): it resolves to the lab server.
 DOMAIN = "hub.lab.test"
@@ -40,11 +40,21 @@ def deploy_data(tmp: Path, overrides: dict) -> dict:
         "hub_bind": "0.0.0.0",
         "hub_domain": DOMAIN,
         "shares": [
-            {"name": "data", "source": "//127.0.0.1/data", "mountpoint": DATA_SHARE,
-             "mode": "ro", "credentials": str(credentials)},
-            {"name": "scratch", "source": "//127.0.0.1/scratch",
-             "mountpoint": SCRATCH_SHARE, "mode": "rw", "credentials": str(credentials),
-             "groups": ["leem"]},
+            {
+                "name": "data",
+                "source": "//127.0.0.1/data",
+                "mountpoint": DATA_SHARE,
+                "mode": "ro",
+                "credentials": str(credentials),
+            },
+            {
+                "name": "scratch",
+                "source": "//127.0.0.1/scratch",
+                "mountpoint": SCRATCH_SHARE,
+                "mode": "rw",
+                "credentials": str(credentials),
+                "groups": ["leem"],
+            },
         ],
         **overrides,
     }
@@ -54,8 +64,10 @@ def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
     # A CIFS mount's owner and modes come from its mount options; a plain folder stands in, with
     # the share's automount stopped: a first access would mount CIFS, which fails here.
     server.automounts("stop", [DATA_SHARE, SCRATCH_SHARE])
-    server.exec(f"mkdir -p {DATA_SHARE} {SCRATCH_SHARE} && echo shared > {DATA_SHARE}/README "
-                f"&& chmod 0777 {SCRATCH_SHARE} {DATA_SHARE}")
+    server.exec(
+        f"mkdir -p {DATA_SHARE} {SCRATCH_SHARE} && echo shared > {DATA_SHARE}/README "
+        f"&& chmod 0777 {SCRATCH_SHARE} {DATA_SHARE}"
+    )
 
 
 def local_ca_root(server: labhost.LabServer, folder: Path) -> str:
@@ -79,10 +91,10 @@ class ScenarioLab:
     folder: Path
     data: dict
     inventory: Path
-    dry: labhost.PyinfraRun     # the dry run on the bare server, before the cold deploy
-    left_by_dry: str            # what the dry run left under /opt/labhub ("": nothing)
+    dry: labhost.PyinfraRun  # the dry run on the bare server, before the cold deploy
+    left_by_dry: str  # what the dry run left under /opt/labhub ("": nothing)
     cold: labhost.PyinfraRun
-    verify: str                 # the proxy's local CA root, as a file a client here trusts
+    verify: str  # the proxy's local CA root, as a file a client here trusts
     timings: dict[str, float] = field(default_factory=dict)
     # The module whose own settings are deployed now; None: the scenario's are.
     changed_by: str | None = None
@@ -102,14 +114,16 @@ class ScenarioLab:
         timings["cold deploy"] = time.monotonic() - started
         cold.check()
         logger.warning("shared lab server %s: %s", server.address, timings)
-        return cls(server, folder, data, inventory, dry, left, cold,
-                   local_ca_root(server, folder), timings)
+        return cls(
+            server, folder, data, inventory, dry, left, cold, local_ca_root(server, folder), timings
+        )
 
     def deploy_with(self, module: str, **settings) -> labhost.PyinfraRun:
         """Deploy the scenario with ``module``'s own settings on top (its own inventory file)."""
         self.changed_by = module
-        inventory = self.server.inventory_file({**self.data, **settings},
-                                               path=self.server.workdir / f"{module}.py")
+        inventory = self.server.inventory_file(
+            {**self.data, **settings}, path=self.server.workdir / f"{module}.py"
+        )
         return labhost.run_pyinfra(inventory, "deploy.py").check()
 
     def converge(self) -> None:

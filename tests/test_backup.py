@@ -22,29 +22,49 @@ def password(tmp_path):
 
 
 def test_the_settings_file_reads_back_in_a_shell_as_given(password, tmp_path):
-    settings = validate({
-        "backup_repository": "sftp:backup@files.lab:/srv/restic/lab's",
-        "backup_password_file": password,
-        "backup_keep": {"last": 3, "monthly": 12},
-        "backup_homes": False,
-    })
+    settings = validate(
+        {
+            "backup_repository": "sftp:backup@files.lab:/srv/restic/lab's",
+            "backup_password_file": password,
+            "backup_keep": {"last": 3, "monthly": 12},
+            "backup_homes": False,
+        }
+    )
     env = tmp_path / "backup.env"
     env.write_text(backup.env_text(settings))
     out = subprocess.run(
-        ["bash", "-c", '. "$1"; printf "%s\\n" "$RESTIC_REPOSITORY" "$LABHUB_KEEP" '
-         '"[$LABHUB_BACKUP_HOMES]" "$LABHUB_BACKUP_REGISTRY" "[$LABHUB_SSH_KEY]"', "x",
-         str(env)], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["sftp:backup@files.lab:/srv/restic/lab's",
-                                "--keep-last 3 --keep-monthly 12", "[]", "1", "[]"]
+        [
+            "bash",
+            "-c",
+            '. "$1"; printf "%s\\n" "$RESTIC_REPOSITORY" "$LABHUB_KEEP" '
+            '"[$LABHUB_BACKUP_HOMES]" "$LABHUB_BACKUP_REGISTRY" "[$LABHUB_SSH_KEY]"',
+            "x",
+            str(env),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.splitlines() == [
+        "sftp:backup@files.lab:/srv/restic/lab's",
+        "--keep-last 3 --keep-monthly 12",
+        "[]",
+        "1",
+        "[]",
+    ]
     # The password is in its own root-only file, never in the settings file.
     assert "correct horse" not in env.read_text()
     assert f"RESTIC_PASSWORD_FILE={backup.PASSWORD_FILE}\n" in env.read_text()
 
 
 def test_the_timer_runs_the_backup_at_the_schedule(password):
-    settings = validate({"backup_repository": "/srv/backups/labhub",
-                         "backup_password_file": password,
-                         "backup_schedule": "Mon..Fri 23:00"})
+    settings = validate(
+        {
+            "backup_repository": "/srv/backups/labhub",
+            "backup_password_file": password,
+            "backup_schedule": "Mon..Fri 23:00",
+        }
+    )
     timer = configparser.ConfigParser(interpolation=None)
     timer.optionxform = str
     timer.read_string(backup.timer_text(settings))
@@ -55,8 +75,12 @@ def test_the_timer_runs_the_backup_at_the_schedule(password):
 
 def test_a_password_in_the_repository_url_is_refused_without_showing_it(password):
     with pytest.raises(SettingsError) as error:
-        validate({"backup_repository": "rest:https://lab:hunter2-secret@backup.lab:8000/",
-                  "backup_password_file": password})
+        validate(
+            {
+                "backup_repository": "rest:https://lab:hunter2-secret@backup.lab:8000/",
+                "backup_password_file": password,
+            }
+        )
     assert "backup_repository: the URL holds a password" in str(error.value)
     assert "hunter2" not in str(error.value)
 

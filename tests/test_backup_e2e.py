@@ -26,10 +26,10 @@ import time
 
 import pytest
 import requests
-
-import labhost
 from hubclient import Hub, resolving
 from scenario import DOMAIN, REGISTRY, URL, deploy_data, local_ca_root
+
+import labhost
 
 pytestmark = pytest.mark.e2e
 
@@ -52,8 +52,9 @@ def hub_version(verify: str) -> str:
 
 
 def schema(server: labhost.LabServer, database: str = "jupyterhub.sqlite") -> str:
-    return server.exec(f"sqlite3 {HUB_DATA}/{database} "
-                       "'select version_num from alembic_version'").strip()
+    return server.exec(
+        f"sqlite3 {HUB_DATA}/{database} 'select version_num from alembic_version'"
+    ).strip()
 
 
 def hub_image(server: labhost.LabServer) -> str:
@@ -79,11 +80,22 @@ def site(lab_server, tmp_path_factory):
     lab_server.exec(
         f"useradd --create-home {REPOSITORY_ACCOUNT} && install -d -o {REPOSITORY_ACCOUNT} "
         f"-m 0700 /home/{REPOSITORY_ACCOUNT}/.ssh /srv/restic && "
-        f"chown {REPOSITORY_ACCOUNT} /srv/restic")
-    subprocess.run(["docker", "exec", "-i", lab_server.container_id, "sh", "-c",
-                    f"cat > /home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys && chown "
-                    f"{REPOSITORY_ACCOUNT} /home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys"],
-                   input=key.with_suffix(".pub").read_bytes(), check=True)
+        f"chown {REPOSITORY_ACCOUNT} /srv/restic"
+    )
+    subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-i",
+            lab_server.container_id,
+            "sh",
+            "-c",
+            f"cat > /home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys && chown "
+            f"{REPOSITORY_ACCOUNT} /home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys",
+        ],
+        input=key.with_suffix(".pub").read_bytes(),
+        check=True,
+    )
     overrides = labhost.load_stack_images(lab_server)
     data = {
         **deploy_data(tmp, overrides),
@@ -96,9 +108,15 @@ def site(lab_server, tmp_path_factory):
     inventory = lab_server.inventory_file(data)
     with resolving(DOMAIN, lambda: RESOLVES_TO["address"]):
         labhost.run_pyinfra(inventory, "deploy.py").check()
-        yield {"server": lab_server, "data": data, "inventory": inventory, "tmp": tmp,
-               "password": password.read_text().strip(), "current_hub": overrides["hub_base_image"],
-               "verify": local_ca_root(lab_server, tmp)}
+        yield {
+            "server": lab_server,
+            "data": data,
+            "inventory": inventory,
+            "tmp": tmp,
+            "password": password.read_text().strip(),
+            "current_hub": overrides["hub_base_image"],
+            "verify": local_ca_root(lab_server, tmp),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -112,17 +130,24 @@ def used(site):
     assert alice.logged_in()
     alice.api_token()
     alice.start()
-    written = alice.lab("PUT", "/api/contents/results.txt",
-                        json={"type": "file", "format": "text", "content": "alice's results\n"})
+    written = alice.lab(
+        "PUT",
+        "/api/contents/results.txt",
+        json={"type": "file", "format": "text", "content": "alice's results\n"},
+    )
     assert written.status_code in (200, 201), written.text
     bob = Hub(URL, "bob", verify=verify)
     bob.login(PASSWORDS["bob"])
     assert bob.logged_in()
     server.exec("runuser -u jupyter-bob -- sh -c 'echo bob notes > /home/jupyter-bob/notes.txt'")
-    server.exec(f"printf 'FROM {REGISTRY}/lab:1.0\\nRUN echo second image > /tmp/second\\n' | "
-                f"docker build -q -t {SECOND_IMAGE} - && docker push -q {SECOND_IMAGE}")
-    return {"alice_hub": alice,
-            **{name: {"uid": int(server.exec(f"id -u jupyter-{name}"))} for name in PASSWORDS}}
+    server.exec(
+        f"printf 'FROM {REGISTRY}/lab:1.0\\nRUN echo second image > /tmp/second\\n' | "
+        f"docker build -q -t {SECOND_IMAGE} - && docker push -q {SECOND_IMAGE}"
+    )
+    return {
+        "alice_hub": alice,
+        **{name: {"uid": int(server.exec(f"id -u jupyter-{name}"))} for name in PASSWORDS},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +172,9 @@ def backed_up(site, used):
         time.sleep(2)
         # restic keeps the oldest snapshot too while fewer days than "daily 7" have backups:
         # keeping the last one shows the retention at work.
-        run = labhost.run_pyinfra(site["inventory"], "tasks/backup.py",
-                                  data={"backup_keep": {"last": 1}})
+        run = labhost.run_pyinfra(
+            site["inventory"], "tasks/backup.py", data={"backup_keep": {"last": 1}}
+        )
     finally:
         stop.set()
         writer.join()
@@ -158,8 +184,9 @@ def backed_up(site, used):
 
 def test_the_timer_is_scheduled_and_its_backup_runs(site, backed_up):
     server = site["server"]
-    timer = server.exec("systemctl show labhub-backup.timer -p ActiveState -p UnitFileState "
-                        "-p TimersCalendar")
+    timer = server.exec(
+        "systemctl show labhub-backup.timer -p ActiveState -p UnitFileState -p TimersCalendar"
+    )
     assert "ActiveState=active" in timer and "UnitFileState=enabled" in timer
     # systemd's normalized form of "daily".
     assert "OnCalendar=*-*-* 00:00:00" in timer and "next_elapse=" in timer
@@ -171,8 +198,9 @@ def test_the_timer_is_scheduled_and_its_backup_runs(site, backed_up):
 def test_the_backup_ran_while_the_hub_was_written_and_retention_pruned(site, backed_up):
     # bob logged in during the backup: the hub's database was being written.
     assert len(backed_up["logins"]) >= 5 and set(backed_up["logins"]) == {200}
-    saved = [line for line in backed_up["run"].stderr.splitlines()
-             if "backup saved as snapshot" in line]
+    saved = [
+        line for line in backed_up["run"].stderr.splitlines() if "backup saved as snapshot" in line
+    ]
     assert saved, backed_up["run"].stderr[-3000:]
     # Keeping the last one, the timer's snapshot went.
     after = backed_up["after"]
@@ -184,22 +212,24 @@ def test_the_backup_ran_while_the_hub_was_written_and_retention_pruned(site, bac
 def test_the_repository_password_stays_a_secret(site, backed_up):
     server, password = site["server"], site["password"]
     assert password not in backed_up["run"].stdout + backed_up["run"].stderr
-    assert server.exec("stat -c '%U %a' /etc/labhub/backup/password /etc/labhub/backup/ssh_key "
-                       "/etc/labhub/backup").split("\n")[:3] == ["root 600", "root 600",
-                                                                  "root 700"]
+    assert server.exec(
+        "stat -c '%U %a' /etc/labhub/backup/password /etc/labhub/backup/ssh_key /etc/labhub/backup"
+    ).split("\n")[:3] == ["root 600", "root 600", "root 700"]
     assert password not in server.exec("journalctl -u labhub-backup.service --no-pager")
     assert password not in server.exec("cat /etc/labhub/backup/backup.env")
 
 
 def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their_files(
-        site, used, backed_up):
+    site, used, backed_up
+):
     snapshot = backed_up["after"][0]["short_id"]
     with labhost.running_lab_server() as fresh:
         labhost.load_stack_images(fresh)
         labhost.load_previous_hub(fresh)
         inventory = fresh.inventory_file(site["data"])
-        restore = labhost.run_pyinfra(inventory, "tasks/restore.py",
-                                      data={"restore_snapshot": snapshot})
+        restore = labhost.run_pyinfra(
+            inventory, "tasks/restore.py", data={"restore_snapshot": snapshot}
+        )
         restore.check()
         assert site["password"] not in restore.stdout + restore.stderr
         labhost.run_pyinfra(inventory, "deploy.py").check()
@@ -209,14 +239,15 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
             assert int(fresh.exec(f"id -u jupyter-{name}")) == used[name]["uid"]
         assert fresh.exec("id -nG jupyter-alice").split() == ["users", "leem"]
         assert fresh.exec("cat /home/jupyter-alice/results.txt") == "alice's results\n"
-        assert fresh.exec("stat -c '%u %a' /home/jupyter-alice /home/jupyter-alice/results.txt"
-                          ).split("\n")[:2] == [f"{used['alice']['uid']} 700",
-                                                f"{used['alice']['uid']} 644"]
+        assert fresh.exec(
+            "stat -c '%u %a' /home/jupyter-alice /home/jupyter-alice/results.txt"
+        ).split("\n")[:2] == [f"{used['alice']['uid']} 700", f"{used['alice']['uid']} 644"]
         assert int(fresh.exec("stat -c %u /home/jupyter-bob/notes.txt")) == used["bob"]["uid"]
 
         # The proxy's local CA came back too: browsers that trust A's root trust B.
         assert fresh.exec("cat /opt/labhub/proxy/local-ca-root.crt") == site["server"].exec(
-            "cat /opt/labhub/proxy/local-ca-root.crt")
+            "cat /opt/labhub/proxy/local-ca-root.crt"
+        )
         RESOLVES_TO["address"] = fresh.address
         try:
             verify = site["verify"]
@@ -231,8 +262,10 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
             bob.api_token()
             assert SECOND_IMAGE in bob.spawn_form()
             bob.start(image=SECOND_IMAGE)
-            out = bob.run("import os; print(os.getuid()); print(open('/tmp/second').read()); "
-                          "print(open('notes.txt').read())")
+            out = bob.run(
+                "import os; print(os.getuid()); print(open('/tmp/second').read()); "
+                "print(open('notes.txt').read())"
+            )
             assert out.split() == [str(used["bob"]["uid"]), "second", "image", "bob", "notes"]
         finally:
             RESOLVES_TO["address"] = site["server"].address
@@ -267,8 +300,9 @@ def test_an_upgrade_to_the_next_jupyterhub_keeps_passwords_and_running_labs(site
     assert logs_in("bob", PASSWORDS["bob"], verify)
     assert not logs_in("bob", "not-bobs-password", verify)
     # alice's lab ran through the upgrade, untouched, and answers through the new hub.
-    assert server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'") == \
-        lab_started
+    assert (
+        server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'") == lab_started
+    )
     assert alice.server()["ready"]
     assert alice.lab("GET", "/api/contents/results.txt").json()["content"] == "alice's results\n"
     assert alice.run("print(6 * 7)").strip() == "42"
@@ -282,15 +316,21 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
     before = hub_image(server)
     # The next JupyterHub's database upgrade works, but its hub exits at once.
     broken = "labhub-test/jupyterhub:cannot-start"
-    wrapper = ('#!/bin/sh\n[ "$1" = upgrade-db ] && exec jupyterhub-real "$@"\n'
-               'echo "this hub cannot start" >&2; exit 3\n')
-    dockerfile = (f"FROM {site['current_hub']}\n"
-                  "RUN mv /opt/jupyterhub/bin/jupyterhub /opt/jupyterhub/bin/jupyterhub-real\n"
-                  "COPY jupyterhub /opt/jupyterhub/bin/jupyterhub\n"
-                  "RUN chmod 755 /opt/jupyterhub/bin/jupyterhub\n")
-    server.exec(f"mkdir -p /root/cannot-start && cd /root/cannot-start && "
-                f"printf %s {shlex.quote(wrapper)} > jupyterhub && "
-                f"printf %s {shlex.quote(dockerfile)} > Dockerfile && docker build -q -t {broken} .")
+    wrapper = (
+        '#!/bin/sh\n[ "$1" = upgrade-db ] && exec jupyterhub-real "$@"\n'
+        'echo "this hub cannot start" >&2; exit 3\n'
+    )
+    dockerfile = (
+        f"FROM {site['current_hub']}\n"
+        "RUN mv /opt/jupyterhub/bin/jupyterhub /opt/jupyterhub/bin/jupyterhub-real\n"
+        "COPY jupyterhub /opt/jupyterhub/bin/jupyterhub\n"
+        "RUN chmod 755 /opt/jupyterhub/bin/jupyterhub\n"
+    )
+    server.exec(
+        f"mkdir -p /root/cannot-start && cd /root/cannot-start && "
+        f"printf %s {shlex.quote(wrapper)} > jupyterhub && "
+        f"printf %s {shlex.quote(dockerfile)} > Dockerfile && docker build -q -t {broken} ."
+    )
 
     run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py", data={"hub_base_image": broken})
     output = run.stdout + run.stderr
@@ -310,15 +350,16 @@ def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(si
     each build differs only in its build argument and takes Docker's cache."""
     server, data = site["server"], site["data"]
     # Images labhub did not build, one of them FROM its hub image (inheriting its labels).
-    server.exec(f"docker tag {shlex.quote(data['hub_base_image'])} admin/jupyterhub:mine && "
-                f"printf 'FROM %s\\nRUN true\\n' {shlex.quote(hub_image(server))} | "
-                "docker build -q -t admin/hub-derived:1 -")
+    server.exec(
+        f"docker tag {shlex.quote(data['hub_base_image'])} admin/jupyterhub:mine && "
+        f"printf 'FROM %s\\nRUN true\\n' {shlex.quote(hub_image(server))} | "
+        "docker build -q -t admin/hub-derived:1 -"
+    )
     built = []
     for n in range(1, 4):
         base = f"labhub-test/jupyterhub:rebuild-{n}"
         server.exec(f"docker tag {data['hub_base_image']} {base}")
-        run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py",
-                                  data={"hub_base_image": base})
+        run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py", data={"hub_base_image": base})
         run.check()
         assert any(name.startswith("Build the hub image") for name in run.changed_operations)
         built.append(hub_image(server))
@@ -326,6 +367,10 @@ def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(si
     assert sorted(hub_images.split()) == sorted(built[-2:])
     assert requests.get(f"{URL}/hub/health", timeout=10, verify=site["verify"]).status_code == 200
     others = server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split()
-    for image in ("admin/jupyterhub:mine", "admin/hub-derived:1", SECOND_IMAGE,
-                  f"{REGISTRY}/lab:1.0"):
+    for image in (
+        "admin/jupyterhub:mine",
+        "admin/hub-derived:1",
+        SECOND_IMAGE,
+        f"{REGISTRY}/lab:1.0",
+    ):
         assert image in others

@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hubclient import Hub
+from scenario import PASSWORDS, REGISTRY, ScenarioLab, make_shares_writable_as_mounted
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.options import Options
@@ -37,8 +39,6 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import labhost
-from hubclient import Hub
-from scenario import PASSWORDS, REGISTRY, ScenarioLab, make_shares_writable_as_mounted
 
 pytestmark = pytest.mark.e2e
 
@@ -50,9 +50,17 @@ BROKEN_IMAGE = f"{REGISTRY}/broken:1.0"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Without the background-networking flags Chromium keeps calling out of this closed network.
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                  "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--window-size=1400,900")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+)
 
 
 def hub_url(server: labhost.LabServer) -> str:
@@ -77,24 +85,32 @@ def hub(shared_lab):
 def deploy_hub(lab: ScenarioLab) -> dict:
     lab_server = lab.server
     # Plain HTTP on the hub's port: what a browser meets over HTTPS is tests/test_https_e2e.py's.
-    lab.deploy_with(__name__, tls="off",
-                    lab_volumes=[{"host_path": LAB_VOLUME, "container_path": "projects"}])
+    lab.deploy_with(
+        __name__, tls="off", lab_volumes=[{"host_path": LAB_VOLUME, "container_path": "projects"}]
+    )
     make_shares_writable_as_mounted(lab_server)
     lab_server.exec(f"mkdir -p {LAB_VOLUME} && chmod 1777 {LAB_VOLUME}")
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
     ARTIFACTS.mkdir(parents=True)
-    return {"server": lab_server, "url": hub_url(lab_server),
-            "uids": {user: int(lab_server.exec(f"id -u jupyter-{user}")) for user in PASSWORDS}}
+    return {
+        "server": lab_server,
+        "url": hub_url(lab_server),
+        "uids": {user: int(lab_server.exec(f"id -u jupyter-{user}")) for user in PASSWORDS},
+    }
 
 
 def delete_image(server: labhost.LabServer, image: str) -> None:
     """Delete an image from the registry by its API, as an admin who pushed it by mistake."""
-    repository, tag = image[len(REGISTRY) + 1:].rsplit(":", 1)
+    repository, tag = image[len(REGISTRY) + 1 :].rsplit(":", 1)
     manifests = f"http://{REGISTRY}/v2/{repository}/manifests"
-    accept = shlex.quote("Accept: application/vnd.docker.distribution.manifest.v2+json, "
-                         "application/vnd.oci.image.manifest.v1+json")
-    server.exec(f"digest=$(curl -fsS -o /dev/null -w '%header{{docker-content-digest}}' "
-                f"-H {accept} {manifests}/{tag}) && curl -fsS -X DELETE {manifests}/$digest")
+    accept = shlex.quote(
+        "Accept: application/vnd.docker.distribution.manifest.v2+json, "
+        "application/vnd.oci.image.manifest.v1+json"
+    )
+    server.exec(
+        f"digest=$(curl -fsS -o /dev/null -w '%header{{docker-content-digest}}' "
+        f"-H {accept} {manifests}/{tag}) && curl -fsS -X DELETE {manifests}/$digest"
+    )
 
 
 class Browser:
@@ -112,11 +128,14 @@ class Browser:
     def wait(self, condition, timeout: float = 60, step: str = "wait"):
         try:
             return WebDriverWait(self.driver, timeout, poll_frequency=0.5).until(
-                lambda driver: condition())
+                lambda driver: condition()
+            )
         except TimeoutException:
             self.shot(f"timed-out-{step}")
-            raise AssertionError(f"{self.user}: {step} did not happen within {timeout} s, at "
-                                 f"{self.driver.current_url}:\n{self.text()[-2000:]}") from None
+            raise AssertionError(
+                f"{self.user}: {step} did not happen within {timeout} s, at "
+                f"{self.driver.current_url}:\n{self.text()[-2000:]}"
+            ) from None
 
     def find(self, css: str):
         return self.driver.find_elements(By.CSS_SELECTOR, css)
@@ -137,15 +156,20 @@ class Browser:
         """The images the spawn form offers: name, title, description, value, checked."""
         self.driver.get(f"{self.url}/hub/spawn")
         self.wait(lambda: self.find(".labhub-image"), step="spawn form")
-        return [{
-            "name": item.find_element(By.CSS_SELECTOR, ".labhub-image-name").text,
-            "title": " ".join(e.text for e in item.find_elements(By.CSS_SELECTOR,
-                                                                   ".labhub-image-title")),
-            "description": " ".join(e.text for e in item.find_elements(
-                By.CSS_SELECTOR, ".labhub-image-description")),
-            "value": item.find_element(By.CSS_SELECTOR, "input").get_attribute("value"),
-            "checked": item.find_element(By.CSS_SELECTOR, "input").is_selected(),
-        } for item in self.find(".labhub-image")]
+        return [
+            {
+                "name": item.find_element(By.CSS_SELECTOR, ".labhub-image-name").text,
+                "title": " ".join(
+                    e.text for e in item.find_elements(By.CSS_SELECTOR, ".labhub-image-title")
+                ),
+                "description": " ".join(
+                    e.text for e in item.find_elements(By.CSS_SELECTOR, ".labhub-image-description")
+                ),
+                "value": item.find_element(By.CSS_SELECTOR, "input").get_attribute("value"),
+                "checked": item.find_element(By.CSS_SELECTOR, "input").is_selected(),
+            }
+            for item in self.find(".labhub-image")
+        ]
 
     def start(self, image: str) -> None:
         """Pick an image on the (shown) spawn form and press Start."""
@@ -157,8 +181,9 @@ class Browser:
 
     def launch(self, label: str) -> None:
         """Click a launcher card by its label (Terminal, Python 3 (ipykernel)...)."""
-        cards = [card for card in self.find(".jp-LauncherCard")
-                 if card.text.strip().startswith(label)]
+        cards = [
+            card for card in self.find(".jp-LauncherCard") if card.text.strip().startswith(label)
+        ]
         assert cards, [card.text for card in self.find(".jp-LauncherCard")]
         cards[0].click()
 
@@ -168,8 +193,10 @@ class Browser:
     def terminal_text(self) -> str:
         # xterm.js draws on a canvas; with screenReaderMode (a user setting) it also keeps the
         # rows as text.
-        return "\n".join(row.get_attribute("textContent")
-                         for row in self.find(".jp-Terminal .xterm-accessibility-tree"))
+        return "\n".join(
+            row.get_attribute("textContent")
+            for row in self.find(".jp-Terminal .xterm-accessibility-tree")
+        )
 
     def type_in_terminal(self, line: str) -> None:
         self.find(".jp-Terminal .xterm-screen")[0].click()
@@ -211,18 +238,18 @@ def probe_wheel() -> tuple[str, bytes]:
     """A pure-Python wheel made here, so pip installs it without any index."""
     files = {
         "labhub_probe.py": b"WHERE = 'installed by alice'\n",
-        "labhub_probe-1.0.dist-info/METADATA":
-            b"Metadata-Version: 2.1\nName: labhub-probe\nVersion: 1.0\n",
-        "labhub_probe-1.0.dist-info/WHEEL":
-            b"Wheel-Version: 1.0\nGenerator: labhub-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n",
+        "labhub_probe-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: labhub-probe\nVersion: 1.0\n",
+        "labhub_probe-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: labhub-tests\nRoot-Is-Purelib: true\n"
+        b"Tag: py3-none-any\n",
     }
+
     def digest(data: bytes) -> str:
         return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
     record = "".join(f"{name},sha256={digest(data)},{len(data)}\n" for name, data in files.items())
     files["labhub_probe-1.0.dist-info/RECORD"] = (
-        record + "labhub_probe-1.0.dist-info/RECORD,,\n").encode()
+        record + "labhub_probe-1.0.dist-info/RECORD,,\n"
+    ).encode()
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as wheel:
         for name, data in files.items():
@@ -232,13 +259,20 @@ def probe_wheel() -> tuple[str, bytes]:
 
 # --- The tests, in the order a lab member goes ---------------------------------------------------
 
+
 def test_login_shows_the_spawn_form_with_image_names_and_descriptions(alice):
     alice.login(PASSWORDS["alice"])
     images = alice.spawn_form()
     alice.shot("spawn-form")
-    assert images == [{"name": "lab 1.0", "title": "Python lab",
-                       "description": "JupyterLab with NumPy, pandas and Matplotlib, and git",
-                       "value": LAB_IMAGE, "checked": True}]
+    assert images == [
+        {
+            "name": "lab 1.0",
+            "title": "Python lab",
+            "description": "JupyterLab with NumPy, pandas and Matplotlib, and git",
+            "value": LAB_IMAGE,
+            "checked": True,
+        }
+    ]
     assert REGISTRY not in alice.text()
 
 
@@ -255,12 +289,18 @@ def test_start_opens_jupyterlab_without_its_news_prompt(alice, alice_api):
 def test_terminal_prompt_names_the_user_and_pip_installs_into_the_home(hub, alice, alice_api):
     server, uid = hub["server"], hub["uids"]["alice"]
     wheel, data = probe_wheel()
-    put = alice_api.lab("PUT", f"/api/contents/{wheel}", json={
-        "type": "file", "format": "base64", "content": base64.b64encode(data).decode()})
+    put = alice_api.lab(
+        "PUT",
+        f"/api/contents/{wheel}",
+        json={"type": "file", "format": "base64", "content": base64.b64encode(data).decode()},
+    )
     assert put.status_code in (200, 201), put.text
     # A user setting: xterm.js then keeps its rows as text next to its canvas.
-    setting = alice_api.lab("PUT", "/lab/api/settings/@jupyterlab/terminal-extension:plugin",
-                            json={"raw": '{"screenReaderMode": true}'})
+    setting = alice_api.lab(
+        "PUT",
+        "/lab/api/settings/@jupyterlab/terminal-extension:plugin",
+        json={"raw": '{"screenReaderMode": true}'},
+    )
     assert setting.status_code == 204, setting.text
     alice.driver.refresh()
     alice.wait_for_launcher()
@@ -268,45 +308,82 @@ def test_terminal_prompt_names_the_user_and_pip_installs_into_the_home(hub, alic
     alice.launch("Terminal")
     alice.wait(lambda: "jupyter-alice@" in alice.terminal_text(), step="the terminal's prompt")
     alice.type_in_terminal("id")
-    alice.wait(lambda: f"uid={uid}(jupyter-alice) gid=100(users)" in alice.terminal_text(),
-               step="id")
+    alice.wait(
+        lambda: f"uid={uid}(jupyter-alice) gid=100(users)" in alice.terminal_text(), step="id"
+    )
     assert "(leem)" in alice.terminal_text()
     alice.type_in_terminal(f"pip install --no-index ~/{wheel}")
-    alice.wait(lambda: "Successfully installed labhub-probe-1.0" in alice.terminal_text(),
-               timeout=90, step="pip install")
+    alice.wait(
+        lambda: "Successfully installed labhub-probe-1.0" in alice.terminal_text(),
+        timeout=90,
+        step="pip install",
+    )
     alice.shot("terminal")
-    installed = server.exec("find /home/jupyter-alice/.local -name labhub_probe.py "
-                            "-printf '%u %p\\n'").split()
+    installed = server.exec(
+        "find /home/jupyter-alice/.local -name labhub_probe.py -printf '%u %p\\n'"
+    ).split()
     assert installed[0] == "jupyter-alice", installed
 
 
 def test_a_notebook_cell_prints_the_users_name_and_uid(hub, alice, alice_api):
     notebook = {
-        "cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                   "source": "import getpass, os\nprint(getpass.getuser(), os.getuid())"}],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                    "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "metadata": {},
+                "outputs": [],
+                "source": "import getpass, os\nprint(getpass.getuser(), os.getuid())",
+            }
+        ],
+        "metadata": {
+            "kernelspec": {
+                "name": "python3",
+                "display_name": "Python 3 (ipykernel)",
+                "language": "python",
+            }
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
     }
-    put = alice_api.lab("PUT", "/api/contents/whoami.ipynb",
-                        json={"type": "notebook", "format": "json", "content": notebook})
+    put = alice_api.lab(
+        "PUT",
+        "/api/contents/whoami.ipynb",
+        json={"type": "notebook", "format": "json", "content": notebook},
+    )
     assert put.status_code in (200, 201), put.text
     alice.driver.get(f"{alice.url}/user/alice/lab/tree/whoami.ipynb")
+
     def cell_editor():
-        return [editor for editor in alice.find(".jp-Notebook .jp-Cell .jp-InputArea-editor")
-                if editor.is_displayed()]
+        return [
+            editor
+            for editor in alice.find(".jp-Notebook .jp-Cell .jp-InputArea-editor")
+            if editor.is_displayed()
+        ]
 
     # Run once its kernel is idle: JupyterLab drops a run asked for while it connects.
-    alice.wait(lambda: accept_kernel_dialog(alice) or (cell_editor() and not alice.find(
-        ".jp-Dialog") and "| Idle" in alice.text()), timeout=120, step="the notebook")
+    alice.wait(
+        lambda: (
+            accept_kernel_dialog(alice)
+            or (cell_editor() and not alice.find(".jp-Dialog") and "| Idle" in alice.text())
+        ),
+        timeout=120,
+        step="the notebook",
+    )
     cell_editor()[0].click()
-    ActionChains(alice.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(Keys.SHIFT) \
-        .perform()
+    ActionChains(alice.driver).key_down(Keys.SHIFT).send_keys(Keys.ENTER).key_up(
+        Keys.SHIFT
+    ).perform()
     # Run before its kernel is up, the cell waits for it.
     expected = f"jupyter-alice {hub['uids']['alice']}"
-    alice.wait(lambda: accept_kernel_dialog(alice)
-               or any(expected in out.text for out in alice.find(".jp-OutputArea-output")),
-               timeout=120, step="the cell's output")
+    alice.wait(
+        lambda: (
+            accept_kernel_dialog(alice)
+            or any(expected in out.text for out in alice.find(".jp-OutputArea-output"))
+        ),
+        timeout=120,
+        step="the cell's output",
+    )
     alice.shot("notebook")
 
 
@@ -326,7 +403,8 @@ def test_git_takes_the_name_from_the_account(alice_api):
         "git('init', '-q')\n"
         "git('config', 'user.email', 'alice@example.org')\n"
         "git('commit', '-q', '--allow-empty', '-m', 'first')\n"
-        "print(git('log', '--format=%an <%ae>'))")
+        "print(git('log', '--format=%an <%ae>'))"
+    )
     assert out.strip() == "alice <alice@example.org>"
 
 
@@ -351,9 +429,11 @@ def test_a_second_user_sees_their_own_home_only(hub):
     bob_api = Hub(hub["url"], "bob")
     bob_api.login(PASSWORDS["bob"])
     bob_api.api_token()
-    out = bob_api.run("import getpass, importlib.util, os\n"
-                      "print(getpass.getuser(), os.getuid(), os.environ['HOME'],\n"
-                      "      importlib.util.find_spec('labhub_probe') is None)")
+    out = bob_api.run(
+        "import getpass, importlib.util, os\n"
+        "print(getpass.getuser(), os.getuid(), os.environ['HOME'],\n"
+        "      importlib.util.find_spec('labhub_probe') is None)"
+    )
     assert out.split() == ["jupyter-bob", str(hub["uids"]["bob"]), "/home/jovyan", "True"]
     bob_api.api("DELETE", "/hub/api/users/bob/server")
 
@@ -376,21 +456,25 @@ def test_a_package_installed_with_pip_is_kept_across_a_lab_restart(alice_api):
 def test_a_broken_image_fails_its_spawn_with_a_message_naming_it(hub, alice, alice_api):
     server = hub["server"]
     # An image pushed by mistake: it starts no Jupyter server.
-    dockerfile = (f"FROM {LAB_IMAGE}\n"
-                  'LABEL org.opencontainers.image.title="Not a lab" '
-                  'org.opencontainers.image.description="Pushed by mistake"\n'
-                  'CMD ["false"]\n')
-    server.exec(f"printf %s {shlex.quote(dockerfile)} | docker build -q -t {BROKEN_IMAGE} - "
-                f"&& docker push -q {BROKEN_IMAGE}")
+    dockerfile = (
+        f"FROM {LAB_IMAGE}\n"
+        'LABEL org.opencontainers.image.title="Not a lab" '
+        'org.opencontainers.image.description="Pushed by mistake"\n'
+        'CMD ["false"]\n'
+    )
+    server.exec(
+        f"printf %s {shlex.quote(dockerfile)} | docker build -q -t {BROKEN_IMAGE} - "
+        f"&& docker push -q {BROKEN_IMAGE}"
+    )
     stop(alice_api)
     images = alice.spawn_form()
-    assert [(i["name"], i["checked"]) for i in images] == [("lab 1.0", True),
-                                                           ("broken 1.0", False)]
+    assert [(i["name"], i["checked"]) for i in images] == [("lab 1.0", True), ("broken 1.0", False)]
     alice.start(BROKEN_IMAGE)
     # Shorter than the hub's http_timeout: the spawn fails as its container stops, not later;
     # on the spawn form when that is within the first second, else on the progress page.
-    alice.wait(lambda: "cannot start a Jupyter server" in alice.text(), timeout=90,
-               step="the failed spawn")
+    alice.wait(
+        lambda: "cannot start a Jupyter server" in alice.text(), timeout=90, step="the failed spawn"
+    )
     alice.shot("broken-image")
     assert "The image broken 1.0 cannot start a Jupyter server" in alice.text()
 
@@ -399,6 +483,9 @@ def test_a_broken_image_fails_its_spawn_with_a_message_naming_it(hub, alice, ali
     assert images[0]["name"] == "lab 1.0" and images[0]["checked"]
     alice.start(LAB_IMAGE)
     # JupyterLab again, with the tabs she left open.
-    alice.wait(lambda: alice.find(".jp-LabShell #jp-main-dock-panel"), timeout=180,
-               step="JupyterLab after the broken image")
+    alice.wait(
+        lambda: alice.find(".jp-LabShell #jp-main-dock-panel"),
+        timeout=180,
+        step="JupyterLab after the broken image",
+    )
     alice.shot("after-broken-image")

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from case_files import admin_files, cases, resolve
+
 from labhub import caddy
 from labhub.settings import validate
 
@@ -38,8 +38,9 @@ def test_proxy(case, files):
         config = json.loads(text)
         for path, expected in case["config"].items():
             assert part(config, path) == expected, path
-    assert caddy.files(settings) == {name: Path(files[label]).read_bytes()
-                                     for name, label in case["files"].items()}
+    assert caddy.files(settings) == {
+        name: Path(files[label]).read_bytes() for name, label in case["files"].items()
+    }
     if "obtained_certificate" in case:
         assert caddy.obtained_certificate(settings) == case["obtained_certificate"]
 

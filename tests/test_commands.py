@@ -38,7 +38,7 @@ from labhub.settings import ROOT
 
 # Answers by rules: the first rule whose words are all in its arguments answers, with its
 # next answer (the last one again once they are used up). An answer: [stdout, exit status].
-STUB = r'''#!PYTHON -S
+STUB = r"""#!PYTHON -S
 import json, os, re, sys
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
@@ -70,7 +70,7 @@ for number, (words, answers) in enumerate(rules):
         sys.stdout.write(out)
         sys.exit(status)
 sys.exit(0)
-'''
+"""
 
 
 class Host:
@@ -92,8 +92,14 @@ class Host:
 
     def run(self, script: str, shell_program: str = "/bin/sh") -> subprocess.CompletedProcess:
         env = {"PATH": f"{self.bin}:/usr/bin:/bin", "STUBS": str(self.folder)}
-        return subprocess.run([shell_program, "-c", script], capture_output=True, text=True,
-                              env=env, timeout=180, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [shell_program, "-c", script],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
 
     def calls(self, name: str) -> list[list[str]]:
         log = self.folder / "calls.jsonl"
@@ -127,8 +133,9 @@ def test_expanded_words_expand_when_the_command_runs(host):
 
 def test_compose_command_names_the_file_and_project(host):
     host.run(compose_command("/opt/my lab/compose.yaml", "lab's", "up", "--detach"))
-    assert host.calls("docker") == [["compose", "-f", "/opt/my lab/compose.yaml", "-p", "lab's",
-                                     "up", "--detach"]]
+    assert host.calls("docker") == [
+        ["compose", "-f", "/opt/my lab/compose.yaml", "-p", "lab's", "up", "--detach"]
+    ]
 
 
 def curl_url(call: list[str]) -> str:
@@ -166,7 +173,7 @@ def test_wait_asks_every_url_with_its_own_curl_arguments_until_all_answer(host):
     assert result.stdout == f"200 {hub}\n200 {registry}\n"
     calls = host.calls("curl")
     assert [curl_url(call) for call in calls] == [hub, registry, hub, registry]
-    assert all(call[-1 - len(trust):-1] == list(trust) for call in calls if call[-1] == hub)
+    assert all(call[-1 - len(trust) : -1] == list(trust) for call in calls if call[-1] == hub)
     assert all("--cacert" not in call for call in calls if call[-1] == registry)
 
 
@@ -187,9 +194,11 @@ def test_wait_stops_as_soon_as_what_it_waits_for_is_gone(host):
     assert result.returncode == 2 and host.slept() == 0
 
 
-CONTAINER_FILTERS = ["label=com.docker.compose.project=it's $lab",
-                     "label=com.docker.compose.service=the hub",
-                     "label=com.docker.compose.oneoff=False"]
+CONTAINER_FILTERS = [
+    "label=com.docker.compose.project=it's $lab",
+    "label=com.docker.compose.service=the hub",
+    "label=com.docker.compose.oneoff=False",
+]
 
 
 @pytest.mark.parametrize("listed, found", [("4a1\n9b2\n", "4a1\n"), ("", "")])
@@ -202,21 +211,35 @@ def test_container_lookup(host, listed, found):
     assert [call[i + 1] for i, word in enumerate(call) if word == "--filter"] == CONTAINER_FILTERS
 
 
-MOUNTS = [{"Source": "/var/lib/docker/volumes/labhub_hub-data/_data",
-           "Destination": "/srv/jupyterhub/data"},
-          {"Source": "/opt/my lab/registry/config.yml",
-           "Destination": "/etc/docker/registry/config.yml"},
-          {"Source": "/srv/it's \"$odd\"", "Destination": "/data"}]
+MOUNTS = [
+    {
+        "Source": "/var/lib/docker/volumes/labhub_hub-data/_data",
+        "Destination": "/srv/jupyterhub/data",
+    },
+    {"Source": "/opt/my lab/registry/config.yml", "Destination": "/etc/docker/registry/config.yml"},
+    {"Source": '/srv/it\'s "$odd"', "Destination": "/data"},
+]
 
 
-@pytest.mark.parametrize("value, field, out, found", [
-    ("/srv/jupyterhub/data", "Destination", "Source",
-     "/var/lib/docker/volumes/labhub_hub-data/_data"),
-    ("/opt/my lab/registry/config.yml", "Source", "Destination",
-     "/etc/docker/registry/config.yml"),
-    ("/data", "Destination", "Source", "/srv/it's \"$odd\""),
-    ("/nowhere", "Destination", "Source", ""),
-])
+@pytest.mark.parametrize(
+    "value, field, out, found",
+    [
+        (
+            "/srv/jupyterhub/data",
+            "Destination",
+            "Source",
+            "/var/lib/docker/volumes/labhub_hub-data/_data",
+        ),
+        (
+            "/opt/my lab/registry/config.yml",
+            "Source",
+            "Destination",
+            "/etc/docker/registry/config.yml",
+        ),
+        ("/data", "Destination", "Source", '/srv/it\'s "$odd"'),
+        ("/nowhere", "Destination", "Source", ""),
+    ],
+)
 def test_mount_lookup(host, value, field, out, found):
     host.answer(docker=[[["container", "inspect"], [["MOUNTS", 0]]]], mounts=MOUNTS)
     result = host.run(shell(f"cid=abc; {mount_command(variable('cid'), value, field, out)}"))
@@ -225,8 +248,12 @@ def test_mount_lookup(host, value, field, out, found):
 
 
 def test_served_certificate(host):
-    host.answer(openssl=[[["s_client"], [["-----BEGIN CERTIFICATE-----\n", 0]]],
-                         [["x509"], [["subject=CN = hub.lab.test\nnotAfter=Mar  1 2027\n", 0]]]])
+    host.answer(
+        openssl=[
+            [["s_client"], [["-----BEGIN CERTIFICATE-----\n", 0]]],
+            [["x509"], [["subject=CN = hub.lab.test\nnotAfter=Mar  1 2027\n", 0]]],
+        ]
+    )
     result = host.run(served_certificate_command("127.0.0.1:443", "hub.lab.test"))
     assert result.stdout.startswith("subject=CN = hub.lab.test\n")
     # The two ends of a pipe: either may start first.
@@ -235,19 +262,25 @@ def test_served_certificate(host):
     assert x509 == ["x509", "-noout", "-subject", "-issuer", "-enddate"]
 
 
-@pytest.mark.parametrize("interpreter, source", [
-    ("sh", 'printf "[%s]\\n" "$@"\ncat >/dev/null\necho after\n'),
-    ("bash", 'printf "[%s]\\n" "$@"\ncat >/dev/null\necho after\n'),
-    (sys.executable, 'import sys\nsys.stdin.read()\nprint("".join(f"[{a}]\\n" for a in '
-                     'sys.argv[1:]), end="")\nprint("after")\n'),
-])
-def test_a_shipped_script_gets_its_arguments_and_its_own_standard_input(host, tmp_path,
-                                                                       interpreter, source):
+@pytest.mark.parametrize(
+    "interpreter, source",
+    [
+        ("sh", 'printf "[%s]\\n" "$@"\ncat >/dev/null\necho after\n'),
+        ("bash", 'printf "[%s]\\n" "$@"\ncat >/dev/null\necho after\n'),
+        (
+            sys.executable,
+            'import sys\nsys.stdin.read()\nprint("".join(f"[{a}]\\n" for a in '
+            'sys.argv[1:]), end="")\nprint("after")\n',
+        ),
+    ],
+)
+def test_a_shipped_script_gets_its_arguments_and_its_own_standard_input(
+    host, tmp_path, interpreter, source
+):
     script = tmp_path / "script"
     script.write_text(source)
     # A child reading standard input does not eat the rest of the script.
-    result = host.run(f"( {script_command(script, *ODD, interpreter=interpreter)});"
-                      " echo next")
+    result = host.run(f"( {script_command(script, *ODD, interpreter=interpreter)}); echo next")
     assert result.stdout == "".join(f"[{word}]\n" for word in ODD) + "after\nnext\n"
 
 
@@ -264,6 +297,7 @@ def test_the_registry_client_runs_from_its_heredoc(host):
 
 
 # The facts' commands, as pyinfra runs them (inside a subshell), and what they make of it.
+
 
 def test_http_statuses_fact(host):
     host.answer(curl=[[["http://a/"], [["200", 0]]], [["http://b/"], [["000", 7]]]])
@@ -307,33 +341,58 @@ def test_served_certificate_fact_when_nothing_answers(host):
 
 def test_registry_prune_state_fact(host, tmp_path):
     (tmp_path / "prune-pending").write_text("collecting")
-    host.answer(docker=[[["ps"], [["r1\n", 0]]], [["r1"], [["registry exited\n", 0]]],
-                        [["inspect"], [["", 1]]]])
+    host.answer(
+        docker=[
+            [["ps"], [["r1\n", 0]]],
+            [["r1"], [["registry exited\n", 0]]],
+            [["inspect"], [["", 1]]],
+        ]
+    )
     fact = RegistryPruneState()
     result = host.run(f"( {fact.command(str(tmp_path), 'labhub', 'registry')});")
     assert fact.process(result.stdout.splitlines()) == {
-        "locked": None, "pending": "collecting", "collector": None, "registry": "exited"}
+        "locked": None,
+        "pending": "collecting",
+        "collector": None,
+        "registry": "exited",
+    }
 
 
 def test_lab_status_fact(host, tmp_path):
     registry_data = tmp_path / "registry data"
     registry_data.mkdir()
     host.answer(
-        curl=[[["/hub/health"], [["200", 0]]], [["/v2/"], [["000", 7]]],
-              [["/hub/api"], [['{"version": "5.2.1"}', 0]]]],
-        docker=[[["--filter"], [["h1\n", 0]]],
-                [["StartedAt"], [["/labhub-hub-1\trunning\t2026-11-30T10:00:00Z\tlabhub/hub:abc"
-                                  "\thub\n", 0]]],
-                [["ps"], [["h1\n", 0]]],
-                [["python3"], [["alice\n", 0]]],
-                [["Mounts"], [["MOUNTS", 0]]],
-                [["DockerRootDir"], [["/nonexistent/docker\n", 0]]]],
-        mounts=[{"Source": str(registry_data), "Destination": "/var/lib/registry"}])
+        curl=[
+            [["/hub/health"], [["200", 0]]],
+            [["/v2/"], [["000", 7]]],
+            [["/hub/api"], [['{"version": "5.2.1"}', 0]]],
+        ],
+        docker=[
+            [["--filter"], [["h1\n", 0]]],
+            [
+                ["StartedAt"],
+                [["/labhub-hub-1\trunning\t2026-11-30T10:00:00Z\tlabhub/hub:abc\thub\n", 0]],
+            ],
+            [["ps"], [["h1\n", 0]]],
+            [["python3"], [["alice\n", 0]]],
+            [["Mounts"], [["MOUNTS", 0]]],
+            [["DockerRootDir"], [["/nonexistent/docker\n", 0]]],
+        ],
+        mounts=[{"Source": str(registry_data), "Destination": "/var/lib/registry"}],
+    )
     fact = LabStatus()
-    command = fact.command("http://127.0.0.1:8000", "http://127.0.0.1:5000",
-                           "labhub", "hub", "registry", "/var/lib/registry",
-                           "/srv/jupyterhub/data/passwords.dbm", [], [],
-                           hub_curl_args=("--insecure",))
+    command = fact.command(
+        "http://127.0.0.1:8000",
+        "http://127.0.0.1:5000",
+        "labhub",
+        "hub",
+        "registry",
+        "/var/lib/registry",
+        "/srv/jupyterhub/data/passwords.dbm",
+        [],
+        [],
+        hub_curl_args=("--insecure",),
+    )
     result = host.run(f"( {command});")
     found = fact.process(result.stdout.splitlines())
     assert found["http"] == {"hub": 200, "registry": 0}
@@ -346,18 +405,33 @@ def test_lab_status_fact(host, tmp_path):
 
 # The hub upgrade (files/hub-upgrade.sh) run the one way, with bash, against a stand-in docker.
 
+
 def upgrade(host: Host, folder: Path, health: list, state: str) -> subprocess.CompletedProcess:
     host.answer(
-        docker=[[["ps"], [["h1\n", 0]]],
-                [["Mounts"], [["MOUNTS", 0]]],
-                [["exec"], health],
-                [["RestartCount"], [[f"{state}\n", 0]]]],
-        mounts=[{"Source": str(folder), "Destination": "/srv/jupyterhub/data"}])
-    return host.run(script_command(
-        UPGRADE_SCRIPT, "/opt/my lab/compose.yaml", "labhub", "hub", "labhub/hub:old",
-        "/srv/jupyterhub/data", "jupyterhub.sqlite", "/usr/local/lib/labhub/jupyterhub_config.py",
-        "http://127.0.0.1:8000/hub/health", "3", str(folder / "rollback.yaml"),
-        "services:\n  hub:\n    image: labhub/hub:old\n"))
+        docker=[
+            [["ps"], [["h1\n", 0]]],
+            [["Mounts"], [["MOUNTS", 0]]],
+            [["exec"], health],
+            [["RestartCount"], [[f"{state}\n", 0]]],
+        ],
+        mounts=[{"Source": str(folder), "Destination": "/srv/jupyterhub/data"}],
+    )
+    return host.run(
+        script_command(
+            UPGRADE_SCRIPT,
+            "/opt/my lab/compose.yaml",
+            "labhub",
+            "hub",
+            "labhub/hub:old",
+            "/srv/jupyterhub/data",
+            "jupyterhub.sqlite",
+            "/usr/local/lib/labhub/jupyterhub_config.py",
+            "http://127.0.0.1:8000/hub/health",
+            "3",
+            str(folder / "rollback.yaml"),
+            "services:\n  hub:\n    image: labhub/hub:old\n",
+        )
+    )
 
 
 @pytest.fixture
@@ -381,12 +455,14 @@ def test_hub_upgrade_waits_for_the_new_hub(host, hub_folder):
 def test_hub_upgrade_rolls_back_a_hub_that_stopped(host, hub_folder):
     result = upgrade(host, hub_folder, [["000", 7]], "restarting 1")
     assert result.returncode == 1
-    assert "labhub: the hub upgrade failed: the new hub stopped (state: restarting 1)" in \
-        result.stderr
+    assert (
+        "labhub: the hub upgrade failed: the new hub stopped (state: restarting 1)" in result.stderr
+    )
     assert "the rollback to labhub/hub:old failed too: the previous hub stopped" in result.stderr
     assert host.slept() == 0
-    assert (hub_folder / "rollback.yaml").read_text() == \
-        "services:\n  hub:\n    image: labhub/hub:old\n"
+    assert (
+        hub_folder / "rollback.yaml"
+    ).read_text() == "services:\n  hub:\n    image: labhub/hub:old\n"
 
 
 def test_hub_upgrade_says_when_the_hub_did_not_answer_in_time(host, hub_folder):
@@ -397,12 +473,15 @@ def test_hub_upgrade_says_when_the_hub_did_not_answer_in_time(host, hub_folder):
 
 # The deploy's shell has one loop that waits.
 
+
 def test_one_wait_loop_in_the_deploys_shell():
     loop = re.compile(r"\buntil\b.*;\s*do\b|\bwhile\s+:")
-    found = [f"{path.relative_to(ROOT)}:{number}"
-             for folder in ("labhub", "files", "tasks")
-             for path in sorted((ROOT / folder).rglob("*"))
-             if path.is_file() and path.suffix in ("", ".py", ".sh")
-             for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
-             if loop.search(line)]
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("labhub", "files", "tasks")
+        for path in sorted((ROOT / folder).rglob("*"))
+        if path.is_file() and path.suffix in ("", ".py", ".sh")
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if loop.search(line)
+    ]
     assert len(found) == 1 and found[0].startswith("labhub/commands.py:"), found

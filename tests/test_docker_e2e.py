@@ -24,8 +24,13 @@ pytestmark = pytest.mark.e2e
 
 KEYRING = "/etc/apt/keyrings/docker.asc"
 SOURCES_FILE = "/etc/apt/sources.list.d/docker.list"
-DOCKER_CE = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin",
-             "docker-compose-plugin"]
+DOCKER_CE = [
+    "docker-ce",
+    "docker-ce-cli",
+    "containerd.io",
+    "docker-buildx-plugin",
+    "docker-compose-plugin",
+]
 UBUNTU_NOBLE = """\
 PRETTY_NAME="Ubuntu 24.04.3 LTS"
 NAME="Ubuntu"
@@ -69,7 +74,7 @@ def planned(run: labhost.PyinfraRun) -> list[str]:
 
 def release_of(host) -> tuple[str, str]:
     """The server's release codename and Debian architecture, as the server itself says."""
-    codename = host.run(". /etc/os-release && echo \"$VERSION_CODENAME\"").stdout.strip()
+    codename = host.run('. /etc/os-release && echo "$VERSION_CODENAME"').stdout.strip()
     arch = host.run("dpkg --print-architecture").stdout.strip()
     assert codename and arch
     return codename, arch
@@ -95,8 +100,10 @@ def test_docker_source_plan_on_debian_13(inventory):
     plan = planned(run)
     # --diff shows the file the run would write.
     assert "Will create /etc/apt/sources.list.d/docker.list" in run.stderr
-    assert ("+ deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
-            "https://download.docker.com/linux/debian trixie stable") in run.stderr
+    assert (
+        "+ deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
+        "https://download.docker.com/linux/debian trixie stable"
+    ) in run.stderr
     assert "Download Docker's apt key to /etc/apt/keyrings/docker.asc" in plan
     assert (
         "Add Docker's apt source: deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.asc] "
@@ -117,8 +124,11 @@ def test_docker_source_plan_on_ubuntu_noble(inventory, as_ubuntu_noble):
 
 
 def test_distro_source_plan_on_ubuntu_noble(inventory, as_ubuntu_noble):
-    plan = planned(labhost.run_pyinfra(inventory, "tasks/docker.py", dry=True,
-                                       data={"docker_source": "distro"}))
+    plan = planned(
+        labhost.run_pyinfra(
+            inventory, "tasks/docker.py", dry=True, data={"docker_source": "distro"}
+        )
+    )
     assert "Install Docker packages: docker.io docker-compose-v2" in plan
     assert not any("Docker's apt" in name for name in plan)
 
@@ -134,15 +144,18 @@ def test_unknown_docker_user_is_refused_before_any_change(inventory, lab_host):
 
 # Docker's source, from the stand-in of its repository: on lab_server.
 
+
 @pytest.fixture(scope="module")
 def docker_installed(inventory, docker_apt: AptRepository) -> labhost.PyinfraRun:
     """The first deploy of the default source to the fresh lab_server."""
-    return labhost.run_pyinfra(inventory, "tasks/docker.py",
-                               data={"docker_apt_url": docker_apt.url}).check()
+    return labhost.run_pyinfra(
+        inventory, "tasks/docker.py", data={"docker_apt_url": docker_apt.url}
+    ).check()
 
 
 def test_docker_source_installs_from_a_signed_repository(
-        docker_installed, docker_apt, lab_server, inventory, lab_host, login_host):
+    docker_installed, docker_apt, lab_server, inventory, lab_host, login_host
+):
     assert docker_installed.changed > 0
     codename, arch = release_of(lab_host)
 
@@ -165,17 +178,20 @@ def test_docker_source_installs_from_a_signed_repository(
     assert not lab_host.package("docker.io").is_installed
     assert_engine_works(lab_server, lab_host, login_host)
 
-    again = labhost.run_pyinfra(inventory, "tasks/docker.py",
-                                data={"docker_apt_url": docker_apt.url}).check()
+    again = labhost.run_pyinfra(
+        inventory, "tasks/docker.py", data={"docker_apt_url": docker_apt.url}
+    ).check()
     assert again.changed == 0, again.changed_operations
 
 
 def test_switching_to_distro_is_refused_before_any_change(docker_installed, inventory, lab_host):
     run = labhost.run_pyinfra(inventory, "tasks/docker.py", data={"docker_source": "distro"})
     assert run.returncode != 0
-    assert ("docker_source is 'distro', but the Docker engine here was installed from Docker's "
-            "apt repository (docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin, "
-            "docker-compose-plugin)") in run.stderr, run.stderr[-3000:]
+    assert (
+        "docker_source is 'distro', but the Docker engine here was installed from Docker's "
+        "apt repository (docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin, "
+        "docker-compose-plugin)"
+    ) in run.stderr, run.stderr[-3000:]
     assert "set docker_source to 'docker' to keep it" in run.stderr
     assert f"apt-get remove {' '.join(DOCKER_CE)}" in run.stderr
     assert "Starting operation" not in run.stderr and "Traceback" not in run.stderr
@@ -186,7 +202,8 @@ def test_switching_to_distro_is_refused_before_any_change(docker_installed, inve
 
 
 def test_a_repository_whose_key_changed_is_refused_not_read_from_old_lists(
-        docker_installed, docker_apt, lab_server, inventory, lab_host):
+    docker_installed, docker_apt, lab_server, inventory, lab_host
+):
     """
     apt keeps the old lists of a repository it fetched before and that no longer verifies, and
     exits 0: the deploy must not install from them.
@@ -198,8 +215,10 @@ def test_a_repository_whose_key_changed_is_refused_not_read_from_old_lists(
     with docker_apt.signed_with_another_key():
         run = labhost.run_pyinfra(inventory, "tasks/docker.py", data=data)
     assert run.returncode != 0
-    assert (f"Docker's apt repository {docker_apt.url}/debian {codename}: its signature did not "
-            f"verify with the key in {KEYRING}") in run.stderr, run.stderr[-3000:]
+    assert (
+        f"Docker's apt repository {docker_apt.url}/debian {codename}: its signature did not "
+        f"verify with the key in {KEYRING}"
+    ) in run.stderr, run.stderr[-3000:]
     assert not lab_host.package("docker-compose-plugin").is_installed
 
     # Signed with the published key again, the next run puts the package back.
@@ -208,6 +227,7 @@ def test_a_repository_whose_key_changed_is_refused_not_read_from_old_lists(
 
 
 # The distribution's packages: on distro_server.
+
 
 @pytest.fixture(scope="module")
 def distro_server():
@@ -228,14 +248,17 @@ def distro_host(distro_server):
 @pytest.fixture(scope="module")
 def distro_installed(distro_server, distro_inventory) -> labhost.PyinfraRun:
     # The admin's own engine setting, which labhub keeps beside its own.
-    distro_server.exec("mkdir -p /etc/docker && echo '{\"log-level\": \"warn\"}' "
-                       "> /etc/docker/daemon.json")
-    return labhost.run_pyinfra(distro_inventory, "tasks/docker.py",
-                               data={"docker_source": "distro"}).check()
+    distro_server.exec(
+        'mkdir -p /etc/docker && echo \'{"log-level": "warn"}\' > /etc/docker/daemon.json'
+    )
+    return labhost.run_pyinfra(
+        distro_inventory, "tasks/docker.py", data={"docker_source": "distro"}
+    ).check()
 
 
-def test_distro_source_installs_a_working_engine(distro_installed, distro_server,
-                                                 distro_inventory, distro_host):
+def test_distro_source_installs_a_working_engine(
+    distro_installed, distro_server, distro_inventory, distro_host
+):
     assert distro_installed.changed > 0
     assert distro_host.package("docker.io").is_installed
     assert distro_host.package("docker-compose").is_installed
@@ -243,20 +266,27 @@ def test_distro_source_installs_a_working_engine(distro_installed, distro_server
     assert not distro_host.file(SOURCES_FILE).exists
     assert_engine_works(distro_server, distro_host, distro_server.testinfra(sudo=False))
     assert json.loads(distro_host.file("/etc/docker/daemon.json").content_string) == {
-        "live-restore": True, "log-level": "warn"}
+        "live-restore": True,
+        "log-level": "warn",
+    }
 
-    again = labhost.run_pyinfra(distro_inventory, "tasks/docker.py",
-                                data={"docker_source": "distro"}).check()
+    again = labhost.run_pyinfra(
+        distro_inventory, "tasks/docker.py", data={"docker_source": "distro"}
+    ).check()
     assert again.changed == 0, again.changed_operations
 
 
-def test_switching_to_docker_is_refused_before_any_change(distro_installed, distro_inventory,
-                                                          distro_host, docker_apt):
-    run = labhost.run_pyinfra(distro_inventory, "tasks/docker.py",
-                              data={"docker_apt_url": docker_apt.url})
+def test_switching_to_docker_is_refused_before_any_change(
+    distro_installed, distro_inventory, distro_host, docker_apt
+):
+    run = labhost.run_pyinfra(
+        distro_inventory, "tasks/docker.py", data={"docker_apt_url": docker_apt.url}
+    )
     assert run.returncode != 0
-    assert ("docker_source is 'docker', but the Docker engine here was installed from the "
-            "distribution's packages (docker.io") in run.stderr, run.stderr[-3000:]
+    assert (
+        "docker_source is 'docker', but the Docker engine here was installed from the "
+        "distribution's packages (docker.io"
+    ) in run.stderr, run.stderr[-3000:]
     assert "set docker_source to 'distro' to keep it" in run.stderr
     assert "apt-get remove docker.io" in run.stderr
     assert "Starting operation" not in run.stderr and "Traceback" not in run.stderr
@@ -267,6 +297,7 @@ def test_switching_to_docker_is_refused_before_any_change(distro_installed, dist
 
 
 # A repository signed with another key than the one it publishes: on a fresh server.
+
 
 @pytest.fixture
 def fresh_server():
@@ -279,9 +310,11 @@ def test_a_repository_signed_with_another_key_is_refused(fresh_server, docker_ap
     host = fresh_server.testinfra(sudo=True)
     codename, _ = release_of(host)
     data = {"docker_apt_url": docker_apt.another_key_url}
-    refusal = (f"Docker's apt repository {docker_apt.another_key_url}/debian {codename}: its "
-               f"signature did not verify with the key in {KEYRING}, so apt refused the "
-               "repository and nothing was installed from it")
+    refusal = (
+        f"Docker's apt repository {docker_apt.another_key_url}/debian {codename}: its "
+        f"signature did not verify with the key in {KEYRING}, so apt refused the "
+        "repository and nothing was installed from it"
+    )
 
     for attempt in ("first run", "run again"):
         run = labhost.run_pyinfra(inventory, "tasks/docker.py", data=data)
@@ -291,7 +324,8 @@ def test_a_repository_signed_with_another_key_is_refused(fresh_server, docker_ap
         # The deploy stopped at apt's refusal: no later operation was started.
         last_operation = run.stderr.rsplit("--> Starting operation: ", 1)[1]
         assert last_operation.startswith(
-            "Update apt lists for Docker's repository (its signature verified)"), attempt
+            "Update apt lists for Docker's repository (its signature verified)"
+        ), attempt
 
     # The published key was installed as the admin asked; apt refused what it did not sign.
     assert host.file(KEYRING).content == docker_apt.published_key()

@@ -49,22 +49,28 @@ def test_switching_to_distro_names_the_setting_and_both_ways_out():
         "docker-compose-plugin)"
     )
     assert "set docker_source to 'docker' to keep it" in problem
-    assert ("apt-get remove docker-ce docker-ce-cli containerd.io docker-buildx-plugin "
-            "docker-compose-plugin;") in problem
+    assert (
+        "apt-get remove docker-ce docker-ce-cli containerd.io docker-buildx-plugin "
+        "docker-compose-plugin;"
+    ) in problem
 
 
 def test_switching_to_docker_lists_only_the_installed_distribution_packages():
     problem = docker_source.switch_problem("docker", DEBIAN | {"git"})
-    assert ("installed from the distribution's packages (docker.io, docker-cli, docker-compose, "
-            "containerd, runc)") in problem
+    assert (
+        "installed from the distribution's packages (docker.io, docker-cli, docker-compose, "
+        "containerd, runc)"
+    ) in problem
     assert "set docker_source to 'distro' to keep it" in problem
     assert "apt-get remove docker.io docker-cli docker-compose containerd runc;" in problem
 
 
 def test_repository_is_named_as_apt_names_it():
     os_release = {"id": "debian", "version_codename": "trixie", "version_id": "13"}
-    assert (docker_source.repository("http://10.0.0.1/linux", os_release)
-            == "http://10.0.0.1/linux/debian trixie")
+    assert (
+        docker_source.repository("http://10.0.0.1/linux", os_release)
+        == "http://10.0.0.1/linux/debian trixie"
+    )
     assert docker_source.apt_source_line("http://10.0.0.1/linux", os_release, "arm64") == (
         "deb [arch=arm64 signed-by=/etc/apt/keyrings/docker.asc] "
         "http://10.0.0.1/linux/debian trixie stable"
@@ -115,9 +121,12 @@ def test_gpgv_wording_of_a_missing_key_is_a_signature_problem_too():
 
 
 def test_other_update_failures_are_not_called_signature_problems():
-    lines = ["E: Failed to fetch http://10.0.0.1/linux/debian/dists/trixie/InRelease  "
-             "404  Not Found [IP: 10.0.0.1 80]"]
+    lines = [
+        "E: Failed to fetch http://10.0.0.1/linux/debian/dists/trixie/InRelease  "
+        "404  Not Found [IP: 10.0.0.1 80]"
+    ]
     message = apt_source.failure_message(REPOSITORY, "/etc/apt/keyrings/docker.asc", lines)
-    assert message.startswith(f"{REPOSITORY}: apt could not update its package lists (apt: "
-                              "Failed to fetch")
+    assert message.startswith(
+        f"{REPOSITORY}: apt could not update its package lists (apt: Failed to fetch"
+    )
     assert "signature" not in message

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-
 from case_files import admin_files, cases, resolve
+
 from labhub import findings
 from labhub.facts.status import LabStatus
 from labhub.settings import validate
@@ -27,19 +27,37 @@ def files(tmp_path_factory) -> dict[str, str]:
 def test_findings(case, files):
     settings = validate(resolve(case["settings"], files))
     found = findings.findings(
-        settings, Stack.from_settings(settings), {**LabStatus().process([]), **case["status"]},
-        case["accounts"], case["mounts"], case["registry"], case["containers"],
-        datetime.fromisoformat(case["now"]))
+        settings,
+        Stack.from_settings(settings),
+        {**LabStatus().process([]), **case["status"]},
+        case["accounts"],
+        case["mounts"],
+        case["registry"],
+        case["containers"],
+        datetime.fromisoformat(case["now"]),
+    )
     assert [list(finding) for finding in found] == case["findings"]
 
 
 def test_the_cases_cover_every_problem():
     """Each kind of problem status reports is in some case."""
-    problems = [problem for case in cases("findings") for _, problem in case.values[0]["findings"]
-                if problem]
-    for words in ("does not answer", "answers HTTP", "serves no certificate", "renew tls_cert",
-                  "has not renewed it", "there is no host account", "is locked",
-                  "not even its automount", "the disk is nearly full"):
+    problems = [
+        problem
+        for case in cases("findings")
+        for _, problem in case.values[0]["findings"]
+        if problem
+    ]
+    for words in (
+        "does not answer",
+        "answers HTTP",
+        "serves no certificate",
+        "renew tls_cert",
+        "has not renewed it",
+        "there is no host account",
+        "is locked",
+        "not even its automount",
+        "the disk is nearly full",
+    ):
         assert any(words in problem for problem in problems), words
 
 
@@ -47,7 +65,10 @@ def test_the_hub_is_asked_through_the_proxy_from_the_server():
     https = validate({"hub_domain": "hub.lab.example.org", "https_port": 8443})
     assert findings.hub_url(https) == "https://hub.lab.example.org:8443"
     assert findings.hub_curl_args(https) == (
-        "--insecure", "--resolve", "hub.lab.example.org:8443:127.0.0.1")
+        "--insecure",
+        "--resolve",
+        "hub.lab.example.org:8443:127.0.0.1",
+    )
     plain = validate({"tls": "off", "hub_port": 8080})
     assert findings.hub_url(plain) == "http://127.0.0.1:8080"
     assert findings.hub_curl_args(plain) == ()

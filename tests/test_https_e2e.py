@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from hubclient import Hub
+from scenario import DOMAIN, LOCAL_CA_ROOT, URL
 
 import labhost
-from hubclient import Hub
 from labhost.acme import running_pebble
-from scenario import DOMAIN, LOCAL_CA_ROOT, URL
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +48,12 @@ def site(lab_server, pebble, resolve, tmp_path_factory):
         "hub_domain": DOMAIN,
         **overrides,
     }
-    acme = {"tls": "acme", "acme_email": "admin@lab.test", "acme_directory": pebble.directory,
-            "acme_ca_root": str(pebble.listener_ca)}
+    acme = {
+        "tls": "acme",
+        "acme_email": "admin@lab.test",
+        "acme_directory": pebble.directory,
+        "acme_ca_root": str(pebble.listener_ca),
+    }
     inventory = lab_server.inventory_file({**base, **acme})
     # The most common real failure first: the name does not reach the server yet (pebble's DNS
     # answers with this machine's address, where nothing serves the challenge).
@@ -60,8 +64,15 @@ def site(lab_server, pebble, resolve, tmp_path_factory):
     run = labhost.run_pyinfra(inventory, "deploy.py").check()
     root = tmp / "pebble-root.pem"
     root.write_text(pebble.root())
-    return {"server": lab_server, "base": base, "acme": acme, "failed": failed, "run": run,
-            "root": str(root), "tmp": tmp}
+    return {
+        "server": lab_server,
+        "base": base,
+        "acme": acme,
+        "failed": failed,
+        "run": run,
+        "root": str(root),
+        "tmp": tmp,
+    }
 
 
 def deploy(site, **settings) -> labhost.PyinfraRun:
@@ -71,8 +82,10 @@ def deploy(site, **settings) -> labhost.PyinfraRun:
 
 def containers(server) -> dict[str, str]:
     """The compose services' container ids."""
-    lines = server.exec("docker ps --filter label=com.docker.compose.project=labhub --format "
-                        "'{{.Label \"com.docker.compose.service\"}} {{.ID}}'").split("\n")
+    lines = server.exec(
+        "docker ps --filter label=com.docker.compose.project=labhub --format "
+        "'{{.Label \"com.docker.compose.service\"}} {{.ID}}'"
+    ).split("\n")
     return dict(line.split() for line in lines if line.strip())
 
 
@@ -87,9 +100,28 @@ def served_certificate(address: str, port: int = 443) -> bytes:
 
 def openssl_certificate(tmp: Path, name: str, days: int, san: str) -> tuple[str, str]:
     cert, key = tmp / f"{name}.pem", tmp / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-                    str(days), "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={DOMAIN}",
-                    "-addext", f"subjectAltName={san}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            str(days),
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            f"/CN={DOMAIN}",
+            "-addext",
+            f"subjectAltName={san}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     # As an admin keeps a key (labhub refuses one others can read).
     key.chmod(0o600)
     return str(cert), str(key)
@@ -114,8 +146,9 @@ def test_acme_certificate_chains_to_the_acme_ca(site):
 
 
 def test_http_redirects_to_https_and_the_hub_port_is_closed(site):
-    response = requests.get(f"http://{DOMAIN}/hub/login?next=%2Fhub%2F", allow_redirects=False,
-                            timeout=10)
+    response = requests.get(
+        f"http://{DOMAIN}/hub/login?next=%2Fhub%2F", allow_redirects=False, timeout=10
+    )
     assert response.status_code in (301, 308)
     assert response.headers["Location"] == f"{URL}/hub/login?next=%2Fhub%2F"
     # The hub's own port is no longer published: only the proxy answers.
@@ -133,8 +166,11 @@ def test_login_spawn_contents_and_kernel_through_the_proxy(site):
     assert session.secure, "the hub's session cookie must be Secure behind HTTPS"
     alice.api_token()
     alice.start()
-    saved = alice.lab("PUT", "/api/contents/over-https.txt",
-                      json={"type": "file", "format": "text", "content": "through the proxy"})
+    saved = alice.lab(
+        "PUT",
+        "/api/contents/over-https.txt",
+        json={"type": "file", "format": "text", "content": "through the proxy"},
+    )
     assert saved.status_code in (200, 201), saved.text
     read = alice.lab("GET", "/api/contents/over-https.txt")
     assert read.json()["content"] == "through the proxy"

@@ -20,8 +20,6 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
-
-import labhost
 from hubclient import Hub, form_images, kernel_execute, wait_for_hub
 from scenario import (
     DATA_SHARE,
@@ -32,9 +30,10 @@ from scenario import (
     make_shares_writable_as_mounted,
 )
 
+import labhost
+
 pytestmark = pytest.mark.e2e
 logger = logging.getLogger(__name__)
-
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +41,28 @@ def stack(scenario_lab):
     """The shared lab (conftest.py) as the scenario's cold deploy left it, last of its modules:
     its users may have logged in before."""
     make_shares_writable_as_mounted(scenario_lab.server)
-    return {"server": scenario_lab.server, "inventory": scenario_lab.inventory,
-            "cold": scenario_lab.cold, "url": URL, "verify": scenario_lab.verify,
-            "lab": scenario_lab}
+    return {
+        "server": scenario_lab.server,
+        "inventory": scenario_lab.inventory,
+        "cold": scenario_lab.cold,
+        "url": URL,
+        "verify": scenario_lab.verify,
+        "lab": scenario_lab,
+    }
 
 
 # --- The tests, in the order a lab lives through them ------------------------------------------
 
+
 def test_a_dry_run_on_the_bare_server_plans_the_stack_and_changes_nothing(stack):
     dry = stack["lab"].dry
     assert dry.returncode == 0, dry.stderr[-3000:]
-    for planned in ("Build the hub image", "Bring up the hub stack (docker compose up)",
-                    "Build 127.0.0.1:5000/lab:1.0", "Push 127.0.0.1:5000/lab:1.0 to the registry"):
+    for planned in (
+        "Build the hub image",
+        "Bring up the hub stack (docker compose up)",
+        "Build 127.0.0.1:5000/lab:1.0",
+        "Push 127.0.0.1:5000/lab:1.0 to the registry",
+    ):
         assert any(planned in name for name in dry.planned_changes), planned
     assert stack["lab"].left_by_dry == ""
 
@@ -61,8 +70,7 @@ def test_a_dry_run_on_the_bare_server_plans_the_stack_and_changes_nothing(stack)
 def test_cold_deploy_brings_up_the_stack(stack):
     server, url = stack["server"], stack["url"]
     assert stack["cold"].changed > 0
-    assert requests.get(f"{url}/hub/health", timeout=10,
-                        verify=stack["verify"]).status_code == 200
+    assert requests.get(f"{url}/hub/health", timeout=10, verify=stack["verify"]).status_code == 200
     catalog = json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))
     assert "lab" in catalog["repositories"]
     tags = json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/lab/tags/list"))
@@ -70,11 +78,13 @@ def test_cold_deploy_brings_up_the_stack(stack):
     # The contract the registry pruning relies on.
     config = server.exec("cat /opt/labhub/registry/config.yml")
     assert re.search(r"delete:\n\s+enabled: true", config)
-    services = server.exec("docker compose -f /opt/labhub/compose.yaml ps --services "
-                           "--status running").split()
+    services = server.exec(
+        "docker compose -f /opt/labhub/compose.yaml ps --services --status running"
+    ).split()
     assert sorted(services) == ["hub", "proxy", "registry"]
-    mounts = server.exec("docker inspect labhub-registry-1 --format "
-                         "'{{range .Mounts}}{{.Destination}} {{end}}'")
+    mounts = server.exec(
+        "docker inspect labhub-registry-1 --format '{{range .Mounts}}{{.Destination}} {{end}}'"
+    )
     assert "/etc/docker/registry/config.yml" in mounts.split()
 
 
@@ -92,8 +102,11 @@ def test_first_login_spawns_a_lab_from_the_registry(stack):
     assert image == f"{REGISTRY}/lab:1.0"
     uid = int(server.exec("id -u jupyter-alice"))
 
-    written = alice.lab("PUT", "/api/contents/hello.txt",
-                        json={"type": "file", "format": "text", "content": "hello from alice\n"})
+    written = alice.lab(
+        "PUT",
+        "/api/contents/hello.txt",
+        json={"type": "file", "format": "text", "content": "hello from alice\n"},
+    )
     assert written.status_code in (200, 201), written.text
     assert server.exec("cat /home/jupyter-alice/hello.txt") == "hello from alice\n"
     assert int(server.exec("stat -c %u /home/jupyter-alice/hello.txt")) == uid
@@ -146,22 +159,24 @@ def test_pushed_image_is_offered_at_once_newest_first(stack):
     server, url = stack["server"], stack["url"]
     hub_started = server.exec("docker inspect labhub-hub-1 --format '{{.State.StartedAt}}'")
     # An admin pushes a new version by hand; the hub is not restarted.
-    server.exec(f"docker tag {REGISTRY}/lab:1.0 {REGISTRY}/lab:1.1 && "
-                f"docker push -q {REGISTRY}/lab:1.1")
+    server.exec(
+        f"docker tag {REGISTRY}/lab:1.0 {REGISTRY}/lab:1.1 && docker push -q {REGISTRY}/lab:1.1"
+    )
     bob = Hub(url, "bob", verify=stack["verify"])
     bob.login(PASSWORDS["bob"])
     bob.api_token()
     deadline = time.monotonic() + 60
     while bob.server() is not None and time.monotonic() < deadline:
         time.sleep(1)
-    assert form_images(bob.spawn_form()) == [(f"{REGISTRY}/lab:1.1", False),
-                                             (f"{REGISTRY}/lab:1.0", True)]
+    assert form_images(bob.spawn_form()) == [
+        (f"{REGISTRY}/lab:1.1", False),
+        (f"{REGISTRY}/lab:1.0", True),
+    ]
     bob.start(image=f"{REGISTRY}/lab:1.1")
     image = server.exec("docker inspect jupyter-bob --format '{{.Config.Image}}'").strip()
     assert image == f"{REGISTRY}/lab:1.1"
     bob.api("DELETE", "/hub/api/users/bob/server")
-    assert server.exec("docker inspect labhub-hub-1 --format '{{.State.StartedAt}}'") \
-        == hub_started
+    assert server.exec("docker inspect labhub-hub-1 --format '{{.State.StartedAt}}'") == hub_started
 
 
 def test_hub_restart_keeps_labs_and_passwords(stack):
@@ -173,8 +188,9 @@ def test_hub_restart_keeps_labs_and_passwords(stack):
     assert alice.logged_in()
     alice.api_token()
     assert alice.server()["ready"]
-    assert server.exec("docker inspect jupyter-alice --format '{{.State.Running}}'").strip() \
-        == "true"
+    assert (
+        server.exec("docker inspect jupyter-alice --format '{{.State.Running}}'").strip() == "true"
+    )
     contents = alice.lab("GET", "/api/contents/hello.txt")
     assert contents.status_code == 200 and contents.json()["content"] == "hello from alice\n"
 
@@ -198,38 +214,54 @@ def test_changes_rebuild_and_recreate_only_what_changed(stack, tmp_path):
     kernel = alice.lab("POST", "/api/kernels", json={"name": "python3"}).json()["id"]
     channels = f"/user/alice/api/kernels/{kernel}/channels"
     kernel_execute(url, channels, alice.token, "answer = 6 * 7", 60, stack["verify"])
-    registry_started = server.exec("docker inspect labhub-registry-1 --format "
-                                   "'{{.State.StartedAt}}'")
+    registry_started = server.exec(
+        "docker inspect labhub-registry-1 --format '{{.State.StartedAt}}'"
+    )
     hub_container = server.exec("docker inspect labhub-hub-1 --format '{{.Id}}'")
     tools = tmp_path / "tools"
     tools.mkdir()
-    (tools / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
-                                      "LABEL org.example.lab-tools=1\n")
+    (tools / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nLABEL org.example.lab-tools=1\n"
+    )
 
-    run = labhost.run_pyinfra(stack["inventory"], "deploy.py", data={
-        "min_password_length": 12,
-        "lab_images": [{"name": "lab", "version": "1.0"},
-                       {"name": "tools", "version": "0.1", "context": str(tools)}],
-    }).check()
+    run = labhost.run_pyinfra(
+        stack["inventory"],
+        "deploy.py",
+        data={
+            "min_password_length": 12,
+            "lab_images": [
+                {"name": "lab", "version": "1.0"},
+                {"name": "tools", "version": "0.1", "context": str(tools)},
+            ],
+        },
+    ).check()
     changed = [name.split(" | ", 1)[1] for name in run.changed_operations]
-    assert sorted(changed) == sorted([
-        "Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml, "
-        "proxy/caddy.json",
-        "Bring up the hub stack (docker compose up)",
-        f"Upload the build context of {REGISTRY}/tools:0.1 ({tools})",
-        f"Build {REGISTRY}/tools:0.1",
-        f"Push {REGISTRY}/tools:0.1 to the registry",
-    ]), changed
+    assert sorted(changed) == sorted(
+        [
+            "Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml, "
+            "proxy/caddy.json",
+            "Bring up the hub stack (docker compose up)",
+            f"Upload the build context of {REGISTRY}/tools:0.1 ({tools})",
+            f"Build {REGISTRY}/tools:0.1",
+            f"Push {REGISTRY}/tools:0.1 to the registry",
+        ]
+    ), changed
 
     assert server.exec("docker inspect labhub-hub-1 --format '{{.Id}}'") != hub_container
-    assert server.exec("docker inspect labhub-registry-1 --format '{{.State.StartedAt}}'") \
+    assert (
+        server.exec("docker inspect labhub-registry-1 --format '{{.State.StartedAt}}'")
         == registry_started
-    assert "tools" in json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))[
-        "repositories"]
+    )
+    assert (
+        "tools"
+        in json.loads(server.exec(f"curl -fsS http://{REGISTRY}/v2/_catalog"))["repositories"]
+    )
     # The same lab, through the new hub: the kernel started before still holds its variable,
     # and the password set at the first login still logs in.
-    assert kernel_execute(url, channels, alice.token, "print(answer)", 60,
-                          stack["verify"]).strip() == "42"
+    assert (
+        kernel_execute(url, channels, alice.token, "print(answer)", 60, stack["verify"]).strip()
+        == "42"
+    )
     assert alice.lab("DELETE", f"/api/kernels/{kernel}").status_code == 204
     alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
@@ -252,13 +284,25 @@ def test_an_engine_restart_keeps_labs_and_kernels_running(stack):
     wait_for_hub(url, verify=stack["verify"])
     # The same container, never stopped, and the kernel started before still answers.
     assert server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'") == started
-    assert kernel_execute(url, f"/user/alice/api/kernels/{kernel}/channels", alice.token,
-                          "print(6 * 7)", 60, stack["verify"]).strip() == "42"
+    assert (
+        kernel_execute(
+            url,
+            f"/user/alice/api/kernels/{kernel}/channels",
+            alice.token,
+            "print(6 * 7)",
+            60,
+            stack["verify"],
+        ).strip()
+        == "42"
+    )
     assert alice.lab("DELETE", f"/api/kernels/{kernel}").status_code == 204
 
 
-@pytest.mark.skipif(not labhost.HAS_AUTOFS, reason="this machine's kernel has no autofs (no "
-                    "/dev/autofs): a share's automount cannot be started in a lab server here")
+@pytest.mark.skipif(
+    not labhost.HAS_AUTOFS,
+    reason="this machine's kernel has no autofs (no "
+    "/dev/autofs): a share's automount cannot be started in a lab server here",
+)
 def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
     """
     Last, as it reboots the server. A tmpfs stands in for CIFS in labhub's own fstab lines (only
@@ -271,29 +315,38 @@ def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
     server.reboot()
     url = stack["url"]
     wait_for_hub(url, verify=stack["verify"])
-    assert server.exec(f"findmnt --noheadings --output FSTYPE --mountpoint {SCRATCH_SHARE}") \
+    assert (
+        server.exec(f"findmnt --noheadings --output FSTYPE --mountpoint {SCRATCH_SHARE}")
         == "autofs\n"
+    )
 
     alice = Hub(url, "alice", verify=stack["verify"])
     alice.login(PASSWORDS["alice"])
     alice.api_token()
     alice.start()
-    written = alice.run("import os\n"
-                        "open(os.path.expanduser('~/scratch/after-reboot'), 'w').write('x')\n"
-                        "print(os.stat(os.path.expanduser('~/scratch/after-reboot')).st_uid)")
+    written = alice.run(
+        "import os\n"
+        "open(os.path.expanduser('~/scratch/after-reboot'), 'w').write('x')\n"
+        "print(os.stat(os.path.expanduser('~/scratch/after-reboot')).st_uid)"
+    )
     uid = server.exec("id -u jupyter-alice").strip()
     assert written.split("\n")[0] == uid
-    assert "tmpfs" in server.exec(f"findmnt --noheadings --output FSTYPE "
-                                  f"--mountpoint {SCRATCH_SHARE}").split()
+    assert (
+        "tmpfs"
+        in server.exec(f"findmnt --noheadings --output FSTYPE --mountpoint {SCRATCH_SHARE}").split()
+    )
     assert server.exec(f"stat -c %u {SCRATCH_SHARE}/after-reboot").strip() == uid
     # The read-only share mounted read-only, for every user; scratch only for group leem.
     bob = Hub(url, "bob", verify=stack["verify"])
     bob.login(PASSWORDS["bob"])
     bob.api_token()
     bob.start()
-    probe = ("import os\nfor share in ('data', 'scratch'):\n"
-             "    print(share, os.path.isdir(os.path.expanduser('~/' + share)))")
+    probe = (
+        "import os\nfor share in ('data', 'scratch'):\n"
+        "    print(share, os.path.isdir(os.path.expanduser('~/' + share)))"
+    )
     assert bob.run(probe).split("\n")[:2] == ["data True", "scratch False"]
-    data = server.exec(f"findmnt --noheadings --output OPTIONS --types tmpfs "
-                       f"--mountpoint {DATA_SHARE}")
+    data = server.exec(
+        f"findmnt --noheadings --output OPTIONS --types tmpfs --mountpoint {DATA_SHARE}"
+    )
     assert "ro" in data.strip().split(","), data

@@ -14,21 +14,25 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from registry_server import LocalRegistry, free_port, make_image
 
 import labhost
 from labhub import stack
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import validate
 from labhub.stack import CONTEXT_HASH_LABEL
-from registry_server import LocalRegistry, free_port, make_image
 
 REGISTRY = "127.0.0.1:5000"
 LAB = f"{REGISTRY}/lab:1.0"
 
 
 def settings_data(**extra) -> dict:
-    return {"hub_users": ["alice", {"name": "bob", "groups": ["leem"]}], "hub_admins": ["alice"],
-            "hub_domain": "hub.lab.example.org", **extra}
+    return {
+        "hub_users": ["alice", {"name": "bob", "groups": ["leem"]}],
+        "hub_admins": ["alice"],
+        "hub_domain": "hub.lab.example.org",
+        **extra,
+    }
 
 
 def lab_hash(settings) -> str:
@@ -52,8 +56,9 @@ def plan(tmp_path: Path, task: str, responses: dict) -> list[str]:
 
 def image_fact(labels: dict, repo_digests: list[str]) -> str:
     """What ``docker image inspect`` prints (pyinfra's DockerImage fact reads it)."""
-    return json.dumps([{"Id": "sha256:1", "Config": {"Labels": labels},
-                        "RepoDigests": repo_digests}])
+    return json.dumps(
+        [{"Id": "sha256:1", "Config": {"Labels": labels}, "RepoDigests": repo_digests}]
+    )
 
 
 def registry_answer(digest: str | None) -> list[str]:
@@ -68,39 +73,58 @@ def settings():
 
 
 def test_nothing_built_or_pushed_when_image_and_registry_are_current(tmp_path, settings):
-    planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)},
-                                           [f"{REGISTRY}/lab@sha256:aa"]),
-        "/v2/lab/manifests/1.0": registry_answer("sha256:aa"),
-    })
+    planned = plan(
+        tmp_path,
+        "tasks/images.py",
+        {
+            "docker image inspect": image_fact(
+                {CONTEXT_HASH_LABEL: lab_hash(settings)}, [f"{REGISTRY}/lab@sha256:aa"]
+            ),
+            "/v2/lab/manifests/1.0": registry_answer("sha256:aa"),
+        },
+    )
     assert f"Build {LAB}" not in planned
     assert f"Push {LAB} to the registry" not in planned
 
 
 def test_push_only_when_the_registry_lacks_the_tag(tmp_path, settings):
-    planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)}, []),
-        "/v2/lab/manifests/1.0": registry_answer(None),
-    })
+    planned = plan(
+        tmp_path,
+        "tasks/images.py",
+        {
+            "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)}, []),
+            "/v2/lab/manifests/1.0": registry_answer(None),
+        },
+    )
     assert f"Build {LAB}" not in planned
     assert f"Push {LAB} to the registry" in planned
 
 
 def test_push_when_the_registry_tag_is_another_image(tmp_path, settings):
-    planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: lab_hash(settings)},
-                                           [f"{REGISTRY}/lab@sha256:aa"]),
-        "/v2/lab/manifests/1.0": registry_answer("sha256:bb"),
-    })
+    planned = plan(
+        tmp_path,
+        "tasks/images.py",
+        {
+            "docker image inspect": image_fact(
+                {CONTEXT_HASH_LABEL: lab_hash(settings)}, [f"{REGISTRY}/lab@sha256:aa"]
+            ),
+            "/v2/lab/manifests/1.0": registry_answer("sha256:bb"),
+        },
+    )
     assert f"Push {LAB} to the registry" in planned
 
 
 def test_build_and_push_when_the_context_changed(tmp_path):
-    planned = plan(tmp_path, "tasks/images.py", {
-        "docker image inspect": image_fact({CONTEXT_HASH_LABEL: "an-older-context"},
-                                           [f"{REGISTRY}/lab@sha256:aa"]),
-        "/v2/lab/manifests/1.0": registry_answer("sha256:aa"),
-    })
+    planned = plan(
+        tmp_path,
+        "tasks/images.py",
+        {
+            "docker image inspect": image_fact(
+                {CONTEXT_HASH_LABEL: "an-older-context"}, [f"{REGISTRY}/lab@sha256:aa"]
+            ),
+            "/v2/lab/manifests/1.0": registry_answer("sha256:aa"),
+        },
+    )
     assert f"Build {LAB}" in planned
     assert f"Push {LAB} to the registry" in planned
 
@@ -111,11 +135,17 @@ def test_compose_up_only_when_a_service_differs_and_the_dry_run_says_why(tmp_pat
 
     def run(wanted: list[str], containers: list[str]) -> labhost.PyinfraRun:
         # ComposeProject reads the new file's hashes and the containers in one command.
-        return dry_run(tmp_path, "tasks/hub.py", {
-            "config --hash": [*wanted, "--labhub-compose-containers--", *containers]})
+        return dry_run(
+            tmp_path,
+            "tasks/hub.py",
+            {"config --hash": [*wanted, "--labhub-compose-containers--", *containers]},
+        )
 
-    running = [f"hub running h1 {hub_image}", "registry running r1 registry:2",
-               "proxy running p1 caddy:2"]
+    running = [
+        f"hub running h1 {hub_image}",
+        "registry running r1 registry:2",
+        "proxy running p1 caddy:2",
+    ]
     others = ["registry r1", "proxy p1"]
     assert up not in run(["hub h1", *others], running).planned_changes
     changed = run(["hub h2", *others], running)
@@ -146,12 +176,15 @@ def test_context_hash_covers_files_support_files_and_build_args(tmp_path):
     assert stack.context_hash(tmp_path, {"ca.crt": b""}, {"BASE_IMAGE": "a"}) != base
 
 
-@pytest.mark.parametrize("idle, age, expected", [
-    (86400, 604800, ["--timeout=86400", "--max-age=604800", "--cull-every=600"]),
-    (0, 3600, [f"--timeout={stack.NEVER}", "--max-age=3600", "--cull-every=600"]),
-    (600, 0, ["--timeout=600", "--max-age=0", "--cull-every=300"]),
-    (0, 0, None),
-])
+@pytest.mark.parametrize(
+    "idle, age, expected",
+    [
+        (86400, 604800, ["--timeout=86400", "--max-age=604800", "--cull-every=600"]),
+        (0, 3600, [f"--timeout={stack.NEVER}", "--max-age=3600", "--cull-every=600"]),
+        (600, 0, ["--timeout=600", "--max-age=0", "--cull-every=300"]),
+        (0, 0, None),
+    ],
+)
 def test_culler_command(idle, age, expected):
     command = stack.culler_command(validate(settings_data(idle_timeout=idle, max_age=age)))
     assert (command[3:] if command else None) == expected
@@ -200,13 +233,20 @@ def load_hub_config(settings, monkeypatch, tmp_path, registry_url: str, **extra)
 
 
 def test_hub_config_offers_registry_images_newest_first(monkeypatch, tmp_path, registry):
-    for repository, tag in (("gpu", "2024.1"), ("lab", "1.9"), ("lab", "1.10"), ("lab", "1.0"),
-                            ("lab", "latest")):
+    for repository, tag in (
+        ("gpu", "2024.1"),
+        ("lab", "1.9"),
+        ("lab", "1.10"),
+        ("lab", "1.0"),
+        ("lab", "latest"),
+    ):
         registry.push_image(repository, tag, make_image("2025-01-01T00:00:00Z", tag.encode()))
-    settings = validate(settings_data(lab_images=[{"name": "lab", "version": "1.9"}],
-                                      lab_volumes=[{"host_path": "/srv/data",
-                                                    "container_path": "data",
-                                                    "groups": ["leem"]}]))
+    settings = validate(
+        settings_data(
+            lab_images=[{"name": "lab", "version": "1.9"}],
+            lab_volumes=[{"host_path": "/srv/data", "container_path": "data", "groups": ["leem"]}],
+        )
+    )
     c = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"]
     assert c.FirstUseAuthenticator["create_users"] is False
     assert c.Authenticator["allowed_users"] == {"alice", "bob"}
@@ -216,8 +256,13 @@ def test_hub_config_offers_registry_images_newest_first(monkeypatch, tmp_path, r
     assert c.DockerSpawner["image"] == f"{REGISTRY}/lab:1.9"
     images = list(c.DockerSpawner["allowed_images"]())
     # The same order as registry pruning's: "latest" names no version, so it is no newer.
-    assert images == [f"{REGISTRY}/lab:1.10", f"{REGISTRY}/lab:1.9", f"{REGISTRY}/lab:1.0",
-                      f"{REGISTRY}/lab:latest", f"{REGISTRY}/gpu:2024.1"]
+    assert images == [
+        f"{REGISTRY}/lab:1.10",
+        f"{REGISTRY}/lab:1.9",
+        f"{REGISTRY}/lab:1.0",
+        f"{REGISTRY}/lab:latest",
+        f"{REGISTRY}/gpu:2024.1",
+    ]
 
 
 def test_hub_config_falls_back_to_the_default_image(monkeypatch, tmp_path, settings):
@@ -238,8 +283,13 @@ def test_hub_config_keeps_its_state_where_the_deploy_reads_it(monkeypatch, tmp_p
     # Read from settings.json, not written in the image a second time.
     other = stack.HubImage(data_path="/var/hub", database="hub.db", passwords="pw.dbm", port=9000)
     (tmp_path / "other").mkdir()
-    c = load_hub_config(settings, monkeypatch, tmp_path / "other",
-                        f"http://127.0.0.1:{free_port()}", stack=other.settings("lab-hub"))["c"]
+    c = load_hub_config(
+        settings,
+        monkeypatch,
+        tmp_path / "other",
+        f"http://127.0.0.1:{free_port()}",
+        stack=other.settings("lab-hub"),
+    )["c"]
     assert c.JupyterHub["db_url"] == "sqlite:////var/hub/hub.db"
     assert c.FirstUseAuthenticator["dbm_path"] == "/var/hub/pw.dbm"
     assert c.JupyterHub["cookie_secret_file"] == "/var/hub/jupyterhub_cookie_secret"
@@ -248,17 +298,35 @@ def test_hub_config_keeps_its_state_where_the_deploy_reads_it(monkeypatch, tmp_p
 
 
 def test_spawner_runs_labs_as_the_account_with_the_users_mounts(monkeypatch, tmp_path):
-    settings = validate(settings_data(lab_volumes=[
-        {"host_path": "/srv/data", "container_path": "data", "groups": ["leem"]},
-        {"host_path": "/srv/ref", "container_path": "/opt/ref", "mode": "ro"},
-    ]))
+    settings = validate(
+        settings_data(
+            lab_volumes=[
+                {"host_path": "/srv/data", "container_path": "data", "groups": ["leem"]},
+                {"host_path": "/srv/ref", "container_path": "/opt/ref", "mode": "ro"},
+            ]
+        )
+    )
     c = load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")["c"]
-    (tmp_path / "etc-labhub" / "accounts.json").write_text(json.dumps({
-        "alice": {"name": "jupyter-alice", "uid": 1001, "home": "/home/jupyter-alice",
-                  "gids": [100], "groups": ["users"]},
-        "bob": {"name": "jupyter-bob", "uid": 1002, "home": "/home/jupyter-bob",
-                "gids": [100, 1003], "groups": ["users", "leem"]},
-    }))
+    (tmp_path / "etc-labhub" / "accounts.json").write_text(
+        json.dumps(
+            {
+                "alice": {
+                    "name": "jupyter-alice",
+                    "uid": 1001,
+                    "home": "/home/jupyter-alice",
+                    "gids": [100],
+                    "groups": ["users"],
+                },
+                "bob": {
+                    "name": "jupyter-bob",
+                    "uid": 1002,
+                    "home": "/home/jupyter-bob",
+                    "gids": [100, 1003],
+                    "groups": ["users", "leem"],
+                },
+            }
+        )
+    )
     volumes = {}
     for name in ("alice", "bob"):
         spawner = SimpleNamespace(user=SimpleNamespace(name=name))
@@ -271,14 +339,20 @@ def test_spawner_runs_labs_as_the_account_with_the_users_mounts(monkeypatch, tmp
         "/srv/ref": {"bind": "/opt/ref", "mode": "ro"},
     }
     assert volumes["bob"]["/srv/data"] == {"bind": "/home/jovyan/data", "mode": "rw"}
-    assert spawner.lab_account == {"name": "jupyter-bob", "uid": 1002, "gecos": "bob",
-                                   "groups": [("users", 100), ("leem", 1003)],
-                                   "home": "/home/jovyan"}
+    assert spawner.lab_account == {
+        "name": "jupyter-bob",
+        "uid": 1002,
+        "gecos": "bob",
+        "groups": [("users", 100), ("leem", 1003)],
+        "home": "/home/jovyan",
+    }
 
 
-IMAGE_PASSWD = ("root:x:0:0:root:/root:/bin/bash\n"
-                "jovyan:x:1000:100::/home/jovyan:/bin/bash\n"
-                "old:x:1002:100::/home/old:/bin/sh\n")
+IMAGE_PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "jovyan:x:1000:100::/home/jovyan:/bin/bash\n"
+    "old:x:1002:100::/home/old:/bin/sh\n"
+)
 IMAGE_GROUP = "root:x:0:\nusers:x:100:jovyan\nleem:x:50:\n"
 
 
@@ -286,17 +360,29 @@ def test_lab_accounts_keep_the_images_and_name_the_user(monkeypatch, tmp_path, s
     load_hub_config(settings, monkeypatch, tmp_path, f"http://127.0.0.1:{free_port()}")
     from labhub_spawn import account_files
 
-    account = {"name": "jupyter-bob", "uid": 1002, "gecos": "bob", "home": "/home/jovyan",
-               "groups": [("users", 100), ("leem", 1003), ("staff", 1004)]}
+    account = {
+        "name": "jupyter-bob",
+        "uid": 1002,
+        "gecos": "bob",
+        "home": "/home/jovyan",
+        "groups": [("users", 100), ("leem", 1003), ("staff", 1004)],
+    }
     passwd, group = account_files(IMAGE_PASSWD, IMAGE_GROUP, account)
     # The image's accounts stay; the one holding the user's uid gives way.
-    assert passwd.splitlines() == ["root:x:0:0:root:/root:/bin/bash",
-                                   "jovyan:x:1000:100::/home/jovyan:/bin/bash",
-                                   "jupyter-bob:x:1002:100:bob:/home/jovyan:/bin/bash"]
+    assert passwd.splitlines() == [
+        "root:x:0:0:root:/root:/bin/bash",
+        "jovyan:x:1000:100::/home/jovyan:/bin/bash",
+        "jupyter-bob:x:1002:100:bob:/home/jovyan:/bin/bash",
+    ]
     # Member of gid 100 as the image names it; a host group whose name the image uses for
     # another gid keeps its gid under another name.
-    assert group.splitlines() == ["root:x:0:", "users:x:100:jovyan,jupyter-bob", "leem:x:50:",
-                                  "leem-1003:x:1003:jupyter-bob", "staff:x:1004:jupyter-bob"]
+    assert group.splitlines() == [
+        "root:x:0:",
+        "users:x:100:jovyan,jupyter-bob",
+        "leem:x:50:",
+        "leem-1003:x:1003:jupyter-bob",
+        "staff:x:1004:jupyter-bob",
+    ]
     # Written twice (a container reused), the same files.
     assert account_files(passwd, group, account) == (passwd, group)
     # An image without bash, or without any account files.
@@ -306,10 +392,19 @@ def test_lab_accounts_keep_the_images_and_name_the_user(monkeypatch, tmp_path, s
 
 
 def test_spawn_form_names_images_with_their_labels(monkeypatch, tmp_path, registry, settings):
-    described = {"org.opencontainers.image.title": "Python lab",
-                 "org.opencontainers.image.description": "NumPy <and> pandas"}
-    registry.push_image("lab", "1.0", make_image("2025-01-01T00:00:00Z", b"1.0", extra_config={
-        "config": {"Cmd": ["/file0"], "Labels": described}}))
+    described = {
+        "org.opencontainers.image.title": "Python lab",
+        "org.opencontainers.image.description": "NumPy <and> pandas",
+    }
+    registry.push_image(
+        "lab",
+        "1.0",
+        make_image(
+            "2025-01-01T00:00:00Z",
+            b"1.0",
+            extra_config={"config": {"Cmd": ["/file0"], "Labels": described}},
+        ),
+    )
     registry.push_image("lab", "1.10", make_image("2025-01-02T00:00:00Z", b"1.10"))
     registry.push_image("gpu", "2024.1", make_image("2025-01-01T00:00:00Z", b"gpu"))
     c = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"]
@@ -327,8 +422,10 @@ def test_spawn_form_names_images_with_their_labels(monkeypatch, tmp_path, regist
 def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):
     """A real (not dry) run against @fake: the hub never answers, the run fails and says why."""
     responses = {
-        "cat /etc/passwd": ["jupyter-alice:x:1001:100::/home/jupyter-alice:/bin/bash",
-                            "jupyter-bob:x:1002:100::/home/jupyter-bob:/bin/bash"],
+        "cat /etc/passwd": [
+            "jupyter-alice:x:1001:100::/home/jupyter-alice:/bin/bash",
+            "jupyter-bob:x:1002:100::/home/jupyter-bob:/bin/bash",
+        ],
         "cat /etc/group": ["users:x:100:", "leem:x:1003:jupyter-bob"],
         "/hub/health": ["000"],
         "logs --no-color": ["hub-1  | ValueError: the hub could not start"],
@@ -340,7 +437,9 @@ def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):
     )
     run = labhost.run_pyinfra(inventory, "tasks/hub.py")
     assert run.returncode != 0
-    assert ("hub: http://127.0.0.1:8000/hub/health did not answer within 120 s, the stack did "
-            "not come up") in run.stderr
+    assert (
+        "hub: http://127.0.0.1:8000/hub/health did not answer within 120 s, the stack did "
+        "not come up"
+    ) in run.stderr
     assert "docker compose -f /opt/labhub/compose.yaml logs hub" in run.stderr
     assert "ValueError: the hub could not start" in run.stderr

@@ -47,41 +47,68 @@ SUDO = "sudo -H -n "
 
 @dataclass(frozen=True)
 class Cut:
-    what: str                      # what the cut interrupts, for messages
-    operation: str                 # part of the operation's name, as pyinfra starts it
-    on_host: str = "true"          # shell test on the host, polled once the operation started
-    settle: float = 0.0            # seconds more before the cut, once on_host holds
-    signal: int = signal.SIGKILL   # SIGINT: Ctrl-C; SIGKILL: the connection lost
-    commands_die: bool = True      # the commands on the host die with the session, or run on
-    leaves: str | None = None      # shell test of the mess the cut must have left
+    what: str  # what the cut interrupts, for messages
+    operation: str  # part of the operation's name, as pyinfra starts it
+    on_host: str = "true"  # shell test on the host, polled once the operation started
+    settle: float = 0.0  # seconds more before the cut, once on_host holds
+    signal: int = signal.SIGKILL  # SIGINT: Ctrl-C; SIGKILL: the connection lost
+    commands_die: bool = True  # the commands on the host die with the session, or run on
+    leaves: str | None = None  # shell test of the mess the cut must have left
 
 
 BUILDING = "pgrep -f '^docker build' >/dev/null"
 
 # Before the stand-in images can be loaded: the engine is not installed yet.
 ENGINE_CUTS = [
-    Cut("dpkg killed while unpacking the engine", "Install Docker packages",
-        on_host="pgrep -x dpkg >/dev/null && "
-                "find /var/lib/dpkg/updates -mindepth 1 | grep -q .",
-        leaves="find /var/lib/dpkg/updates -mindepth 1 | grep -q ."),
-    Cut("daemon.json written, the engine not told yet", "Keep containers running",
-        on_host="grep -q live-restore /etc/docker/daemon.json"),
+    Cut(
+        "dpkg killed while unpacking the engine",
+        "Install Docker packages",
+        on_host="pgrep -x dpkg >/dev/null && find /var/lib/dpkg/updates -mindepth 1 | grep -q .",
+        leaves="find /var/lib/dpkg/updates -mindepth 1 | grep -q .",
+    ),
+    Cut(
+        "daemon.json written, the engine not told yet",
+        "Keep containers running",
+        on_host="grep -q live-restore /etc/docker/daemon.json",
+    ),
     Cut("mid user creation", "Hub user alice", on_host="getent passwd jupyter-alice >/dev/null"),
-    Cut("a share's credentials being written", "Credentials of share data",
-        on_host="test -e /etc/labhub/credentials/data", signal=signal.SIGINT),
-    Cut("fstab with one share's line of two", "fstab:",
-        on_host=f"grep -q ' {DATA_SHARE} ' /etc/fstab"),
+    Cut(
+        "a share's credentials being written",
+        "Credentials of share data",
+        on_host="test -e /etc/labhub/credentials/data",
+        signal=signal.SIGINT,
+    ),
+    Cut(
+        "fstab with one share's line of two",
+        "fstab:",
+        on_host=f"grep -q ' {DATA_SHARE} ' /etc/fstab",
+    ),
 ]
 STACK_CUTS = [
-    Cut("the hub's build context half uploaded", "Upload the hub image's build context",
-        settle=0.5, signal=signal.SIGINT),
+    Cut(
+        "the hub's build context half uploaded",
+        "Upload the hub image's build context",
+        settle=0.5,
+        signal=signal.SIGINT,
+    ),
     Cut("the hub image build killed", "Build the hub image", on_host=BUILDING, settle=3.0),
-    Cut("the connection lost while the hub image builds on", "Build the hub image",
-        on_host=BUILDING, settle=1.0, commands_die=False),
-    Cut("compose up killed with containers made", "Bring up the hub stack",
-        on_host="docker ps -aq --filter label=com.docker.compose.project=labhub | grep -q ."),
-    Cut("the lab image's build context half uploaded", f"Upload the build context of {LAB}",
-        settle=0.3),
+    Cut(
+        "the connection lost while the hub image builds on",
+        "Build the hub image",
+        on_host=BUILDING,
+        settle=1.0,
+        commands_die=False,
+    ),
+    Cut(
+        "compose up killed with containers made",
+        "Bring up the hub stack",
+        on_host="docker ps -aq --filter label=com.docker.compose.project=labhub | grep -q .",
+    ),
+    Cut(
+        "the lab image's build context half uploaded",
+        f"Upload the build context of {LAB}",
+        settle=0.3,
+    ),
     Cut("the lab image build killed", f"Build {LAB}", on_host=BUILDING, settle=3.0),
     Cut("the push killed", f"Push {LAB}", on_host="pgrep -f '^docker push' >/dev/null"),
 ]
@@ -93,8 +120,11 @@ def on_host(server: labhost.LabServer, test: str) -> bool:
 
 def pyinfra_commands(server: labhost.LabServer) -> list[str]:
     """The pids of the commands pyinfra started on the host (each sudo's session) still there."""
-    processes = [line.split(None, 2) for line in
-                 server.exec("ps -eo pid=,sid=,args=").splitlines() if line.strip()]
+    processes = [
+        line.split(None, 2)
+        for line in server.exec("ps -eo pid=,sid=,args=").splitlines()
+        if line.strip()
+    ]
     sessions = {sid for pid, sid, *args in processes if args and args[0].startswith(SUDO)}
     return [pid for pid, sid, *_ in processes if sid in sessions]
 
@@ -102,9 +132,15 @@ def pyinfra_commands(server: labhost.LabServer) -> list[str]:
 def interrupted_run(server: labhost.LabServer, argv: list[str], cut: Cut) -> None:
     """One deploy, cut as ``cut`` says; returns once the host is quiet again."""
     begun = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=labhost.PROJECT_ROOT, env=pyinfra_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=labhost.PROJECT_ROOT,
+        env=pyinfra_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     started = threading.Event()
     lines: list[str] = []
 
@@ -121,8 +157,10 @@ def interrupted_run(server: labhost.LabServer, argv: list[str], cut: Cut) -> Non
         while not (started.is_set() and on_host(server, cut.on_host)):
             if proc.poll() is not None or time.monotonic() > deadline:
                 reader.join(5)
-                raise AssertionError(f"cut {cut.what!r}: the run ended or stalled before "
-                                     f"{cut.operation!r} got there:\n{''.join(lines[-40:])}")
+                raise AssertionError(
+                    f"cut {cut.what!r}: the run ended or stalled before "
+                    f"{cut.operation!r} got there:\n{''.join(lines[-40:])}"
+                )
             time.sleep(0.1)
         time.sleep(cut.settle)
         assert proc.poll() is None, f"cut {cut.what!r}: the run finished before the cut"
@@ -179,8 +217,10 @@ def test_a_deploy_cut_anywhere_is_converged_by_the_next_run(lab_server, tmp_path
     assert server.exec("docker info --format '{{.LiveRestoreEnabled}}'").strip() == "true"
     for share in (DATA_SHARE, SCRATCH_SHARE):
         assert server.exec(f"grep -c ' {share} ' /etc/fstab").strip() == "1"
-    assert server.exec("cat /etc/labhub/credentials/data") \
+    assert (
+        server.exec("cat /etc/labhub/credentials/data")
         == (tmp_path / "share-credentials").read_text()
+    )
     assert server.exec("stat -c '%a %U' /etc/labhub/credentials/data").split() == ["600", "root"]
     assert server.exec("dpkg --audit") == ""
 

@@ -38,8 +38,13 @@ HUB_DIR = "/opt/labhub"
 def lab(responses: dict | None = None, names=("lab",), **data) -> tuple[State, list]:
     """A state of ``@fake`` hosts, connected and ready for operations, as ``pyinfra -y`` runs
     them: an operation's body runs when it executes, not when it is added."""
-    host_data = {"fake_delay": 0, "fake_delay_jitter": 0, "fake_responses": responses or {},
-                 "hub_domain": "lab.test", **data}
+    host_data = {
+        "fake_delay": 0,
+        "fake_delay_jitter": 0,
+        "fake_responses": responses or {},
+        "hub_domain": "lab.test",
+        **data,
+    }
     inventory = Inventory(([(f"@fake/{name}", dict(host_data)) for name in names], {}))
     state = State(inventory, Config(), check_for_changes=False)
     connect_all(state)
@@ -117,8 +122,15 @@ def test_a_host_marked_failed_fails_the_run_and_the_run_goes_on():
 def test_connector_arguments_are_the_operations_own():
     state, (host,) = lab()
     seen: list[dict] = []
-    add(state, probe, seen=seen, what=connector_arguments, _sudo=True, _sudo_user="alice",
-        _ignore_errors=True)
+    add(
+        state,
+        probe,
+        seen=seen,
+        what=connector_arguments,
+        _sudo=True,
+        _sudo_user="alice",
+        _ignore_errors=True,
+    )
     run(state)
     assert seen[0]["_sudo"] is True and seen[0]["_sudo_user"] == "alice"
     # Not a connector's: kept by pyinfra for the operation itself.
@@ -141,8 +153,9 @@ def tree_lines(*entries: str) -> list[str]:
 
 
 def test_operations_on_different_paths_under_hub_dir_share_one_read():
-    state, (host,) = lab({f"find {HUB_DIR} ": tree_lines(HUB_DIR, f"{HUB_DIR}/hub",
-                                                         f"{HUB_DIR}/build")})
+    state, (host,) = lab(
+        {f"find {HUB_DIR} ": tree_lines(HUB_DIR, f"{HUB_DIR}/hub", f"{HUB_DIR}/build")}
+    )
     counted = []
     get_fact = host.get_fact
     host.get_fact = lambda fact, *a, **k: counted.append(fact) or get_fact(fact, *a, **k)
@@ -159,12 +172,20 @@ def test_a_secret_file_is_read_with_its_folder(tmp_path: Path):
     key = tmp_path / "leem.cred"
     key.write_bytes(b"password=not-a-real-one\n")
     dest = "/etc/labhub/credentials/leem"
-    state, (host,) = lab({"find /etc/labhub ": [
-        *tree_lines("/etc/labhub")[:-1], "d 700 root root /etc/labhub/credentials",
-        f"f 600 root root {dest}", "--labhub-tree-hashes--",
-        f"{hashlib.sha256(key.read_bytes()).hexdigest()}  {dest}"]})
-    folder = add(state, tree.written, files={}, folders=["/etc/labhub/credentials"],
-                 folder_mode="0700")
+    state, (host,) = lab(
+        {
+            "find /etc/labhub ": [
+                *tree_lines("/etc/labhub")[:-1],
+                "d 700 root root /etc/labhub/credentials",
+                f"f 600 root root {dest}",
+                "--labhub-tree-hashes--",
+                f"{hashlib.sha256(key.read_bytes()).hexdigest()}  {dest}",
+            ]
+        }
+    )
+    folder = add(
+        state, tree.written, files={}, folders=["/etc/labhub/credentials"], folder_mode="0700"
+    )
     secret = add(state, secret_files.put, src=str(key), dest=dest)
     run(state)
     assert not (folder.did_change() or secret.did_change())
@@ -184,15 +205,20 @@ def test_a_change_reads_the_tree_again():
 def test_a_path_outside_labhubs_folders_is_refused():
     state, (host,) = lab()
     add(state, tree.written, files={"/etc/motd": "hi\n"})
-    with pytest.raises(OperationError, match=r"/etc/motd is not under a folder labhub manages "
-                                             r"\(/opt/labhub, /etc/labhub\)"):
+    with pytest.raises(
+        OperationError,
+        match=r"/etc/motd is not under a folder labhub manages "
+        r"\(/opt/labhub, /etc/labhub\)",
+    ):
         run(state)
     assert not host.connector.executed_commands
 
 
 def test_two_services_share_one_read():
-    states = [f"Id={name}.service\nSubState=running\nUnitFileState=enabled\n"
-              for name in ("containerd", "docker")]
+    states = [
+        f"Id={name}.service\nSubState=running\nUnitFileState=enabled\n"
+        for name in ("containerd", "docker")
+    ]
     state, (host,) = lab({"systemctl show": "\n".join(states).splitlines()})
     ops = [add(state, services.running, service=name) for name in ("docker", "containerd")]
     run(state)
@@ -204,8 +230,16 @@ def test_two_shares_mount_points_share_one_read(tmp_path: Path):
     credentials = tmp_path / "cred"
     credentials.write_text("username=lab\npassword=not-a-real-one\n")
     credentials.chmod(0o600)
-    shares = [{"name": name, "source": f"//files.lab/{name}", "mountpoint": f"/mnt/{name}",
-               "mode": "ro", "credentials": str(credentials)} for name in ("leem", "data")]
+    shares = [
+        {
+            "name": name,
+            "source": f"//files.lab/{name}",
+            "mountpoint": f"/mnt/{name}",
+            "mode": "ro",
+            "credentials": str(credentials),
+        }
+        for name in ("leem", "data")
+    ]
     state, (host,) = lab({"findmnt": ["@ y /mnt/data", "@ y /mnt/leem"]}, shares=shares)
     ops = [add(state, fstab.mount_point, path=f"/mnt/{name}") for name in ("leem", "data")]
     run(state)
@@ -231,9 +265,16 @@ def test_a_callback_runs_once_the_inventory_is_loaded_before_any_connection():
     # As the CLI does: the state made first (config.py runs then), init'ed with the inventory.
     state = State(check_for_changes=False)
     seen = []
-    after_inventory_loaded(state, lambda inventory: seen.append(
-        (sorted(host.name for host in inventory), state.initialised,
-         [host.connected for host in inventory])))
+    after_inventory_loaded(
+        state,
+        lambda inventory: seen.append(
+            (
+                sorted(host.name for host in inventory),
+                state.initialised,
+                [host.connected for host in inventory],
+            )
+        ),
+    )
     inventory = Inventory((["@fake/lab"], {}))
     state.init(inventory, Config())
     assert seen == [(["@fake/lab"], True, [False])]

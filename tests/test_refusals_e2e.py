@@ -27,9 +27,11 @@ echo results > /srv/busy/data.txt
 echo mine > /opt/notlabhub/notes.txt
 """
 # Everything a deploy could touch first: accounts, groups, fstab, folders, packages.
-STATE = ("cat /etc/passwd /etc/shadow /etc/group /etc/fstab; ls -laR /opt /srv /mnt /home "
-         "/etc/labhub 2>&1; ls /etc/apt/keyrings /etc/apt/sources.list.d 2>&1; "
-         "dpkg-query -W -f '${Package} ${Status}\\n'")
+STATE = (
+    "cat /etc/passwd /etc/shadow /etc/group /etc/fstab; ls -laR /opt /srv /mnt /home "
+    "/etc/labhub 2>&1; ls /etc/apt/keyrings /etc/apt/sources.list.d 2>&1; "
+    "dpkg-query -W -f '${Package} ${Status}\\n'"
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,51 +47,72 @@ def credentials(tmp_path_factory):
 
 
 def share(credentials: str, mountpoint: str) -> dict:
-    return {"name": "data", "source": "//files.lab/data", "mountpoint": mountpoint, "mode": "ro",
-            "credentials": credentials}
+    return {
+        "name": "data",
+        "source": "//files.lab/data",
+        "mountpoint": mountpoint,
+        "mode": "ro",
+        "credentials": credentials,
+    }
 
 
 CASES = {
     "an account labhub did not make": (
         {"user_prefix": "", "hub_users": ["carol"]},
         "hub_users: account carol exists and labhub did not make it (its comment is not "
-        "'labhub hub user carol'): labhub does not take it over"),
+        "'labhub hub user carol'): labhub does not take it over",
+    ),
     "a system account": (
         {"user_prefix": "", "hub_users": ["daemon"]},
-        "hub_users: account daemon exists as a system account (uid 1)"),
+        "hub_users: account daemon exists as a system account (uid 1)",
+    ),
     "a pinned uid another account has": (
         {"hub_users": [{"name": "alice", "uid": 1001}]},
-        "hub_users: uid 1001 of alice is taken by account carol"),
+        "hub_users: uid 1001 of alice is taken by account carol",
+    ),
     "a system group": (
         {"hub_users": [{"name": "alice", "groups": ["scanner"]}]},
-        "hub_users[0].groups: scanner is a system group (gid "),
+        "hub_users[0].groups: scanner is a system group (gid ",
+    ),
     "an admin's personal group": (
         {"hub_users": [{"name": "alice", "groups": ["carol"]}]},
-        "hub_users[0].groups: carol is the primary group of account carol"),
+        "hub_users[0].groups: carol is the primary group of account carol",
+    ),
     "an fstab line labhub did not write": (
         {"shares": "old"},
-        "shares[0].mountpoint: /etc/fstab already mounts //nas/old at /mnt/old"),
+        "shares[0].mountpoint: /etc/fstab already mounts //nas/old at /mnt/old",
+    ),
     "a folder with files as mount point": (
         {"shares": "busy"},
-        "shares[0].mountpoint: /srv/busy is in use (it holds data.txt): the share would hide it"),
+        "shares[0].mountpoint: /srv/busy is in use (it holds data.txt): the share would hide it",
+    ),
     "a backup schedule this server's systemd does not read": (
-        {"backup_repository": "/srv/backups", "backup_password_file": "credentials",
-         "backup_schedule": "dayly"},
+        {
+            "backup_repository": "/srv/backups",
+            "backup_password_file": "credentials",
+            "backup_schedule": "dayly",
+        },
         "backup_schedule: 'dayly' is not a calendar event this server's systemd reads (Failed "
-        "to parse calendar specification"),
+        "to parse calendar specification",
+    ),
     "a backend whose program the server does not have": (
         {"backup_repository": "rclone:lab:labhub", "backup_password_file": "credentials"},
         "backup_repository: 'rclone:lab:labhub' is reached through rclone, which this server "
-        "does not have"),
+        "does not have",
+    ),
     # Refused before connecting, from the settings alone (tests/test_refusals.py has them all).
     "a system folder in another spelling": (
-        {"hub_dir": "//etc/labhub/"}, "hub_dir: '/etc/labhub' is inside the system folder /etc"),
+        {"hub_dir": "//etc/labhub/"},
+        "hub_dir: '/etc/labhub' is inside the system folder /etc",
+    ),
     "a group made by a task on a fresh server": (
         {"hub_users": [{"name": "alice", "groups": ["docker"]}]},
-        "hub_users[0].groups[0]: 'docker' is a system group"),
+        "hub_users[0].groups[0]: 'docker' is a system group",
+    ),
     "a hub_dir with other things in it": (
         {"hub_dir": "/opt/notlabhub"},
-        "hub_dir: /opt/notlabhub holds notes.txt and no labhub compose project"),
+        "hub_dir: /opt/notlabhub holds notes.txt and no labhub compose project",
+    ),
 }
 
 
@@ -98,8 +121,9 @@ def state_digest(server: labhost.LabServer) -> str:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_the_deploy_stops_before_any_change_and_names_what_it_will_not_touch(case, server,
-                                                                            credentials):
+def test_the_deploy_stops_before_any_change_and_names_what_it_will_not_touch(
+    case, server, credentials
+):
     data, expected = CASES[case]
     if data.get("shares") == "old":
         data = {"shares": [share(credentials, "/mnt/old")]}

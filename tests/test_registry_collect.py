@@ -27,12 +27,14 @@ def test_more_than_100_repositories_and_100_tags_are_all_seen(registry):
     for i in range(105):
         registry.push_image(f"team/repo{i:03d}", "1.0", shared)
     for i in range(130):
-        registry.push_image("many", f"v{i}", make_image(f"2025-01-01T00:00:{i % 60:02d}Z",
-                                                        f"many{i}".encode()))
+        registry.push_image(
+            "many", f"v{i}", make_image(f"2025-01-01T00:00:{i % 60:02d}Z", f"many{i}".encode())
+        )
     snap = client.collect(registry.url)
     assert len(snap["repositories"]) == 106
-    assert all(snap["repositories"][f"team/repo{i:03d}"] == {"1.0": shared.digest}
-               for i in range(105))
+    assert all(
+        snap["repositories"][f"team/repo{i:03d}"] == {"1.0": shared.digest} for i in range(105)
+    )
     assert sorted(snap["repositories"]["many"]) == sorted(f"v{i}" for i in range(130))
     # The catalog really was read page by page (Link: ...; rel="next"), 100 at a time.
     log = registry.log_path.read_text()
@@ -87,8 +89,13 @@ def test_the_shipped_program_runs_with_python3_from_a_shell(registry):
     registry.push_image("lab", "1", make_image("2025-01-01T00:00:00Z", b"y"))
     command = RegistryContents().command(registry.url, probe_delete=True)
     # As the fact runs it: inside a subshell that pyinfra closes right after the heredoc.
-    result = subprocess.run(["sh", "-c", f"( {command})"], capture_output=True, text=True,
-                            cwd="/", env={"PATH": os.environ["PATH"]})
+    result = subprocess.run(
+        ["sh", "-c", f"( {command})"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={"PATH": os.environ["PATH"]},
+    )
     assert result.returncode == 0, result.stderr
     shipped = json.loads(result.stdout)
     local = client.collect(registry.url, probe_delete=True)
@@ -98,8 +105,11 @@ def test_the_shipped_program_runs_with_python3_from_a_shell(registry):
 
 
 def test_delete_probe_tells_enabled_disabled_and_read_only_apart():
-    with LocalRegistry(delete=False) as disabled, LocalRegistry(read_only=True) as read_only, \
-            LocalRegistry() as enabled:
+    with (
+        LocalRegistry(delete=False) as disabled,
+        LocalRegistry(read_only=True) as read_only,
+        LocalRegistry() as enabled,
+    ):
         before = enabled.files()
         assert client.collect(enabled.url, probe_delete=True)["delete"] == "enabled"
         assert client.collect(disabled.url, probe_delete=True)["delete"] == "disabled"
@@ -115,16 +125,21 @@ def test_errors_are_distinct():
     # The real server with its "silly" auth: 401 to any request without credentials.
     with LocalRegistry() as reg:
         reg.stop()
-        reg.config.write_text(reg.config.read_text() + "auth:\n  silly:\n    realm: test\n"
-                              "    service: test\n")
+        reg.config.write_text(
+            reg.config.read_text() + "auth:\n  silly:\n    realm: test\n    service: test\n"
+        )
         reg.process = None
         reg_url = reg.url
-        proc = subprocess.Popen(["docker-registry", "serve", str(reg.config)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(reg.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             import time
 
             import requests
+
             for _ in range(100):
                 try:
                     if requests.get(reg_url + "/v2/", timeout=1).status_code == 401:
@@ -134,8 +149,10 @@ def test_errors_are_distinct():
             with pytest.raises(client.AuthenticationRequired, match="401"):
                 client.collect(reg_url)
             output = subprocess.run(
-                ["python3", str(client.__file__), "collect", reg_url], capture_output=True,
-                text=True)
+                ["python3", str(client.__file__), "collect", reg_url],
+                capture_output=True,
+                text=True,
+            )
             assert json.loads(output.stdout)["error"]["kind"] == "auth"
             assert output.returncode == 1
         finally:
@@ -144,7 +161,8 @@ def test_errors_are_distinct():
 
 
 def test_link_header_parsing():
-    assert client.parse_next_link('</v2/_catalog?last=b&n=2>; rel="next"') == \
-        "/v2/_catalog?last=b&n=2"
+    assert (
+        client.parse_next_link('</v2/_catalog?last=b&n=2>; rel="next"') == "/v2/_catalog?last=b&n=2"
+    )
     assert client.parse_next_link('<http://x/a>; rel="prev", </b>; rel=next') == "/b"
     assert client.parse_next_link(None) is None

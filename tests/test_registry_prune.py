@@ -46,15 +46,24 @@ def prune(reg: LocalRegistry, keep_last: int = 1, keep_tags=(), lab_images=(), c
 
 
 def run_task(reg: LocalRegistry, *extra: str, data: dict | None = None):
-    argv = [str(Path(sys.executable).with_name("pyinfra")), "@local", "tasks/registry_prune.py",
-            "--json", "-y", "--data", f"registry_port={reg.port}",
-            # @local is this machine: the hub would be at localhost.
-            "--data", "hub_domain=localhost"]
+    argv = [
+        str(Path(sys.executable).with_name("pyinfra")),
+        "@local",
+        "tasks/registry_prune.py",
+        "--json",
+        "-y",
+        "--data",
+        f"registry_port={reg.port}",
+        # @local is this machine: the hub would be at localhost.
+        "--data",
+        "hub_domain=localhost",
+    ]
     for key, value in (data or {}).items():
         argv += ["--data", f"{key}={json.dumps(value)}"]
     argv += list(extra)
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env=pyinfra_env())
+    return subprocess.run(
+        argv, capture_output=True, text=True, cwd=ROOT, timeout=300, env=pyinfra_env()
+    )
 
 
 def pulls(reg: LocalRegistry, ref: str, all_platforms: bool = False) -> bool:
@@ -90,7 +99,8 @@ def test_multi_platform_kept_index_stays_complete_stale_index_goes_with_its_blob
         before = reg.disk_bytes()
         plan, result = prune(reg, keep_last=1)
         assert [(d.digest, set(d.children)) for d in plan.deletions] == [
-            (stale.digest, {old_amd.digest, old_s390.digest})]
+            (stale.digest, {old_amd.digest, old_s390.digest})
+        ]
         assert set(result["deleted"][0]["children_deleted"]) == {old_amd.digest, old_s390.digest}
         # The kept index is complete and pullable (every platform) after the collection.
         assert pulls(reg, "multi:2025", all_platforms=True)
@@ -104,16 +114,22 @@ def test_multi_platform_kept_index_stays_complete_stale_index_goes_with_its_blob
         assert all(b.digest.split(":")[1] in blobs for b in shared_arm.blobs + new_amd.blobs)
         freed = before - reg.disk_bytes()
         assert freed >= old_amd.unique_bytes + old_s390.unique_bytes
-        assert plan.freed_bytes == (old_amd.unique_bytes + old_s390.unique_bytes
-                                    + len(old_amd.manifest) + len(old_s390.manifest)
-                                    + len(stale.manifest))
+        assert plan.freed_bytes == (
+            old_amd.unique_bytes
+            + old_s390.unique_bytes
+            + len(old_amd.manifest)
+            + len(old_s390.manifest)
+            + len(stale.manifest)
+        )
 
 
 def test_lab_images_and_a_stopped_containers_image_are_kept_when_policy_says_stale():
     engine = docker.from_env(version="auto")
     with LocalRegistry() as reg:
-        images = {tag: make_image(f"2024-0{i + 1}-01T00:00:00Z", payload(tag))
-                  for i, tag in enumerate(["1.0", "1.1", "1.2", "1.3"])}
+        images = {
+            tag: make_image(f"2024-0{i + 1}-01T00:00:00Z", payload(tag))
+            for i, tag in enumerate(["1.0", "1.1", "1.2", "1.3"])
+        }
         for tag, image in images.items():
             reg.push_image("lab", tag, image)
         # A container of this machine's engine, created (never started: stopped) from lab:1.1.
@@ -123,8 +139,13 @@ def test_lab_images_and_a_stopped_containers_image_are_kept_when_policy_says_sta
         container = engine.containers.create(ref, name=name)
         try:
             engine.images.remove(ref, force=True)  # untagged; the container keeps the image
-            result = run_task(reg, data={"lab_images": [{"name": "lab", "version": "1.0"}],
-                                         "registry_prune": {"keep_last": 1}})
+            result = run_task(
+                reg,
+                data={
+                    "lab_images": [{"name": "lab", "version": "1.0"}],
+                    "registry_prune": {"keep_last": 1},
+                },
+            )
             assert result.returncode == 0, result.stderr
             log = result.stderr
             assert "lab_images (lab:1.0)" in log
@@ -132,10 +153,20 @@ def test_lab_images_and_a_stopped_containers_image_are_kept_when_policy_says_sta
             line = next(x for x in log.splitlines() if " 1.2 " in x)
             assert line.rstrip().endswith("delete")
             # Applied with the same in-use list the task read: 1.2 goes, 1.0 and 1.1 stay.
-            containers = [{"name": name, "status": "created", "image": ref,
-                           "repo_digests": [f"{reg.address}/lab@{images['1.1'].digest}"]}]
-            prune(reg, keep_last=1, lab_images=[LabImage(name="lab", version="1.0")],
-                  containers=containers)
+            containers = [
+                {
+                    "name": name,
+                    "status": "created",
+                    "image": ref,
+                    "repo_digests": [f"{reg.address}/lab@{images['1.1'].digest}"],
+                }
+            ]
+            prune(
+                reg,
+                keep_last=1,
+                lab_images=[LabImage(name="lab", version="1.0")],
+                containers=containers,
+            )
             assert reg.tags("lab") == ["1.0", "1.1", "1.3"]
             assert pulls(reg, "lab:1.1") and pulls(reg, "lab:1.0")
         finally:
@@ -149,24 +180,39 @@ def test_report_only_deletes_nothing_then_apply_deletes_exactly_what_it_listed()
         stale = {}
         bases = [payload("base-0"), payload("base-1")]
         for i in range(6):
-            image = make_image(f"2024-0{i + 1}-01T00:00:00Z",
-                               [bases[i % 2], payload(f"own-{i}", 128 * 1024)])
+            image = make_image(
+                f"2024-0{i + 1}-01T00:00:00Z", [bases[i % 2], payload(f"own-{i}", 128 * 1024)]
+            )
             reg.push_image("lab", f"1.{i}", image)
             if i < 3:
                 stale[f"1.{i}"] = image
         reg.tag("lab", "latest", image.digest)
         files, catalog = reg.files(), reg.catalog()
         # The task (pyinfra CLI, report only), then the same with --dry and apply: no change.
-        report = run_task(reg, data={"registry_prune": {"keep_last": 3},
-                                     "lab_images": [{"name": "lab", "version": "1.5"}]})
+        report = run_task(
+            reg,
+            data={
+                "registry_prune": {"keep_last": 3},
+                "lab_images": [{"name": "lab", "version": "1.5"}],
+            },
+        )
         assert report.returncode == 0, report.stderr
-        dry = run_task(reg, "--dry", data={"registry_prune": {"keep_last": 3},
-                                           "registry_prune_apply": True,
-                                           "lab_images": [{"name": "lab", "version": "1.5"}]})
+        dry = run_task(
+            reg,
+            "--dry",
+            data={
+                "registry_prune": {"keep_last": 3},
+                "registry_prune_apply": True,
+                "lab_images": [{"name": "lab", "version": "1.5"}],
+            },
+        )
         assert dry.returncode == 0, dry.stderr
         assert reg.files() == files and reg.catalog() == catalog
-        listed = {line.split()[2] for line in report.stderr.splitlines()
-                  if line.rstrip().endswith(" delete")}
+        listed = {
+            line.split()[2]
+            for line in report.stderr.splitlines()
+            if line.rstrip().endswith(" delete")
+        }
         assert listed == {"1.0", "1.1", "1.2"}
         assert "deleting them frees about" in report.stderr
         # Applied (the delete and the collection the operations run), the disk drops by the
@@ -175,8 +221,10 @@ def test_report_only_deletes_nothing_then_apply_deletes_exactly_what_it_listed()
         plan, result = prune(reg, keep_last=3, lab_images=[LabImage(name="lab", version="1.5")])
         assert sorted(t for d in result["deleted"] for t in d["tags"]) == sorted(listed)
         assert reg.tags("lab") == ["1.3", "1.4", "1.5", "latest"]
-        unique = sum(len(img.layers[1].data) + len(img.config.data) + len(img.manifest)
-                     for img in stale.values())
+        unique = sum(
+            len(img.layers[1].data) + len(img.config.data) + len(img.manifest)
+            for img in stale.values()
+        )
         dropped = before - reg.disk_bytes()
         assert plan.freed_bytes == unique
         # Beyond the blobs: only the registry's small link files of the deleted manifests.
@@ -188,11 +236,13 @@ def test_report_only_deletes_nothing_then_apply_deletes_exactly_what_it_listed()
 def test_deletes_disabled_is_a_clear_error_and_nothing_is_deleted():
     with LocalRegistry(delete=False) as reg:
         for i in range(3):
-            reg.push_image("lab", f"1.{i}", make_image(f"2024-0{i + 1}-01T00:00:00Z",
-                                                       payload(str(i))))
+            reg.push_image(
+                "lab", f"1.{i}", make_image(f"2024-0{i + 1}-01T00:00:00Z", payload(str(i)))
+            )
         files = reg.files()
-        result = run_task(reg, data={"registry_prune": {"keep_last": 1},
-                                     "registry_prune_apply": True})
+        result = run_task(
+            reg, data={"registry_prune": {"keep_last": 1}, "registry_prune_apply": True}
+        )
         assert result.returncode != 0
         assert "deletes disabled (405 UNSUPPORTED)" in result.stderr
         assert "nothing was deleted" in result.stderr
@@ -210,16 +260,18 @@ def test_deletes_disabled_is_a_clear_error_and_nothing_is_deleted():
 def test_read_only_registry_is_told_apart_from_deletes_disabled():
     with LocalRegistry() as reg:
         for i in range(3):
-            reg.push_image("lab", f"1.{i}", make_image(f"2024-0{i + 1}-01T00:00:00Z",
-                                                       payload(str(i))))
+            reg.push_image(
+                "lab", f"1.{i}", make_image(f"2024-0{i + 1}-01T00:00:00Z", payload(str(i)))
+            )
         snap = client.collect(reg.url)
         plan = policy.plan(snap, 1, (), None, policy.InUse())
         reg.restart(read_only=True)
         outcome = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
         assert outcome["error"]["kind"] == "read-only", outcome
         assert "read-only maintenance mode" in outcome["error"]["message"]
-        result = run_task(reg, data={"registry_prune": {"keep_last": 1},
-                                     "registry_prune_apply": True})
+        result = run_task(
+            reg, data={"registry_prune": {"keep_last": 1}, "registry_prune_apply": True}
+        )
         assert result.returncode != 0, result.stderr
         assert "read-only maintenance mode" in result.stderr
 
@@ -231,15 +283,20 @@ def test_a_tag_that_moved_before_the_delete_is_not_touched():
             reg.push_image("lab", f"1.{i}", image)
         reg.tag("lab", "old", images[1].digest)
         plan = policy.plan(client.collect(reg.url), 1, (), None, policy.InUse())
-        assert {d.digest for d in plan.deletions} == {images[0].digest, images[1].digest,
-                                                      images[2].digest}
+        assert {d.digest for d in plan.deletions} == {
+            images[0].digest,
+            images[1].digest,
+            images[2].digest,
+        }
         # Meanwhile someone points "old" at the newest image, and tags 1.0's image again.
         reg.tag("lab", "old", images[3].digest)
         reg.tag("lab", "rescued", images[0].digest)
         outcome = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
         skipped = {item["digest"]: item["reason"] for item in outcome["skipped"]}
-        assert skipped == {images[0].digest: "tag rescued now points at it",
-                           images[1].digest: "tag old moved"}
+        assert skipped == {
+            images[0].digest: "tag rescued now points at it",
+            images[1].digest: "tag old moved",
+        }
         assert [d["digest"] for d in outcome["deleted"]] == [images[2].digest]
         assert reg.tags("lab") == ["1.0", "1.1", "1.3", "old", "rescued"]
 
@@ -267,12 +324,17 @@ def blob_bytes(reg: LocalRegistry) -> int:
 
 def test_would_free_counts_only_blobs_no_remaining_manifest_uses():
     with LocalRegistry(log_level="error") as reg:
-        pushed = registry_populate.fill(reg.url, registry_populate.layout(
-            ["a/one", "b/two", "c/three"], stale=40, families=8, common=True, indexes=True))
+        pushed = registry_populate.fill(
+            reg.url,
+            registry_populate.layout(
+                ["a/one", "b/two", "c/three"], stale=40, families=8, common=True, indexes=True
+            ),
+        )
         snap = client.collect(reg.url, storage=str(reg.storage))
         plan = policy.plan(snap, 2, ("^stable$",), None, policy.InUse())
-        assert sorted(f"{r.repo}:{r.tag}" for r in plan.rows if not r.keep) == \
-            sorted(pushed["stale"])
+        assert sorted(f"{r.repo}:{r.tag}" for r in plan.rows if not r.keep) == sorted(
+            pushed["stale"]
+        )
         # Read through the API alone, the untagged manifests are unseen: their blobs would be
         # counted as freed although the collector keeps them.
         blind = policy.plan(client.collect(reg.url), 2, ("^stable$",), None, policy.InUse())
@@ -287,8 +349,13 @@ def test_would_free_counts_only_blobs_no_remaining_manifest_uses():
         assert not any(d.split(":")[1] in blobs for d in pushed["family_layers"])
         assert registry_populate.check(reg.url, pushed["kept"])["missing"] == []
         # Collected: nothing more to free.
-        again = policy.plan(client.collect(reg.url, storage=str(reg.storage)), 2, ("^stable$",),
-                            None, policy.InUse())
+        again = policy.plan(
+            client.collect(reg.url, storage=str(reg.storage)),
+            2,
+            ("^stable$",),
+            None,
+            policy.InUse(),
+        )
         assert again.deletions == [] and again.freed_bytes == 0
 
 
@@ -297,21 +364,26 @@ def test_the_host_command_reads_any_number_of_deletions_from_a_file(tmp_path):
     deletions (a file holds them), progress comes a batch at a time, the lock and the pending
     marker are taken."""
     with LocalRegistry(log_level="error") as reg:
-        pushed = registry_populate.fill(reg.url, registry_populate.layout(
-            ["lab"], stale=300, kept=1, families=6))
+        pushed = registry_populate.fill(
+            reg.url, registry_populate.layout(["lab"], stale=300, kept=1, families=6)
+        )
         snap = client.collect(reg.url)
         plan = policy.plan(snap, 1, (), None, policy.InUse())
         assert len(plan.deletions) == 300
-        (tmp_path / "prune-plan.json").write_text(json.dumps(
-            {"deletions": [d.as_dict() for d in plan.deletions]}))
+        (tmp_path / "prune-plan.json").write_text(
+            json.dumps({"deletions": [d.as_dict() for d in plan.deletions]})
+        )
         command = delete_command(reg.url, str(tmp_path))
         # Bounded, and none of the deletions is in it.
         assert len(command) < 64 * 1024
         assert not any(d.digest in command for d in plan.deletions)
         result = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
-        progress = [line for line in result.stdout.splitlines()
-                    if line.startswith("labhub registry delete: ")]
+        progress = [
+            line
+            for line in result.stdout.splitlines()
+            if line.startswith("labhub registry delete: ")
+        ]
         assert progress[0].startswith("labhub registry delete: 250 of 300 stale manifest(s)")
         assert progress[-1].startswith("labhub registry delete: 300 of 300")
         summary = json.loads(result.stdout.splitlines()[-1])

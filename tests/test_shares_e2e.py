@@ -13,7 +13,6 @@ A share's path from its fstab line to a lab, through the hub, is tested in test_
 
 from __future__ import annotations
 
-
 import pytest
 
 import labhost
@@ -22,8 +21,7 @@ pytestmark = pytest.mark.e2e
 
 PASSWORDS = {"leem": "leem-Pa55word-e2e", "xps": "xps-Pa55word-e2e", "scratch": "scr-Pa55word-e2e"}
 NEW_LEEM_PASSWORD = "leem-r0tated-Pa55word"
-USERS = [{"name": "alice", "groups": ["leem"]}, {"name": "bob", "groups": ["leem", "xps"]},
-         "carol"]
+USERS = [{"name": "alice", "groups": ["leem"]}, {"name": "bob", "groups": ["leem", "xps"]}, "carol"]
 CREDENTIALS = "/etc/labhub/credentials"
 FSTAB_BEFORE = [
     "# UNCONFIGURED FSTAB FOR BASE SYSTEM",
@@ -34,13 +32,13 @@ FSTAB_BEFORE = [
 ]
 LINES = {
     "leem": "//files.lab/leem /mnt/leem cifs ro,credentials=/etc/labhub/credentials/leem,"
-            "_netdev,nofail,x-systemd.automount 0 0",
+    "_netdev,nofail,x-systemd.automount 0 0",
     "xps": "//files.lab/xps /mnt/xps cifs rw,uid=0,gid=100,file_mode=0664,dir_mode=0775,"
-           "credentials=/etc/labhub/credentials/xps,vers=3.0,_netdev,nofail,"
-           "x-systemd.automount 0 0",
+    "credentials=/etc/labhub/credentials/xps,vers=3.0,_netdev,nofail,"
+    "x-systemd.automount 0 0",
     "scratch": "//files.lab/scratch /srv/scratch cifs rw,uid=0,gid=100,file_mode=0664,"
-               "dir_mode=0775,credentials=/etc/labhub/credentials/scratch,_netdev,nofail,"
-               "x-systemd.automount 0 0",
+    "dir_mode=0775,credentials=/etc/labhub/credentials/scratch,_netdev,nofail,"
+    "x-systemd.automount 0 0",
 }
 
 
@@ -57,12 +55,27 @@ def credentials(tmp_path_factory):
 
 def settings(credentials, xps_options=("vers=3.0",), shares=("leem", "xps", "scratch")) -> dict:
     declared = {
-        "leem": {"name": "leem", "source": "//files.lab/leem", "mountpoint": "/mnt/leem",
-                 "mode": "ro", "groups": ["leem"]},
-        "xps": {"name": "xps", "source": "//files.lab/xps", "mountpoint": "/mnt/xps",
-                "mode": "rw", "groups": ["xps"], "options": list(xps_options)},
-        "scratch": {"name": "scratch", "source": "//files.lab/scratch",
-                    "mountpoint": "/srv/scratch", "mode": "rw"},
+        "leem": {
+            "name": "leem",
+            "source": "//files.lab/leem",
+            "mountpoint": "/mnt/leem",
+            "mode": "ro",
+            "groups": ["leem"],
+        },
+        "xps": {
+            "name": "xps",
+            "source": "//files.lab/xps",
+            "mountpoint": "/mnt/xps",
+            "mode": "rw",
+            "groups": ["xps"],
+            "options": list(xps_options),
+        },
+        "scratch": {
+            "name": "scratch",
+            "source": "//files.lab/scratch",
+            "mountpoint": "/srv/scratch",
+            "mode": "rw",
+        },
     }
     return {
         "hub_users": USERS,
@@ -71,8 +84,9 @@ def settings(credentials, xps_options=("vers=3.0",), shares=("leem", "xps", "scr
 
 
 def deploy(inventory, data, dry=False, extra=("-vvv",)) -> labhost.PyinfraRun:
-    run = labhost.run_pyinfra(inventory, "tasks/users.py", "tasks/shares.py", data=data, dry=dry,
-                              extra=extra)
+    run = labhost.run_pyinfra(
+        inventory, "tasks/users.py", "tasks/shares.py", data=data, dry=dry, extra=extra
+    )
     return run.check()
 
 
@@ -101,9 +115,12 @@ def fake_mount_all(lab_server, lab_host, verbose=False):
 @pytest.fixture(scope="module")
 def inventory(lab_server):
     lab_server.exec("echo '127.0.0.1 files.lab' >> /etc/hosts")
-    lab_server.exec("printf '%s\\n' " + " ".join(f"'{line}'" for line in FSTAB_BEFORE)
-                    + " > /etc/fstab && mkdir -p /mnt/old && "
-                    "printf 'username=old\\npassword=old\\n' > /root/.smb-old")
+    lab_server.exec(
+        "printf '%s\\n' "
+        + " ".join(f"'{line}'" for line in FSTAB_BEFORE)
+        + " > /etc/fstab && mkdir -p /mnt/old && "
+        "printf 'username=old\\npassword=old\\n' > /root/.smb-old"
+    )
     return lab_server.inventory_file()
 
 
@@ -173,17 +190,25 @@ def test_groups_of_shares_hold_their_users(first_run, lab_host):
 
 def test_shares_that_cannot_be_mounted_are_reported_and_the_deploy_goes_on(first_run):
     results = {op["name"]: op for op in first_run.result["results"]["operations"]}
-    mounts = ["Mount share leem at /mnt/leem", "Mount share xps at /mnt/xps",
-              "Mount share scratch at /srv/scratch"]
+    mounts = [
+        "Mount share leem at /mnt/leem",
+        "Mount share xps at /mnt/xps",
+        "Mount share scratch at /srv/scratch",
+    ]
     for name in mounts:
         assert results[name]["error"] and not results[name]["success"], name
     assert first_run.result["results"]["failed_hosts"] == []
     # The mounts are the last operations of the run, each naming its share.
-    started = [line.split(": ", 1)[1].strip() for line in first_run.stderr.splitlines()
-               if line.startswith("--> Starting operation: ")]
+    started = [
+        line.split(": ", 1)[1].strip()
+        for line in first_run.stderr.splitlines()
+        if line.startswith("--> Starting operation: ")
+    ]
     assert started[-3:] == mounts
-    assert ("labhub: share leem (//files.lab/leem) is not mounted at /mnt/leem: mounting it "
-            "failed (see above); the deploy goes on without it") in first_run.stderr
+    assert (
+        "labhub: share leem (//files.lab/leem) is not mounted at /mnt/leem: mounting it "
+        "failed (see above); the deploy goes on without it"
+    ) in first_run.stderr
     assert "labhub: share scratch (//files.lab/scratch) is not mounted" in first_run.stderr
     # With the mount's own failure from the journal, above ours.
     assert "Failed to mount mnt-leem.mount - /mnt/leem." in first_run.stderr
@@ -192,8 +217,10 @@ def test_shares_that_cannot_be_mounted_are_reported_and_the_deploy_goes_on(first
 def test_a_real_mount(first_run, lab_server, lab_host, inventory, credentials, tmp_path):
     """A share served by Samba on the lab server itself, mounted for real where CIFS can be."""
     if "cifs" not in lab_host.file("/proc/filesystems").content_string:
-        pytest.skip("this machine's kernel cannot mount CIFS (no cifs in /proc/filesystems): real "
-                    "mounts are checked on a real server")
+        pytest.skip(
+            "this machine's kernel cannot mount CIFS (no cifs in /proc/filesystems): real "
+            "mounts are checked on a real server"
+        )
     lab_server.exec("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq samba >/dev/null")
     lab_server.exec(
         "useradd -M -s /usr/sbin/nologin smbreal && "
@@ -205,8 +232,15 @@ def test_a_real_mount(first_run, lab_server, lab_host, inventory, credentials, t
     real = tmp_path / "real.cred"
     labhost.write_secret(real, "username=smbreal\npassword=real-Pa55word\n")
     data = settings(credentials)
-    data["shares"].append({"name": "real", "source": "//files.lab/real",
-                           "mountpoint": "/mnt/real", "mode": "rw", "credentials": str(real)})
+    data["shares"].append(
+        {
+            "name": "real",
+            "source": "//files.lab/real",
+            "mountpoint": "/mnt/real",
+            "mode": "rw",
+            "credentials": str(real),
+        }
+    )
     run = deploy(inventory, data)
     assert "Mount share real at /mnt/real" in run.changed_operations
     assert lab_host.run("findmnt --types cifs --mountpoint /mnt/real").rc == 0
@@ -237,8 +271,9 @@ def test_new_password_is_uploaded_and_never_shown(first_run, inventory, credenti
         deploy(inventory, settings(credentials))
 
 
-def test_changing_one_shares_options_changes_one_line(first_run, inventory, credentials,
-                                                      lab_server, lab_host):
+def test_changing_one_shares_options_changes_one_line(
+    first_run, inventory, credentials, lab_server, lab_host
+):
     before = fstab(lab_host)
     run = deploy(inventory, settings(credentials, xps_options=("vers=3.1.1", "iocharset=utf8")))
     after = fstab(lab_host)
@@ -251,10 +286,13 @@ def test_changing_one_shares_options_changes_one_line(first_run, inventory, cred
 
 
 def test_removed_share_loses_line_credentials_and_mount_but_not_mount_point(
-        first_run, inventory, credentials, lab_host):
+    first_run, inventory, credentials, lab_host
+):
     before = fstab(lab_host)
-    run = deploy(inventory, settings(credentials, xps_options=("vers=3.1.1", "iocharset=utf8"),
-                                     shares=("leem", "xps")))
+    run = deploy(
+        inventory,
+        settings(credentials, xps_options=("vers=3.1.1", "iocharset=utf8"), shares=("leem", "xps")),
+    )
     assert fstab(lab_host) == [line for line in before if " /srv/scratch " not in line]
     assert fstab(lab_host)[:3] == FSTAB_BEFORE
     assert not lab_host.file(f"{CREDENTIALS}/scratch").exists
@@ -263,6 +301,8 @@ def test_removed_share_loses_line_credentials_and_mount_but_not_mount_point(
     assert "fstab: remove the line of removed share at /srv/scratch" in run.changed_operations
     assert "Mount share scratch at /srv/scratch" not in output(run)
 
-    again = deploy(inventory, settings(credentials, xps_options=("vers=3.1.1", "iocharset=utf8"),
-                                       shares=("leem", "xps")))
+    again = deploy(
+        inventory,
+        settings(credentials, xps_options=("vers=3.1.1", "iocharset=utf8"), shares=("leem", "xps")),
+    )
     assert again.changed == 0, again.changed_operations

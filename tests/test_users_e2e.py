@@ -26,19 +26,35 @@ def deploy(inventory, **data) -> labhost.PyinfraRun:
 
 def ssh_as(server: labhost.LabServer, account: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["ssh", "-i", str(server.key_path), "-o", "StrictHostKeyChecking=no",
-         "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
-         f"{account}@{server.address}", "id -un"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "ssh",
+            "-i",
+            str(server.key_path),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
+            f"{account}@{server.address}",
+            "id -un",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def allow_ssh_key(server: labhost.LabServer, account: str) -> None:
     """The harness's SSH key for ``account`` too: a login that only the account's state stops."""
     home = f"/home/{account}"
-    server.exec(f"install -d -m 0700 -o {account} -g users {home}/.ssh && "
-                f"cp /home/{server.login_user}/.ssh/authorized_keys {home}/.ssh/ && "
-                f"chown {account}:users {home}/.ssh/authorized_keys")
+    server.exec(
+        f"install -d -m 0700 -o {account} -g users {home}/.ssh && "
+        f"cp /home/{server.login_user}/.ssh/authorized_keys {home}/.ssh/ && "
+        f"chown {account}:users {home}/.ssh/authorized_keys"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +92,15 @@ def test_accounts_are_created_as_declared(first_run, lab_host):
     assert lab_host.user("jupyter-alice").groups == ["users"]
 
 
-def test_an_account_made_by_hand_is_taken_over_only_when_handed_over(first_run, inventory,
-                                                                    lab_server, lab_host):
+def test_an_account_made_by_hand_is_taken_over_only_when_handed_over(
+    first_run, inventory, lab_server, lab_host
+):
     refused = deploy(inventory, hub_users=[*USERS, "dave"], hub_admins=["alice"])
     assert refused.returncode != 0
-    assert ("hub_users: account jupyter-dave exists and labhub did not make it (its comment is "
-            "not 'labhub hub user dave'): labhub does not take it over") in refused.stderr
+    assert (
+        "hub_users: account jupyter-dave exists and labhub did not make it (its comment is "
+        "not 'labhub hub user dave'): labhub does not take it over"
+    ) in refused.stderr
     assert "Starting operation" not in refused.stderr
     dave = lab_host.user("jupyter-dave")
     assert dave.gecos == "Dave (old add_user.sh)" and dave.shell == "/bin/sh"
@@ -111,8 +130,9 @@ def test_removed_user_is_locked_and_nothing_is_lost(first_run, inventory, lab_se
     lab_server.exec("su jupyter-bob -c 'echo results > ~/thesis.txt'")
 
     run = deploy(inventory, hub_users=["alice", USERS[2], "dave"], hub_admins=["alice"]).check()
-    lock = ("Lock jupyter-bob: bob is no longer in hub_users "
-            "(account and home /home/jupyter-bob kept)")
+    lock = (
+        "Lock jupyter-bob: bob is no longer in hub_users (account and home /home/jupyter-bob kept)"
+    )
     assert lock in run.changed_operations
     assert f"--> Starting operation: {lock}" in run.stderr
 
@@ -155,8 +175,10 @@ def test_pinning_a_uid_moves_the_home_to_it(first_run, inventory, lab_host):
 def test_bad_names_change_nothing(first_run, inventory, lab_host):
     run = deploy(inventory, hub_users=["alice", "Eve", "bob", "bob"], hub_admins=["mallory"])
     assert run.returncode != 0
-    assert ("hub_users[1].name: 'Eve' is not a valid hub user name: use lower case letters, "
-            "digits, '_' and '-', starting with a letter") in run.stderr
+    assert (
+        "hub_users[1].name: 'Eve' is not a valid hub user name: use lower case letters, "
+        "digits, '_' and '-', starting with a letter"
+    ) in run.stderr
     assert "Starting operation" not in run.stderr
     assert not lab_host.user("jupyter-Eve").exists
 
@@ -164,8 +186,9 @@ def test_bad_names_change_nothing(first_run, inventory, lab_host):
 def test_accounts_that_cannot_be_made_as_declared_change_nothing(first_run, inventory, lab_host):
     run = deploy(inventory, hub_users=["daemon"], user_prefix="")
     assert run.returncode != 0
-    assert ("hub_users: account daemon exists as a system account (uid 1): labhub does not "
-            "take it over") in run.stderr
+    assert (
+        "hub_users: account daemon exists as a system account (uid 1): labhub does not take it over"
+    ) in run.stderr
     assert "Starting operation" not in run.stderr
     assert lab_host.user("daemon").shell == "/usr/sbin/nologin"
 

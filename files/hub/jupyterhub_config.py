@@ -60,8 +60,9 @@ c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 300
 
 # Spawnable images: the private registry's, read at each spawn.
-images = RegistryImages(SETTINGS["registry"], SETTINGS["registry_internal"],
-                        SETTINGS["default_image"])
+images = RegistryImages(
+    SETTINGS["registry"], SETTINGS["registry_internal"], SETTINGS["default_image"]
+)
 c.DockerSpawner.allowed_images = images
 c.DockerSpawner.options_form = image_form(images)
 # Each lab runs as its user's host account, with the home, shares and lab volumes it gets.
@@ -70,11 +71,13 @@ c.Spawner.pre_spawn_hook = pre_spawn_hook(ACCOUNTS_FILE, SETTINGS["users"], SETT
 # --- Idle culler: stop idle labs after idle_timeout, any lab after max_age (0: never) ---
 if SETTINGS["culler"]:
     c.JupyterHub.services = [{"name": "idle-culler", "command": SETTINGS["culler"]}]
-    c.JupyterHub.load_roles = [{
-        "name": "idle-culler",
-        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
-        "services": ["idle-culler"],
-    }]
+    c.JupyterHub.load_roles = [
+        {
+            "name": "idle-culler",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": ["idle-culler"],
+        }
+    ]
 
 # --- Behind the HTTPS proxy: the URL users open (secure cookies, redirects) ---
 if SETTINGS["public_url"]:

@@ -25,10 +25,9 @@ import time
 
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
+from labhub_spawn import account_files, image_name
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
-from labhub_spawn import account_files, image_name
 
 
 class LabImageError(web.HTTPError):
@@ -37,8 +36,10 @@ class LabImageError(web.HTTPError):
     as "Unhandled error"; ``jupyterhub_message`` is what its progress page shows."""
 
     def __init__(self, image: str, reason: str):
-        message = (f"The image {image_name(image)} cannot start a Jupyter server: {reason}. "
-                   "Pick another image on the spawn form.")
+        message = (
+            f"The image {image_name(image)} cannot start a Jupyter server: {reason}. "
+            "Pick another image on the spawn form."
+        )
         super().__init__(500, message.replace("%", "%%"))
         self.jupyterhub_message = message
 
@@ -58,7 +59,8 @@ class LabSpawner(DockerSpawner):
         obj = await super().create_object()
         if self.lab_account:
             await asyncio.get_running_loop().run_in_executor(
-                self.executor, self._write_account, obj["Id"])
+                self.executor, self._write_account, obj["Id"]
+            )
         return obj
 
     def _write_account(self, container: str) -> None:
@@ -108,9 +110,14 @@ class LabSpawner(DockerSpawner):
                 pass
             state = await self.poll()
             if state is not None:
-                raise LabImageError(self.image, "its container stopped at once" if state == 0
-                                    else f"its container stopped ({state})")
+                raise LabImageError(
+                    self.image,
+                    "its container stopped at once"
+                    if state == 0
+                    else f"its container stopped ({state})",
+                )
             if time.monotonic() > deadline:
-                raise LabImageError(self.image,
-                                    f"no Jupyter server answered within {self.http_timeout} s")
+                raise LabImageError(
+                    self.image, f"no Jupyter server answered within {self.http_timeout} s"
+                )
             await asyncio.sleep(1)

@@ -42,15 +42,17 @@ class RegistryImages:
         refs = []
         try:
             registry = Registry(self.internal_url, timeout=5)
-            repositories = sorted(registry.catalog(),
-                                  key=lambda name: (name != self.default_repository, name))
+            repositories = sorted(
+                registry.catalog(), key=lambda name: (name != self.default_repository, name)
+            )
             for repository in repositories:
                 for tag in sorted(registry.tags(repository), key=version_key, reverse=True):
                     refs.append(f"{self.registry}/{repository}:{tag}")
         except RegistryError as e:
             if spawner is not None:
-                spawner.log.warning("cannot list the registry's images, offering the default: %s",
-                                    e)
+                spawner.log.warning(
+                    "cannot list the registry's images, offering the default: %s", e
+                )
         if self.default not in refs:
             refs.insert(0, self.default)
         return {ref: ref for ref in refs}
@@ -64,7 +66,7 @@ class RegistryImages:
         registry = Registry(self.internal_url, timeout=5)
 
         def labels(ref: str) -> dict:
-            repository, tag = ref[len(self.registry) + 1:].rsplit(":", 1)
+            repository, tag = ref[len(self.registry) + 1 :].rsplit(":", 1)
             try:
                 return image_labels(registry, repository, tag)
             except (RegistryError, ValueError, KeyError, TypeError) as e:
@@ -72,9 +74,15 @@ class RegistryImages:
                     spawner.log.warning("cannot read the labels of %s: %s", ref, e)
                 return {}
 
-        return [{"ref": ref, "name": image_name(ref), "title": found.get(TITLE_LABEL, ""),
-                 "description": found.get(DESCRIPTION_LABEL, "")}
-                for ref, found in zip(refs, registry.map(labels, refs))]
+        return [
+            {
+                "ref": ref,
+                "name": image_name(ref),
+                "title": found.get(TITLE_LABEL, ""),
+                "description": found.get(DESCRIPTION_LABEL, ""),
+            }
+            for ref, found in zip(refs, registry.map(labels, refs))
+        ]
 
 
 def image_name(ref: str) -> str:
@@ -112,11 +120,17 @@ def image_form(images: RegistryImages):
             ref, field = image["ref"], f"image-{number}"
             # The default, not the last image tried: after a failed spawn the form offers it again.
             checked = " checked" if ref == images.default else ""
-            title = f' – <span class="labhub-image-title">{html.escape(image["title"])}</span>' \
-                if image["title"] else ""
-            description = (f'<div class="labhub-image-description form-text">'
-                           f'{html.escape(image["description"])}</div>'
-                           if image["description"] else "")
+            title = (
+                f' – <span class="labhub-image-title">{html.escape(image["title"])}</span>'
+                if image["title"]
+                else ""
+            )
+            description = (
+                f'<div class="labhub-image-description form-text">'
+                f"{html.escape(image['description'])}</div>"
+                if image["description"]
+                else ""
+            )
             choices.append(
                 f'<div class="form-check labhub-image">'
                 f'<input class="form-check-input" type="radio" name="image" id="{field}" '
@@ -125,7 +139,7 @@ def image_form(images: RegistryImages):
                 f'<strong class="labhub-image-name">{html.escape(image["name"])}</strong>{title}'
                 f"</label>{description}</div>"
             )
-        return '<fieldset><legend>Image</legend>' + "".join(choices) + "</fieldset>"
+        return "<fieldset><legend>Image</legend>" + "".join(choices) + "</fieldset>"
 
     return form
 
@@ -147,12 +161,18 @@ def pre_spawn_hook(accounts_file: Path, users: dict[str, dict], lab_home: str):
         primary, *others = account["gids"]
         spawner.extra_create_kwargs = {"user": f"{account['uid']}:{primary}"}
         spawner.extra_host_config = {"group_add": [str(g) for g in others]}
-        spawner.volumes = {account["home"]: {"bind": lab_home, "mode": "rw"},
-                           **users[name]["mounts"]}
+        spawner.volumes = {
+            account["home"]: {"bind": lab_home, "mode": "rw"},
+            **users[name]["mounts"],
+        }
         # What the lab's /etc/passwd and /etc/group say of the user (labhub_lab.LabSpawner).
-        spawner.lab_account = {"name": account["name"], "uid": account["uid"],
-                               "groups": list(zip(account["groups"], account["gids"])),
-                               "gecos": name, "home": lab_home}
+        spawner.lab_account = {
+            "name": account["name"],
+            "uid": account["uid"],
+            "groups": list(zip(account["groups"], account["gids"])),
+            "gecos": name,
+            "home": lab_home,
+        }
 
     return hook
 
@@ -169,11 +189,16 @@ def account_files(passwd: str, group: str, account: dict) -> tuple[str, str]:
     name, uid = account["name"], str(account["uid"])
     groups = [(group_name, str(gid)) for group_name, gid in account["groups"]]
     shell = "/bin/bash" if "/bin/bash" in passwd else "/bin/sh"
-    passwd_lines = [line for line in passwd.splitlines()
-                    if line.strip() and line.split(":")[0] != name
-                    and (line.split(":") + ["", "", ""])[2] != uid]
-    passwd_lines.append(":".join((name, "x", uid, groups[0][1], account["gecos"],
-                                  account["home"], shell)))
+    passwd_lines = [
+        line
+        for line in passwd.splitlines()
+        if line.strip()
+        and line.split(":")[0] != name
+        and (line.split(":") + ["", "", ""])[2] != uid
+    ]
+    passwd_lines.append(
+        ":".join((name, "x", uid, groups[0][1], account["gecos"], account["home"], shell))
+    )
 
     group_lines = []
     seen = set()

@@ -46,10 +46,7 @@ class LocalAccounts(FactBase[dict[str, AccountDict]]):
 
     def command(self) -> str:
         # Only the name and expiry fields of shadow: password hashes never leave the host.
-        return (
-            "cat /etc/passwd; echo '#shadow'; "
-            "cut -d: -f1,8 /etc/shadow 2>/dev/null || true"
-        )
+        return "cat /etc/passwd; echo '#shadow'; cut -d: -f1,8 /etc/shadow 2>/dev/null || true"
 
     def process(self, output) -> dict[str, AccountDict]:
         accounts: dict[str, AccountDict] = {}
@@ -174,11 +171,12 @@ class HostAccounts(FactBase[dict]):
             parts = line.split(" ", 3)
             if len(parts) == 4:
                 user, group, mode, path = parts
-                homes[path] = {"kind": "folder", "user": user, "group": group,
-                               "mode": int(mode, 8)}
-        return {"accounts": LocalAccounts().process(sections["passwd"]),
-                "groups": LocalGroups().process(sections["#group"]),
-                "homes": homes}
+                homes[path] = {"kind": "folder", "user": user, "group": group, "mode": int(mode, 8)}
+        return {
+            "accounts": LocalAccounts().process(sections["passwd"]),
+            "groups": LocalGroups().process(sections["#group"]),
+            "homes": homes,
+        }
 
 
 def local_accounts(host) -> dict[str, AccountDict]:

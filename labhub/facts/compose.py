@@ -48,17 +48,33 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
     requires_command = "docker"
 
     def command(self, compose_file: str, project: str, content: str) -> str:
-        template = ('{{.Label "com.docker.compose.service"}} {{.State}} '
-                    '{{.Label "com.docker.compose.config-hash"}} {{.Image}}')
+        template = (
+            '{{.Label "com.docker.compose.service"}} {{.State}} '
+            '{{.Label "com.docker.compose.config-hash"}} {{.Image}}'
+        )
         # Not one-off containers (``compose run``, such as the registry's garbage collector).
-        containers = command_line("docker", "ps", "--all", "--filter",
-                                  f"label=com.docker.compose.project={project}",
-                                  "--filter", "label=com.docker.compose.oneoff=False",
-                                  "--format", template)
+        containers = command_line(
+            "docker",
+            "ps",
+            "--all",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--filter",
+            "label=com.docker.compose.oneoff=False",
+            "--format",
+            template,
+        )
         assert _HEREDOC not in content
         # Relative paths in the file are relative to its folder, as when compose reads the file.
-        hashes = compose_command("-", project, "--project-directory", compose_file.rsplit("/", 1)[0]
-                                 or "/", "config", "--hash", "*")
+        hashes = compose_command(
+            "-",
+            project,
+            "--project-directory",
+            compose_file.rsplit("/", 1)[0] or "/",
+            "config",
+            "--hash",
+            "*",
+        )
         return (
             f"{hashes} <<'{_HEREDOC}' && echo {_SEPARATOR} && {containers}\n"
             f"{content.rstrip()}\n{_HEREDOC}\n"
@@ -72,12 +88,17 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
             if line.strip() == _SEPARATOR:
                 containers = True
             elif not containers and len(parts) == 2:
-                services[parts[0]] = {"wanted_hash": parts[1], "state": None, "config_hash": None,
-                                      "image": None}
+                services[parts[0]] = {
+                    "wanted_hash": parts[1],
+                    "state": None,
+                    "config_hash": None,
+                    "image": None,
+                }
             elif containers and len(parts) == 4:
                 service = services.setdefault(
                     parts[0],
-                    {"wanted_hash": None, "state": None, "config_hash": None, "image": None})
+                    {"wanted_hash": None, "state": None, "config_hash": None, "image": None},
+                )
                 service["state"], service["config_hash"], service["image"] = parts[1:]
         return services
 
@@ -142,8 +163,9 @@ class ComposeLogs(FactBase[str]):
     requires_command = "docker"
 
     def command(self, compose_file: str, project: str, service: str, lines: int = 30) -> str:
-        logs = compose_command(compose_file, project, "logs", "--no-color", "--tail",
-                               str(int(lines)), service)
+        logs = compose_command(
+            compose_file, project, "logs", "--no-color", "--tail", str(int(lines)), service
+        )
         return f"{logs} 2>&1 || true"
 
     def process(self, output) -> str:

@@ -43,8 +43,9 @@ class Folders(FactBase[dict[str, FolderDict]]):
             '[ "$k" = folder ] && ls -A "$p" 2>/dev/null | head -n 20 | sed "s/^/. /"; '
             "done; true"
         )
-        return " ".join(["sh", "-c", shlex.quote(script), "folders",
-                         *(shlex.quote(p) for p in paths)])
+        return " ".join(
+            ["sh", "-c", shlex.quote(script), "folders", *(shlex.quote(p) for p in paths)]
+        )
 
     def process(self, output) -> dict[str, FolderDict]:
         folders: dict[str, FolderDict] = {}

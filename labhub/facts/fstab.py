@@ -50,8 +50,15 @@ class MountsAt(FactBase[list[str]]):
     def command(self, path: str) -> StringCommand:
         # --raw escapes spaces, so each line is one path and one type.
         return StringCommand(
-            "findmnt", "--noheadings", "--raw", "--output", "FSTYPE",
-            "--mountpoint", QuoteString(path), "||", "true",
+            "findmnt",
+            "--noheadings",
+            "--raw",
+            "--output",
+            "FSTYPE",
+            "--mountpoint",
+            QuoteString(path),
+            "||",
+            "true",
         )
 
     def process(self, output) -> list[str]:
@@ -77,10 +84,13 @@ class Mounts(FactBase[dict[str, MountDict]]):
     default = dict
 
     def command(self, paths: list[str]) -> str:
-        script = ('for p in "$@"; do if [ -d "$p" ]; then echo "@ y $p"; else echo "@ n $p"; '
-                  "fi; done; findmnt --noheadings --raw --output TARGET,FSTYPE; true")
-        return " ".join(["sh", "-c", shlex.quote(script), "mounts",
-                         *(shlex.quote(p) for p in paths)])
+        script = (
+            'for p in "$@"; do if [ -d "$p" ]; then echo "@ y $p"; else echo "@ n $p"; '
+            "fi; done; findmnt --noheadings --raw --output TARGET,FSTYPE; true"
+        )
+        return " ".join(
+            ["sh", "-c", shlex.quote(script), "mounts", *(shlex.quote(p) for p in paths)]
+        )
 
     def process(self, output) -> dict[str, MountDict]:
         mounts: dict[str, MountDict] = {}

@@ -57,8 +57,14 @@ class ContainerImages(FactBase[list]):
                 values.append(value)
                 rest = rest[end:].strip()
             if kind == "C" and len(values) == 4:
-                containers.append({"name": values[0].lstrip("/"), "status": values[1],
-                                   "image": values[2], "image_id": values[3]})
+                containers.append(
+                    {
+                        "name": values[0].lstrip("/"),
+                        "status": values[1],
+                        "image": values[2],
+                        "image_id": values[3],
+                    }
+                )
             elif kind == "I" and len(values) == 2:
                 digests[values[0]] = values[1] or []
         for container in containers:

@@ -24,8 +24,9 @@ class ProxyFile(FactBase[str]):
     default = str
     requires_command = "docker"
 
-    def command(self, compose_file: str, project: str, service: str, path: str,
-                wait: int = 0) -> str:
+    def command(
+        self, compose_file: str, project: str, service: str, path: str, wait: int = 0
+    ) -> str:
         read = compose_command(compose_file, project, "exec", "-T", service, "cat", path)
         return shell(f"{wait_command(wait, read)} 2>/dev/null", "true")
 

@@ -44,8 +44,10 @@ def registry_data_command(project: str, service: str, data_path: str) -> str:
     """Shell (for ``labhub.commands.shell``): sets ``cid`` (the registry's container) and
     ``data`` (where its ``data_path`` volume is on the host; empty when there is no such
     container)."""
-    return (f"cid=$({container_command(project, service)}); data=; "
-            f'[ -z "$cid" ] || data=$({mount_command(variable("cid"), data_path)})')
+    return (
+        f"cid=$({container_command(project, service)}); data=; "
+        f'[ -z "$cid" ] || data=$({mount_command(variable("cid"), data_path)})'
+    )
 
 
 class RegistryTag(FactBase[dict]):
@@ -107,24 +109,39 @@ class RegistryContents(FactBase[dict]):
 
     requires_command = "python3"
 
-    def command(self, url: str, probe_delete: bool = False, workers: int = DEFAULT_WORKERS,
-                page_size: int = DEFAULT_PAGE_SIZE, project: str | None = None,
-                service: str | None = None, data_path: str | None = None) -> str:
-        argv = ["collect", url, "--workers", str(int(workers)), "--page-size",
-                str(int(page_size))]
+    def command(
+        self,
+        url: str,
+        probe_delete: bool = False,
+        workers: int = DEFAULT_WORKERS,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        project: str | None = None,
+        service: str | None = None,
+        data_path: str | None = None,
+    ) -> str:
+        argv = ["collect", url, "--workers", str(int(workers)), "--page-size", str(int(page_size))]
         if probe_delete:
             argv.append("--probe-delete")
         if not (project and service and data_path):
             return shell(registry_client_command(*argv), "true")
         # The storage folder as the host sees it, when the registry is this compose service's.
-        return shell(registry_data_command(project, service, data_path),
-                     registry_client_command(*argv, "--storage", variable("data")), "true")
+        return shell(
+            registry_data_command(project, service, data_path),
+            registry_client_command(*argv, "--storage", variable("data")),
+            "true",
+        )
 
     def process(self, output) -> dict:
         text = "\n".join(output).strip()
         if not text:
-            return {"error": {"kind": "protocol", "message": "the registry reader printed nothing",
-                              "status": None, "code": None}}
+            return {
+                "error": {
+                    "kind": "protocol",
+                    "message": "the registry reader printed nothing",
+                    "status": None,
+                    "code": None,
+                }
+            }
         return json.loads(text.splitlines()[-1])
 
 
@@ -153,12 +170,12 @@ class RegistryPruneState(FactBase[dict]):
         collector = shlex.quote(collector_name(project))
         return shell(
             f'if [ -f {pending} ]; then echo "pending $(head -c 32 {pending})"; fi',
-            f'if [ -f {lock} ] && ! flock -n {lock} true 2>/dev/null; then '
+            f"if [ -f {lock} ] && ! flock -n {lock} true 2>/dev/null; then "
             f'echo "locked $(head -c 32 {lock})"; fi',
             f"docker container inspect --format 'collector {{{{.State.Status}}}}' {collector} "
             "2>/dev/null",
             f"cid=$({container_command(project, service)})",
-            "[ -z \"$cid\" ] || docker inspect --format 'registry {{.State.Status}}' \"$cid\"",
+            '[ -z "$cid" ] || docker inspect --format \'registry {{.State.Status}}\' "$cid"',
             "true",
         )
 

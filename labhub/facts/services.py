@@ -43,7 +43,7 @@ class ServiceStates(FactBase[dict[str, ServiceDict]]):
         for line in [*output, ""]:
             if not line.strip():
                 if current.get("Id", "").endswith(".service"):
-                    states[current["Id"][:-len(".service")]] = {
+                    states[current["Id"][: -len(".service")]] = {
                         "running": current.get("SubState") == "running",
                         "enabled": current.get("UnitFileState") == "enabled",
                     }

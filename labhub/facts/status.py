@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pyinfra.api import FactBase
 
@@ -21,8 +21,17 @@ from labhub.commands import (
 )
 from labhub.facts.registry import registry_data_command
 
-_SECTIONS = ("#http", "#api", "#containers", "#passwords", "#docker-root", "#registry-data",
-             "#df", "#du", "#certificate")
+_SECTIONS = (
+    "#http",
+    "#api",
+    "#containers",
+    "#passwords",
+    "#docker-root",
+    "#registry-data",
+    "#df",
+    "#du",
+    "#certificate",
+)
 
 
 class LabStatus(FactBase[dict]):
@@ -51,20 +60,36 @@ class LabStatus(FactBase[dict]):
 
     default = dict
 
-    def command(self, hub_url: str, registry_url: str, project: str, hub_service: str,
-                registry_service: str, registry_data: str, passwords_path: str,
-                df_paths: list[str], du_paths: list[str], hub_curl_args: tuple[str, ...] = (),
-                tls_address: str | None = None, tls_name: str | None = None) -> str:
+    def command(
+        self,
+        hub_url: str,
+        registry_url: str,
+        project: str,
+        hub_service: str,
+        registry_service: str,
+        registry_data: str,
+        passwords_path: str,
+        df_paths: list[str],
+        du_paths: list[str],
+        hub_curl_args: tuple[str, ...] = (),
+        tls_address: str | None = None,
+        tls_name: str | None = None,
+    ) -> str:
         quote = shlex.quote
-        container = ('{{.Name}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{.Config.Image}}\t'
-                     '{{index .Config.Labels "com.docker.compose.service"}}')
+        container = (
+            "{{.Name}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{.Config.Image}}\t"
+            '{{index .Config.Labels "com.docker.compose.service"}}'
+        )
         # No password file yet: nobody has logged in.
-        passwords = (f"import dbm; path = {passwords_path!r}; "
-                     "keys = dbm.open(path, 'r').keys() if dbm.whichdb(path) is not None else []; "
-                     "print('\\n'.join(sorted(k.decode() for k in keys)))")
+        passwords = (
+            f"import dbm; path = {passwords_path!r}; "
+            "keys = dbm.open(path, 'r').keys() if dbm.whichdb(path) is not None else []; "
+            "print('\\n'.join(sorted(k.decode() for k in keys)))"
+        )
         # Asked once: the status says how they answer now.
-        answers = http_wait_command({hub_url + "/hub/health": hub_curl_args,
-                                     registry_url + "/v2/": ()}, 0)
+        answers = http_wait_command(
+            {hub_url + "/hub/health": hub_curl_args, registry_url + "/v2/": ()}, 0
+        )
         lines = [
             "echo '#http'",
             answers,
@@ -76,7 +101,7 @@ class LabStatus(FactBase[dict]):
             f"docker inspect --format {quote(container)} $ids",
             "echo '#passwords'",
             f'hub=$({container_command(project, hub_service)}); [ -z "$hub" ] || '
-            f"docker exec \"$hub\" python3 -c {quote(passwords)} 2>/dev/null "
+            f'docker exec "$hub" python3 -c {quote(passwords)} 2>/dev/null '
             "|| echo '#unreadable'",
             registry_data_command(project, registry_service, registry_data),
             "echo '#docker-root'",
@@ -84,16 +109,19 @@ class LabStatus(FactBase[dict]):
             "echo '#registry-data'",
             'echo "$data"',
             "echo '#df'",
-            f"for p in {' '.join(quote(p) for p in df_paths)} \"$root\" \"$data\"; do "
+            f'for p in {" ".join(quote(p) for p in df_paths)} "$root" "$data"; do '
             '[ -n "$p" ] && [ -e "$p" ] && df -P -B1 "$p" | tail -n 1 | '
             'while read -r fs size used avail pct mnt; do echo "$size $used $avail $p"; done; '
             "done",
             "echo '#du'",
-            f"for p in {' '.join(quote(p) for p in du_paths)} \"$data\"; do "
+            f'for p in {" ".join(quote(p) for p in du_paths)} "$data"; do '
             '[ -n "$p" ] && [ -e "$p" ] && du -sb "$p" 2>/dev/null; done',
             "echo '#certificate'",
-            *([served_certificate_command(tls_address, tls_name, ("-enddate",))]
-              if tls_address and tls_name else []),
+            *(
+                [served_certificate_command(tls_address, tls_name, ("-enddate",))]
+                if tls_address and tls_name
+                else []
+            ),
             "true",
         ]
         return shell(*lines)
@@ -110,7 +138,8 @@ class LabStatus(FactBase[dict]):
         for line in sections["#http"]:
             code, _, url = line.partition(" ")
             http["hub" if url.endswith("/hub/health") else "registry"] = (
-                int(code) if code.isdigit() else 0)
+                int(code) if code.isdigit() else 0
+            )
         try:
             hub_version = json.loads("".join(sections["#api"]) or "{}").get("version")
         except ValueError:
@@ -120,18 +149,26 @@ class LabStatus(FactBase[dict]):
             parts = line.split("\t")
             if len(parts) == 5:
                 name, state, started, image, service = parts
-                containers[name.lstrip("/")] = {"state": state, "started": started,
-                                                "image": image, "service": service or None}
+                containers[name.lstrip("/")] = {
+                    "state": state,
+                    "started": started,
+                    "image": image,
+                    "service": service or None,
+                }
         passwords: list[str] | None = [p for p in sections["#passwords"] if p]
         if "#unreadable" in sections["#passwords"] or not any(
-                c["service"] == "hub" and c["state"] == "running" for c in containers.values()):
+            c["service"] == "hub" and c["state"] == "running" for c in containers.values()
+        ):
             passwords = None
         df = {}
         for line in sections["#df"]:
             parts = line.split(" ", 3)
             if len(parts) == 4 and parts[0].isdigit():
-                df[parts[3]] = {"size": int(parts[0]), "used": int(parts[1]),
-                                "avail": int(parts[2])}
+                df[parts[3]] = {
+                    "size": int(parts[0]),
+                    "used": int(parts[1]),
+                    "avail": int(parts[2]),
+                }
         du = {}
         for line in sections["#du"]:
             size, _, path = line.partition("\t")
@@ -141,12 +178,21 @@ class LabStatus(FactBase[dict]):
         certificate = None
         for line in sections["#certificate"]:
             if line.startswith("notAfter="):
-                certificate = datetime.strptime(line.split("=", 1)[1].strip(),
-                                                "%b %d %H:%M:%S %Y %Z").replace(
-                                                    tzinfo=timezone.utc).isoformat()
+                certificate = (
+                    datetime.strptime(line.split("=", 1)[1].strip(), "%b %d %H:%M:%S %Y %Z")
+                    .replace(tzinfo=UTC)
+                    .isoformat()
+                )
         root = (sections["#docker-root"] or [""])[0].strip() or None
         data = (sections["#registry-data"] or [""])[0].strip() or None
-        return {"certificate_expires": certificate,
-                "http": http, "hub_version": hub_version, "containers": containers,
-                "passwords": passwords, "docker_root": root, "registry_data": data, "df": df,
-                "du": du}
+        return {
+            "certificate_expires": certificate,
+            "http": http,
+            "hub_version": hub_version,
+            "containers": containers,
+            "passwords": passwords,
+            "docker_root": root,
+            "registry_data": data,
+            "df": df,
+            "du": du,
+        }

@@ -68,8 +68,13 @@ class FileTree(FactBase[dict[str, EntryDict]]):
                 parts = line.split(" ", 4)
                 if len(parts) == 5:
                     kind, mode, user, group, path = parts
-                    entries[path] = {"kind": kinds.get(kind, "other"), "mode": int(mode, 8),
-                                     "user": user, "group": group, "sha256": None}
+                    entries[path] = {
+                        "kind": kinds.get(kind, "other"),
+                        "mode": int(mode, 8),
+                        "user": user,
+                        "group": group,
+                        "sha256": None,
+                    }
             # sha256sum escapes a name with a backslash or newline in it (a leading "\"): such a
             # file keeps no hash and so never counts as up to date.
             elif not line.startswith("\\") and "  " in line:
@@ -88,8 +93,9 @@ def folder_of(tree: dict[str, EntryDict], path: str) -> dict:
     if entry["kind"] != "folder":
         return {"kind": "other", "entries": [], "mounted": False}
     prefix = path.rstrip("/") + "/"
-    names = sorted(p[len(prefix):] for p in tree if p.startswith(prefix)
-                   and "/" not in p[len(prefix):])
+    names = sorted(
+        p[len(prefix) :] for p in tree if p.startswith(prefix) and "/" not in p[len(prefix) :]
+    )
     return {"kind": "folder", "entries": names[:20], "mounted": False}
 
 
@@ -113,8 +119,9 @@ def tree_root(host, path: str) -> str:
     the other), or ``OperationError``."""
     roots = _roots_of(host, path)
     if not roots:
-        raise OperationError(f"{path} is not under a folder labhub manages "
-                             f"({', '.join(managed_folders(host))})")
+        raise OperationError(
+            f"{path} is not under a folder labhub manages ({', '.join(managed_folders(host))})"
+        )
     return max(roots, key=lambda root: len(PurePosixPath(root).parts))
 
 

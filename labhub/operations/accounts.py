@@ -86,10 +86,14 @@ def account(
     home_now = homes(host).get(home)
     if existing is None:
         args = [
-            "--gid", QuoteString(group),
-            "--home-dir", QuoteString(home),
-            "--shell", QuoteString(shell),
-            "--comment", QuoteString(comment),
+            "--gid",
+            QuoteString(group),
+            "--home-dir",
+            QuoteString(home),
+            "--shell",
+            QuoteString(shell),
+            "--comment",
+            QuoteString(comment),
         ]
         if uid is not None:
             args += ["--uid", str(uid)]
@@ -114,9 +118,12 @@ def account(
         if args:
             yield StringCommand("usermod", *args, QuoteString(user))
 
-    if existing is None or home_now is None or (home_now["user"], home_now["group"],
-                                                 home_now["mode"]) != (user, group,
-                                                                       int(home_mode, 8)):
+    if (
+        existing is None
+        or home_now is None
+        or (home_now["user"], home_now["group"], home_now["mode"])
+        != (user, group, int(home_mode, 8))
+    ):
         yield from files.directory._inner(path=home, user=user, group=group, mode=home_mode)
 
 
@@ -147,8 +154,10 @@ def group_members(group: str, members: list[str], managed: list[str]):
     accounts = local_accounts(host)
     missing = [m for m in members if m not in accounts]
     if missing and host.state.is_executing:
-        host.log(f"group {group}: no account {', '.join(missing)} yet (tasks/users.py makes it)",
-                 logger.warning)
+        host.log(
+            f"group {group}: no account {', '.join(missing)} yet (tasks/users.py makes it)",
+            logger.warning,
+        )
     members = [m for m in members if m in accounts]
 
     groups = local_groups(host)
@@ -192,12 +201,18 @@ def record(path: str, accounts: dict[str, str]):
     def record_of(account: str) -> dict:
         # Primary group first, then the groups that list the account.
         gids = [local[account]["gid"]] + sorted(
-            g["gid"] for g in groups.values()
+            g["gid"]
+            for g in groups.values()
             if account in g["members"] and g["gid"] != local[account]["gid"]
         )
         # Names too: the labs' /etc/passwd and /etc/group name the account and its groups.
-        return {"name": account, "uid": local[account]["uid"], "home": local[account]["home"],
-                "gids": gids, "groups": [names_of.get(gid, f"group{gid}") for gid in gids]}
+        return {
+            "name": account,
+            "uid": local[account]["uid"],
+            "home": local[account]["home"],
+            "gids": gids,
+            "groups": [names_of.get(gid, f"group{gid}") for gid in gids],
+        }
 
     found = {account: record_of(account) for account in accounts.values() if account in local}
     missing = sorted(account for account in accounts.values() if account not in found)
@@ -205,8 +220,7 @@ def record(path: str, accounts: dict[str, str]):
         raise OperationError(
             f"no host account {', '.join(missing)}: hub users' accounts are made by tasks/users.py"
         )
-    table = {user: found[account] for user, account in sorted(accounts.items())
-             if account in found}
+    table = {user: found[account] for user, account in sorted(accounts.items()) if account in found}
     commands = list(tree.changes({path: json.dumps(table, indent=2, sort_keys=True) + "\n"}))
     if not commands:
         host.noop(f"{path} records the accounts")
@@ -250,9 +264,13 @@ def in_group(user: str, group: str):
     """
     groups = local_groups(host)
     account = local_accounts(host).get(user)
-    if group in groups and account is not None and (
-            user in groups[group]["members"] or account["gid"] == groups[group]["gid"]):
+    if (
+        group in groups
+        and account is not None
+        and (user in groups[group]["members"] or account["gid"] == groups[group]["gid"])
+    ):
         host.noop(f"{user} is in group {group}")
         return
-    yield from server.user._inner(user=user, groups=[group], append=True, create_home=False,
-                                  present=True)
+    yield from server.user._inner(
+        user=user, groups=[group], append=True, create_home=False, present=True
+    )

@@ -39,8 +39,9 @@ def update_command(sources_file: str) -> str:
 
 def failure_message(repository: str, keyring: str, lines: list[str]) -> str:
     """The one line that tells the admin why apt refused ``repository``, from apt's output."""
-    problems = [line.split(": ", 1)[1] for line in lines
-                if line.startswith(("E: ", "W: ")) and ": " in line]
+    problems = [
+        line.split(": ", 1)[1] for line in lines if line.startswith(("E: ", "W: ")) and ": " in line
+    ]
     signature = [line for line in problems if any(word in line for word in SIGNATURE_WORDS)]
     if signature:
         # sqv and gpgv say which key signed the repository after apt's own wording.
@@ -76,9 +77,13 @@ def update(sources_file: str, repository: str, keyring: str):
             _if=source.did_change,
         )
     """
+
     def report(host, status: bool, output) -> None:
         if not status:
-            host.log_styled(failure_message(repository, keyring, output.output_lines),
-                            fg="red", log_func=logger.error)
+            host.log_styled(
+                failure_message(repository, keyring, output.output_lines),
+                fg="red",
+                log_func=logger.error,
+            )
 
     yield reported(update_command(sources_file), report)

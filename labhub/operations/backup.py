@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import shlex
 
-from pyinfra import host
 from pyinfra.api import operation
 
 from labhub import backup
@@ -22,8 +21,10 @@ def _report_backup(host, status: bool, output) -> None:
         if match := SAVED_RE.search(line):
             host.log(f"backup saved as snapshot {match.group(1)}")
     if not status:
-        host.log("labhub: the backup failed (see restic's output above); the repository keeps "
-                 "its earlier snapshots")
+        host.log(
+            "labhub: the backup failed (see restic's output above); the repository keeps "
+            "its earlier snapshots"
+        )
 
 
 def _report_restore(host, status: bool, output) -> None:

@@ -38,10 +38,17 @@ def up(stack: Stack, content: str):
             content=compose_yaml,
         )
     """
-    services = read(host, ComposeProject, compose_file=stack.compose_file,
-                    project=stack.project, content=content)
-    images = {name: (service or {}).get("image")
-              for name, service in (yaml.safe_load(content).get("services") or {}).items()}
+    services = read(
+        host,
+        ComposeProject,
+        compose_file=stack.compose_file,
+        project=stack.project,
+        content=content,
+    )
+    images = {
+        name: (service or {}).get("image")
+        for name, service in (yaml.safe_load(content).get("services") or {}).items()
+    }
     reasons = {}
     for name in sorted(set(images) | set(services)):
         service = services.get(name)
@@ -51,9 +58,11 @@ def up(stack: Stack, content: str):
             # Also what a dry run on a server without Docker yet says.
             reasons[name] = "created"
         elif service["config_hash"] != service["wanted_hash"]:
-            reasons[name] = ("recreated: new image " + str(images.get(name))
-                             if service["image"] != images.get(name)
-                             else "recreated: its configuration changed")
+            reasons[name] = (
+                "recreated: new image " + str(images.get(name))
+                if service["image"] != images.get(name)
+                else "recreated: its configuration changed"
+            )
         elif service["state"] != "running":
             reasons[name] = f"started (it is {service['state']})"
     if not reasons:
@@ -99,8 +108,9 @@ def healthy(checks: dict[str, tuple[str, str]], stack: Stack, wait: int = 120):
     for description, (url, service) in checks.items():
         status = statuses.get(url, 0)
         if status != 200:
-            logs = host.get_fact(ComposeLogs, compose_file=stack.compose_file,
-                                 project=stack.project, service=service)
+            logs = host.get_fact(
+                ComposeLogs, compose_file=stack.compose_file, project=stack.project, service=service
+            )
             answer = f"answered HTTP {status}" if status else "did not answer"
             raise OperationError(
                 f"{description}: {url} {answer} within {wait} s, the stack did not come up. "

@@ -27,6 +27,11 @@ def recovered():
         host.noop("no interrupted dpkg run")
         return
     yield StringCommand(
-        "env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--force-confdef", "--force-confold",
-        "--configure", "-a",
+        "env",
+        "DEBIAN_FRONTEND=noninteractive",
+        "dpkg",
+        "--force-confdef",
+        "--force-confold",
+        "--configure",
+        "-a",
     )

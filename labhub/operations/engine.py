@@ -37,8 +37,10 @@ def configured(values: dict, path: str = DAEMON_JSON):
     """
     current = host.get_fact(EngineSettings, path=path)
     if current is None:
-        raise OperationError(f"{path} is not a JSON object: labhub does not rewrite it; fix it "
-                             "(the engine does not start with it either) and deploy again")
+        raise OperationError(
+            f"{path} is not a JSON object: labhub does not rewrite it; fix it "
+            "(the engine does not start with it either) and deploy again"
+        )
     written = all(current.get(key) == value for key, value in values.items())
     # A file written by a run cut short before the reload: the engine still runs without it.
     running = host.get_fact(EngineRunningSettings)

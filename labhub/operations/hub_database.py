@@ -51,18 +51,38 @@ def upgraded(stack: Stack, image: str, content: str, wait: int = 180):
             content=compose_yaml,
         )
     """
-    services = read(host, ComposeProject, compose_file=stack.compose_file, project=stack.project,
-                    content=content)
+    services = read(
+        host,
+        ComposeProject,
+        compose_file=stack.compose_file,
+        project=stack.project,
+        content=content,
+    )
     current = (services.get(stack.hub_service) or {}).get("image")
     if current is None or current == image:
         host.noop(f"the hub runs {image}" if current else "no hub to upgrade yet")
         return
-    host.log(f"hub: upgrading from {current} to {image}: its database is copied, then "
-             "upgraded by jupyterhub upgrade-db; on failure the hub goes back to "
-             f"{current}")
+    host.log(
+        f"hub: upgrading from {current} to {image}: its database is copied, then "
+        "upgraded by jupyterhub upgrade-db; on failure the hub goes back to "
+        f"{current}"
+    )
     rollback = yaml.safe_dump({"services": {stack.hub_service: {"image": current}}})
     hub = stack.hub
-    yield reported(script_command(
-        UPGRADE_SCRIPT, stack.compose_file, stack.project, stack.hub_service, current,
-        hub.data_path, hub.database, hub.config, hub.health_url, str(int(wait)),
-        stack.hub_rollback_file, rollback), _report)
+    yield reported(
+        script_command(
+            UPGRADE_SCRIPT,
+            stack.compose_file,
+            stack.project,
+            stack.hub_service,
+            current,
+            hub.data_path,
+            hub.database,
+            hub.config,
+            hub.health_url,
+            str(int(wait)),
+            stack.hub_rollback_file,
+            rollback,
+        ),
+        _report,
+    )

@@ -71,8 +71,9 @@ def context(src: str, dest: str, support: dict[str, bytes]):
         modes[remote] = "0755" if path.stat().st_mode & 0o111 else "0644"
     for support_file, content in support.items():
         files[f"{dest}/{BUILD_SUPPORT}/{support_file}"] = content
-    commands = list(tree.changes(files, [dest, f"{dest}/{BUILD_SUPPORT}"],
-                                 modes=modes, delete_under=dest))
+    commands = list(
+        tree.changes(files, [dest, f"{dest}/{BUILD_SUPPORT}"], modes=modes, delete_under=dest)
+    )
     if not commands:
         host.noop(f"{dest} holds the build context {src}")
     yield from commands
@@ -88,8 +89,13 @@ def _report_pruned(host, status: bool, output) -> None:
 
 
 @operation()
-def built(image: str, context: str, content_hash: str, build_args: dict[str, str] | None = None,
-          built_as: str | None = None):
+def built(
+    image: str,
+    context: str,
+    content_hash: str,
+    build_args: dict[str, str] | None = None,
+    built_as: str | None = None,
+):
     """
     Build an image on the host from a build context there (pyinfra's ``docker.build``), unless
     the image already carries the context's content hash (a label the build sets): a tag alone
@@ -131,10 +137,26 @@ def built(image: str, context: str, content_hash: str, build_args: dict[str, str
     )
     # Labels are inherited by images built FROM this one: the ID is what says labhub built it.
     yield StringCommand("mkdir", "-p", STATE_DIR)
-    yield StringCommand("docker", "image", "inspect", "--format", QuoteString("{{.Id}}"),
-                        QuoteString(image), ">>", BUILT_IMAGES_FILE)
-    yield reported(script_command(PRUNE_SCRIPT, f"{BUILT_AS_LABEL}={built_as or image}", image,
-                                  BUILT_IMAGES_FILE, interpreter="sh"), _report_pruned)
+    yield StringCommand(
+        "docker",
+        "image",
+        "inspect",
+        "--format",
+        QuoteString("{{.Id}}"),
+        QuoteString(image),
+        ">>",
+        BUILT_IMAGES_FILE,
+    )
+    yield reported(
+        script_command(
+            PRUNE_SCRIPT,
+            f"{BUILT_AS_LABEL}={built_as or image}",
+            image,
+            BUILT_IMAGES_FILE,
+            interpreter="sh",
+        ),
+        _report_pruned,
+    )
 
 
 @operation()
@@ -159,9 +181,9 @@ def pushed(image: str, registry: str, content_hash: str | None = None):
         )
     """
     prefix = f"{registry}/"
-    if not image.startswith(prefix) or ":" not in image[len(prefix):]:
+    if not image.startswith(prefix) or ":" not in image[len(prefix) :]:
         raise OperationError(f"{image} is not an image of registry {registry} with a tag")
-    repository, tag = image[len(prefix):].rsplit(":", 1)
+    repository, tag = image[len(prefix) :].rsplit(":", 1)
 
     local = _inspect(image)
     remote = host.get_fact(RegistryTag, registry=registry, repository=repository, tag=tag)

@@ -51,25 +51,41 @@ def local_root(stack: Stack, path: str, dest: str, wait: int = 60):
             yield StringCommand("true")
         host.log(f"the proxy's local CA root goes to {dest} once the proxy made it")
         return
-    pem = host.get_fact(ProxyFile, compose_file=compose_file, project=project,
-                        service=service, path=path, wait=wait)
+    pem = host.get_fact(
+        ProxyFile, compose_file=compose_file, project=project, service=service, path=path, wait=wait
+    )
     if not pem:
-        logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
-                             service=service)
-        raise OperationError(f"the proxy made no local CA within {wait} s ({path} is missing). "
-                             f"Last log lines of the proxy:\n{logs}")
+        logs = host.get_fact(
+            ComposeLogs, compose_file=compose_file, project=project, service=service
+        )
+        raise OperationError(
+            f"the proxy made no local CA within {wait} s ({path} is missing). "
+            f"Last log lines of the proxy:\n{logs}"
+        )
     if (current or {}).get("sha256") != hashlib.sha256(pem.encode()).hexdigest():
         cat = compose_command(compose_file, project, "exec", "-T", service, "cat", path)
         new = f"{dest}.new"
-        yield (f"{cat} > {shlex.quote(new)} && {command_line('chmod', '0644', new)} && "
-               f"{command_line('mv', new, dest)}")
-    host.log(f"Give users' browsers the hub's root certificate: {dest} on the server "
-             "(it signs the hub's certificate; keep the proxy-data volume to keep it)")
+        yield (
+            f"{cat} > {shlex.quote(new)} && {command_line('chmod', '0644', new)} && "
+            f"{command_line('mv', new, dest)}"
+        )
+    host.log(
+        f"Give users' browsers the hub's root certificate: {dest} on the server "
+        "(it signs the hub's certificate; keep the proxy-data volume to keep it)"
+    )
 
 
 @operation()
-def healthy(url: str, server_name: str, port: int, address: str, stack: Stack,
-            trust: tuple[str, ...] = (), obtained: str | None = None, wait: int = 120):
+def healthy(
+    url: str,
+    server_name: str,
+    port: int,
+    address: str,
+    stack: Stack,
+    trust: tuple[str, ...] = (),
+    obtained: str | None = None,
+    wait: int = 120,
+):
     """
     Fail the deploy with a clear message unless the hub answers 200 at ``url`` through the
     proxy, over HTTPS, with the certificate expected, so that a fallback certificate fails the
@@ -103,16 +119,26 @@ def healthy(url: str, server_name: str, port: int, address: str, stack: Stack,
     compose_file, project, service = stack.compose_file, stack.project, stack.proxy_service
 
     def fail(problem: str):
-        served = host.get_fact(ServedCertificate, address=address, port=port,
-                             server_name=server_name)
-        logs = host.get_fact(ComposeLogs, compose_file=compose_file, project=project,
-                             service=service)
-        raise OperationError(f"the hub through the proxy: {problem}. The proxy serves "
-                             f"{served or 'no certificate'}.\nLast log lines of the proxy:\n{logs}")
+        served = host.get_fact(
+            ServedCertificate, address=address, port=port, server_name=server_name
+        )
+        logs = host.get_fact(
+            ComposeLogs, compose_file=compose_file, project=project, service=service
+        )
+        raise OperationError(
+            f"the hub through the proxy: {problem}. The proxy serves "
+            f"{served or 'no certificate'}.\nLast log lines of the proxy:\n{logs}"
+        )
 
     if obtained:
-        pem = host.get_fact(ProxyFile, compose_file=compose_file, project=project,
-                            service=service, path=obtained, wait=wait)
+        pem = host.get_fact(
+            ProxyFile,
+            compose_file=compose_file,
+            project=project,
+            service=service,
+            path=obtained,
+            wait=wait,
+        )
         if not pem:
             fail(f"no certificate for {server_name} obtained within {wait} s ({obtained})")
         # The key of the certificate the proxy obtained, and no other.
@@ -120,6 +146,9 @@ def healthy(url: str, server_name: str, port: int, address: str, stack: Stack,
     curl_args = ("--resolve", f"{server_name}:{port}:{address}", *trust)
     status = host.get_fact(HttpStatus, url=url, wait=wait, curl_args=curl_args)
     if status != 200:
-        fail(f"{url} answered HTTP {status} within {wait} s" if status else
-             f"{url} did not answer with the expected certificate within {wait} s")
+        fail(
+            f"{url} answered HTTP {status} within {wait} s"
+            if status
+            else f"{url} did not answer with the expected certificate within {wait} s"
+        )
     host.noop(f"the hub answers at {url} with the expected certificate")

@@ -54,10 +54,11 @@ def locked_command(state_dir: str, phase: str | None = None) -> str:
     pending marker.
     """
     lock = shlex.quote(f"{state_dir}/{PRUNE_LOCK}")
-    busy = shlex.quote(f"a registry prune is running on this host (it holds {state_dir}/"
-                       f"{PRUNE_LOCK}): wait for it to finish")
-    lines = [f"exec 9>>{lock} && flock -n 9 || {{ echo {busy} >&2; exit 1; }}",
-             f"echo $$ > {lock}"]
+    busy = shlex.quote(
+        f"a registry prune is running on this host (it holds {state_dir}/"
+        f"{PRUNE_LOCK}): wait for it to finish"
+    )
+    lines = [f"exec 9>>{lock} && flock -n 9 || {{ echo {busy} >&2; exit 1; }}", f"echo $$ > {lock}"]
     if phase:
         lines.append(f"echo {shlex.quote(phase)} > {shlex.quote(f'{state_dir}/{PRUNE_PENDING}')}")
     return "\n".join(lines)
@@ -67,17 +68,22 @@ def delete_command(url: str, state_dir: str, workers: int = DEFAULT_WORKERS) -> 
     """The host's command that runs the deletions listed in the plan file: its size does not
     depend on how many there are."""
     plan = f"{state_dir}/{PRUNE_PLAN}"
-    program = registry_client_command("delete", url, "--workers", str(int(workers)),
-                                      "--plan", plan)
-    return (locked_command(state_dir, "deleting") + "\n" + program
-            + f"status=$?; [ $status != 0 ] || rm -f {shlex.quote(plan)}; exit $status")
+    program = registry_client_command("delete", url, "--workers", str(int(workers)), "--plan", plan)
+    return (
+        locked_command(state_dir, "deleting")
+        + "\n"
+        + program
+        + f"status=$?; [ $status != 0 ] || rm -f {shlex.quote(plan)}; exit $status"
+    )
 
 
 def _answers_again(url: str, wait: int, otherwise: str) -> str:
     """Shell: waits for the registry to answer again after it was started; ``otherwise`` runs
     when it does not."""
-    return (f"{{ {http_wait_command([url + '/v2/'], wait)}; }} >/dev/null || "
-            f'{{ echo "the registry did not answer again" >&2; {otherwise}; }}')
+    return (
+        f"{{ {http_wait_command([url + '/v2/'], wait)}; }} >/dev/null || "
+        f'{{ echo "the registry did not answer again" >&2; {otherwise}; }}'
+    )
 
 
 def _report_deletions(host, status: bool, output) -> None:
@@ -88,9 +94,15 @@ def _report_deletions(host, status: bool, output) -> None:
             break
     if result is None:
         return
-    host.log(f"deleted {result['deleted']} stale manifest(s) ({result['tags']} tag(s)"
-             + (f", {result['children_deleted']} platform manifest(s)"
-                if result["children_deleted"] else "") + ")")
+    host.log(
+        f"deleted {result['deleted']} stale manifest(s) ({result['tags']} tag(s)"
+        + (
+            f", {result['children_deleted']} platform manifest(s)"
+            if result["children_deleted"]
+            else ""
+        )
+        + ")"
+    )
     for item in result.get("skipped") or []:
         host.log(f"left {item['repo']}@{short_digest(item['digest'])} alone: {item['reason']}")
     if result.get("error"):
@@ -106,14 +118,17 @@ def _report_gc(host, status: bool, output) -> None:
             if before < 0 or after < 0:
                 host.log("garbage collection ran; the registry's blobs could not be measured")
             else:
-                host.log(f"garbage collection freed {human_size(before - after)} "
-                         f"({before - after} bytes) of blobs on disk: {before} -> {after} bytes")
+                host.log(
+                    f"garbage collection freed {human_size(before - after)} "
+                    f"({before - after} bytes) of blobs on disk: {before} -> {after} bytes"
+                )
             return
 
 
 @operation()
-def delete_manifests(url: str, deletions: list[dict], state_dir: str,
-                     workers: int = DEFAULT_WORKERS):
+def delete_manifests(
+    url: str, deletions: list[dict], state_dir: str, workers: int = DEFAULT_WORKERS
+):
     """
     Delete manifests of a registry by digest (which removes every tag pointing at them), and the
     platform manifests listed with each. The deletions are uploaded as a file beside the
@@ -143,8 +158,7 @@ def delete_manifests(url: str, deletions: list[dict], state_dir: str,
         host.noop("no stale manifests to delete")
         return
     plan = json.dumps({"deletions": deletions}, sort_keys=True) + "\n"
-    yield from files.put._inner(src=StringIO(plan), dest=f"{state_dir}/{PRUNE_PLAN}",
-                                mode="0600")
+    yield from files.put._inner(src=StringIO(plan), dest=f"{state_dir}/{PRUNE_PLAN}", mode="0600")
     yield reported(delete_command(url, state_dir, workers), _report_deletions, live=True)
 
 
@@ -172,19 +186,23 @@ def recovered(stack: Stack, state_dir: str, url: str | None = None, wait: int = 
         )
     """
     compose_file, project, service = stack.compose_file, stack.project, stack.registry_service
-    state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project,
-                          service=service)
+    state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project, service=service)
     if state["locked"]:
-        raise OperationError(f"a registry prune is running on this host (pid {state['locked']}, "
-                             f"holding {state_dir}/{PRUNE_LOCK}): wait for it to finish")
-    interrupted = state["collector"] or (state["pending"] == "collecting"
-                                         and state["registry"] not in (None, "running"))
+        raise OperationError(
+            f"a registry prune is running on this host (pid {state['locked']}, "
+            f"holding {state_dir}/{PRUNE_LOCK}): wait for it to finish"
+        )
+    interrupted = state["collector"] or (
+        state["pending"] == "collecting" and state["registry"] not in (None, "running")
+    )
     if not interrupted:
         host.noop("no interrupted registry prune to recover from")
         return
-    host.log(f"a registry prune was interrupted during garbage collection (collector "
-             f"{state['collector'] or 'gone'}, registry {state['registry']}): starting the "
-             "registry again")
+    host.log(
+        f"a registry prune was interrupted during garbage collection (collector "
+        f"{state['collector'] or 'gone'}, registry {state['registry']}): starting the "
+        "registry again"
+    )
     lines = [
         locked_command(state_dir),
         f"{command_line('docker', 'rm', '-f', collector_name(project))} >/dev/null 2>&1 || true",
@@ -240,7 +258,7 @@ def garbage_collect(stack: Stack, state_dir: str, url: str | None = None, wait: 
         registry_data_command(project, service, data_path),
         f'[ -n "$cid" ] || {{ {command_line("echo", missing)} >&2; exit 1; }}',
         f"cfg={shlex.quote(config_path)}",
-        f'mounted=$({mount_command(variable("cid"), config_file, field="Source", out="Destination")})'
+        f"mounted=$({mount_command(variable('cid'), config_file, field='Source', out='Destination')})"
         '; [ -z "$mounted" ] || cfg="$mounted"',
         # The blobs' bytes (the files the collector deletes), not folders.
         'size() { if [ -n "$data" ] && [ -d "$data" ]; then find "$data" -path "*/v2/blobs/*" '
@@ -250,8 +268,18 @@ def garbage_collect(stack: Stack, state_dir: str, url: str | None = None, wait: 
         f"{command_line('docker', 'rm', '-f', collector)} >/dev/null 2>&1 || true",
         f"{compose('stop', service)} || exit 1",
         "status=0",
-        compose("run", "--rm", "--no-deps", "-T", "--name", collector, service, "garbage-collect",
-                variable("cfg")) + " >&2 || status=$?",
+        compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            "--name",
+            collector,
+            service,
+            "garbage-collect",
+            variable("cfg"),
+        )
+        + " >&2 || status=$?",
         f"{compose('start', service)} || status=1",
         "after=$(size)",
     ]

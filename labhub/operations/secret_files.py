@@ -60,11 +60,20 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         current_mode = int(oct(remote["mode"])[2:]) if remote else None
     if not remote or remote_sum != local_sum:
         if state.config.DIFF:
-            host.log(f"Will {'modify' if remote else 'create'} {dest} (a secret: content not shown)")
+            host.log(
+                f"Will {'modify' if remote else 'create'} {dest} (a secret: content not shown)"
+            )
         if not remote:
             yield StringCommand(
-                "install", "-m", mode, "-o", QuoteString(user), "-g", QuoteString(group),
-                "/dev/null", QuoteString(dest),
+                "install",
+                "-m",
+                mode,
+                "-o",
+                QuoteString(user),
+                "-g",
+                QuoteString(group),
+                "/dev/null",
+                QuoteString(dest),
             )
         temp = host.get_temp_filename()
         login = host.get_fact(LoginUser)

@@ -60,6 +60,7 @@ def verdict(problems: list[str]):
     if not problems:
         host.noop("healthy")
         return
-    host.log_styled(f"{len(problems)} problem(s): " + "; ".join(problems), fg="red",
-                    log_func=logger.error)
+    host.log_styled(
+        f"{len(problems)} problem(s): " + "; ".join(problems), fg="red", log_func=logger.error
+    )
     mark_failed(host)

@@ -30,8 +30,9 @@ def _as_bytes(content: str | bytes) -> bytes:
 
 
 def _show_diff(path: str, current: dict | None, content: bytes) -> None:
-    host.log(f"Will {'modify' if current else 'create'} {format_text(path, bold=True)}",
-             logger.info)
+    host.log(
+        f"Will {'modify' if current else 'create'} {format_text(path, bold=True)}", logger.info
+    )
     try:
         desired = content.decode().splitlines(keepends=True)
     except UnicodeDecodeError:
@@ -43,10 +44,16 @@ def _show_diff(path: str, current: dict | None, content: bytes) -> None:
     logger.info("")
 
 
-def changes(files: dict[str, str | bytes], folders: list[str] | None = None,
-            user: str = "root", group: str = "root", mode: str = "0644",
-            folder_mode: str = "0755", modes: dict[str, str] | None = None,
-            delete_under: str | None = None):
+def changes(
+    files: dict[str, str | bytes],
+    folders: list[str] | None = None,
+    user: str = "root",
+    group: str = "root",
+    mode: str = "0644",
+    folder_mode: str = "0755",
+    modes: dict[str, str] | None = None,
+    delete_under: str | None = None,
+):
     """The commands that make the host's files as given (see ``written``); with
     ``delete_under``, the files and links under that folder that are not given are removed."""
     roots = {path: tree_root(host, path) for path in [*files, *(folders or ())]}
@@ -69,8 +76,17 @@ def changes(files: dict[str, str | bytes], folders: list[str] | None = None,
     for folder in wanted_folders:
         current = files_at(host, folder).get(folder)
         if current is None:
-            yield StringCommand("install", "-d", "-m", folder_mode, "-o", QuoteString(user),
-                                "-g", QuoteString(group), QuoteString(folder))
+            yield StringCommand(
+                "install",
+                "-d",
+                "-m",
+                folder_mode,
+                "-o",
+                QuoteString(user),
+                "-g",
+                QuoteString(group),
+                QuoteString(folder),
+            )
         elif current["kind"] != "folder":
             raise OperationError(f"{folder} is not a folder")
         elif folder in (folders or ()):
@@ -85,8 +101,9 @@ def changes(files: dict[str, str | bytes], folders: list[str] | None = None,
         if current is None or current["sha256"] != hashlib.sha256(data).hexdigest():
             if state.config.DIFF:
                 _show_diff(path, current, data)
-            yield FileUploadCommand(BytesIO(data), path,
-                                    remote_temp_filename=host.get_temp_filename(path))
+            yield FileUploadCommand(
+                BytesIO(data), path, remote_temp_filename=host.get_temp_filename(path)
+            )
             # The upload leaves the file as the login user made it.
             yield StringCommand("chown", QuoteString(f"{user}:{group}"), QuoteString(path))
             yield StringCommand("chmod", wanted_mode, QuoteString(path))
@@ -95,15 +112,20 @@ def changes(files: dict[str, str | bytes], folders: list[str] | None = None,
 
     if delete_under is not None:
         for path, current in sorted(files_at(host, delete_under).items()):
-            if (current["kind"] != "folder" and _under(delete_under, path)
-                    and path not in files):
+            if current["kind"] != "folder" and _under(delete_under, path) and path not in files:
                 yield StringCommand("rm", "-f", QuoteString(path))
 
 
 @operation()
-def written(files: dict[str, str | bytes], folders: list[str] | None = None,
-            user: str = "root", group: str = "root", mode: str = "0644",
-            folder_mode: str = "0755", modes: dict[str, str] | None = None):
+def written(
+    files: dict[str, str | bytes],
+    folders: list[str] | None = None,
+    user: str = "root",
+    group: str = "root",
+    mode: str = "0644",
+    folder_mode: str = "0755",
+    modes: dict[str, str] | None = None,
+):
     """
     Files with this content, owner and mode, and folders with this owner and mode, all in the
     folders labhub manages (``labhub.facts.tree.managed_folders``); folders a file needs are

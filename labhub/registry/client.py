@@ -85,8 +85,12 @@ class RegistryError(Exception):
         self.code = code
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "message": self.message, "status": self.status,
-                "code": self.code}
+        return {
+            "kind": self.kind,
+            "message": self.message,
+            "status": self.status,
+            "code": self.code,
+        }
 
 
 class Unreachable(RegistryError):
@@ -113,10 +117,18 @@ class ProtocolError(RegistryError):
     kind = "protocol"
 
 
-ERROR_KINDS = {cls.kind: cls for cls in (
-    RegistryError, Unreachable, AuthenticationRequired, DeletesDisabled, ReadOnly, NotFound,
-    ProtocolError,
-)}
+ERROR_KINDS = {
+    cls.kind: cls
+    for cls in (
+        RegistryError,
+        Unreachable,
+        AuthenticationRequired,
+        DeletesDisabled,
+        ReadOnly,
+        NotFound,
+        ProtocolError,
+    )
+}
 
 
 def error_from_dict(data: dict) -> RegistryError:
@@ -149,7 +161,7 @@ def parse_next_link(value: str | None) -> str | None:
     if not value:
         return None
     for part in value.split(","):
-        match = re.match(r'\s*<([^>]*)>\s*;(.*)$', part)
+        match = re.match(r"\s*<([^>]*)>\s*;(.*)$", part)
         if match and re.search(r'rel="?next"?', match.group(2)):
             return match.group(1)
     return None
@@ -195,8 +207,9 @@ class Registry:
             connections[key] = cls(netloc, timeout=self.timeout)
         return connections[key]
 
-    def request(self, method: str, target: str, headers: dict | None = None,
-                redirects: int = 5) -> Response:
+    def request(
+        self, method: str, target: str, headers: dict | None = None, redirects: int = 5
+    ) -> Response:
         """One request (``target`` a path or a URL), following redirects of GET and HEAD."""
         url = urllib.parse.urljoin(self.url + "/", target)
         for _ in range(redirects + 1):
@@ -204,8 +217,11 @@ class Registry:
             path = parts.path + ("?" + parts.query if parts.query else "")
             response = self._send(parts.scheme, parts.netloc, method, path, headers or {})
             location = response.headers.get("location")
-            if response.status in (301, 302, 303, 307, 308) and location and method in (
-                    "GET", "HEAD"):
+            if (
+                response.status in (301, 302, 303, 307, 308)
+                and location
+                and method in ("GET", "HEAD")
+            ):
                 url = urllib.parse.urljoin(url, location)
                 continue
             return response
@@ -229,8 +245,9 @@ class Registry:
                 # A keep-alive connection the server closed: retry once on a new one.
                 last_error = e
                 conn.close()
-        raise Unreachable("the registry at %s://%s does not answer: %s" % (
-            scheme, netloc, last_error))
+        raise Unreachable(
+            "the registry at %s://%s does not answer: %s" % (scheme, netloc, last_error)
+        )
 
     def check(self, response: Response, what: str, ok=(200,)) -> Response:
         """Return the response when its status is in ``ok``, else raise the matching error."""
@@ -242,35 +259,50 @@ class Registry:
             raise AuthenticationRequired(
                 "%s: the registry at %s requires authentication (401 %s); labhub reads and "
                 "prunes registries without credentials" % (what, self.url, code or "UNAUTHORIZED"),
-                401, code)
+                401,
+                code,
+            )
         if response.status == 405 and "UNSUPPORTED" in codes:
             raise DeletesDisabled(
                 "%s: the registry at %s has deletes disabled (405 UNSUPPORTED): set "
-                "storage.delete.enabled: true in its configuration" % (what, self.url), 405, code)
+                "storage.delete.enabled: true in its configuration" % (what, self.url),
+                405,
+                code,
+            )
         if response.status == 405:
             raise ReadOnly(
                 "%s: the registry at %s refused the request with a plain 405: it is in read-only "
-                "maintenance mode (storage.maintenance.readonly)" % (what, self.url), 405, code)
+                "maintenance mode (storage.maintenance.readonly)" % (what, self.url),
+                405,
+                code,
+            )
         if response.status == 404:
             raise NotFound("%s: not found (404 %s)" % (what, code or ""), 404, code)
         body = response.body[:300].decode("utf-8", "replace")
-        raise ProtocolError("%s: the registry at %s answered %s: %s" % (
-            what, self.url, response.status, body), response.status, code)
+        raise ProtocolError(
+            "%s: the registry at %s answered %s: %s" % (what, self.url, response.status, body),
+            response.status,
+            code,
+        )
 
     def get_json(self, target: str, what: str):
         response = self.check(self.request("GET", target, {"Accept": "application/json"}), what)
         try:
             return response.json(), response
         except ValueError:
-            raise ProtocolError("%s: the registry at %s answered no JSON" % (what, self.url))
+            raise ProtocolError(
+                "%s: the registry at %s answered no JSON" % (what, self.url)
+            ) from None
 
     # --- API ------------------------------------------------------------------------------------
 
     def ping(self) -> None:
         """Check that the URL is a registry API v2 that lets labhub in."""
         response = self.check(self.request("GET", "/v2/"), "GET /v2/")
-        if "docker-distribution-api-version" not in response.headers and response.body.strip() \
-                not in (b"{}", b""):
+        if (
+            "docker-distribution-api-version" not in response.headers
+            and response.body.strip() not in (b"{}", b"")
+        ):
             raise ProtocolError("%s does not look like a registry API v2" % self.url)
 
     def paged(self, path: str, key: str, page_size: int = DEFAULT_PAGE_SIZE):
@@ -301,26 +333,34 @@ class Registry:
     def manifest(self, repository: str, reference: str) -> tuple:
         """``(digest, media_type, body)`` of a tag or digest, asked with every manifest type."""
         what = "GET manifest %s:%s" % (repository, reference)
-        response = self.check(self.request(
-            "GET", "/v2/%s/manifests/%s" % (quote(repository), reference),
-            {"Accept": ACCEPT}), what)
+        response = self.check(
+            self.request(
+                "GET", "/v2/%s/manifests/%s" % (quote(repository), reference), {"Accept": ACCEPT}
+            ),
+            what,
+        )
         digest = response.headers.get("docker-content-digest") or (
-            "sha256:" + hashlib.sha256(response.body).hexdigest())
+            "sha256:" + hashlib.sha256(response.body).hexdigest()
+        )
         try:
             body = response.json()
         except ValueError:
-            raise ProtocolError("%s: not a JSON manifest" % what)
-        media_type = (body or {}).get("mediaType") or \
-            response.headers.get("content-type", "").split(";")[0].strip()
+            raise ProtocolError("%s: not a JSON manifest" % what) from None
+        media_type = (body or {}).get("mediaType") or response.headers.get(
+            "content-type", ""
+        ).split(";")[0].strip()
         return digest, media_type, body, len(response.body)
 
     def tag_digest(self, repository: str, tag: str) -> str | None:
         """The digest a tag points at now (HEAD), or None when the tag is gone."""
         what = "HEAD manifest %s:%s" % (repository, tag)
         try:
-            response = self.check(self.request(
-                "HEAD", "/v2/%s/manifests/%s" % (quote(repository), tag), {"Accept": ACCEPT}),
-                what)
+            response = self.check(
+                self.request(
+                    "HEAD", "/v2/%s/manifests/%s" % (quote(repository), tag), {"Accept": ACCEPT}
+                ),
+                what,
+            )
         except NotFound:
             return None
         digest = response.headers.get("docker-content-digest")
@@ -329,9 +369,10 @@ class Registry:
         return digest
 
     def blob_json(self, repository: str, digest: str):
-        response = self.check(self.request(
-            "GET", "/v2/%s/blobs/%s" % (quote(repository), digest)),
-            "GET blob %s@%s" % (repository, digest))
+        response = self.check(
+            self.request("GET", "/v2/%s/blobs/%s" % (quote(repository), digest)),
+            "GET blob %s@%s" % (repository, digest),
+        )
         try:
             return response.json()
         except ValueError:
@@ -340,9 +381,11 @@ class Registry:
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """DELETE a manifest by digest: True when deleted, False when it was already gone."""
         try:
-            self.check(self.request(
-                "DELETE", "/v2/%s/manifests/%s" % (quote(repository), digest)),
-                "DELETE %s@%s" % (repository, digest), ok=(200, 202))
+            self.check(
+                self.request("DELETE", "/v2/%s/manifests/%s" % (quote(repository), digest)),
+                "DELETE %s@%s" % (repository, digest),
+                ok=(200, 202),
+            )
         except NotFound:
             return False
         return True
@@ -371,30 +414,48 @@ def quote(repository: str) -> str:
 
 # --- Reading a whole registry --------------------------------------------------------------------
 
+
 def describe_manifest(media_type: str, body: dict, size: int) -> dict:
     """What a manifest references: its config and layers, or its platform manifests."""
-    record = {"media_type": media_type, "manifest_size": size, "config": None, "blobs": {},
-              "children": [], "created": None, "size": 0}
+    record = {
+        "media_type": media_type,
+        "manifest_size": size,
+        "config": None,
+        "blobs": {},
+        "children": [],
+        "created": None,
+        "size": 0,
+    }
     if media_type in INDEX_TYPES or "manifests" in body and media_type not in IMAGE_TYPES:
         record["kind"] = "index"
         for child in body.get("manifests") or []:
             platform = child.get("platform") or {}
             annotations = child.get("annotations") or {}
-            record["children"].append({
-                "digest": child.get("digest"),
-                "size": child.get("size") or 0,
-                "platform": "/".join(p for p in (platform.get("os"), platform.get("architecture"),
-                                                 platform.get("variant")) if p),
-                "attestation": annotations.get("vnd.docker.reference.type") == ATTESTATION_TYPE
-                or platform.get("os") == "unknown",
-            })
+            record["children"].append(
+                {
+                    "digest": child.get("digest"),
+                    "size": child.get("size") or 0,
+                    "platform": "/".join(
+                        p
+                        for p in (
+                            platform.get("os"),
+                            platform.get("architecture"),
+                            platform.get("variant"),
+                        )
+                        if p
+                    ),
+                    "attestation": annotations.get("vnd.docker.reference.type") == ATTESTATION_TYPE
+                    or platform.get("os") == "unknown",
+                }
+            )
     elif media_type in SCHEMA1_TYPES or body.get("schemaVersion") == 1:
         record["kind"] = "schema1"
         history = body.get("history") or []
         if history:
             try:
                 record["created"] = json.loads(history[0].get("v1Compatibility", "{}")).get(
-                    "created")
+                    "created"
+                )
             except ValueError:
                 pass
         for layer in body.get("fsLayers") or []:
@@ -403,8 +464,11 @@ def describe_manifest(media_type: str, body: dict, size: int) -> dict:
         record["kind"] = "image"
         config = body.get("config") or {}
         if config.get("digest"):
-            record["config"] = {"digest": config["digest"], "size": config.get("size") or 0,
-                                "media_type": config.get("mediaType")}
+            record["config"] = {
+                "digest": config["digest"],
+                "size": config.get("size") or 0,
+                "media_type": config.get("mediaType"),
+            }
             record["blobs"][config["digest"]] = config.get("size") or 0
         for layer in body.get("layers") or []:
             if layer.get("digest"):
@@ -461,8 +525,14 @@ def _listdir(path: str) -> list:
         return []
 
 
-def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_PAGE_SIZE,
-            probe_delete: bool = False, timeout: float = 30, storage: str | None = None) -> dict:
+def collect(
+    url: str,
+    workers: int = DEFAULT_WORKERS,
+    page_size: int = DEFAULT_PAGE_SIZE,
+    probe_delete: bool = False,
+    timeout: float = 30,
+    storage: str | None = None,
+) -> dict:
     """
     Read the whole registry: every repository, every tag, the digest each tag points at, and for
     each manifest what it references, its image's creation time and its size (for an index: from
@@ -501,8 +571,12 @@ def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_P
         for repo in on_disk["manifests"]:
             tags.setdefault(repo, {})
             manifests.setdefault(repo, {})
-        untagged = [(repo, digest) for repo, digests in sorted(on_disk["manifests"].items())
-                    for digest in digests if digest not in manifests[repo]]
+        untagged = [
+            (repo, digest)
+            for repo, digests in sorted(on_disk["manifests"].items())
+            for digest in digests
+            if digest not in manifests[repo]
+        ]
 
         def read_untagged(pair):
             try:
@@ -512,16 +586,22 @@ def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_P
 
         for (repo, digest), result in zip(untagged, registry.map(read_untagged, untagged)):
             if result is not None:
-                record = manifests[repo][digest] = describe_manifest(result[1], result[2],
-                                                                     result[3])
+                record = manifests[repo][digest] = describe_manifest(
+                    result[1], result[2], result[3]
+                )
                 record["untagged"] = True
 
     # Platform manifests of indexes (and of nested indexes), each read once.
     for _ in range(4):
-        wanted = sorted({
-            (repo, child["digest"]) for repo, records in manifests.items()
-            for record in records.values() for child in record["children"]
-            if child["digest"] and child["digest"] not in records})
+        wanted = sorted(
+            {
+                (repo, child["digest"])
+                for repo, records in manifests.items()
+                for record in records.values()
+                for child in record["children"]
+                if child["digest"] and child["digest"] not in records
+            }
+        )
         if not wanted:
             break
 
@@ -533,9 +613,16 @@ def collect(url: str, workers: int = DEFAULT_WORKERS, page_size: int = DEFAULT_P
 
         for (repo, digest), result in zip(wanted, registry.map(read_child, wanted)):
             if result is None:
-                manifests[repo][digest] = {"kind": "missing", "media_type": None,
-                                           "manifest_size": 0, "config": None, "blobs": {},
-                                           "children": [], "created": None, "size": 0}
+                manifests[repo][digest] = {
+                    "kind": "missing",
+                    "media_type": None,
+                    "manifest_size": 0,
+                    "config": None,
+                    "blobs": {},
+                    "children": [],
+                    "created": None,
+                    "size": 0,
+                }
             else:
                 manifests[repo][digest] = describe_manifest(result[1], result[2], result[3])
 
@@ -599,8 +686,15 @@ def _summarize_index(record: dict, records: dict, depth: int = 0) -> None:
 
 # --- Deleting ------------------------------------------------------------------------------------
 
-def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS, timeout: float = 30,
-           progress=None, batch: int = DELETE_BATCH) -> dict:
+
+def delete(
+    url: str,
+    deletions: list,
+    workers: int = DEFAULT_WORKERS,
+    timeout: float = 30,
+    progress=None,
+    batch: int = DELETE_BATCH,
+) -> dict:
     """
     Delete stale manifests by digest. ``deletions`` items: ``{"repo", "digest", "tags",
     "children"}``: the tags are every tag that pointed at the digest when the plan was made (all
@@ -615,8 +709,7 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS, timeout: f
     at the first registry error, which is returned with what was deleted before it.
     """
     registry = Registry(url, timeout=timeout, workers=workers)
-    result = {"registry": registry.url, "deleted": [], "skipped": [], "error": None,
-              "requests": 0}
+    result = {"registry": registry.url, "deleted": [], "skipped": [], "error": None, "requests": 0}
     by_repo = {}
     for item in deletions:
         by_repo.setdefault(item["repo"], []).append(item)
@@ -626,7 +719,9 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS, timeout: f
         registry.ping()
         for repo in sorted(by_repo):
             current_tags = registry.tags(repo)
-            digests = registry.map(lambda tag: registry.tag_digest(repo, tag), current_tags)
+            digests = registry.map(
+                lambda tag, repo=repo: registry.tag_digest(repo, tag), current_tags
+            )
             pointing = {}
             for tag, digest in zip(current_tags, digests):
                 if digest:
@@ -658,7 +753,7 @@ def delete(url: str, deletions: list, workers: int = DEFAULT_WORKERS, timeout: f
 
             items = by_repo[repo]
             for start in range(0, len(items), max(1, batch)):
-                chunk = items[start:start + max(1, batch)]
+                chunk = items[start : start + max(1, batch)]
                 for outcome, item in registry.map(one, chunk):
                     result[outcome].append(item)
                 done += len(chunk)
@@ -677,8 +772,10 @@ def delete_summary(result: dict) -> dict:
         "deleted": len(deleted),
         "tags": sum(len(item.get("tags") or []) for item in deleted),
         "children_deleted": sum(len(item.get("children_deleted") or []) for item in deleted),
-        "skipped": [{"repo": i["repo"], "digest": i["digest"], "reason": i["reason"]}
-                    for i in result["skipped"]],
+        "skipped": [
+            {"repo": i["repo"], "digest": i["digest"], "reason": i["reason"]}
+            for i in result["skipped"]
+        ],
         "error": result["error"],
         "requests": result["requests"],
     }
@@ -686,13 +783,17 @@ def delete_summary(result: dict) -> dict:
 
 # --- Command line --------------------------------------------------------------------------------
 
+
 def _print_progress(done: int, total: int, result: dict) -> None:
-    sys.stdout.write("labhub registry delete: %d of %d stale manifest(s) done: %d deleted, %d "
-                     "left alone\n" % (done, total, len(result["deleted"]),
-                                       len(result["skipped"])))
-    for item in result["skipped"][_print_progress.skips_shown:]:
-        sys.stdout.write("labhub registry delete: left %s@%s alone: %s\n" % (
-            item["repo"], item["digest"], item["reason"]))
+    sys.stdout.write(
+        "labhub registry delete: %d of %d stale manifest(s) done: %d deleted, %d "
+        "left alone\n" % (done, total, len(result["deleted"]), len(result["skipped"]))
+    )
+    for item in result["skipped"][_print_progress.skips_shown :]:
+        sys.stdout.write(
+            "labhub registry delete: left %s@%s alone: %s\n"
+            % (item["repo"], item["digest"], item["reason"])
+        )
     _print_progress.skips_shown = len(result["skipped"])
     sys.stdout.flush()
 
@@ -707,8 +808,13 @@ def main(argv: list) -> int:
         sys.stderr.write(__doc__)
         return 2
     action, url = argv[0], argv[1]
-    options = {"workers": DEFAULT_WORKERS, "page_size": DEFAULT_PAGE_SIZE, "probe": False,
-               "storage": None, "plan": None}
+    options = {
+        "workers": DEFAULT_WORKERS,
+        "page_size": DEFAULT_PAGE_SIZE,
+        "probe": False,
+        "storage": None,
+        "plan": None,
+    }
     rest = list(argv[2:])
     while rest:
         arg = rest.pop(0)
@@ -727,8 +833,13 @@ def main(argv: list) -> int:
             return 2
     if action == "collect":
         try:
-            output = collect(url, options["workers"], options["page_size"], options["probe"],
-                             storage=options["storage"])
+            output = collect(
+                url,
+                options["workers"],
+                options["page_size"],
+                options["probe"],
+                storage=options["storage"],
+            )
         except RegistryError as e:
             output = {"error": e.as_dict()}
     else:
@@ -737,8 +848,9 @@ def main(argv: list) -> int:
             return 2
         with open(options["plan"]) as f:
             plan = json.load(f)
-        output = delete_summary(delete(url, plan.get("deletions") or [], options["workers"],
-                                       progress=_print_progress))
+        output = delete_summary(
+            delete(url, plan.get("deletions") or [], options["workers"], progress=_print_progress)
+        )
     sys.stdout.write(json.dumps(output, sort_keys=True) + "\n")
     if output.get("error"):
         sys.stderr.write("labhub registry %s: %s\n" % (action, output["error"]["message"]))

@@ -28,12 +28,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from labhub.registry.client import version_key
 
 # Creation times before this are placeholders (the epoch, Go's zero time), not ages.
-UNUSABLE_BEFORE = datetime(1970, 1, 2, tzinfo=timezone.utc)
+UNUSABLE_BEFORE = datetime(1970, 1, 2, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,12 @@ class Deletion:
     children: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"repo": self.repo, "digest": self.digest, "tags": list(self.tags),
-                "children": list(self.children)}
+        return {
+            "repo": self.repo,
+            "digest": self.digest,
+            "tags": list(self.tags),
+            "children": list(self.children),
+        }
 
 
 @dataclass
@@ -145,7 +149,8 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     match = re.match(
         r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:?\d{2})?$",
-        value.strip())
+        value.strip(),
+    )
     if not match:
         return None
     date, time, fraction, zone = match.groups()
@@ -171,10 +176,17 @@ class _Image:
     reason: str | None = None
 
 
-def plan(snapshot: dict, keep_last: int, keep_tags: Iterable[str], older_than_days: int | None,
-         used: InUse, now: datetime | None = None, registry_major: int = 2) -> Plan:
+def plan(
+    snapshot: dict,
+    keep_last: int,
+    keep_tags: Iterable[str],
+    older_than_days: int | None,
+    used: InUse,
+    now: datetime | None = None,
+    registry_major: int = 2,
+) -> Plan:
     """Decide, for every tag of the registry, keep (and why) or delete; list the deletions."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     patterns = [re.compile(p) for p in keep_tags]
     manifests = snapshot.get("manifests") or {}
     rows: list[Row] = []
@@ -192,8 +204,9 @@ def plan(snapshot: dict, keep_last: int, keep_tags: Iterable[str], older_than_da
             image = images.get(digest)
             if image is None:
                 raw = record.get("created")
-                image = images[digest] = _Image(repo, digest, [], parse_time(raw), raw,
-                                                int(record.get("size") or 0))
+                image = images[digest] = _Image(
+                    repo, digest, [], parse_time(raw), raw, int(record.get("size") or 0)
+                )
             image.tags.append(tag)
 
         for image in images.values():
@@ -203,8 +216,10 @@ def plan(snapshot: dict, keep_last: int, keep_tags: Iterable[str], older_than_da
         timed = all(image.created for image in images.values())
         newest = sorted(
             images.values(),
-            key=lambda i: ((i.created if timed else None) or UNUSABLE_BEFORE,
-                           max(version_key(t) for t in i.tags)),
+            key=lambda i: (
+                (i.created if timed else None) or UNUSABLE_BEFORE,
+                max(version_key(t) for t in i.tags),
+            ),
             reverse=True,
         )
         for rank, image in enumerate(newest):
@@ -219,54 +234,89 @@ def plan(snapshot: dict, keep_last: int, keep_tags: Iterable[str], older_than_da
                     elif image.created > floor:
                         image.reason = f"younger than {older_than_days} days"
 
-        for image in sorted(images.values(), key=lambda i: max(version_key(t) for t in i.tags),
-                            reverse=True):
+        for image in sorted(
+            images.values(), key=lambda i: max(version_key(t) for t in i.tags), reverse=True
+        ):
             keep = image.reason is not None
             if keep:
                 kept.add((repo, image.digest))
             for tag in sorted(image.tags, key=version_key, reverse=True):
                 reason = image.reason or "stale"
-                if keep and not _tag_pinned(repo, tag, image, used, patterns) and \
-                        image.reason.startswith(("lab_images", "keep_tags")):
+                if (
+                    keep
+                    and not _tag_pinned(repo, tag, image, used, patterns)
+                    and image.reason.startswith(("lab_images", "keep_tags"))
+                ):
                     reason = f"shares digest with {_pinning_tag(repo, image, used, patterns)}"
-                rows.append(Row(repo, tag, image.digest, image.created, image.created_raw,
-                                image.size, keep, reason))
+                rows.append(
+                    Row(
+                        repo,
+                        tag,
+                        image.digest,
+                        image.created,
+                        image.created_raw,
+                        image.size,
+                        keep,
+                        reason,
+                    )
+                )
             if not keep:
-                deletions.append(Deletion(repo, image.digest, tuple(sorted(image.tags,
-                                                                          key=version_key))))
+                deletions.append(
+                    Deletion(repo, image.digest, tuple(sorted(image.tags, key=version_key)))
+                )
 
     # What stays: kept images, images in use, and every manifest no tag points at and no index
     # references (a plain garbage collection keeps those, and their blobs).
-    referenced = {(repo, child.get("digest")) for repo, records in manifests.items()
-                  for record in records.values() for child in record.get("children") or []}
-    untagged_roots = {(repo, digest) for repo, records in manifests.items()
-                      for digest, record in records.items()
-                      if record.get("untagged") and (repo, digest) not in referenced}
+    referenced = {
+        (repo, child.get("digest"))
+        for repo, records in manifests.items()
+        for record in records.values()
+        for child in record.get("children") or []
+    }
+    untagged_roots = {
+        (repo, digest)
+        for repo, records in manifests.items()
+        for digest, record in records.items()
+        if record.get("untagged") and (repo, digest) not in referenced
+    }
     in_use_here = {pair for pair in used.digests if pair[1] in (manifests.get(pair[0]) or {})}
     kept_closure = _closure(manifests, kept | untagged_roots | in_use_here)
-    tagged = {(repo, d) for repo, m in (snapshot.get("repositories") or {}).items()
-              for d in (m or {}).values()}
+    tagged = {
+        (repo, d)
+        for repo, m in (snapshot.get("repositories") or {}).items()
+        for d in (m or {}).values()
+    }
     with_children = []
     for deletion in deletions:
         own = _closure(manifests, {(deletion.repo, deletion.digest)})
-        children = tuple(sorted(
-            d for (r, d) in own
-            if d != deletion.digest and (r, d) not in kept_closure and (r, d) not in tagged))
+        children = tuple(
+            sorted(
+                d
+                for (r, d) in own
+                if d != deletion.digest and (r, d) not in kept_closure and (r, d) not in tagged
+            )
+        )
         with_children.append(Deletion(deletion.repo, deletion.digest, deletion.tags, children))
     deletions = with_children
 
     storage = snapshot.get("storage")
     freed, unreferenced = _freed_bytes(manifests, deletions, storage)
     if storage is None and deletions:
-        notes.append("The registry's storage could not be read: manifests no tag points at were "
-                     "not seen, and blobs they share are counted as freed.")
+        notes.append(
+            "The registry's storage could not be read: manifests no tag points at were "
+            "not seen, and blobs they share are counted as freed."
+        )
     elif unreferenced:
-        notes.append(f"{human_size(unreferenced)} of it are blobs no manifest references now "
-                     "(left by an interrupted push, prune or collection): the next collection "
-                     "frees them.")
+        notes.append(
+            f"{human_size(unreferenced)} of it are blobs no manifest references now "
+            "(left by an interrupted push, prune or collection): the next collection "
+            "frees them."
+        )
     if registry_major == 3 and any(r.reason.startswith("shares digest") for r in rows):
-        notes.append("registry:3 can untag a single tag (DELETE by tag); labhub keeps shared "
-                     "digests with all their tags, as on registry:2: untagging is not tested here")
+        notes.append(
+            "registry:3 can untag a single tag (DELETE by tag); labhub keeps shared "
+            "digests with all their tags, as on registry:2: untagging is not tested here"
+        )
     return Plan(rows, deletions, freed, notes)
 
 
@@ -286,8 +336,9 @@ def _pinned_reason(image: _Image, used: InUse, patterns: list[re.Pattern]) -> st
     return None
 
 
-def _tag_pinned(repo: str, tag: str, image: _Image, used: InUse,
-                patterns: list[re.Pattern]) -> bool:
+def _tag_pinned(
+    repo: str, tag: str, image: _Image, used: InUse, patterns: list[re.Pattern]
+) -> bool:
     return (repo, tag) in used.tags or any(p.search(tag) for p in patterns)
 
 
@@ -324,8 +375,9 @@ def _blobs(manifests: dict, pairs: set[tuple[str, str]]) -> dict[str, int]:
     return blobs
 
 
-def _freed_bytes(manifests: dict, deletions: list[Deletion],
-                 storage: dict | None) -> tuple[int, int]:
+def _freed_bytes(
+    manifests: dict, deletions: list[Deletion], storage: dict | None
+) -> tuple[int, int]:
     """
     What garbage collection frees once the deletions are done, and how much of it no manifest
     references already: the blobs no remaining manifest (tagged or not, in any repository)
@@ -350,6 +402,7 @@ def _freed_bytes(manifests: dict, deletions: list[Deletion],
 
 
 # --- The report ----------------------------------------------------------------------------------
+
 
 def human_size(size: int) -> str:
     value = float(size)
@@ -376,8 +429,9 @@ def format_report(plan: Plan, apply: bool) -> str:
         else:
             created = "unknown"
         decision = f"keep: {row.reason}" if row.keep else "delete"
-        lines.append((row.repo, row.tag, short_digest(row.digest), created,
-                      human_size(row.size), decision))
+        lines.append(
+            (row.repo, row.tag, short_digest(row.digest), created, human_size(row.size), decision)
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     text = [
         "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths)) + "  " + line[-1]
@@ -386,15 +440,19 @@ def format_report(plan: Plan, apply: bool) -> str:
     tags = len(plan.deleted_tags)
     children = sum(len(d.children) for d in plan.deletions)
     if plan.deletions:
-        summary = (f"{len(plan.deletions)} stale image(s) ({tags} tag(s)"
-                   + (f", {children} platform manifest(s)" if children else "")
-                   + f"): deleting them frees about {human_size(plan.freed_bytes)} "
-                   f"({plan.freed_bytes} bytes)")
+        summary = (
+            f"{len(plan.deletions)} stale image(s) ({tags} tag(s)"
+            + (f", {children} platform manifest(s)" if children else "")
+            + f"): deleting them frees about {human_size(plan.freed_bytes)} "
+            f"({plan.freed_bytes} bytes)"
+        )
         summary += "." if apply else "; report only: pass --data registry_prune_apply=true."
     elif plan.freed_bytes:
-        summary = (f"Nothing to delete; a garbage collection frees "
-                   f"{human_size(plan.freed_bytes)} ({plan.freed_bytes} bytes) of blobs no "
-                   "manifest references.")
+        summary = (
+            f"Nothing to delete; a garbage collection frees "
+            f"{human_size(plan.freed_bytes)} ({plan.freed_bytes} bytes) of blobs no "
+            "manifest references."
+        )
     else:
         summary = "Nothing to delete."
     if not plan.rows:
