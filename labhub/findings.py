@@ -238,19 +238,7 @@ def pruning(
     images the host's containers use."""
     if not contents or contents.get("error"):
         return []
-    prune = settings.registry_prune
-    used = policy.in_use(
-        settings.lab_images, containers, policy.registry_hosts(settings.registry_address)
-    )
-    plan = policy.plan(
-        contents,
-        prune.keep_last,
-        prune.keep_tags,
-        prune.older_than_days,
-        used,
-        now,
-        registry_major=stack.registry_major,
-    )
+    plan = policy.plan_for(settings, contents, containers, stack.registry_major, now)
     return [
         (
             f"registry pruning would free {size(plan.freed_bytes)} "

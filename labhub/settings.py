@@ -180,6 +180,18 @@ def load_defaults() -> dict[str, Any]:
     return {k: v for k, v in values.items() if not k.startswith("_")}
 
 
+def _matching(pattern: re.Pattern, problem: str):
+    """A validator of strings ``pattern`` matches whole; ``problem`` says what the value is not
+    (``{value!r} is not ...``)."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"{value!r} is not {problem}")
+        return value
+
+    return check
+
+
 def _linux_user_name(value: str) -> str:
     if not LINUX_USER_RE.fullmatch(value) or len(value) > MAX_ACCOUNT_NAME:
         raise ValueError(
@@ -196,15 +208,6 @@ def _group_name(value: str) -> str:
         raise ValueError(
             f"{value!r} is a system group: labhub does not add hub users to it "
             "(it would give them the group's powers); name a group of the lab's own"
-        )
-    return value
-
-
-def _hub_user_name(value: str) -> str:
-    if not HUB_USER_RE.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid hub user name: use lower case letters, digits, '_' and "
-            "'-', starting with a letter"
         )
     return value
 
@@ -563,30 +566,6 @@ def _regex(value: str) -> str:
     return value
 
 
-def _image_name(value: str) -> str:
-    if not REPOSITORY_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a valid image repository name (lower case, a-z0-9._-/)")
-    return value
-
-
-def _image_tag(value: str) -> str:
-    if not TAG_RE.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid image tag (letters, digits, '_', '.', '-', at "
-            "most 128, not starting with '.' or '-')"
-        )
-    return value
-
-
-def _image_reference(value: str) -> str:
-    if not IMAGE_REFERENCE_RE.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not an image reference like registry:2 or "
-            "quay.io/jupyter/base-notebook:2025-01-20"
-        )
-    return value
-
-
 def _ip_address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -623,7 +602,16 @@ def _not_empty_groups(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
 # The types of settings: each checks its values once, wherever a setting of that type appears.
 LinuxUserName = Annotated[str, AfterValidator(_linux_user_name)]
 GroupName = Annotated[str, AfterValidator(_group_name)]
-HubUserName = Annotated[str, AfterValidator(_hub_user_name)]
+HubUserName = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            HUB_USER_RE,
+            "a valid hub user name: use lower case letters, digits, '_' and '-', starting "
+            "with a letter",
+        )
+    ),
+]
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 # A folder labhub owns or mounts over: never a system folder.
 OwnedPath = Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
@@ -641,9 +629,31 @@ BuildFolder = Annotated[str, AfterValidator(_build_folder)]
 CaBundle = Annotated[str, AfterValidator(_ca_bundle)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Regex = Annotated[str, AfterValidator(_regex)]
-ImageName = Annotated[str, AfterValidator(_image_name)]
-ImageTag = Annotated[str, AfterValidator(_image_tag)]
-ImageReference = Annotated[str, AfterValidator(_image_reference)]
+ImageName = Annotated[
+    str,
+    AfterValidator(
+        _matching(REPOSITORY_RE, "a valid image repository name (lower case, a-z0-9._-/)")
+    ),
+]
+ImageTag = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            TAG_RE,
+            "a valid image tag (letters, digits, '_', '.', '-', at most 128, not starting with "
+            "'.' or '-')",
+        )
+    ),
+]
+ImageReference = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            IMAGE_REFERENCE_RE,
+            "an image reference like registry:2 or quay.io/jupyter/base-notebook:2025-01-20",
+        )
+    ),
+]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
 HostName = Annotated[str, AfterValidator(_host_name)]
 Email = Annotated[str, AfterValidator(_email)]

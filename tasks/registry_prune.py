@@ -26,7 +26,7 @@ from pyinfra.api.exceptions import OperationError
 
 from labhub import stack
 from labhub.facts.images import ContainerImages
-from labhub.facts.registry import RegistryContents, RegistryPruneState
+from labhub.facts.registry import RegistryContents
 from labhub.operations import registry
 from labhub.registry import policy
 from labhub.registry.client import error_from_dict
@@ -39,22 +39,9 @@ state_dir = project.path("registry")
 # The registry's compose service, its prune's folder, and where it answers once started again.
 registry_at = dict(stack=project, state_dir=state_dir, url=project.registry_url)
 
-state = host.get_fact(
-    RegistryPruneState,
-    state_dir=state_dir,
-    project=project.project,
-    service=project.registry_service,
-)
-if state["locked"]:
-    raise OperationError(
-        f"{host.name}: a registry prune is already running on this host (pid "
-        f"{state['locked']}): wait for it to finish"
-    )
-interrupted = state["collector"] or (
-    state["pending"] == "collecting" and state["registry"] not in (None, "running")
-)
+state = registry.prune_state(host, project, state_dir)
 
-if interrupted:
+if state["interrupted"]:
     # The registry cannot be read while it is stopped: finish (or undo) the collection first.
     host.log(
         "a registry prune was interrupted during garbage collection: the registry is "
@@ -90,19 +77,8 @@ else:
             f"({error.kind}): {error.message}"
         )
 
-    prune = settings.registry_prune
-    used = policy.in_use(
-        settings.lab_images,
-        host.get_fact(ContainerImages) or [],
-        policy.registry_hosts(settings.registry_address),
-    )
-    plan = policy.plan(
-        contents,
-        prune.keep_last,
-        prune.keep_tags,
-        prune.older_than_days,
-        used,
-        registry_major=project.registry_major,
+    plan = policy.plan_for(
+        settings, contents, host.get_fact(ContainerImages) or [], project.registry_major
     )
 
     host.log(

@@ -355,6 +355,8 @@ def test_registry_prune_state_fact(host, tmp_path):
         "pending": "collecting",
         "collector": None,
         "registry": "exited",
+        # Stopped for a collection that did not finish.
+        "interrupted": True,
     }
 
 

@@ -5,11 +5,15 @@ with ``labhub.operations.compose``.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from pyinfra.api import FactBase
 
 from labhub.commands import command_line, compose_command, http_wait_command, shell
+from labhub.facts import read
+
+if TYPE_CHECKING:
+    from labhub.stack import Stack
 
 # Between the two parts of ComposeProject's output; neither part can print it.
 _SEPARATOR = "--labhub-compose-containers--"
@@ -101,6 +105,18 @@ class ComposeProject(FactBase[dict[str, ServiceDict]]):
                 )
                 service["state"], service["config_hash"], service["image"] = parts[1:]
         return services
+
+
+def services_of(host, stack: Stack, content: str) -> dict[str, ServiceDict]:
+    """The stack's services as ``ComposeProject`` reads them against the compose file
+    ``content``: one read for the run, until an operation changes the host."""
+    return read(
+        host,
+        ComposeProject,
+        compose_file=stack.compose_file,
+        project=stack.project,
+        content=content,
+    )
 
 
 class HttpStatuses(FactBase[dict[str, int]]):

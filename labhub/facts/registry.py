@@ -151,18 +151,26 @@ class RegistryPruneState(FactBase[dict]):
     the prune's lock: a prune is running), ``pending`` (the phase a prune reached without
     finishing its collection: ``deleting`` or ``collecting``), ``collector`` (the state of a
     garbage collector's container an interrupted prune left), ``registry`` (the state of the
-    registry service's container).
+    registry service's container), and ``interrupted`` (a prune was killed during its collection:
+    a collector is left, or the registry it stopped is).
 
     .. code:: python
 
-        {"locked": None, "pending": "collecting", "collector": "exited", "registry": "exited"}
+        {"locked": None, "pending": "collecting", "collector": "exited", "registry": "exited",
+         "interrupted": True}
     """
 
     requires_command = "docker"
 
     @staticmethod
     def default() -> dict:
-        return {"locked": None, "pending": None, "collector": None, "registry": None}
+        return {
+            "locked": None,
+            "pending": None,
+            "collector": None,
+            "registry": None,
+            "interrupted": False,
+        }
 
     def command(self, state_dir: str, project: str, service: str) -> str:
         lock = shlex.quote(f"{state_dir}/{PRUNE_LOCK}")
@@ -185,4 +193,9 @@ class RegistryPruneState(FactBase[dict]):
             key, _, value = line.strip().partition(" ")
             if key in state:
                 state[key] = value.strip() or key
+        # Killed during its collection: a collector left, or the registry stopped for it.
+        state["interrupted"] = bool(
+            state["collector"]
+            or (state["pending"] == "collecting" and state["registry"] not in (None, "running"))
+        )
         return state

@@ -10,8 +10,7 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import docker
 
-from labhub.facts import read
-from labhub.facts.compose import ComposeLogs, ComposeProject, HttpStatuses
+from labhub.facts.compose import ComposeLogs, HttpStatuses, services_of
 from labhub.stack import Stack
 
 
@@ -38,13 +37,7 @@ def up(stack: Stack, content: str):
             content=compose_yaml,
         )
     """
-    services = read(
-        host,
-        ComposeProject,
-        compose_file=stack.compose_file,
-        project=stack.project,
-        content=content,
-    )
+    services = services_of(host, stack, content)
     images = {
         name: (service or {}).get("image")
         for name, service in (yaml.safe_load(content).get("services") or {}).items()

@@ -10,8 +10,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from labhub.commands import reported, script_command
-from labhub.facts import read
-from labhub.facts.compose import ComposeProject
+from labhub.facts.compose import services_of
 from labhub.stack import ROOT, Stack
 
 UPGRADE_SCRIPT = ROOT / "files" / "hub-upgrade.sh"
@@ -51,13 +50,7 @@ def upgraded(stack: Stack, image: str, content: str, wait: int = 180):
             content=compose_yaml,
         )
     """
-    services = read(
-        host,
-        ComposeProject,
-        compose_file=stack.compose_file,
-        project=stack.project,
-        content=content,
-    )
+    services = services_of(host, stack, content)
     current = (services.get(stack.hub_service) or {}).get("image")
     if current is None or current == image:
         host.noop(f"the hub runs {image}" if current else "no hub to upgrade yet")

@@ -125,6 +125,23 @@ def _report_gc(host, status: bool, output) -> None:
             return
 
 
+def prune_state(host, stack: Stack, state_dir: str) -> dict:
+    """The registry prune's state on the host (``RegistryPruneState``), refused while another
+    prune holds its lock."""
+    state = host.get_fact(
+        RegistryPruneState,
+        state_dir=state_dir,
+        project=stack.project,
+        service=stack.registry_service,
+    )
+    if state["locked"]:
+        raise OperationError(
+            f"a registry prune is already running on this host (pid {state['locked']}, holding "
+            f"{state_dir}/{PRUNE_LOCK}): wait for it to finish"
+        )
+    return state
+
+
 @operation()
 def delete_manifests(
     url: str, deletions: list[dict], state_dir: str, workers: int = DEFAULT_WORKERS
@@ -186,16 +203,8 @@ def recovered(stack: Stack, state_dir: str, url: str | None = None, wait: int = 
         )
     """
     compose_file, project, service = stack.compose_file, stack.project, stack.registry_service
-    state = host.get_fact(RegistryPruneState, state_dir=state_dir, project=project, service=service)
-    if state["locked"]:
-        raise OperationError(
-            f"a registry prune is running on this host (pid {state['locked']}, "
-            f"holding {state_dir}/{PRUNE_LOCK}): wait for it to finish"
-        )
-    interrupted = state["collector"] or (
-        state["pending"] == "collecting" and state["registry"] not in (None, "running")
-    )
-    if not interrupted:
+    state = prune_state(host, stack, state_dir)
+    if not state["interrupted"]:
         host.noop("no interrupted registry prune to recover from")
         return
     host.log(

@@ -320,6 +320,24 @@ def plan(
     return Plan(rows, deletions, freed, notes)
 
 
+def plan_for(
+    settings, contents: dict, containers: Iterable[dict], registry_major: int = 2, now=None
+) -> Plan:
+    """``plan`` as a lab's settings ask it (labhub.settings.Settings: ``registry_prune``, and the
+    ``lab_images`` it keeps, with ``registry_address``), the images ``containers`` use kept."""
+    prune = settings.registry_prune
+    used = in_use(settings.lab_images, containers, registry_hosts(settings.registry_address))
+    return plan(
+        contents,
+        prune.keep_last,
+        prune.keep_tags,
+        prune.older_than_days,
+        used,
+        now,
+        registry_major=registry_major,
+    )
+
+
 def _pinned_reason(image: _Image, used: InUse, patterns: list[re.Pattern]) -> str | None:
     for tag in image.tags:
         if used.tags.get((image.repo, tag)) == "lab_images":
