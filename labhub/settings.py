@@ -469,22 +469,23 @@ def _ca_bundle(value: str) -> str:
     return str(path)
 
 
-def _certificate_file(value: str) -> str:
-    path, data = _public_file(value)
+def _tls_file(value: str, read, parse) -> str:
+    """A certificate or key file on the admin's machine, ``read`` (as public or secret) and
+    ``parse``d by labhub.tls, whose problem is the setting's."""
+    path, data = read(value)
     try:
-        tls.leaf(data)
+        parse(data)
     except tls.CertificateProblem as e:
         raise ValueError(f"{value!r} {e}") from None
     return str(path)
+
+
+def _certificate_file(value: str) -> str:
+    return _tls_file(value, _public_file, tls.leaf)
 
 
 def _key_file(value: str) -> str:
-    path, data = _secret_file(value)
-    try:
-        tls.key_public_bytes(data)
-    except tls.CertificateProblem as e:
-        raise ValueError(f"{value!r} {e}") from None
-    return str(path)
+    return _tls_file(value, _secret_file, tls.key_public_bytes)
 
 
 def _host_name(value: str) -> str:
