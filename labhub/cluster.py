@@ -1,0 +1,56 @@
+"""
+The servers of one lab, as the inventory names them: the hub server, and with it any number of
+lab nodes (the inventory group ``lab_nodes``) that run labs in a Docker Swarm the hub server
+manages. An inventory without ``lab_nodes`` is one server (or several independent ones), as
+before nodes existed.
+
+    lab_servers = [("hub.example.org", {...})]
+    lab_nodes = [("gpu1.example.org", {"node_labels": {"gpu": "a100"}})]
+"""
+
+from __future__ import annotations
+
+from pyinfra.api import Host
+
+from labhub.pyinfra_api import real_host
+
+# The inventory group of the servers that run labs for the hub server.
+LAB_NODES = "lab_nodes"
+
+
+class ClusterError(ValueError):
+    """An inventory whose servers do not make one lab."""
+
+
+def is_node(host) -> bool:
+    """Whether the host is a lab node (in the inventory group ``lab_nodes``)."""
+    return LAB_NODES in real_host(host).groups
+
+
+def lab_nodes(host) -> list[Host]:
+    """The lab nodes of the host's inventory, in inventory order (empty: one server)."""
+    return [other for other in host.state.inventory if LAB_NODES in other.groups]
+
+
+def hub_server(host) -> Host:
+    """
+    The hub server of the lab the host belongs to: the host itself on an inventory without lab
+    nodes; with nodes, the one server outside ``lab_nodes`` (more than one is refused: nodes
+    cannot tell which hub they serve).
+    """
+    host = real_host(host)
+    if not lab_nodes(host):
+        return host
+    hubs = [other for other in host.state.inventory if LAB_NODES not in other.groups]
+    if len(hubs) != 1:
+        names = ", ".join(other.name for other in hubs) or "none"
+        raise ClusterError(
+            f"an inventory with {LAB_NODES} has exactly one hub server (a host outside "
+            f"{LAB_NODES}); it has {len(hubs)}: {names}"
+        )
+    return hubs[0]
+
+
+def servers(host) -> list[Host]:
+    """Every server of the host's lab: the hub server first, then the lab nodes."""
+    return [hub_server(host), *lab_nodes(host)]
