@@ -80,6 +80,16 @@ def down() -> int:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="--> %(message)s")
+    try:
+        return run(argv)
+    except labhost.LabHostError as e:
+        # What this machine lacks (an engine it may not start, one that refuses lab servers),
+        # in a line a person can act on.
+        print(f"labhost: {e}", file=sys.stderr)
+        return 1
+
+
+def run(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("help", [])
     if command == "engine":
         labhost.ensure_engine()

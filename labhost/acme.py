@@ -9,7 +9,6 @@ signs with a root made at each start, which ``root()`` fetches for clients to tr
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from labhost import probes
 from labhost.server import LabHostError, ensure_engine
 
 ACME_PORT = 14000
@@ -76,12 +76,12 @@ class Pebble:
 
 
 def bridge_address() -> str:
-    """This machine's address on Docker's default bridge (docker0's)."""
+    """This machine's address on Docker's default bridge, where lab servers reach pebble."""
     network = ensure_engine().networks.get("bridge")
-    config = network.attrs["IPAM"]["Config"][0]
-    # Some engines leave the default gateway out of the network's settings: it is then the
-    # subnet's first address, as the engine gives docker0.
-    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+    try:
+        return probes.bridge_gateway(network.attrs, probes.read_interface_ipv4)
+    except probes.ProbeError as e:
+        raise LabHostError(str(e)) from None
 
 
 def _wait_port(address: str, port: int, process: subprocess.Popen, log: Path) -> None:

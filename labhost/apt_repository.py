@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 
+from labhost import probes
 from labhost.server import LabHostError, build_on_base, ensure_engine
 
 logger = logging.getLogger(__name__)
@@ -105,9 +106,7 @@ def start_docker_apt_repository(timeout: float = 30) -> AptRepository:
         labels={LABEL: "docker-apt"},
     )
     container.reload()
-    repository = AptRepository(
-        client, container.id, container.attrs["NetworkSettings"]["IPAddress"]
-    )
+    repository = AptRepository(client, container.id, probes.container_address(container.attrs))
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -32,6 +32,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from labhost import probes
+
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +42,10 @@ BASE_IMAGE = "labhub/debian-base:trixie"
 LABHOST_REPOSITORY = "labhub/labhost"
 DEBIAN_MIRROR = os.environ.get("LABHUB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 LOGIN_USER = "labadmin"
+# Everything the harness creates on this machine's engine carries LABEL; it removes only what
+# does. A lab server also carries the name it was asked for (NAME_LABEL).
 LABEL = "org.labhub.labhost"
+NAME_LABEL = "org.labhub.labhost.name"
 
 
 class LabHostError(RuntimeError):
@@ -72,12 +77,23 @@ def ensure_engine(timeout: float = 60) -> docker.DockerClient:
 
 
 def _start_engine(timeout: float) -> docker.DockerClient:
+    if _engine_answers():
+        return _client()
+    problem = probes.engine_start_problem(root=os.geteuid() == 0, systemd=probes.systemd_running())
+    if problem:
+        raise LabHostError(problem)
     if shutil.which("dockerd") is None or shutil.which("debootstrap") is None:
         logger.info("installing docker.io and debootstrap")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        packages = [p for p in ("docker.io", "debootstrap") if shutil.which(_COMMANDS[p]) is None]
         _run("apt-get", "update", "-qq", env=env)
-        _run("apt-get", "install", "-y", "-qq", "docker.io", "debootstrap", env=env)
-    if not _engine_answers():
+        _run("apt-get", "install", "-y", "-qq", *packages, env=env)
+    if probes.systemd_running():
+        # An engine systemd knows of (Docker's packages or the distribution's) is started as
+        # its owner set it up, with its own daemon.json.
+        logger.info("starting docker.service")
+        _run("systemctl", "start", "docker")
+    else:
         logger.info("starting dockerd")
         log = open("/var/log/labhub-dockerd.log", "ab")
         subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
@@ -87,6 +103,10 @@ def _start_engine(timeout: float) -> docker.DockerClient:
             raise LabHostError("dockerd did not answer; see /var/log/labhub-dockerd.log")
         time.sleep(0.5)
     return _client()
+
+
+# The command each Debian package the harness may install provides.
+_COMMANDS = {"docker.io": "dockerd", "debootstrap": "debootstrap"}
 
 
 def _client() -> docker.DockerClient:
@@ -128,7 +148,16 @@ def _debootstrap_image(tag: str) -> str:
             stdout=subprocess.DEVNULL,
         )
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
-        _run("docker", "import", "-", tag, stdin=tar.stdout, stdout=subprocess.DEVNULL)
+        _run(
+            "docker",
+            "import",
+            "--change",
+            f"LABEL {LABEL}=base",
+            "-",
+            tag,
+            stdin=tar.stdout,
+            stdout=subprocess.DEVNULL,
+        )
         if tar.wait() != 0:
             raise LabHostError("tar of the debootstrapped root failed")
     return tag
@@ -161,7 +190,12 @@ def _build_image(
     logger.info("building %s", tag)
     try:
         client.images.build(
-            path=str(context), tag=tag, buildargs=buildargs, rm=True, network_mode="host"
+            path=str(context),
+            tag=tag,
+            buildargs=buildargs,
+            rm=True,
+            network_mode="host",
+            labels={LABEL: "image"},
         )
     except docker.errors.BuildError as e:
         log = "".join(chunk.get("stream", "") for chunk in e.build_log)
@@ -258,7 +292,7 @@ class LabServer:
         _wait_booted(self, timeout)
         container = self.container
         container.reload()
-        self.address = container.attrs["NetworkSettings"]["IPAddress"]
+        self.address = probes.container_address(container.attrs)
         _wait_ssh(self.address, timeout)
 
     def testinfra(self, sudo: bool):
@@ -339,13 +373,54 @@ def start_lab_server(
     """Start a fresh lab server and wait until systemd is running and SSH accepts the key."""
     client = ensure_engine()
     image = ensure_labhost_image(client)
-    name = name or f"labhost-{uuid.uuid4().hex[:8]}"
-    volume = f"{name}-docker"
+    # Known by its labels: a container of the machine's owner may already have the name.
+    wanted = name or "labhost"
+    name = name if name and not _name_taken(client, name) else f"{wanted}-{uuid.uuid4().hex[:8]}"
+    labels = {LABEL: "1", NAME_LABEL: wanted}
+    volume = client.volumes.create(f"{name}-docker", labels=labels).name
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{name}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     key_path = workdir / "id_ed25519"
     if not key_path.exists():
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key_path))
+    try:
+        container = _run_lab_server(client, image, name, volume, labels)
+    except docker.errors.APIError as e:
+        try:
+            client.volumes.get(volume).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        reason = probes.capability_refusal(str(e))
+        if reason:
+            raise LabHostError(reason) from None
+        raise
+    address = probes.container_address(container.attrs)
+    server = LabServer(client, container.id, volume, address, key_path, workdir)
+    try:
+        _wait_booted(server, boot_timeout)
+        pubkey = (workdir / "id_ed25519.pub").read_text().strip()
+        home = f"/home/{LOGIN_USER}"
+        server.exec(
+            f"install -d -m 0700 -o {LOGIN_USER} -g {LOGIN_USER} {home}/.ssh && "
+            f"echo '{pubkey}' > {home}/.ssh/authorized_keys && "
+            f"chown {LOGIN_USER}: {home}/.ssh/authorized_keys && chmod 0600 {home}/.ssh/authorized_keys"
+        )
+        _wait_ssh(address, boot_timeout)
+    except BaseException:
+        server.remove()
+        raise
+    return server
+
+
+def _name_taken(client: docker.DockerClient, name: str) -> bool:
+    try:
+        client.containers.get(name)
+        return True
+    except docker.errors.NotFound:
+        return False
+
+
+def _run_lab_server(client: docker.DockerClient, image: str, name: str, volume: str, labels):
     container = client.containers.run(
         image,
         name=name,
@@ -362,25 +437,10 @@ def start_lab_server(
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
             volume: {"bind": "/var/lib/docker", "mode": "rw"},
         },
-        labels={LABEL: "1"},
+        labels=labels,
     )
     container.reload()
-    address = container.attrs["NetworkSettings"]["IPAddress"]
-    server = LabServer(client, container.id, volume, address, key_path, workdir)
-    try:
-        _wait_booted(server, boot_timeout)
-        pubkey = (workdir / "id_ed25519.pub").read_text().strip()
-        home = f"/home/{LOGIN_USER}"
-        server.exec(
-            f"install -d -m 0700 -o {LOGIN_USER} -g {LOGIN_USER} {home}/.ssh && "
-            f"echo '{pubkey}' > {home}/.ssh/authorized_keys && "
-            f"chown {LOGIN_USER}: {home}/.ssh/authorized_keys && chmod 0600 {home}/.ssh/authorized_keys"
-        )
-        _wait_ssh(address, boot_timeout)
-    except BaseException:
-        server.remove()
-        raise
-    return server
+    return container
 
 
 @contextmanager
@@ -442,19 +502,21 @@ def _wait_ssh(address: str, timeout: float) -> None:
 
 
 def find_lab_server(name: str, workdir: Path) -> LabServer | None:
-    """The running lab server called ``name`` (started earlier with this workdir), if any."""
+    """The running lab server started as ``name`` (with this workdir), if any: found by the
+    labels the harness gave it, never by a container name the machine's owner may also use."""
     client = ensure_engine()
-    try:
-        container = client.containers.get(name)
-    except docker.errors.NotFound:
+    found = client.containers.list(all=True, filters={"label": [LABEL, f"{NAME_LABEL}={name}"]})
+    for container in found[1:]:
+        _remove_container(client, container)
+    if not found:
         return None
+    container = found[0]
     if container.status != "running" or not (workdir / "id_ed25519").exists():
-        container.remove(force=True)
+        _remove_container(client, container)
         return None
-    address = container.attrs["NetworkSettings"]["IPAddress"]
-    return LabServer(
-        client, container.id, f"{name}-docker", address, workdir / "id_ed25519", workdir
-    )
+    volume = next(m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume")
+    address = probes.container_address(container.attrs)
+    return LabServer(client, container.id, volume, address, workdir / "id_ed25519", workdir)
 
 
 def remove_all_lab_servers() -> int:
@@ -462,12 +524,19 @@ def remove_all_lab_servers() -> int:
     client = ensure_engine()
     count = 0
     for container in client.containers.list(all=True, filters={"label": LABEL}):
-        volumes = [m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"]
-        container.remove(force=True)
-        for volume in volumes:
-            try:
-                client.volumes.get(volume).remove(force=True)
-            except docker.errors.NotFound:
-                pass
+        _remove_container(client, container)
         count += 1
     return count
+
+
+def _remove_container(client: docker.DockerClient, container) -> None:
+    """A lab server's container and the engine volumes the harness made for it (by label)."""
+    volumes = [m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"]
+    container.remove(force=True)
+    for volume in volumes:
+        try:
+            found = client.volumes.get(volume)
+        except docker.errors.NotFound:
+            continue
+        if LABEL in (found.attrs.get("Labels") or {}):
+            found.remove(force=True)

@@ -83,6 +83,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for _, item in sorted(enumerate(items), key=rank)]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    # What the machine lacks to run lab servers (or what the harness could not find on its
+    # engine) is said in its own words, not as a traceback from deep in a fixture.
+    report = yield
+    if call.excinfo is not None and call.excinfo.errisinstance(labhost.LabHostError):
+        report.longrepr = f"labhost: {call.excinfo.value}"
+    return report
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     labhost.wait_for_removals()
 
