@@ -79,16 +79,17 @@ def ensure_engine(timeout: float = 60) -> docker.DockerClient:
 def _start_engine(timeout: float) -> docker.DockerClient:
     if _engine_answers():
         return _client()
-    problem = probes.engine_start_problem(root=os.geteuid() == 0, systemd=probes.systemd_running())
+    systemd = probes.systemd_running()
+    problem = probes.engine_start_problem(root=os.geteuid() == 0, systemd=systemd)
     if problem:
         raise LabHostError(problem)
-    if shutil.which("dockerd") is None or shutil.which("debootstrap") is None:
-        logger.info("installing docker.io and debootstrap")
+    packages = [package for package, command in _COMMANDS.items() if shutil.which(command) is None]
+    if packages:
+        logger.info("installing %s", " and ".join(packages))
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        packages = [p for p in ("docker.io", "debootstrap") if shutil.which(_COMMANDS[p]) is None]
         _run("apt-get", "update", "-qq", env=env)
         _run("apt-get", "install", "-y", "-qq", *packages, env=env)
-    if probes.systemd_running():
+    if systemd:
         # An engine systemd knows of (Docker's packages or the distribution's) is started as
         # its owner set it up, with its own daemon.json.
         logger.info("starting docker.service")
@@ -386,10 +387,7 @@ def start_lab_server(
     try:
         container = _run_lab_server(client, image, name, volume, labels)
     except docker.errors.APIError as e:
-        try:
-            client.volumes.get(volume).remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        _remove_labelled_volume(client, volume)
         reason = probes.capability_refusal(str(e))
         if reason:
             raise LabHostError(reason) from None
@@ -534,9 +532,14 @@ def _remove_container(client: docker.DockerClient, container) -> None:
     volumes = [m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume"]
     container.remove(force=True)
     for volume in volumes:
-        try:
-            found = client.volumes.get(volume)
-        except docker.errors.NotFound:
-            continue
-        if LABEL in (found.attrs.get("Labels") or {}):
-            found.remove(force=True)
+        _remove_labelled_volume(client, volume)
+
+
+def _remove_labelled_volume(client: docker.DockerClient, name: str) -> None:
+    """The engine volume, if it is there and the harness made it (it carries LABEL)."""
+    try:
+        found = client.volumes.get(name)
+    except docker.errors.NotFound:
+        return
+    if LABEL in (found.attrs.get("Labels") or {}):
+        found.remove(force=True)
