@@ -25,6 +25,7 @@ from labhost.server import (
     running_lab_server,
     start_lab_server,
     wait_for_removals,
+    write_inventory,
 )
 
 __all__ = [
@@ -46,5 +47,6 @@ __all__ = [
     "running_lab_server",
     "start_lab_server",
     "wait_for_removals",
+    "write_inventory",
     "write_secret",
 ]
