@@ -167,3 +167,25 @@ backup_keep = {"daily": 7, "weekly": 4, "monthly": 6}
 
 # The snapshot tasks/restore.py restores: an ID from "labhub-backup restic snapshots", or latest.
 restore_snapshot = "latest"
+
+# Memory and CPU of each group's labs: host group -> {"mem_limit": "8G", "cpu_limit": 2,
+# "mem_guarantee": "2G", "cpu_guarantee": 0.5}, any of the four (sizes as Docker writes them, in
+# binary units; CPUs as a number, 0.5 is half of one). The key "*" is the default: for users
+# none of whose groups is listed, and for what a group's entry leaves out. A user in several
+# listed groups gets the largest of each (no limit is the largest). A limit is enforced by the
+# kernel (a lab past its mem_limit is killed, and the user is told why); a guarantee is what
+# the server keeps for the lab: a spawn whose guarantee the server can no longer give (with
+# the running labs' guarantees, against its memory and CPUs) is refused, with a message. Read
+# at each spawn from the user's host groups: a change of groups applies at the next spawn.
+lab_limits = {}
+
+# GPUs of each group's labs: host group -> "all" (every GPU of the server, shared), a number
+# (that many GPUs of the lab's own, none another lab holds by a number) or a list of GPUs as
+# nvidia-smi -L names them (["0", "GPU-8a1f..."], shared). A user in several groups gets the
+# largest. Needs the NVIDIA driver and container toolkit on the server (on a swarm's GPU nodes,
+# toolkit 1.19 or newer).
+lab_gpus = {}
+
+# The size of /dev/shm in GPU labs (PyTorch's data loaders share batches through it); None:
+# Docker's 64M.
+lab_shm_size = None

@@ -813,6 +813,111 @@ class PrunePolicy(_Model):
     older_than_days: int | None = Field(ge=0)
 
 
+# --- Lab limits and GPUs (lab_limits, lab_gpus, lab_shm_size) -----------------------------------
+
+# The key of lab_limits for users none of whose groups has an entry: never a group name.
+DEFAULT_LIMITS = "*"
+# Binary units, as Docker reads --memory and --shm-size (512M, 8G, 1.5G).
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)([KMGT]?)(?:I?B)?", re.IGNORECASE)
+# A GPU as nvidia-smi -L and Docker's --gpus device= name it: an index, a GPU or MIG UUID.
+GPU_ID_RE = re.compile(r"\d+|GPU-[0-9a-fA-F-]+|MIG-[0-9a-zA-Z/-]+")
+# The smallest memory limit Docker accepts for a container.
+MIN_MEMORY = 6 * 1024**2
+
+
+def _size(value: Any) -> Any:
+    """A size as Docker writes it (``512M``, ``8G``, ``1.5G``; binary units) or a number of
+    bytes, as bytes."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.fullmatch(value.strip())
+        if match:
+            return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+        raise ValueError(
+            f"{value!r} is not a size: a number of bytes, or one with K, M, G or T "
+            "(binary units, as Docker reads them: '512M', '8G', '1.5G')"
+        )
+    return value
+
+
+def _gpu_request(value: Any) -> Any:
+    if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    if isinstance(value, (tuple, list)) and value:
+        for device in value:
+            if not isinstance(device, str) or not GPU_ID_RE.fullmatch(device):
+                raise ValueError(
+                    f"{device!r} is not a GPU as nvidia-smi -L names it: an index as a string "
+                    "('0') or a UUID ('GPU-...', 'MIG-...')"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("lists a GPU twice")
+        return tuple(value)
+    raise ValueError(
+        f'{value!r} is not a GPU request: "all", a number of GPUs of the lab\'s own (1 or '
+        "more), or a list of GPUs ['0', 'GPU-...'] as nvidia-smi -L names them"
+    )
+
+
+def _memory(value: int) -> int:
+    if value < MIN_MEMORY:
+        raise ValueError(
+            f"{_format_size(value)} is less than Docker's smallest memory limit, "
+            f"{_format_size(MIN_MEMORY)} (a number alone is bytes: write '512M', '8G')"
+        )
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size), Field(ge=1)]
+MemorySize = Annotated[int, BeforeValidator(_size), AfterValidator(_memory)]
+Cpus = Annotated[float, Field(gt=0)]
+GpuRequest = Annotated[Literal["all"] | int | tuple[str, ...], BeforeValidator(_gpu_request)]
+
+
+class LabLimits(_Model):
+    """One group's lab limits and guarantees; a key left out is the default's (``"*"``)."""
+
+    mem_limit: MemorySize | None = None
+    cpu_limit: Cpus | None = None
+    mem_guarantee: MemorySize | None = None
+    cpu_guarantee: Cpus | None = None
+
+    def completed(self, default: LabLimits | None) -> LabLimits:
+        """These limits with what they leave out taken from ``default``."""
+        if default is None:
+            return self
+        return LabLimits(
+            **{key: value if value is not None else getattr(default, key) for key, value in self}
+        )
+
+    def problems(self, where: str) -> list[str]:
+        problems = []
+        for kind, unit in (("mem", _format_size), ("cpu", _format_cpus)):
+            limit, guarantee = getattr(self, f"{kind}_limit"), getattr(self, f"{kind}_guarantee")
+            if limit is not None and guarantee is not None and guarantee > limit:
+                problems.append(
+                    f"{where}.{kind}_guarantee: {unit(guarantee)} is more than the "
+                    f"{kind}_limit of {unit(limit)}: a lab cannot be guaranteed more than it may use"
+                )
+        return problems
+
+
+def _format_size(value: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        size = value / _SIZE_UNITS[unit]
+        if size >= 1 and round(size, 2) == size:
+            return f"{size:g}{unit}"
+    return f"{value} bytes"
+
+
+def _format_cpus(value: float) -> str:
+    return f"{value:g} CPU" + ("" if value == 1 else "s")
+
+
 class Settings(_Model):
     docker_source: Literal["docker", "distro"]
     docker_apt_url: HttpUrl
@@ -861,6 +966,9 @@ class Settings(_Model):
         Annotated[int, Field(ge=1)],
     ]
     restore_snapshot: SnapshotId
+    lab_limits: dict[str, LabLimits]
+    lab_gpus: dict[GroupName, GpuRequest]
+    lab_shm_size: Size | None
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -919,6 +1027,7 @@ class Settings(_Model):
         problems += self._tls_problems()
         problems += self._backup_problems()
         problems += self._unused_problems()
+        problems += self._limits_problems(user_groups)
         refs = [image.ref for image in self.lab_images]
         for ref in sorted({r for r in refs if refs.count(r) > 1}):
             problems.append(f"lab_images: {ref!r} is listed twice")
@@ -938,6 +1047,54 @@ class Settings(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _limits_problems(self, user_groups: list[str]) -> list[str]:
+        """lab_limits and lab_gpus naming groups no hub user is in, guarantees above limits (a
+        group's own, or with the default's limits it takes), lab_shm_size with no GPU labs."""
+        problems = []
+        default = self.lab_limits.get(DEFAULT_LIMITS)
+        for group, limits in self.lab_limits.items():
+            where = f"lab_limits.{group}"
+            if group != DEFAULT_LIMITS:
+                try:
+                    _group_name(group)
+                except ValueError as e:
+                    problems.append(
+                        f"lab_limits: {e} (the default for users in no group is {DEFAULT_LIMITS!r})"
+                    )
+                    continue
+                if group not in user_groups:
+                    problems.append(
+                        f"{where}: {group!r} is not a group of any hub user "
+                        f"(their groups: {', '.join(user_groups) or 'none'})"
+                    )
+            own = limits.problems(where)
+            problems += own or [
+                f"{line} (with the default's, lab_limits.{DEFAULT_LIMITS})"
+                for line in limits.completed(default).problems(where)
+            ]
+        for group in self.lab_gpus:
+            if group not in user_groups:
+                problems.append(
+                    f"lab_gpus.{group}: {group!r} is not a group of any hub user "
+                    f"(their groups: {', '.join(user_groups) or 'none'})"
+                )
+        if self.lab_shm_size is not None and not self.lab_gpus:
+            problems.append(
+                "lab_shm_size: set, but used only for GPU labs (lab_gpus is empty): remove it, "
+                "or give a group GPUs"
+            )
+        return problems
+
+    @property
+    def group_limits(self) -> dict[str, dict]:
+        """lab_limits as the hub reads them: each group's completed with the default's, in
+        bytes and CPUs (None: no limit, no guarantee)."""
+        default = self.lab_limits.get(DEFAULT_LIMITS)
+        return {
+            group: limits.completed(default).model_dump()
+            for group, limits in self.lab_limits.items()
+        }
 
     def _mounts(self) -> list[tuple[str, Share | LabVolume]]:
         """Shares and lab volumes, each with the setting that declares it."""

@@ -294,11 +294,28 @@ def culler_command(settings: Settings) -> list[str] | None:
     ]
 
 
-def hub_settings(settings: Settings) -> dict:
+def lab_limits(settings: Settings, server_gpus: list[dict]) -> dict:
+    """What the hub gives each group's labs (files/hub/labhub_spawn.py, LabLimits): limits and
+    guarantees in bytes and CPUs, GPU requests, GPU labs' /dev/shm, and the server's GPUs
+    (``labhub.facts.gpus.Gpus``) it hands out by device id."""
+    return {
+        "groups": settings.group_limits,
+        "gpus": {
+            group: list(request) if isinstance(request, tuple) else request
+            for group, request in settings.lab_gpus.items()
+        },
+        "shm_size": settings.lab_shm_size,
+        "server_gpus": server_gpus,
+    }
+
+
+def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> dict:
     """What the hub reads from ``hub/settings.json`` (files/hub/jupyterhub_config.py): who logs
-    in, what each user's lab mounts besides the home, and the image's own layout."""
+    in, what each user's lab mounts besides the home, its limits and GPUs, and the image's own
+    layout."""
     stack = Stack.from_settings(settings)
     return {
+        "limits": lab_limits(settings, server_gpus or []),
         "users": {user.name: {"mounts": settings.lab_mounts(user)} for user in settings.hub_users},
         "admins": list(settings.hub_admins),
         "min_password_length": settings.min_password_length,

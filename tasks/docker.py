@@ -12,9 +12,10 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import OsRelease
 from pyinfra.operations import files
 
-from labhub import docker_source
+from labhub import cluster, docker_source, gpus
 from labhub.facts import read
 from labhub.facts.accounts import LoginUser, local_accounts
+from labhub.facts.gpus import ContainerToolkit, Gpus
 from labhub.operations import accounts, apt_source, dpkg, engine, packages, services
 from labhub.settings import get_settings
 
@@ -25,6 +26,14 @@ installed = read(host, DebPackages)
 problem = docker_source.switch_problem(settings.docker_source, installed)
 if problem:
     raise OperationError(f"{host.name}: {problem}")
+# A swarm's GPU node hands its GPUs to labs through NVIDIA's toolkit, which must honour the GPUs
+# the swarm assigns each task (refused before any change).
+node_gpus = read(host, Gpus)["gpus"] if cluster.is_node(host) else []
+problem = gpus.node_toolkit_problem(
+    host.name, node_gpus, read(host, ContainerToolkit) if node_gpus else None
+)
+if problem:
+    raise OperationError(problem)
 
 # A deploy killed while apt installed packages leaves dpkg interrupted; apt refuses until then.
 dpkg.recovered(name="Finish an interrupted package installation (dpkg --configure -a)")
@@ -97,3 +106,19 @@ if unknown:
     raise OperationError(f"docker_users: no such account on {host.name}: {', '.join(unknown)}")
 for user in docker_users:
     accounts.in_group(name=f"Add {user} to group docker", user=user, group="docker")
+
+# --- A swarm's GPU node: its GPUs advertised to the swarm, every task through NVIDIA's runtime ---
+if node_gpus:
+    files.line(
+        name=f"Have NVIDIA's runtime expose the GPUs the swarm assigns ({gpus.SWARM_RESOURCE_ENV})",
+        path=gpus.TOOLKIT_CONFIG,
+        line=r"^#?\s*swarm-resource\s*=.*$",
+        replace=f'swarm-resource = "{gpus.SWARM_RESOURCE_ENV}"',
+    )
+    engine.configured(
+        name=f"Advertise the node's {len(gpus.devices(node_gpus))} GPU(s) to the swarm "
+        "(node-generic-resources, NVIDIA's runtime by default)",
+        values=gpus.node_daemon_settings(node_gpus),
+        # The engine reads its generic resources only when it starts.
+        restart=True,
+    )

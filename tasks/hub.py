@@ -10,7 +10,9 @@ import json
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
-from labhub import caddy, stack
+from labhub import caddy, cluster, gpus, stack
+from labhub.facts import read
+from labhub.facts.gpus import ContainerToolkit, Gpus
 from labhub.facts.tree import files_at, folder_of
 from labhub.operations import (
     accounts,
@@ -28,7 +30,16 @@ from labhub.settings import get_settings, local_host, url_host
 settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
 hub = stack.hub_build(settings)
-hub_settings = json.dumps(stack.hub_settings(settings), indent=2, sort_keys=True) + "\n"
+# The GPUs this server's labs get by device id (read only when a group is given GPUs).
+server_gpus = read(host, Gpus) if settings.lab_gpus and not cluster.lab_nodes(host) else None
+hub_settings = (
+    json.dumps(
+        stack.hub_settings(settings, server_gpus["gpus"] if server_gpus else None),
+        indent=2,
+        sort_keys=True,
+    )
+    + "\n"
+)
 registry_config = stack.REGISTRY_CONFIG.read_text()
 https = settings.tls != "off"
 proxy_config = caddy.config_text(settings)
@@ -40,6 +51,10 @@ compose_yaml = stack.compose_file_text(
 problems = stack.hub_dir_problems(
     settings, folder_of(files_at(host, settings.hub_dir), settings.hub_dir)
 )
+if server_gpus is not None:
+    problems += gpus.server_gpu_problems(
+        host.name, settings.lab_gpus, server_gpus, read(host, ContainerToolkit)
+    )
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 

@@ -1,11 +1,12 @@
 # JupyterHub configuration of the lab hub, shipped in the hub image. It reads the settings the
 # deploy writes to /etc/labhub/settings.json (labhub.stack.hub_settings): edit the inventory,
 # not this file or that one.
+import html
 import json
 import os
 from pathlib import Path
 
-from labhub_spawn import RegistryImages, image_form, pre_spawn_hook
+from labhub_spawn import LabLimits, RegistryImages, image_form, pre_spawn_hook
 
 # Where compose mounts the deploy's hub/ folder (LABHUB_CONFIG_DIR: elsewhere, as in tests).
 SETTINGS_DIR = Path(os.environ.get("LABHUB_CONFIG_DIR", "/etc/labhub"))
@@ -63,10 +64,25 @@ c.Spawner.start_timeout = 300
 images = RegistryImages(
     SETTINGS["registry"], SETTINGS["registry_internal"], SETTINGS["default_image"]
 )
+# Each lab gets the limits and GPUs of its user's host groups (read at each spawn).
+limits = LabLimits(ACCOUNTS_FILE, SETTINGS["limits"])
 c.DockerSpawner.allowed_images = images
-c.DockerSpawner.options_form = image_form(images)
+c.DockerSpawner.options_form = image_form(images, limits.summary)
 # Each lab runs as its user's host account, with the home, shares and lab volumes it gets.
-c.Spawner.pre_spawn_hook = pre_spawn_hook(ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["lab_home"])
+c.Spawner.pre_spawn_hook = pre_spawn_hook(
+    ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["lab_home"], limits
+)
+# A lab that stopped (killed for memory) is noticed within this many seconds.
+c.Spawner.poll_interval = 10
+
+
+def lab_notice(user) -> str | None:
+    """Why the user's lab stopped (or what it met), for the hub's home and spawn pages."""
+    notice = getattr(user.spawner, "lab_notice", None) if user is not None else None
+    return html.escape(notice) if notice else None
+
+
+c.JupyterHub.template_vars = {"announcement_home": lab_notice, "announcement_spawn": lab_notice}
 
 # --- Idle culler: stop idle labs after idle_timeout, any lab after max_age (0: never) ---
 if SETTINGS["culler"]:

@@ -11,7 +11,16 @@ The lab hub's spawner: DockerSpawner, plus
   be in each image. Writing into the created container needs nothing from the image;
 - failures a person can act on: an image that cannot start a Jupyter server (no command, a
   command that exits, a server that never answers) fails the spawn with a message naming the
-  image, as soon as its container stops, or after http_timeout.
+  image, as soon as its container stops, or after http_timeout;
+- the limits and GPUs of the user's groups (labhub_spawn.LabLimits): memory, CPUs, the memory
+  guarantee as a reservation, GPUs by device id, chosen here among those no other lab holds
+  (dockerspawner#331: a count would give every lab the same); a spawn whose guarantees or GPUs
+  the server can no longer give is refused with a message;
+- a lab killed for memory is told: containers are not auto-removed (Docker's auto_remove
+  would delete them, and their state with them, the moment they exit), so that poll reads why
+  the lab stopped (OOMKilled) before removing it. The user sees it on the hub's home page and
+  spawn page (jupyterhub_config.py), and the hub's log says it. A kernel killed for memory
+  while the lab runs is told the same way.
 
 Kept apart from labhub_spawn.py, which needs no DockerSpawner to be imported.
 """
@@ -25,7 +34,18 @@ import time
 
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
-from labhub_spawn import account_files, image_name
+from labhub_spawn import (
+    LAB_LABEL,
+    SpawnRefused,
+    account_files,
+    gpu_grant,
+    guarantee_problem,
+    held_gpus,
+    image_name,
+    lab_host_config,
+    lab_labels,
+    oom_notice,
+)
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
@@ -44,9 +64,53 @@ class LabImageError(web.HTTPError):
         self.jupyterhub_message = message
 
 
+class LabRefused(web.HTTPError):
+    """A spawn refused because the server cannot give what the user's groups promise (their
+    guarantees, their GPUs): the message says why, on the spawn page."""
+
+    def __init__(self, reason: str):
+        message = f"Your lab cannot start now: {reason}."
+        super().__init__(503, message.replace("%", "%%"))
+        self.jupyterhub_message = message
+
+
+# Held from the count of what running labs hold to the new lab's container being created (and
+# labelled with what it holds): two spawns at once cannot take the same GPU or guarantee.
+_GRANTS = asyncio.Lock()
+
+
 class LabSpawner(DockerSpawner):
-    # Set per spawn by labhub_spawn.pre_spawn_hook: the account the lab's passwd names.
+    # Set per spawn by labhub_spawn.pre_spawn_hook: the account the lab's passwd names, the
+    # limits (labhub_spawn.LabLimits) and what the user's groups give the lab.
     lab_account: dict | None = None
+    lab_limits = None
+    lab_resources: dict | None = None
+    # Why the user's last lab stopped, or what it met (its memory limit): on the hub's pages.
+    lab_notice: str | None = None
+    _told: tuple = ()
+
+    def lab_containers(self) -> list[dict]:
+        """Every lab container of this engine (the Engine API's list, with labels and state)."""
+        return self.client.containers(all=True, filters={"label": LAB_LABEL})
+
+    def get_env(self):
+        env = super().get_env()
+        # As JupyterHub's own limits do: jupyter-resource-usage shows the lab's memory against it.
+        for key in ("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee"):
+            value = (self.lab_resources or {}).get(key)
+            if value is not None:
+                env[key.upper()] = f"{value:g}" if isinstance(value, float) else str(value)
+        return env
+
+    def get_state(self):
+        state = super().get_state()
+        if self.lab_notice:
+            state["lab_notice"] = self.lab_notice
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.lab_notice = state.get("lab_notice")
 
     async def get_command(self):
         if not self.cmd:
@@ -56,12 +120,73 @@ class LabSpawner(DockerSpawner):
         return await super().get_command()
 
     async def create_object(self):
-        obj = await super().create_object()
+        # Kept when it exits, until poll has read why (Docker's auto_remove would delete it).
+        self.extra_host_config = {**self.extra_host_config, "auto_remove": False}
+        async with _GRANTS:
+            if self.lab_resources is not None:
+                await self._grant()
+            obj = await super().create_object()
         if self.lab_account:
             await asyncio.get_running_loop().run_in_executor(
                 self.executor, self._write_account, obj["Id"]
             )
         return obj
+
+    async def _grant(self) -> None:
+        """The user's limits and GPUs into the container's configuration, or LabRefused."""
+        resources, limits = self.lab_resources, self.lab_limits
+        loop = asyncio.get_running_loop()
+        containers = await loop.run_in_executor(self.executor, self.lab_containers)
+        info = await self.docker("info")
+        problem = guarantee_problem(resources, containers, info)
+        devices, own = [], False
+        if problem is None and resources["gpus"] is not None:
+            try:
+                devices, own = gpu_grant(resources["gpus"], limits.devices, held_gpus(containers))
+            except SpawnRefused as e:
+                problem = str(e)
+        if problem is not None:
+            self.log.warning("refused %s's lab: %s", self.user.name, problem)
+            raise LabRefused(problem)
+        if devices:
+            self.log.info("%s's lab gets GPUs %s", self.user.name, ",".join(devices))
+        self.extra_host_config = {
+            **self.extra_host_config,
+            **lab_host_config(resources, devices, limits.shm_size),
+        }
+        self.extra_create_kwargs = {
+            **self.extra_create_kwargs,
+            "labels": lab_labels(self.user.name, resources, devices if own else []),
+        }
+
+    async def poll(self):
+        """DockerSpawner's, and why a lab stopped or what killed a process in it: told once
+        (the hub's log, the user's pages); a stopped lab's container is removed once read."""
+        container = await self.get_object()
+        if container is None:
+            return 0
+        state = container["State"]
+        notice = oom_notice(state, container["HostConfig"].get("Memory") or None)
+        if notice and self._told != (container["Id"], state["Running"]):
+            self._told = (container["Id"], state["Running"])
+            self.lab_notice = notice
+            self.log.warning(
+                "%s's lab %s hit its memory limit (%s): %s (OOMKilled, exit code %s)",
+                self.user.name,
+                self.object_name,
+                container["HostConfig"].get("Memory") or "none",
+                "the kernel killed a process in it, the lab runs on"
+                if state["Running"]
+                else "the kernel killed its main process, the lab stopped",
+                state.get("ExitCode"),
+            )
+        if state["Running"]:
+            return None
+        status = "ExitCode={ExitCode}, Error='{Error}', FinishedAt={FinishedAt}".format(**state)
+        if self.remove and state.get("Status") in ("exited", "dead"):
+            await self.remove_object()
+            self.object_id = ""
+        return status
 
     def _write_account(self, container: str) -> None:
         texts = [self._read_file(container, path) for path in ("/etc/passwd", "/etc/group")]
@@ -91,6 +216,7 @@ class LabSpawner(DockerSpawner):
             raise LabImageError(self.image, str(e.explanation or e)) from e
 
     async def start(self):
+        self.lab_notice = None
         ip, port = await super().start()
         await self._wait_for_server(f"http://{ip}:{port}{self.server.base_url}api")
         return ip, port

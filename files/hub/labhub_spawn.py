@@ -107,11 +107,12 @@ def image_labels(registry: Registry, repository: str, tag: str) -> dict:
     return (config.get("config") or {}).get("Labels") or {}
 
 
-def image_form(images: RegistryImages):
+def image_form(images: RegistryImages, summary=None):
     """
     An ``options_form`` listing the registry's images each time it is shown (DockerSpawner's own
     form is computed once per user and would miss images pushed later): one choice per image,
-    by its name, with its title and description, the default image chosen.
+    by its name, with its title and description, the default image chosen; beside them, what
+    the lab will get (``summary(spawner)``: lines, such as ``LabLimits.summary``'s).
     """
 
     def form(spawner) -> str:
@@ -139,24 +140,80 @@ def image_form(images: RegistryImages):
                 f'<strong class="labhub-image-name">{html.escape(image["name"])}</strong>{title}'
                 f"</label>{description}</div>"
             )
-        return "<fieldset><legend>Image</legend>" + "".join(choices) + "</fieldset>"
+        html_form = "<fieldset><legend>Image</legend>" + "".join(choices) + "</fieldset>"
+        if summary is not None:
+            lines = summary(spawner)
+            if lines:
+                html_form += (
+                    '<fieldset class="labhub-limits"><legend>Your lab gets</legend><ul>'
+                    + "".join(
+                        f'<li class="labhub-limit">{html.escape(line)}</li>' for line in lines
+                    )
+                    + "</ul></fieldset>"
+                )
+        return html_form
 
     return form
 
 
-def pre_spawn_hook(accounts_file: Path, users: dict[str, dict], lab_home: str):
+def host_account(accounts_file: Path, name: str) -> dict:
+    """A hub user's host account, as the deploy last recorded it (read each time)."""
+    accounts = json.loads(Path(accounts_file).read_text())
+    if name not in accounts:
+        raise RuntimeError(f"{name} has no host account: run the deploy (tasks/users.py)")
+    return accounts[name]
+
+
+class LabLimits:
+    """
+    The limits and GPUs of each user's lab, from settings.json's ``limits`` and the user's host
+    groups, read from the accounts file at each call (a change of groups applies at the next
+    spawn, with no hub restart).
+    """
+
+    def __init__(self, accounts_file: Path, limits: dict) -> None:
+        self.accounts_file = accounts_file
+        self.limits = limits
+        self.devices = gpu_devices(limits.get("server_gpus") or [])
+        self.shm_size = limits.get("shm_size")
+
+    def resources(self, name: str) -> dict:
+        return lab_resources(host_account(self.accounts_file, name)["groups"], self.limits)
+
+    def summary(self, spawner) -> list[str]:
+        """What the spawn form tells the user of the lab's limits and GPUs (nothing when no
+        group has any)."""
+        if not self.limits["groups"] and not self.limits["gpus"]:
+            return []
+        resources = self.resources(spawner.user.name)
+        lines = describe_resources(resources)
+        if isinstance(resources["gpus"], int) and hasattr(spawner, "lab_containers"):
+            held = held_gpus(spawner.lab_containers())
+            free = sum(1 for d in self.devices if d["id"] not in held)
+            lines.append(
+                f"GPUs free now: {free} of {len(self.devices)}"
+                + ("" if free >= resources["gpus"] else " (too few: the spawn would be refused)")
+            )
+        return lines
+
+
+def pre_spawn_hook(
+    accounts_file: Path, users: dict[str, dict], lab_home: str, limits: LabLimits | None = None
+):
     """
     A ``pre_spawn_hook`` that runs the lab as the user's host account, with the mounts the
-    deploy gave the user. The accounts file (uid, home, groups of each hub user) is written by
-    the deploy and read at each spawn, so account changes need no hub restart.
+    deploy gave the user, and the limits and GPUs of the user's groups (``limits``). The accounts
+    file (uid, home, groups of each hub user) is written by the deploy and read at each spawn, so
+    account changes need no hub restart.
     """
 
     def hook(spawner) -> None:
         name = spawner.user.name
-        accounts = json.loads(Path(accounts_file).read_text())
-        if name not in accounts:
-            raise RuntimeError(f"{name} has no host account: run the deploy (tasks/users.py)")
-        account = accounts[name]
+        account = host_account(accounts_file, name)
+        if limits is not None:
+            # What labhub_lab.LabSpawner gives the container (and refuses when it cannot).
+            spawner.lab_limits = limits
+            spawner.lab_resources = lab_resources(account["groups"], limits.limits)
         # Files written in the lab keep the user's host uid, on the home and on the shares.
         primary, *others = account["gids"]
         spawner.extra_create_kwargs = {"user": f"{account['uid']}:{primary}"}
@@ -221,3 +278,270 @@ def account_files(passwd: str, group: str, account: dict) -> tuple[str, str]:
             label = group_name if group_name not in names else f"{group_name}-{gid}"
             group_lines.append(":".join((label, "x", gid, name)))
     return "\n".join(passwd_lines) + "\n", "\n".join(group_lines) + "\n"
+
+
+# --- Limits, guarantees and GPUs -----------------------------------------------------------------
+# What the deploy hands the hub (settings.json "limits", labhub.stack.hub_settings): each group's
+# limits, completed with the default's ("*") and in bytes and CPUs; each group's GPU request; the
+# /dev/shm of GPU labs; the server's GPUs as nvidia-smi -L listed them. The user's groups are read
+# at each spawn from the accounts file, so that a change of groups applies at the next spawn.
+#
+# Not JupyterHub's Spawner.group_overrides: its groups are the hub's own (kept in its database,
+# managed through its API), not the host groups the deploy gives accounts, and it applies the
+# overrides of the matching groups in an order of priority where labhub gives a user in several
+# groups the largest of each limit.
+
+DEFAULT_LIMITS = "*"
+# The generic resource GPU nodes of a swarm advertise (node-generic-resources in daemon.json).
+GPU_RESOURCE = "NVIDIA-GPU"
+# Labels on each lab container: whose it is, what it is guaranteed, the GPUs it holds as its own.
+LAB_LABEL = "org.labhub.lab"
+MEM_GUARANTEE_LABEL = "org.labhub.mem-guarantee"
+CPU_GUARANTEE_LABEL = "org.labhub.cpu-guarantee"
+GPUS_LABEL = "org.labhub.gpus"
+# Docker's CPU shares of one CPU: a lab's weight under contention is its guarantee.
+SHARES_PER_CPU = 1024
+_UNITS = (("T", 1024**4), ("G", 1024**3), ("M", 1024**2), ("K", 1024))
+
+
+class SpawnRefused(Exception):
+    """A spawn the server cannot give what the user's groups promise; the message says why."""
+
+
+def format_size(value: int) -> str:
+    """Bytes as the settings write them: ``536870912`` -> ``512M``, ``1.5G``."""
+    for unit, size in _UNITS:
+        if value >= size and round(value / size, 2) == value / size:
+            return f"{value / size:g}{unit}"
+    return f"{value} bytes"
+
+
+def format_cpus(value: float) -> str:
+    return f"{value:g} CPU" + ("" if value == 1 else "s")
+
+
+def lab_resources(groups: list[str], limits: dict) -> dict:
+    """
+    What a lab of a user in ``groups`` gets: for each of mem_limit, cpu_limit, mem_guarantee and
+    cpu_guarantee, the largest among the user's groups that lab_limits lists (no limit is the
+    largest; no guarantee the smallest), the default's when none is listed; and ``gpus``, the
+    largest GPU request among the user's groups ("all", then the most GPUs; None: none).
+
+    ``limits``: settings.json's ``limits`` (``{"groups": {...}, "gpus": {...}}``).
+    """
+    listed = [limits["groups"][g] for g in groups if g in limits["groups"]]
+    if not listed:
+        listed = [limits["groups"].get(DEFAULT_LIMITS) or {}]
+    resources: dict = {}
+    for key in ("mem_limit", "cpu_limit"):
+        values = [entry.get(key) for entry in listed]
+        resources[key] = None if None in values else max(values)
+    for key in ("mem_guarantee", "cpu_guarantee"):
+        values = [entry[key] for entry in listed if entry.get(key) is not None]
+        resources[key] = max(values) if values else None
+    requests = [limits["gpus"][g] for g in groups if g in limits["gpus"]]
+    resources["gpus"] = max(requests, key=_gpu_rank, default=None)
+    return resources
+
+
+def _gpu_rank(request) -> tuple:
+    # "all" first, then the most GPUs; at a tie, GPUs named by the group (what it paid for).
+    if request == "all":
+        return (2, 0, 0)
+    if isinstance(request, int):
+        return (1, request, 0)
+    return (1, len(request), 1)
+
+
+def describe_resources(resources: dict) -> list[str]:
+    """The lab's limits as a user reads them, one line each."""
+    lines = []
+    for kind, unit, name in (("mem", format_size, "Memory"), ("cpu", format_cpus, "CPU")):
+        limit, guarantee = resources[f"{kind}_limit"], resources[f"{kind}_guarantee"]
+        line = f"{name}: " + ("no limit" if limit is None else f"at most {unit(limit)}")
+        if guarantee is not None:
+            line += f", {unit(guarantee)} guaranteed"
+        lines.append(line)
+    gpus = resources.get("gpus")
+    if gpus is not None:
+        if gpus == "all":
+            lines.append("GPUs: every GPU of the server, shared")
+        elif isinstance(gpus, int):
+            lines.append(f"GPUs: {gpus} of the lab's own")
+        else:
+            lines.append(f"GPUs: {', '.join(gpus)}, shared with the group")
+    return lines
+
+
+def gpu_devices(gpus: list[dict]) -> list[dict]:
+    """
+    What a lab can be given of the server's GPUs (``parse_gpu_list``'s records): each GPU, or
+    each of its MIG instances when it is partitioned. ``{"id": UUID, "index": "0" or "0:1",
+    "name": ...}``.
+    """
+    devices = []
+    for gpu in gpus:
+        if gpu.get("mig"):
+            for mig in gpu["mig"]:
+                devices.append(
+                    {
+                        "id": mig["uuid"],
+                        "index": f"{gpu['index']}:{mig['index']}",
+                        "name": f"{gpu['name']} {mig['name']}",
+                    }
+                )
+        else:
+            devices.append({"id": gpu["uuid"], "index": str(gpu["index"]), "name": gpu["name"]})
+    return devices
+
+
+def gpu_grant(request, devices: list[dict], held: set[str]) -> tuple[list[str], bool]:
+    """
+    The device ids a lab gets for its GPU request, and whether they are its own (a count) or
+    shared ("all", a list): a count takes the first GPUs no other lab holds as its own
+    (DockerSpawner's device_requests with a count would give every lab the first GPUs,
+    dockerspawner#331). Raises SpawnRefused when too few are free or a GPU listed is not there.
+    """
+    if not devices:
+        raise SpawnRefused("this server has no GPU (nvidia-smi -L lists none)")
+    if request == "all":
+        return [d["id"] for d in devices], False
+    if isinstance(request, int):
+        free = [d["id"] for d in devices if d["id"] not in held]
+        if len(free) < request:
+            raise SpawnRefused(
+                f"your lab needs {request} GPU{'s' if request > 1 else ''} of its own and "
+                f"{'none is' if not free else f'only {len(free)} of {len(devices)} are'} free: "
+                f"every GPU of this server is in other labs. Try again when one stops"
+            )
+        return free[:request], True
+    ids = []
+    for wanted in request:
+        found = [d["id"] for d in devices if wanted in (d["id"], d["index"])]
+        if not found:
+            raise SpawnRefused(f"GPU {wanted} is not one of this server's (nvidia-smi -L)")
+        ids.append(found[0])
+    return ids, False
+
+
+def held_gpus(containers: list[dict]) -> set[str]:
+    """The GPUs labs hold as their own, from the labels of the lab containers listed (the
+    Engine API's container list), stopped ones left out."""
+    held = set()
+    for container in _live(containers):
+        held.update(filter(None, (container["Labels"].get(GPUS_LABEL) or "").split(",")))
+    return held
+
+
+def _live(containers: list[dict]) -> list[dict]:
+    return [c for c in containers if c.get("State") in ("created", "running", "restarting")]
+
+
+def guarantee_problem(resources: dict, containers: list[dict], info: dict) -> str | None:
+    """
+    Why the server can no longer give a lab its guarantees, or None: the guarantees of the live
+    lab containers listed (their labels) plus the new lab's, against the memory and CPUs the
+    engine reports (``docker info``'s MemTotal and NCPU).
+    """
+    for kind, label, total, unit, name in (
+        ("mem", MEM_GUARANTEE_LABEL, info["MemTotal"], format_size, "memory"),
+        ("cpu", CPU_GUARANTEE_LABEL, info["NCPU"], format_cpus, "CPUs"),
+    ):
+        wanted = resources[f"{kind}_guarantee"]
+        if not wanted:
+            continue
+        given = sum(float(c["Labels"].get(label) or 0) for c in _live(containers))
+        if given + wanted > total:
+            return (
+                f"your lab is guaranteed {unit(wanted)} of {name}, and this server has "
+                f"{unit(max(total - given, 0))} of its {unit(total)} left to guarantee "
+                "(the running labs hold the rest). Try again when a lab stops"
+            )
+    return None
+
+
+def lab_host_config(resources: dict, device_ids: list[str], shm_size: int | None) -> dict:
+    """
+    The lab container's limits as docker-py's ``create_host_config`` takes them: the memory
+    limit (swap included, so that a lab cannot use as much again on swap), CPUs as nano CPUs, the
+    memory guarantee as a reservation, the CPU guarantee as CPU shares (under contention each lab
+    gets its share; the refused spawns keep the guarantees' sum within the server), the GPUs as
+    NVIDIA device requests by id, and GPU labs' /dev/shm.
+    """
+    config: dict = {}
+    if resources["mem_limit"] is not None:
+        config["mem_limit"] = config["memswap_limit"] = resources["mem_limit"]
+    if resources["cpu_limit"] is not None:
+        config["nano_cpus"] = int(resources["cpu_limit"] * 1e9)
+    if resources["mem_guarantee"] is not None:
+        config["mem_reservation"] = resources["mem_guarantee"]
+    if resources["cpu_guarantee"] is not None:
+        config["cpu_shares"] = max(2, int(resources["cpu_guarantee"] * SHARES_PER_CPU))
+    if device_ids:
+        config["device_requests"] = [
+            {"driver": "nvidia", "device_ids": list(device_ids), "capabilities": [["gpu"]]}
+        ]
+        if shm_size is not None:
+            config["shm_size"] = shm_size
+    return config
+
+
+def lab_labels(user: str, resources: dict, own_gpus: list[str]) -> dict[str, str]:
+    """The labels a lab container carries: what later spawns count as given."""
+    labels = {LAB_LABEL: user}
+    if resources["mem_guarantee"]:
+        labels[MEM_GUARANTEE_LABEL] = str(resources["mem_guarantee"])
+    if resources["cpu_guarantee"]:
+        labels[CPU_GUARANTEE_LABEL] = f"{resources['cpu_guarantee']:g}"
+    if own_gpus:
+        labels[GPUS_LABEL] = ",".join(own_gpus)
+    return labels
+
+
+def service_resources(resources: dict) -> dict:
+    """
+    The lab's limits as a swarm service carries them, as docker-py's ``docker.types.Resources``
+    takes them: limits and reservations of nano CPUs and memory, and GPUs as the generic resource
+    GPU nodes advertise (swarm services have no device requests, moby#40133). Only a count of
+    GPUs can be asked of a swarm (it picks the GPUs, on a node that has them free).
+    """
+    spec: dict = {}
+    if resources["cpu_limit"] is not None:
+        spec["cpu_limit"] = int(resources["cpu_limit"] * 1e9)
+    if resources["mem_limit"] is not None:
+        spec["mem_limit"] = resources["mem_limit"]
+    if resources["cpu_guarantee"] is not None:
+        spec["cpu_reservation"] = int(resources["cpu_guarantee"] * 1e9)
+    if resources["mem_guarantee"] is not None:
+        spec["mem_reservation"] = resources["mem_guarantee"]
+    gpus = resources.get("gpus")
+    if gpus is not None:
+        if not isinstance(gpus, int):
+            raise SpawnRefused(
+                f"GPUs {gpus!r} cannot be asked of a swarm, which hands out GPUs by number: "
+                "give the group a number of GPUs in lab_gpus"
+            )
+        spec["generic_resources"] = {GPU_RESOURCE: gpus}
+    return spec
+
+
+def oom_notice(state: dict, memory_limit: int | None) -> str | None:
+    """
+    What to tell a user whose lab's memory limit was hit, from the container's state (the
+    Engine API's ``State``), or None: the lab stopped when its main process was killed for it
+    (exit 137); while the lab runs, a process in it was (most often a notebook's kernel, which
+    Jupyter restarts).
+    """
+    if not state.get("OOMKilled"):
+        return None
+    limit = f"its memory limit of {format_size(memory_limit)}" if memory_limit else "its memory"
+    if state.get("Running"):
+        return (
+            f"A process in your lab was killed because the lab used more than {limit} "
+            "(most often a notebook's kernel, which then restarts: what it held is lost). "
+            "Use less memory at once, or ask the lab's admins for a larger limit."
+        )
+    return (
+        f"Your lab was stopped because it used more than {limit}. Start it again, use less "
+        "memory at once, or ask the lab's admins for a larger limit."
+    )

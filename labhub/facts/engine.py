@@ -38,7 +38,7 @@ class EngineSettings(FactBase[dict | None]):
 
 
 # The daemon.json keys labhub sets that ``docker info`` shows the running engine's value of.
-INFO_FIELDS = {"live-restore": "LiveRestoreEnabled"}
+INFO_FIELDS = {"live-restore": "LiveRestoreEnabled", "default-runtime": "DefaultRuntime"}
 
 
 class EngineRunningSettings(FactBase[dict]):
@@ -65,4 +65,12 @@ class EngineRunningSettings(FactBase[dict]):
             return {}
         if not isinstance(info, dict):
             return {}
-        return {key: info[field] for key, field in INFO_FIELDS.items() if field in info}
+        running = {key: info[field] for key, field in INFO_FIELDS.items() if field in info}
+        if "GenericResources" in info:
+            # As daemon.json writes them: KIND=VALUE (named) or KIND=COUNT (discrete).
+            running["node-generic-resources"] = [
+                f"{spec['Kind']}={spec['Value']}"
+                for resource in info["GenericResources"] or []
+                for spec in resource.values()
+            ]
+        return running

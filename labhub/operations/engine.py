@@ -15,7 +15,7 @@ from labhub.facts.engine import DAEMON_JSON, EngineRunningSettings, EngineSettin
 
 
 @operation()
-def configured(values: dict, path: str = DAEMON_JSON):
+def configured(values: dict, path: str = DAEMON_JSON, restart: bool = False):
     """
     The engine's ``daemon.json`` holds these keys with these values; every other key the admin
     set stays as it is. When a key changes the engine reloads its configuration (SIGHUP, no
@@ -25,6 +25,8 @@ def configured(values: dict, path: str = DAEMON_JSON):
 
     + values: the keys and their values
     + path: the engine's configuration file
+    + restart: restart the engine instead, for keys it reads only when it starts
+      (``node-generic-resources``)
 
     **Example:**
 
@@ -56,4 +58,6 @@ def configured(values: dict, path: str = DAEMON_JSON):
             group="root",
             mode="0644",
         )
-    yield from systemd.service._inner(service="docker", running=True, reloaded=True)
+    yield from systemd.service._inner(
+        service="docker", running=True, reloaded=not restart, restarted=restart
+    )
