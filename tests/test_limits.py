@@ -329,7 +329,7 @@ def test_a_spawn_past_what_the_server_can_guarantee_is_refused(spawn):
         "your lab is guaranteed 5G of memory, and this server has 4G of its 16G left"
     )
     problem = spawn.guarantee_problem({**wanted, "cpu_guarantee": 1}, running, info)
-    assert "guaranteed 1 CPU of CPUs, and this server has 0.5 CPUs of its 4 CPUs left" in problem
+    assert "guaranteed 1 CPU, and this server has 0.5 CPUs of its 4 CPUs left" in problem
     unguaranteed = {"mem_guarantee": None, "cpu_guarantee": None}
     assert spawn.guarantee_problem(unguaranteed, running * 5, info) is None
 

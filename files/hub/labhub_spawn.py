@@ -444,8 +444,8 @@ def guarantee_problem(resources: dict, containers: list[dict], info: dict) -> st
     engine reports (``docker info``'s MemTotal and NCPU).
     """
     for kind, label, total, unit, name in (
-        ("mem", MEM_GUARANTEE_LABEL, info["MemTotal"], format_size, "memory"),
-        ("cpu", CPU_GUARANTEE_LABEL, info["NCPU"], format_cpus, "CPUs"),
+        ("mem", MEM_GUARANTEE_LABEL, info["MemTotal"], format_size, " of memory"),
+        ("cpu", CPU_GUARANTEE_LABEL, info["NCPU"], format_cpus, ""),
     ):
         wanted = resources[f"{kind}_guarantee"]
         if not wanted:
@@ -453,7 +453,7 @@ def guarantee_problem(resources: dict, containers: list[dict], info: dict) -> st
         given = sum(float(c["Labels"].get(label) or 0) for c in _live(containers))
         if given + wanted > total:
             return (
-                f"your lab is guaranteed {unit(wanted)} of {name}, and this server has "
+                f"your lab is guaranteed {unit(wanted)}{name}, and this server has "
                 f"{unit(max(total - given, 0))} of its {unit(total)} left to guarantee "
                 "(the running labs hold the rest). Try again when a lab stops"
             )
