@@ -97,3 +97,13 @@ def server_gpu_problems(host: str, lab_gpus: dict, found: dict, version: str | N
                 f"{len(devices(found['gpus']))}: no lab of the group could start"
             )
     return problems
+
+
+def swarm_gpu_problems(lab_gpus: dict) -> list[str]:
+    """lab_gpus a swarm cannot give: it hands out GPUs by number, on a node that has them free."""
+    return [
+        f"lab_gpus.{group}: {request!r}: on a swarm (with lab_nodes) a group's labs get a "
+        "number of GPUs, which the swarm picks on a node that has them free; give a number"
+        for group, request in lab_gpus.items()
+        if not isinstance(request, int)
+    ]

@@ -55,6 +55,8 @@ if server_gpus is not None:
     problems += gpus.server_gpu_problems(
         host.name, settings.lab_gpus, server_gpus, read(host, ContainerToolkit)
     )
+elif cluster.lab_nodes(host):
+    problems += gpus.swarm_gpu_problems(settings.lab_gpus)
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 

@@ -486,3 +486,13 @@ def test_a_single_server_without_the_gpus_lab_gpus_names_is_refused():
         in gpus.server_gpu_problems("hub", {"gpu": 1}, found, None)[0]
     )
     assert gpus.server_gpu_problems("hub", {}, none, None) == []
+
+
+def test_a_swarm_is_asked_for_a_number_of_gpus_only():
+    assert gpus.swarm_gpu_problems({"gpu": 2}) == []
+    assert gpus.swarm_gpu_problems({"gpu": "all", "leem": ("0",)}) == [
+        "lab_gpus.gpu: 'all': on a swarm (with lab_nodes) a group's labs get a number of GPUs, "
+        "which the swarm picks on a node that has them free; give a number",
+        "lab_gpus.leem: ('0',): on a swarm (with lab_nodes) a group's labs get a number of GPUs, "
+        "which the swarm picks on a node that has them free; give a number",
+    ]

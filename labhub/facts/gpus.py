@@ -34,8 +34,11 @@ class Gpus(FactBase[dict]):
         }
     """
 
-    default = lambda: {"gpus": [], "problem": ""}  # noqa: E731
     requires_command = "nvidia-smi"
+
+    @staticmethod
+    def default() -> dict:
+        return {"gpus": [], "problem": ""}
 
     def command(self) -> str:
         return "nvidia-smi -L 2>&1 || true"
