@@ -65,6 +65,7 @@ def hub(lab_server, tmp_path_factory):
             {"name": "carol", "groups": ["gpu"]},
             {"name": "dave", "groups": ["gpu"]},
             {"name": "erin", "groups": ["big"]},
+            {"name": "frank", "groups": ["big"]},
         ],
         "lab_limits": {
             "*": {
@@ -82,7 +83,12 @@ def hub(lab_server, tmp_path_factory):
         **overrides,
     }
     labhost.run_pyinfra(server.inventory_file(data), "deploy.py").check()
-    return {"server": server, "url": f"http://{server.address}:{HUB_PORT}", "cpus": cpus}
+    return {
+        "server": server,
+        "url": f"http://{server.address}:{HUB_PORT}",
+        "cpus": cpus,
+        "data": data,
+    }
 
 
 def login(hub: dict, name: str) -> Hub:
@@ -166,7 +172,7 @@ def test_a_notebook_past_the_memory_limit_is_killed_and_its_user_told(hub):
         "256M" in page
     )
     log = hub_log(server)
-    assert "bob's lab jupyter-bob hit its memory limit (268435456)" in log
+    assert "bob's lab jupyter-bob hit its memory limit (256M)" in log
     assert "the kernel killed a process in it, the lab runs on" in log
     # The lab itself runs on: a new kernel answers.
     assert bob.run("print(6 * 7)").strip() == "42"
@@ -240,3 +246,20 @@ def test_a_lab_whose_guarantee_the_server_cannot_give_is_refused(hub):
         f"{left:g} CPUs of its {hub['cpus']} CPUs left to guarantee" in refused.json()["message"]
     )
     assert erin.server() is None
+
+
+def test_a_change_of_groups_applies_at_the_next_spawn_without_a_hub_restart(hub):
+    server = hub["server"]
+    started = inspect(server, "labhub-hub-1")["State"]["StartedAt"]
+    data = dict(hub["data"])
+    data["hub_users"] = [
+        {"name": "erin", "groups": ["leem"]} if isinstance(u, dict) and u["name"] == "erin" else u
+        for u in data["hub_users"]
+    ]
+    labhost.run_pyinfra(server.inventory_file(data), "deploy.py").check()
+    assert inspect(server, "labhub-hub-1")["State"]["StartedAt"] == started
+    erin = login(hub, "erin")
+    assert "CPU: at most 0.5 CPUs, 0.25 CPUs guaranteed" in erin.spawn_form()
+    erin.start()
+    config = inspect(server, "jupyter-erin")["HostConfig"]
+    assert config["NanoCpus"] == 500_000_000 and config["Memory"] == 256 * MIB

@@ -38,6 +38,7 @@ from labhub_spawn import (
     LAB_LABEL,
     SpawnRefused,
     account_files,
+    format_size,
     gpu_grant,
     guarantee_problem,
     held_gpus,
@@ -150,6 +151,9 @@ class LabSpawner(DockerSpawner):
             raise LabRefused(problem)
         if devices:
             self.log.info("%s's lab gets GPUs %s", self.user.name, ",".join(devices))
+        if resources["cpu_limit"] is not None:
+            # Given as nano CPUs: DockerSpawner's own CPU period would conflict with them.
+            self.cpu_limit = None
         self.extra_host_config = {
             **self.extra_host_config,
             **lab_host_config(resources, devices, limits.shm_size),
@@ -170,11 +174,12 @@ class LabSpawner(DockerSpawner):
         if notice and self._told != (container["Id"], state["Running"]):
             self._told = (container["Id"], state["Running"])
             self.lab_notice = notice
+            limit = container["HostConfig"].get("Memory")
             self.log.warning(
                 "%s's lab %s hit its memory limit (%s): %s (OOMKilled, exit code %s)",
                 self.user.name,
                 self.object_name,
-                container["HostConfig"].get("Memory") or "none",
+                format_size(limit) if limit else "none",
                 "the kernel killed a process in it, the lab runs on"
                 if state["Running"]
                 else "the kernel killed its main process, the lab stopped",
@@ -214,6 +219,11 @@ class LabSpawner(DockerSpawner):
             await super().start_object()
         except APIError as e:
             raise LabImageError(self.image, str(e.explanation or e)) from e
+
+    async def stop(self, now=False):
+        # Stopped by its user, an admin or the culler: what it met before is past.
+        self.lab_notice = None
+        await super().stop(now=now)
 
     async def start(self):
         self.lab_notice = None
