@@ -866,8 +866,8 @@ def _gpu_request(value: Any) -> Any:
 def _memory(value: int) -> int:
     if value < MIN_MEMORY:
         raise ValueError(
-            f"{_format_size(value)} is less than Docker's smallest memory limit, "
-            f"{_format_size(MIN_MEMORY)} (a number alone is bytes: write '512M', '8G')"
+            f"{format_size(value)} is less than Docker's smallest memory limit, "
+            f"{format_size(MIN_MEMORY)} (a number alone is bytes: write '512M', '8G')"
         )
     return value
 
@@ -896,7 +896,7 @@ class LabLimits(_Model):
 
     def problems(self, where: str) -> list[str]:
         problems = []
-        for kind, unit in (("mem", _format_size), ("cpu", _format_cpus)):
+        for kind, unit in (("mem", format_size), ("cpu", format_cpus)):
             limit, guarantee = getattr(self, f"{kind}_limit"), getattr(self, f"{kind}_guarantee")
             if limit is not None and guarantee is not None and guarantee > limit:
                 problems.append(
@@ -906,7 +906,7 @@ class LabLimits(_Model):
         return problems
 
 
-def _format_size(value: int) -> str:
+def format_size(value: int) -> str:
     for unit in ("T", "G", "M", "K"):
         size = value / _SIZE_UNITS[unit]
         if size >= 1 and round(size, 2) == size:
@@ -914,7 +914,7 @@ def _format_size(value: int) -> str:
     return f"{value} bytes"
 
 
-def _format_cpus(value: float) -> str:
+def format_cpus(value: float) -> str:
     return f"{value:g} CPU" + ("" if value == 1 else "s")
 
 

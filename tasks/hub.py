@@ -9,8 +9,9 @@ import json
 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
+from pyinfra.facts.hardware import Cpus, Memory
 
-from labhub import caddy, cluster, gpus, stack
+from labhub import caddy, cluster, gpus, limits, stack
 from labhub.facts import read
 from labhub.facts.gpus import ContainerToolkit, Gpus
 from labhub.facts.tree import files_at, folder_of
@@ -57,6 +58,11 @@ if server_gpus is not None:
     )
 elif cluster.lab_nodes(host):
     problems += gpus.swarm_gpu_problems(settings.lab_gpus)
+if settings.lab_limits and not cluster.lab_nodes(host):
+    memory = read(host, Memory)
+    problems += limits.server_limit_problems(
+        host.name, settings.group_limits, read(host, Cpus), memory and int(memory * 1024**2)
+    )
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 

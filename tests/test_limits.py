@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labhub import gpus, stack
+from labhub import gpus, limits, stack
 from labhub.facts.engine import EngineRunningSettings
 from labhub.facts.gpus import ContainerToolkit, Gpus
 from labhub.registry import CLIENT_SOURCE_FILE
@@ -496,3 +496,25 @@ def test_a_swarm_is_asked_for_a_number_of_gpus_only():
         "lab_gpus.leem: ('0',): on a swarm (with lab_nodes) a group's labs get a number of GPUs, "
         "which the swarm picks on a node that has them free; give a number",
     ]
+
+
+def test_limits_no_lab_of_a_group_could_ever_get_are_refused():
+    given = settings(
+        lab_limits={
+            "*": {"cpu_limit": 2},
+            "leem": {"cpu_limit": 8, "mem_guarantee": "64G"},
+            "gpu": {"cpu_guarantee": 6, "cpu_limit": 6},
+        }
+    ).group_limits
+    assert limits.server_limit_problems("hub", given, 4, 32 * GIB) == [
+        "lab_limits.leem.cpu_limit: 8 CPUs, and hub has 4 CPUs: Docker refuses a container "
+        "more CPUs than the server has",
+        "lab_limits.leem.mem_guarantee: 64G, more than all hub has (32G): no lab of the group "
+        "could start",
+        "lab_limits.gpu.cpu_limit: 6 CPUs, and hub has 4 CPUs: Docker refuses a container "
+        "more CPUs than the server has",
+        "lab_limits.gpu.cpu_guarantee: 6 CPUs, more than all hub has (4 CPUs): no lab of the "
+        "group could start",
+    ]
+    assert limits.server_limit_problems("hub", given, 8, 64 * GIB) == []
+    assert limits.server_limit_problems("hub", given, None, None) == []
