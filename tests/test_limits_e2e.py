@@ -263,3 +263,62 @@ def test_a_change_of_groups_applies_at_the_next_spawn_without_a_hub_restart(hub)
     erin.start()
     config = inspect(server, "jupyter-erin")["HostConfig"]
     assert config["NanoCpus"] == 500_000_000 and config["Memory"] == 256 * MIB
+
+
+def node_inventory(server: labhost.LabServer) -> Path:
+    """The lab server as a swarm's lab node (the hub server named, never reached: --limit)."""
+    node = {**server.login_data(), "docker_source": "distro"}
+    path = server.workdir / "node-inventory.py"
+    path.write_text(
+        f"lab_servers = [('hub.invalid', {{}})]\nlab_nodes = [({server.address!r}, {node!r})]\n"
+    )
+    return path
+
+
+def test_a_gpu_node_with_a_toolkit_before_1_19_is_refused_before_any_change(hub):
+    server = hub["server"]
+    inventory = node_inventory(server)
+    daemon = server.exec("cat /etc/docker/daemon.json")
+    refused = labhost.run_pyinfra(inventory, "tasks/docker.py", extra=("--limit", server.address))
+    assert refused.returncode != 0
+    assert (
+        f"{server.address}: NVIDIA container toolkit 1.17.8 exposes every GPU of the node to "
+        "every swarm task" in refused.stderr + refused.stdout
+    )
+    assert "nvidia-container-toolkit#1599" in refused.stderr + refused.stdout
+    assert server.exec("cat /etc/docker/daemon.json") == daemon
+
+
+def test_a_gpu_node_advertises_its_gpus_to_the_swarm(hub):
+    server = hub["server"]
+    put(
+        server,
+        "/usr/local/bin/nvidia-ctk",
+        "#!/bin/sh\necho 'NVIDIA Container Toolkit CLI version 1.19.0'\n",
+    )
+    # NVIDIA's runtime stands in as runc itself, its configuration as the package ships it.
+    put(server, "/usr/local/bin/nvidia-container-runtime", '#!/bin/sh\nexec runc "$@"\n')
+    server.exec("mkdir -p /etc/nvidia-container-runtime")
+    put(
+        server,
+        "/etc/nvidia-container-runtime/config.toml",
+        '#swarm-resource = "DOCKER_RESOURCE_GPU"\n\n[nvidia-container-cli]\nldconfig = '
+        '"@/sbin/ldconfig"\n',
+        "0644",
+    )
+    labhost.run_pyinfra(
+        node_inventory(server), "tasks/docker.py", extra=("--limit", server.address)
+    ).check()
+    daemon = json.loads(server.exec("cat /etc/docker/daemon.json"))
+    assert daemon["node-generic-resources"] == [f"NVIDIA-GPU={gpu}" for gpu in GPUS]
+    assert daemon["default-runtime"] == "nvidia"
+    assert daemon["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
+    assert daemon["live-restore"] is True  # the admin's and labhub's other keys kept
+    config = server.exec("cat /etc/nvidia-container-runtime/config.toml")
+    assert config.splitlines()[0] == 'swarm-resource = "DOCKER_RESOURCE_NVIDIA-GPU"'
+    # The engine was restarted and reads them.
+    info = json.loads(server.exec("docker info --format '{{json .}}'"))
+    assert info["DefaultRuntime"] == "nvidia"
+    assert sorted(
+        spec["NamedResourceSpec"]["Value"] for spec in info.get("GenericResources") or []
+    ) == sorted(GPUS)
