@@ -35,7 +35,8 @@ def node_daemon_settings(gpus: list[dict]) -> dict:
     """The daemon.json keys of a swarm GPU node: its GPUs as generic resources, NVIDIA's runtime
     as the default (swarm tasks cannot name a runtime)."""
     return {
-        "node-generic-resources": [f"{GPU_RESOURCE}={uuid}" for uuid in devices(gpus)],
+        # Sorted, as the engine reports them back (docker info), to compare.
+        "node-generic-resources": sorted(f"{GPU_RESOURCE}={uuid}" for uuid in devices(gpus)),
         "default-runtime": "nvidia",
         "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},
     }

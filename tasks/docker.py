@@ -112,8 +112,10 @@ if node_gpus:
     files.line(
         name=f"Have NVIDIA's runtime expose the GPUs the swarm assigns ({gpus.SWARM_RESOURCE_ENV})",
         path=gpus.TOOLKIT_CONFIG,
-        line=r"^#?\s*swarm-resource\s*=.*$",
+        # The packages ship the key commented out, at the top, before any table.
+        line=r"^#?[[:space:]]*swarm-resource[[:space:]]*=.*$",
         replace=f'swarm-resource = "{gpus.SWARM_RESOURCE_ENV}"',
+        extended_regex=True,
     )
     engine.configured(
         name=f"Advertise the node's {len(gpus.devices(node_gpus))} GPU(s) to the swarm "

@@ -34,6 +34,7 @@ LONGEST_FIRST = (
     "test_interrupted_e2e",
     "test_https_e2e",
     "test_docker_e2e",
+    "test_limits_e2e",
 )
 
 

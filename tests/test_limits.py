@@ -429,10 +429,10 @@ def test_a_gpu_node_advertises_its_gpus_through_nvidias_runtime():
     found = Gpus().process(recorded("nvidia-smi-L-h100-mig.txt"))["gpus"]
     assert gpus.node_daemon_settings(found) == {
         "node-generic-resources": [
+            "NVIDIA-GPU=GPU-c3d4e5f6-a7b8-4c9d-0e1f-2a3b4c5d6e7f",
             "NVIDIA-GPU=MIG-1a2b3c4d-5e6f-5a7b-8c9d-0e1f2a3b4c5d",
             "NVIDIA-GPU=MIG-6e7f8a9b-0c1d-5e2f-a3b4-c5d6e7f8a9b0",
             "NVIDIA-GPU=MIG-b1c2d3e4-f5a6-5b7c-8d9e-0f1a2b3c4d5e",
-            "NVIDIA-GPU=GPU-c3d4e5f6-a7b8-4c9d-0e1f-2a3b4c5d6e7f",
         ],
         "default-runtime": "nvidia",
         "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},

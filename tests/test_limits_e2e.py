@@ -310,7 +310,7 @@ def test_a_gpu_node_advertises_its_gpus_to_the_swarm(hub):
         node_inventory(server), "tasks/docker.py", extra=("--limit", server.address)
     ).check()
     daemon = json.loads(server.exec("cat /etc/docker/daemon.json"))
-    assert daemon["node-generic-resources"] == [f"NVIDIA-GPU={gpu}" for gpu in GPUS]
+    assert daemon["node-generic-resources"] == sorted(f"NVIDIA-GPU={gpu}" for gpu in GPUS)
     assert daemon["default-runtime"] == "nvidia"
     assert daemon["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
     assert daemon["live-restore"] is True  # the admin's and labhub's other keys kept
@@ -322,3 +322,9 @@ def test_a_gpu_node_advertises_its_gpus_to_the_swarm(hub):
     assert sorted(
         spec["NamedResourceSpec"]["Value"] for spec in info.get("GenericResources") or []
     ) == sorted(GPUS)
+    again = labhost.run_pyinfra(
+        node_inventory(server), "tasks/docker.py", extra=("--limit", server.address)
+    ).check()
+    assert not [name for name in again.changed_operations if "GPU" in name], (
+        again.changed_operations
+    )

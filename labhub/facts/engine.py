@@ -68,9 +68,9 @@ class EngineRunningSettings(FactBase[dict]):
         running = {key: info[field] for key, field in INFO_FIELDS.items() if field in info}
         if "GenericResources" in info:
             # As daemon.json writes them: KIND=VALUE (named) or KIND=COUNT (discrete).
-            running["node-generic-resources"] = [
+            running["node-generic-resources"] = sorted(
                 f"{spec['Kind']}={spec['Value']}"
                 for resource in info["GenericResources"] or []
                 for spec in resource.values()
-            ]
+            )
         return running
