@@ -66,6 +66,7 @@ def hub(lab_server, tmp_path_factory):
             {"name": "dave", "groups": ["gpu"]},
             {"name": "erin", "groups": ["big"]},
             {"name": "frank", "groups": ["big"]},
+            {"name": "gus", "groups": ["tiny"]},
         ],
         "lab_limits": {
             "*": {
@@ -77,6 +78,8 @@ def hub(lab_server, tmp_path_factory):
             "gpu": {"mem_limit": "512M", "cpu_limit": 1, "cpu_guarantee": 0.5},
             # More than the server has left once the two GPU labs run.
             "big": {"cpu_limit": cpus, "cpu_guarantee": cpus - 0.5},
+            # Less than a Jupyter server needs to start.
+            "tiny": {"mem_limit": "24M", "mem_guarantee": "16M"},
         },
         "lab_gpus": {"gpu": 1},
         "lab_shm_size": "256M",
@@ -233,6 +236,31 @@ def test_a_lab_asking_for_a_gpu_when_none_is_free_is_refused(hub):
     assert dave.server() is None
     assert "jupyter-dave" not in hub["server"].exec("docker ps -a --format '{{.Names}}'").split()
     assert "refused dave's lab: your lab needs 1 GPU of its own" in hub_log(hub["server"])
+
+
+def spawn_failure(user: Hub) -> str:
+    """The message of a spawn that fails: the API's answer when it fails at once, else the
+    failure the spawn's progress reports."""
+    response = user.api("POST", f"/hub/api/users/{user.user}/server", json={})
+    if response.status_code >= 400:
+        return response.json()["message"]
+    assert response.status_code == 202, response.text
+    progress = user.api("GET", f"/hub/api/users/{user.user}/server/progress", stream=True)
+    for line in progress.iter_lines(decode_unicode=True):
+        if line.startswith("data:") and json.loads(line[5:]).get("failed"):
+            return json.loads(line[5:])["message"]
+    raise AssertionError(f"{user.user}'s spawn did not fail")
+
+
+def test_a_lab_killed_for_memory_while_it_starts_says_so_not_that_the_image_is_broken(hub):
+    gus = login(hub, "gus")
+    message = spawn_failure(gus)
+    assert (
+        "Your lab cannot start now: it used more than its memory limit of 24M while it started"
+        in message
+    ), message
+    assert "cannot start a Jupyter server" not in message
+    assert gus.server() is None
 
 
 def test_a_lab_whose_guarantee_the_server_cannot_give_is_refused(hub):

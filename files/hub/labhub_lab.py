@@ -89,6 +89,8 @@ class LabSpawner(DockerSpawner):
     # Why the user's last lab stopped, or what it met (its memory limit): on the hub's pages.
     lab_notice: str | None = None
     _told: tuple = ()
+    # The exit code of the lab's container, as poll last read it before removing it.
+    _exit_code: int | None = None
 
     def lab_containers(self) -> list[dict]:
         """Every lab container of this engine (the Engine API's list, with labels and state)."""
@@ -187,6 +189,7 @@ class LabSpawner(DockerSpawner):
             )
         if state["Running"]:
             return None
+        self._exit_code = state.get("ExitCode")
         status = "ExitCode={ExitCode}, Error='{Error}', FinishedAt={FinishedAt}".format(**state)
         if self.remove and state.get("Status") in ("exited", "dead"):
             await self.remove_object()
@@ -245,12 +248,20 @@ class LabSpawner(DockerSpawner):
             except OSError:  # not listening yet
                 pass
             state = await self.poll()
+            if state is not None and self.lab_notice:
+                # Killed for memory while it started: the limit, not the image, is why.
+                limit = (self.lab_resources or {}).get("mem_limit")
+                raise LabRefused(
+                    "it used more than its memory limit"
+                    + (f" of {format_size(limit)}" if limit else "")
+                    + " while it started: ask the lab's admins for a larger limit"
+                )
             if state is not None:
                 raise LabImageError(
                     self.image,
-                    "its container stopped at once"
-                    if state == 0
-                    else f"its container stopped ({state})",
+                    f"its container stopped with exit code {self._exit_code}"
+                    if self._exit_code
+                    else "its container stopped at once",
                 )
             if time.monotonic() > deadline:
                 raise LabImageError(
