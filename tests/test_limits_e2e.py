@@ -110,7 +110,7 @@ def hub_log(server: labhost.LabServer) -> str:
     return server.exec("docker logs labhub-hub-1 2>&1")
 
 
-def eventually(check, timeout: float = 90, step: str = ""):
+def eventually(check, timeout: float = 180, step: str = ""):
     deadline = time.monotonic() + timeout
     while True:
         found = check()
