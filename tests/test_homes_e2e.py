@@ -26,6 +26,7 @@ USERS = [{"name": "alice", "uid": 2101}, {"name": "bob", "uid": 2102}]
 HOMES = ["/home/jupyter-alice", "/home/jupyter-bob"]
 SHARED_AT = "/srv/labhost-homes"
 OPTIONS = "rw,x-labhub-home,_netdev,nofail,x-systemd.automount"
+BOOT_CIFS = "x-labhub-home,_netdev,nofail,x-systemd.automount"
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +173,69 @@ def test_an_existing_export_never_hides_a_user_file_on_the_disk(first_run, lab, 
     )
     assert fstab(hub) == before
     assert hub.exec("cat /home/jupyter-bob/results.csv") == "mine\n"
+
+
+# --- An existing CIFS export, on an inventory of one server ---------------------------------------
+
+CIFS_PASSWORD = "homes-Pa55word-e2e"
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """A server of its own, deployed with the homes on an existing CIFS export."""
+    folder = tmp_path_factory.mktemp("cifs")
+    credentials = labhost.write_secret(
+        folder / "homes.cred", f"username=labhomes\npassword={CIFS_PASSWORD}\n"
+    )
+    server = labhost.start_lab_server("homes-single")
+    try:
+        server.exec("echo '127.0.0.1 files.lab' >> /etc/hosts")
+        data = {
+            "hub_users": USERS,
+            "home_storage": {
+                "cifs": {"source": "//files.lab/homes", "credentials": str(credentials)}
+            },
+        }
+        inventory = server.inventory_file(data, folder / "inventory.py")
+        run = labhost.run_pyinfra(
+            inventory, "tasks/users.py", "tasks/homes.py", extra=("--diff",)
+        ).check()
+        yield server, inventory, run
+    finally:
+        server.remove()
+
+
+def test_an_existing_export_is_mounted_on_a_single_server(single):
+    server, _, run = single
+    lines = [line for line in fstab(server) if "x-labhub-home" in line]
+    assert lines == [
+        f"//files.lab/homes/{account} /home/{account} cifs rw,uid={account},gid=100,"
+        f"file_mode=0600,dir_mode=0700,credentials=/etc/labhub/home-credentials,{BOOT_CIFS} 0 0"
+        for account in ("jupyter-alice", "jupyter-bob")
+    ]
+    assert server.exec("stat -c '%U %a' /etc/labhub/home-credentials") == "root 600\n"
+    assert CIFS_PASSWORD not in run.stdout + run.stderr
+    # No home was made on the server's disk: each is the export's folder.
+    assert server.exec("ls -A /home/jupyter-alice /home/jupyter-bob").split() == [
+        "/home/jupyter-alice:",
+        "/home/jupyter-bob:",
+    ]
+    assert "labhub: the home of jupyter-alice (//files.lab/homes/jupyter-alice)" in (
+        run.stdout + run.stderr
+    )
+
+
+def test_mount_accepts_the_single_server_fstab(single):
+    server, _, _ = single
+    server.automounts("stop", HOMES)
+    try:
+        out = server.exec("mount --fake --all --verbose 2>&1")
+    finally:
+        server.automounts("start", HOMES)
+    assert out.count("successfully mounted") >= len(HOMES), out
+
+
+def test_rerun_on_the_single_server_changes_nothing(single):
+    _, inventory, _ = single
+    again = deploy(inventory)
+    assert again.changed == 0, again.changed_operations
