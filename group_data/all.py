@@ -37,6 +37,17 @@ user_prefix = "jupyter-"
 # in the home, default <name>). Each is one fstab line with _netdev,nofail,x-systemd.automount.
 shares = []
 
+# Where the hub users' homes (/home/<account>) are, the same on the hub server and every lab node:
+# "export": on the hub server's disk, exported over NFS to the lab nodes alone (nothing changes on
+#           an inventory without lab_nodes);
+# {"nfs": "server:/export"} (optional "options": extra mount options): an existing NFS export;
+# {"cifs": {"source": "//server/homes", "credentials": ..., "options": [...]}}: an existing CIFS
+#           export, given like a share (credentials uploaded to /etc/labhub/home-credentials).
+# An existing export holds one folder per account (/export/jupyter-alice, owned by the account's
+# uid: pin uids in hub_users), mounted at the home on every server with one fstab line a home
+# (_netdev,nofail,x-systemd.automount).
+home_storage = "export"
+
 # Where the hub's compose project, rendered configuration and build contexts live on the host.
 hub_dir = "/opt/labhub"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import shlex
@@ -345,6 +346,38 @@ class LabServer:
             )
         self.exec("systemctl daemon-reload && systemctl restart remote-fs.target")
 
+    def stand_in_nfs(self, mountpoints: list[str], export: str, shared_at: str) -> None:
+        """
+        A folder this server shares with another lab server stands in for NFS (which this
+        machine's kernel can neither serve nor mount) at these mount points: labhub's NFS fstab
+        line of each, from ``server:<export>/...``, becomes a bind of ``<shared_at>/...``, the
+        same folder of the engine volume the exporting server has at ``export`` (see
+        ``start_lab_server``'s ``volumes``), keeping every option. The automounts are started
+        again with the new lines and the homes mounted; a redeploy writes the NFS lines back.
+        """
+        program = (
+            '($3 == "nfs" || $3 == "nfs4") && ($2 in m) { i = index($1, ":/"); '
+            "path = substr($1, i + 1); "
+            'if (i && index(path, e "/") == 1) { '
+            '$1 = s substr(path, length(e) + 1); $3 = "none"; $4 = "bind," $4 } } { print }'
+        )
+        marks = "".join(f"m[{json.dumps(m)}]; " for m in mountpoints)
+        self.exec(
+            f"awk -v e={shlex.quote(export)} -v s={shlex.quote(shared_at)} "
+            f"{shlex.quote('BEGIN { ' + marks + '} ' + program)} /etc/fstab > /etc/fstab.new && "
+            "mv /etc/fstab.new /etc/fstab"
+        )
+        mounts = " ".join(
+            f"$(systemd-escape --path --suffix=mount {shlex.quote(path)})" for path in mountpoints
+        )
+        self.automounts("stop", mountpoints)
+        self.exec(f"systemctl stop {mounts}")
+        # Mounted now, as labhub's deploy mounts them: also where automounts cannot work.
+        self.exec(
+            f"systemctl daemon-reload && systemctl restart remote-fs.target && "
+            f"systemctl start {mounts}"
+        )
+
     def remove(self) -> None:
         if self._closed:
             return
@@ -384,9 +417,18 @@ HAS_AUTOFS = os.path.exists("/dev/autofs")
 
 
 def start_lab_server(
-    name: str | None = None, workdir: Path | None = None, boot_timeout: float = 90
+    name: str | None = None,
+    workdir: Path | None = None,
+    boot_timeout: float = 90,
+    volumes: dict[str, str] | None = None,
 ) -> LabServer:
-    """Start a fresh lab server and wait until systemd is running and SSH accepts the key."""
+    """
+    Start a fresh lab server and wait until systemd is running and SSH accepts the key.
+    ``volumes`` are engine volumes of this machine mounted in the server, ``{volume: path}``:
+    one volume given to several servers of a lab is a folder they share (made, labelled, when
+    missing; ``remove_volume`` removes it once they are gone). A volume new and empty at its
+    first server's path gets what the image has there (Docker copies it).
+    """
     client = ensure_engine()
     image = ensure_labhost_image(client)
     # Known by its labels: a container of the machine's owner may already have the name.
@@ -394,13 +436,15 @@ def start_lab_server(
     name = name if name and not _name_taken(client, name) else f"{wanted}-{uuid.uuid4().hex[:8]}"
     labels = {LABEL: "1", NAME_LABEL: wanted}
     volume = client.volumes.create(f"{name}-docker", labels=labels).name
+    for shared in volumes or {}:
+        client.volumes.create(shared, labels={LABEL: "shared"})
     workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{name}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     key_path = workdir / "id_ed25519"
     if not key_path.exists():
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key_path))
     try:
-        container = _run_lab_server(client, image, name, volume, labels)
+        container = _run_lab_server(client, image, name, volume, labels, volumes or {})
     except docker.errors.APIError as e:
         _remove_labelled_volume(client, volume)
         reason = probes.capability_refusal(str(e))
@@ -433,7 +477,14 @@ def _name_taken(client: docker.DockerClient, name: str) -> bool:
         return False
 
 
-def _run_lab_server(client: docker.DockerClient, image: str, name: str, volume: str, labels):
+def _run_lab_server(
+    client: docker.DockerClient,
+    image: str,
+    name: str,
+    volume: str,
+    labels,
+    shared: dict[str, str],
+):
     container = client.containers.run(
         image,
         name=name,
@@ -449,6 +500,7 @@ def _run_lab_server(client: docker.DockerClient, image: str, name: str, volume: 
         volumes={
             "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"},
             volume: {"bind": "/var/lib/docker", "mode": "rw"},
+            **{other: {"bind": path, "mode": "rw"} for other, path in shared.items()},
         },
         labels=labels,
     )
@@ -551,10 +603,20 @@ def _remove_container(client: docker.DockerClient, container) -> None:
 
 
 def _remove_labelled_volume(client: docker.DockerClient, name: str) -> None:
-    """The engine volume, if it is there and the harness made it (it carries LABEL)."""
+    """The engine volume, if it is there, the harness made it (it carries LABEL) and no other
+    lab server still has it (a shared volume goes with the last)."""
     try:
         found = client.volumes.get(name)
     except docker.errors.NotFound:
         return
     if LABEL in (found.attrs.get("Labels") or {}):
-        found.remove(force=True)
+        try:
+            found.remove(force=True)
+        except docker.errors.APIError as e:
+            if e.status_code != 409:
+                raise
+
+
+def remove_volume(name: str) -> None:
+    """Remove a volume ``start_lab_server`` made for ``volumes``, once no server has it."""
+    _remove_labelled_volume(ensure_engine(), name)

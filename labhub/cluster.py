@@ -54,3 +54,10 @@ def hub_server(host) -> Host:
 def servers(host) -> list[Host]:
     """Every server of the host's lab: the hub server first, then the lab nodes."""
     return [hub_server(host), *lab_nodes(host)]
+
+
+def address(host) -> str:
+    """The name or address the lab's other servers reach a server at: its ``ssh_hostname``
+    when the inventory gives one, otherwise its name in the inventory."""
+    host = real_host(host)
+    return str(host.data.get("ssh_hostname") or host.name)

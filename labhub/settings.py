@@ -667,6 +667,68 @@ Seconds = Annotated[int, Field(ge=0)]
 SelectingGroups = Annotated[tuple[GroupName, ...] | None, AfterValidator(_not_empty_groups)]
 
 
+def _split_options(value: Any) -> Any:
+    """Mount options as a list or as fstab writes them, one string with commas."""
+    if isinstance(value, str):
+        return tuple(o.strip() for o in value.split(",") if o.strip())
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _mount_options(value: tuple[str, ...]) -> tuple[str, ...]:
+    for option in value:
+        if any(c.isspace() for c in option) or "," in option:
+            raise ValueError(f"mount option {option!r} may not contain spaces or commas")
+        if option in ("noauto", "auto"):
+            raise ValueError(
+                f"mount option {option!r} is not allowed: labhub mounts every share and home at "
+                "boot through a systemd automount"
+            )
+    return value
+
+
+def _cifs_options(value: tuple[str, ...]) -> tuple[str, ...]:
+    for option in value:
+        refused = cifs_option_owner(option.split("=", 1)[0])
+        if refused:
+            raise ValueError(
+                f"mount option {option.split('=', 1)[0]!r} is not allowed "
+                f"(mount.cifs reads it as {refused[0]}): {refused[1]}"
+            )
+    return value
+
+
+def _cifs_source(value: str) -> str:
+    if not re.fullmatch(r"//[^/\s,]+/[^\s,]+", value) or not value.isprintable():
+        raise ValueError(f"{value!r} is not a CIFS source like //server/share (no spaces)")
+    return value
+
+
+def _nfs_source(value: str) -> str:
+    server, sep, path = value.rpartition(":")
+    if server.startswith("[") and server.endswith("]"):
+        server = server[1:-1]
+    if (
+        not sep
+        or not (_is_ip(server) or DNS_NAME_RE.fullmatch(server))
+        or not path.startswith("/")
+        or any(c.isspace() or c in ",\\" or not c.isprintable() for c in path)
+    ):
+        raise ValueError(
+            f"{value!r} is not an NFS export like server:/export (a server name or address, "
+            "then an absolute path without spaces or commas)"
+        )
+    return f"{value[: len(value) - len(path)]}{normal_path(path)}"
+
+
+MountOptions = Annotated[
+    tuple[str, ...], BeforeValidator(_split_options), AfterValidator(_mount_options)
+]
+# A CIFS mount's own options: never those labhub sets from the settings (the login, ro/rw...).
+CifsOptions = Annotated[MountOptions, AfterValidator(_cifs_options)]
+CifsSource = Annotated[str, AfterValidator(_cifs_source)]
+NfsSource = Annotated[str, AfterValidator(_nfs_source)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
@@ -679,11 +741,11 @@ class HubUser(_Model):
 
 class Share(_Model):
     name: str
-    source: str
+    source: CifsSource
     mountpoint: OwnedPath
     mode: Literal["ro", "rw"]
     credentials: CredentialsFile
-    options: tuple[str, ...] = ()
+    options: CifsOptions = ()
     groups: SelectingGroups = None
     container_path: ContainerPath | None = None
 
@@ -692,39 +754,6 @@ class Share(_Model):
     def _check_name(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", value):
             raise ValueError(f"{value!r} is not a valid share name (a-z, 0-9, '_', '.', '-')")
-        return value
-
-    @field_validator("source")
-    @classmethod
-    def _check_source(cls, value: str) -> str:
-        if not re.fullmatch(r"//[^/\s,]+/[^\s,]+", value) or not value.isprintable():
-            raise ValueError(f"{value!r} is not a CIFS source like //server/share (no spaces)")
-        return value
-
-    @field_validator("options", mode="before")
-    @classmethod
-    def _split_options(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(o.strip() for o in value.split(",") if o.strip())
-        return tuple(value) if isinstance(value, list) else value
-
-    @field_validator("options")
-    @classmethod
-    def _check_options(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for option in value:
-            if any(c.isspace() for c in option) or "," in option:
-                raise ValueError(f"mount option {option!r} may not contain spaces or commas")
-            if option in ("noauto", "auto"):
-                raise ValueError(
-                    f"mount option {option!r} is not allowed: labhub mounts every share at boot "
-                    "through a systemd automount"
-                )
-            refused = cifs_option_owner(option.split("=", 1)[0])
-            if refused:
-                raise ValueError(
-                    f"mount option {option.split('=', 1)[0]!r} is not allowed "
-                    f"(mount.cifs reads it as {refused[0]}): {refused[1]}"
-                )
         return value
 
     @property
@@ -782,6 +811,53 @@ def cifs_option_owner(key: str) -> tuple[str, str] | None:
         if key.startswith(prefixes):
             return (meaning, advice) if meaning else None
     return None
+
+
+class CifsExport(_Model):
+    """An existing CIFS export of the homes, given like a share: its source, credentials and
+    own options (never those labhub sets: the login, ro/rw, ownership)."""
+
+    source: CifsSource
+    credentials: CredentialsFile
+    options: CifsOptions = ()
+
+
+def _home_storage(value: Any) -> Any:
+    """ "export" is the storage with no export of the lab's own: the hub server's disk."""
+    if value == "export":
+        return {}
+    if isinstance(value, dict) and not value:
+        raise ValueError('an empty mapping: give "export", {"nfs": ...} or {"cifs": {...}}')
+    if not isinstance(value, dict):
+        raise ValueError(
+            f'{value!r} is not "export" (the hub server exports the homes over NFS), '
+            '{"nfs": "server:/export"} or {"cifs": {"source": ..., "credentials": ...}}'
+        )
+    return value
+
+
+class HomeStorage(_Model):
+    """
+    Where the hub users' homes are: on the hub server's disk, exported over NFS to the lab
+    nodes (neither ``nfs`` nor ``cifs``: the setting's ``"export"``), or on an existing NFS or
+    CIFS export holding one folder per account, mounted at each home on every server.
+    """
+
+    nfs: NfsSource | None = None
+    cifs: CifsExport | None = None
+    options: MountOptions = ()
+
+    @model_validator(mode="after")
+    def _one_export(self) -> HomeStorage:
+        if self.nfs is not None and self.cifs is not None:
+            raise ValueError("give nfs or cifs, not both")
+        if self.options and self.nfs is None:
+            raise ValueError("options go with nfs (a CIFS export's options go in its own mapping)")
+        return self
+
+    @property
+    def kind(self) -> Literal["export", "nfs", "cifs"]:
+        return "nfs" if self.nfs is not None else "cifs" if self.cifs is not None else "export"
 
 
 class LabVolume(_Model):
@@ -926,6 +1002,7 @@ class Settings(_Model):
     hub_admins: tuple[str, ...]
     user_prefix: str
     shares: tuple[Share, ...]
+    home_storage: Annotated[HomeStorage, BeforeValidator(_home_storage)]
     hub_dir: OwnedPath
     hub_port: Port
     hub_bind: IpAddress

@@ -9,7 +9,7 @@ deleted: the account and everything it owns stay, and listing the user again unl
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
 
-from labhub import accounts
+from labhub import accounts, cluster, homes
 from labhub.facts.accounts import local_accounts as read_accounts
 from labhub.facts.accounts import local_groups
 from labhub.operations import accounts as account_ops
@@ -22,6 +22,8 @@ local_accounts = read_accounts(host)
 problems = accounts.account_problems(settings, local_accounts, local_groups(host))
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
+# A home mounted from another server (tasks/homes.py) is that server's to make and keep.
+home_here = not homes.mounted_here(settings.home_storage, cluster.is_node(host))
 
 for user in settings.hub_users:
     account = settings.account_name(user.name)
@@ -35,6 +37,7 @@ for user in settings.hub_users:
         home=accounts.home_of(account),
         shell=accounts.SHELL,
         home_mode=accounts.HOME_MODE,
+        home_here=home_here,
     )
 
 # Accounts labhub made earlier (marked in their comment) for users no longer listed.

@@ -206,7 +206,7 @@ def test_hub_users_accept_names_and_mappings():
         ),
         (
             {"options": ["noauto"]},
-            "shares[0].options: mount option 'noauto' is not allowed: labhub mounts every share at boot "
+            "shares[0].options: mount option 'noauto' is not allowed: labhub mounts every share and home at boot "
             "through a systemd automount",
         ),
         (

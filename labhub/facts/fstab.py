@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
+from labhub import accounts
 from labhub.facts import read
 from labhub.settings import get_settings
 
@@ -111,8 +112,10 @@ class Mounts(FactBase[dict[str, MountDict]]):
 
 def mounts_at(host, path: str) -> MountDict:
     """What ``Mounts`` says of ``path`` (``{"exists": False, "types": []}`` when nothing), from
-    one read of every share's mount point in the settings (and ``path``) for the run, until an
-    operation changes the host. A share no longer in the settings is read with them: once, in
-    the run that removes it."""
-    paths = sorted({path, *(share.mountpoint for share in get_settings(host).shares)})
+    one read of every share's mount point and hub user's home in the settings (and ``path``)
+    for the run, until an operation changes the host. A share or home no longer in the settings
+    is read with them: once, in the run that removes it."""
+    settings = get_settings(host)
+    homes = (accounts.home_of(settings.account_name(user.name)) for user in settings.hub_users)
+    paths = sorted({path, *(share.mountpoint for share in settings.shares), *homes})
     return read(host, Mounts, paths=paths).get(path, {"exists": False, "types": []})

@@ -25,6 +25,7 @@ def account(
     home: str | None = None,
     shell: str = "/bin/bash",
     home_mode: str = "0700",
+    home_here: bool = True,
     locked: bool = False,
     locked_shell: str = "/usr/sbin/nologin",
     locked_expire: int = 1,
@@ -40,6 +41,9 @@ def account(
       missing, never moved, and its owner and mode kept right
     + shell: login shell of an active account
     + home_mode: mode of the home directory
+    + home_here: whether the home is on this host's disk; False: it is another server's,
+      mounted here (``home_storage``), which that server creates and keeps: neither made nor
+      changed here (root may not change it through the mount)
     + locked: lock the account instead (expired, no login shell), keeping everything it owns;
       an account that does not exist is left absent
     + locked_shell: the shell of a locked account
@@ -98,7 +102,7 @@ def account(
         if uid is not None:
             args += ["--uid", str(uid)]
         # A home kept from an earlier account (same pinned uid) is reused as it is.
-        args.append("--no-create-home" if home_now else "--create-home")
+        args.append("--create-home" if home_here and not home_now else "--no-create-home")
         yield StringCommand("useradd", *args, QuoteString(user))
     else:
         args = []
@@ -118,7 +122,7 @@ def account(
         if args:
             yield StringCommand("usermod", *args, QuoteString(user))
 
-    if (
+    if home_here and (
         existing is None
         or home_now is None
         or (home_now["user"], home_now["group"], home_now["mode"])

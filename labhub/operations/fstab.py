@@ -79,13 +79,14 @@ def mount_point(path: str):
 
 
 @operation()
-def mounted(path: str, fstype: str, failure: str):
+def mounted(path: str, fstype: str | tuple[str, ...], failure: str):
     """
     Mount a file system through its systemd mount unit (made from its fstab line) unless one of
     ``fstype`` is mounted there already.
 
     + path: the mount point (its line must be in fstab, and systemd reloaded since)
-    + fstype: the file system type that counts as mounted (an automount point alone does not)
+    + fstype: the file system type that counts as mounted (an automount point alone does not),
+      or several (an ``nfs`` line mounts as ``nfs`` or ``nfs4``, as the server answers)
     + failure: the message printed on stderr when mounting fails, after the mount's own errors
 
     Mounting through the unit, not ``mount``, keeps one mount where a systemd automount already
@@ -105,8 +106,9 @@ def mounted(path: str, fstype: str, failure: str):
         )
     """
 
-    if fstype in mounts_at(host, path)["types"]:
-        host.noop(f"{fstype} is mounted at {path}")
+    types = (fstype,) if isinstance(fstype, str) else fstype
+    if set(types) & set(mounts_at(host, path)["types"]):
+        host.noop(f"{' or '.join(types)} is mounted at {path}")
         return
     # On failure, the mount helper's own error (from the journal) and then ours.
     yield StringCommand(
