@@ -11,6 +11,8 @@ On the server::
         ssh_key                          the key an sftp repository is reached with
         known_hosts                      that repository's host key, recorded at first contact
     /usr/local/sbin/labhub-backup        the backup program (files/backup/labhub-backup)
+    /run/labhub-restore-check/           while a restore is checked: its own backup.env,
+                                         password, ssh_key (then removed)
     /etc/systemd/system/labhub-backup.{service,timer}
 """
 
@@ -27,7 +29,9 @@ CONFIG_DIR = "/etc/labhub/backup"
 ENV_FILE = f"{CONFIG_DIR}/backup.env"
 PASSWORD_FILE = f"{CONFIG_DIR}/password"
 SSH_KEY_FILE = f"{CONFIG_DIR}/ssh_key"
-KNOWN_HOSTS_FILE = f"{CONFIG_DIR}/known_hosts"
+# The same files for the check before a restore, root only and gone once it ran: nothing of the
+# backup is on the server before the restore is known to go through (tasks/restore.py).
+CHECK_DIR = "/run/labhub-restore-check"
 PROGRAM = "/usr/local/sbin/labhub-backup"
 PROGRAM_SOURCE = ROOT / "files" / "backup" / "labhub-backup"
 SERVICE = "labhub-backup.service"
@@ -52,17 +56,22 @@ def backend_tool(repository: str) -> str | None:
     )
 
 
-def env_text(settings: Settings) -> str:
-    """The backup program's settings, one ``KEY='value'`` line each (quoted by shlex)."""
+def env_text(settings: Settings, config_dir: str = CONFIG_DIR) -> str:
+    """The backup program's settings, one ``KEY='value'`` line each (quoted by shlex), reading
+    its password and keys in ``config_dir`` (another one for the check before a restore)."""
     assert settings.backup_repository is not None
     keep = " ".join(f"--keep-{name} {count}" for name, count in settings.backup_keep.items())
+    project = stack.Stack.from_settings(settings)
     values = {
         "RESTIC_REPOSITORY": settings.backup_repository,
-        "RESTIC_PASSWORD_FILE": PASSWORD_FILE,
-        "LABHUB_SSH_KEY": SSH_KEY_FILE if settings.backup_ssh_key else "",
-        "LABHUB_KNOWN_HOSTS": KNOWN_HOSTS_FILE,
+        "RESTIC_PASSWORD_FILE": f"{config_dir}/password",
+        "LABHUB_SSH_KEY": f"{config_dir}/ssh_key" if settings.backup_ssh_key else "",
+        "LABHUB_KNOWN_HOSTS": f"{config_dir}/known_hosts",
         "LABHUB_HUB_DIR": settings.hub_dir,
-        "LABHUB_PROJECT": stack.Stack.from_settings(settings).project,
+        # The rule of stack.hub_dir_state: a hub is there when its compose file is.
+        "LABHUB_COMPOSE_FILE": project.compose_file,
+        "LABHUB_STACK_FOLDERS": " ".join(sorted(stack.STACK_FOLDERS)),
+        "LABHUB_PROJECT": project.project,
         "LABHUB_REGISTRY_VOLUME": stack.REGISTRY_VOLUME,
         "LABHUB_BACKUP_HOMES": "1" if settings.backup_homes else "",
         "LABHUB_BACKUP_REGISTRY": "1" if settings.backup_registry else "",

@@ -31,13 +31,15 @@ from labhub.settings import ROOT, Settings
 NETWORK = "labhub"
 # The folders labhub makes in hub_dir.
 STACK_FOLDERS = frozenset({"hub", "registry", "build", "proxy"})
+# The compose project's file in hub_dir: where it is, there is a hub (hub_dir_state).
+COMPOSE_FILE = "compose.yaml"
 # Where the proxy's folder of hub_dir is mounted, read-only.
 PROXY_CONFIG_DIR = "/etc/caddy/labhub"
 # Where the official Caddy image keeps certificates, keys and its local CA ($XDG_DATA_HOME).
 PROXY_DATA_PATH = "/data"
 HUB_REPOSITORY = "labhub/hub"
-# What labhub keeps on a host outside hub_dir: the IDs of the images it built, and the compose
-# override that runs the previous hub image after a failed upgrade.
+# What labhub keeps on a host outside hub_dir: the IDs of the images it built, the stack's files
+# from before a hub upgrade, and the mark of one that was rolled back.
 STATE_DIR = "/var/lib/labhub"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
@@ -147,7 +149,7 @@ class Stack:
 
     @property
     def compose_file(self) -> str:
-        return self.path("compose.yaml")
+        return self.path(COMPOSE_FILE)
 
     @property
     def registry_config_file(self) -> str:
@@ -159,9 +161,16 @@ class Stack:
         return REGISTRY_CONFIG_PATHS[self.registry_major]
 
     @property
-    def hub_rollback_file(self) -> str:
-        """The compose override that runs the previous hub image after a failed upgrade."""
-        return f"{STATE_DIR}/hub-rollback.yaml"
+    def hub_previous_dir(self) -> str:
+        """Where the stack's files as they were before a hub upgrade are kept, for a failed
+        upgrade to go back to (``hub_database.files_kept``)."""
+        return f"{STATE_DIR}/hub-previous"
+
+    @property
+    def hub_rolled_back_file(self) -> str:
+        """Left by a hub upgrade that was rolled back (``labhub.facts.hub_database``), until the
+        hub runs the image the deploy builds."""
+        return f"{STATE_DIR}/hub-rolled-back"
 
 
 @dataclass(frozen=True)
@@ -262,18 +271,42 @@ def lab_builds(settings: Settings) -> list[Build]:
     return builds
 
 
-def hub_dir_problems(settings: Settings, folder: dict | None) -> list[str]:
-    """What keeps labhub from owning hub_dir, before any change: a file there, or a folder with
-    other things in it and no labhub compose project."""
+def hub_dir_state(folder: dict | None) -> str:
+    """
+    The one answer to "is there a hub here", for every task and the backup program: what
+    ``hub_dir`` is, from ``Folders`` or ``folder_of`` (its kind and entries).
+
+    - ``"hub"``: it holds ``compose.yaml`` (labhub's compose project): a hub lives here;
+    - ``"free"``: missing, empty, or only labhub's own folders (a first run cut short);
+    - ``"foreign"``: other things and no compose project: not labhub's;
+    - ``"file"``: it is not a folder.
+    """
     if folder is None or folder["kind"] == "missing":
-        return []
+        return "free"
     if folder["kind"] == "other":
+        return "file"
+    if COMPOSE_FILE in folder["entries"]:
+        return "hub"
+    return "foreign" if set(folder["entries"]) - STACK_FOLDERS else "free"
+
+
+def hub_dir_problems(settings: Settings, folder: dict | None, restore: bool = False) -> list[str]:
+    """What keeps labhub from owning hub_dir, before any change (``hub_dir_state``): a file there,
+    or a folder with other things in it and no labhub compose project; for a restore
+    (``restore``), a hub already there too."""
+    state = hub_dir_state(folder)
+    if state == "file":
         return [f"hub_dir: {settings.hub_dir} exists and is not a folder"]
-    # Only labhub's own folders and no compose.yaml yet: a first run cut short, taken up again.
-    if set(folder["entries"]) - STACK_FOLDERS and "compose.yaml" not in folder["entries"]:
+    if state == "foreign":
+        assert folder is not None
         return [
             f"hub_dir: {settings.hub_dir} holds {', '.join(folder['entries'][:5])} and no "
             "labhub compose project: labhub does not take it over; choose a new folder"
+        ]
+    if state == "hub" and restore:
+        return [
+            f"hub_dir: {settings.hub_dir} holds a labhub compose project: this server has a hub "
+            "already, and a restore is for a fresh server; labhub does not overwrite a hub's state"
         ]
     return []
 

@@ -83,23 +83,33 @@ packages.installed(
 # written: the files compose, the hub and the proxy read (the hub's settings.json is mounted
 # read-only; its state lives in the hub-data volume), and below, the build contexts.
 proxy_dir = project.path("proxy")
+stack_files = {
+    project.path("hub", "settings.json"): hub_settings,
+    project.registry_config_file: registry_config,
+    project.compose_file: compose_yaml,
+    **({project.path("proxy", "caddy.json"): proxy_config} if https else {}),
+    # The certificate and the ACME directory's CA: public, shown by --diff like the rest.
+    **{
+        project.path("proxy", name): content
+        for name, content in proxy_files.items()
+        if name != "key.pem"
+    },
+}
+accounts_file = project.path("hub", "accounts.json")
+# A hub about to move to a new image: the files it runs with now, for a failed upgrade.
+hub_database.files_kept(
+    name="Keep the stack's files for a failed hub upgrade to go back to",
+    stack=project,
+    image=hub.image,
+    content=compose_yaml,
+    paths=[*stack_files, accounts_file, project.path("proxy", "key.pem")],
+)
 tree.written(
     name="Write the stack's files: compose.yaml, hub/settings.json, registry/config.yml"
     + (", proxy/caddy.json" if https else ""),
     folders=[project.path(folder) for folder in ("", "hub", "registry", "build")]
     + ([proxy_dir] if https else []),
-    files={
-        project.path("hub", "settings.json"): hub_settings,
-        project.registry_config_file: registry_config,
-        project.compose_file: compose_yaml,
-        **({project.path("proxy", "caddy.json"): proxy_config} if https else {}),
-        # The certificate and the ACME directory's CA: public, shown by --diff like the rest.
-        **{
-            project.path("proxy", name): content
-            for name, content in proxy_files.items()
-            if name != "key.pem"
-        },
-    },
+    files=stack_files,
 )
 if settings.tls == "files":
     secret_files.put(
@@ -125,7 +135,7 @@ images.built(
 
 accounts.record(
     name="Record the hub users' host accounts (uids the labs run as)",
-    path=project.path("hub", "accounts.json"),
+    path=accounts_file,
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
 )
 

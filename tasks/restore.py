@@ -10,24 +10,71 @@ volumes. The normal deploy then converges the rest: the hub starts with its user
 The deploy is a second run: pyinfra plans a run's operations from the facts read before it, and
 the accounts and files a restore brings are only there after it.
 
-Refused before any change when the server already has a hub (a compose project in hub_dir): a
-restore never overwrites a hub's state.
+All or nothing: refused before any change when hub_dir is not free (stack.hub_dir_state: a hub
+is there, or things that are not labhub's), and when anything the snapshot brings clashes with
+the server: an account or group holding one of its uids, gids or names otherwise, a home, files
+in /etc/labhub, the hub's volumes. The snapshot is read for that by the backup program's check,
+with its settings in a folder of its own that goes once it ran, and restic unpacked, not
+installed: nothing is installed or written in /etc/labhub before the restore is known to go
+through. Clashes are refused, not remapped: a uid another account holds here would give that
+account the restored files on the shares and in the labs' volumes, which a restore cannot see.
 """
+
+from io import StringIO
 
 from pyinfra import host, local
 from pyinfra.api.exceptions import OperationError
+from pyinfra.operations import files
 
-from labhub.facts.folders import Folders
-from labhub.operations import backup
+from labhub import backup as backup_files
+from labhub import stack
+from labhub.facts.tree import files_at, folder_of
+from labhub.operations import backup, secret_files
 from labhub.settings import get_settings
 
 settings = get_settings(host)
-folder = host.get_fact(Folders, paths=[settings.hub_dir]).get(settings.hub_dir) or {}
-if folder.get("entries"):
+if settings.backup_repository is None:
     raise OperationError(
-        f"{host.name}: {settings.hub_dir} (hub_dir) is not empty: this server has a hub already, "
-        "and a restore is for a fresh server; labhub does not overwrite a hub's state"
+        f"{host.name}: backup_repository: not set: give the restic repository to restore from"
     )
+problems = stack.hub_dir_problems(
+    settings, folder_of(files_at(host, settings.hub_dir), settings.hub_dir), restore=True
+)
+if problems:
+    raise OperationError(f"{host.name}: " + "; ".join(problems))
+
+check_dir = backup_files.CHECK_DIR
+files.directory(
+    name=f"Create {check_dir} (root only; the restore's check reads its settings there)",
+    path=check_dir,
+    user="root",
+    group="root",
+    mode="0700",
+)
+secret_files.put(
+    name="The backup repository's password, for the check",
+    src=settings.backup_password_file,
+    dest=f"{check_dir}/password",
+)
+if settings.backup_ssh_key:
+    secret_files.put(
+        name="The backup repository's SSH key, for the check",
+        src=settings.backup_ssh_key,
+        dest=f"{check_dir}/ssh_key",
+    )
+files.put(
+    name="The backup settings, for the check",
+    src=StringIO(backup_files.env_text(settings, check_dir)),
+    dest=f"{check_dir}/backup.env",
+    user="root",
+    group="root",
+    mode="0600",
+)
+backup.restore_checked(
+    name=f"Check snapshot {settings.restore_snapshot} against this server (before any change)",
+    snapshot=settings.restore_snapshot,
+    config_dir=check_dir,
+)
 
 local.include("tasks/docker.py")
 local.include("tasks/backup_schedule.py")

@@ -90,3 +90,22 @@ def test_backups_are_off_by_default():
     assert settings.backup_repository is None
     assert settings.backup_keep == {"daily": 7, "weekly": 4, "monthly": 6}
     assert settings.restore_snapshot == "latest"
+
+
+def test_the_check_before_a_restore_reads_its_own_folder_and_the_hub_dir_rule(password, tmp_path):
+    key = tmp_path / "backup_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    settings = validate(
+        {
+            "backup_repository": "sftp:backup@files.lab:/srv/restic/labhub",
+            "backup_password_file": password,
+            "backup_ssh_key": str(key),
+        }
+    )
+    text = backup.env_text(settings, backup.CHECK_DIR)
+    assert f"RESTIC_PASSWORD_FILE={backup.CHECK_DIR}/password\n" in text
+    assert f"LABHUB_SSH_KEY={backup.CHECK_DIR}/ssh_key\n" in text
+    assert backup.CONFIG_DIR not in text
+    # The backup program's half of stack.hub_dir_state.
+    assert "LABHUB_COMPOSE_FILE=/opt/labhub/compose.yaml\n" in text
+    assert "LABHUB_STACK_FOLDERS='build hub proxy registry'\n" in text

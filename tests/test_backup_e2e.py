@@ -5,11 +5,14 @@ Backups that restore, and hub upgrades that keep everyone's data, on one lab ser
   files, alice's lab runs, an admin pushes a second lab image.
 - A is backed up with restic to an sftp repository, by the timer and by tasks/backup.py while a
   user logs in again and again, and the retention prunes.
-- A fresh lab server B is restored from it (tasks/restore.py, then the normal deploy) and used as
-  the users would: their old passwords, their files with their uids, the admin's image, and the
-  same local CA.
+- A fresh lab server B where another account holds alice's uid and another group leem's gid:
+  the restore is refused, naming both, and nothing on B changed. Once they are gone, B is
+  restored (tasks/restore.py, then the normal deploy) and used as the users would: their old
+  passwords, their files with their uids, the admin's image, and the same local CA.
 - A then moves to JupyterHub 5.x (upgrade-db) with alice's lab running; a hub image that cannot
-  start is rolled back; after three more rebuilds only the current and previous hub images stay.
+  start, deployed with a settings change, is rolled back whole (the previous image with the
+  previous files, and a mark saying so); after three more rebuilds only the current and previous
+  hub images stay.
 
 The sftp repository is an account on A (B reaches it over the network as it would a backup host).
 The hub is HTTPS with the proxy's local CA, at a name this test resolves to A (or to B).
@@ -59,6 +62,16 @@ def schema(server: labhost.LabServer, database: str = "jupyterhub.sqlite") -> st
 
 def hub_image(server: labhost.LabServer) -> str:
     return server.exec("docker inspect labhub-hub-1 --format '{{.Config.Image}}'").strip()
+
+
+def digest(server: labhost.LabServer) -> str:
+    """What a refused restore leaves as it was: accounts, groups, /etc/labhub, hub_dir (with
+    owners, modes and contents) and the installed packages."""
+    return server.exec(
+        "getent passwd; getent group; "
+        "for d in /etc/labhub /opt/labhub; do [ ! -e $d ] || find $d -printf '%p %u %g %m\\n' "
+        "-type f -exec sha256sum {} +; done; dpkg-query -W -f '${Package} ${Version} ${Status}\\n'"
+    )
 
 
 def logs_in(name: str, password: str, verify: str) -> bool:
@@ -227,10 +240,37 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
         labhost.load_stack_images(fresh)
         labhost.load_previous_hub(fresh)
         inventory = fresh.inventory_file(site["data"])
+        # Another account holds alice's uid here, another group leem's gid.
+        leem_gid = site["server"].exec("getent group leem | cut -d: -f3").strip()
+        fresh.exec(
+            f"useradd --uid {used['alice']['uid']} --gid users --no-create-home intruder && "
+            f"groupadd --gid {leem_gid} intruders"
+        )
+        before = digest(fresh)
+        refused = labhost.run_pyinfra(
+            inventory, "tasks/restore.py", data={"restore_snapshot": snapshot}
+        )
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0
+        assert (
+            f"clash: uid {used['alice']['uid']} of the backup's account jupyter-alice is "
+            "account intruder's here: remove or renumber it here (usermod --uid, userdel)"
+        ) in output, output[-4000:]
+        assert (
+            f"clash: gid {leem_gid} of the backup's group leem is group intruders's here"
+        ) in output
+        assert "refused before any change: 2 clash(es)" in output
+        assert "Traceback" not in output and site["password"] not in output
+        assert digest(fresh) == before
+        assert "restic" not in fresh.exec("dpkg-query -W -f '${Package}\\n'").split()
+        assert fresh.exec("ls -A /run | grep -c labhub-restore || true").strip() == "0"
+
+        fresh.exec("userdel intruder && groupdel intruders")
         restore = labhost.run_pyinfra(
             inventory, "tasks/restore.py", data={"restore_snapshot": snapshot}
         )
         restore.check()
+        assert "restores onto this server without a clash" in restore.stdout + restore.stderr
         assert site["password"] not in restore.stdout + restore.stderr
         labhost.run_pyinfra(inventory, "deploy.py").check()
 
@@ -276,7 +316,10 @@ def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, b
     before = server.exec("ls -l --time-style=+%s /opt/labhub /home")
     run = labhost.run_pyinfra(site["inventory"], "tasks/restore.py")
     assert run.returncode != 0
-    assert "/opt/labhub (hub_dir) is not empty: this server has a hub already" in run.stderr
+    assert (
+        "hub_dir: /opt/labhub holds a labhub compose project: this server has a hub already"
+        in run.stderr
+    )
     assert "Traceback" not in run.stderr
     assert server.exec("ls -l --time-style=+%s /opt/labhub /home") == before
 
@@ -332,13 +375,35 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
         f"printf %s {shlex.quote(dockerfile)} > Dockerfile && docker build -q -t {broken} ."
     )
 
-    run = labhost.run_pyinfra(site["inventory"], "tasks/hub.py", data={"hub_base_image": broken})
+    files = "cat /opt/labhub/compose.yaml /opt/labhub/hub/settings.json"
+    files_before = server.exec(files)
+    assert json.loads(server.exec("cat /opt/labhub/hub/settings.json"))["min_password_length"] == 10
+
+    # With a settings change in the same run: the hub's settings.json and compose.yaml change.
+    run = labhost.run_pyinfra(
+        site["inventory"],
+        "tasks/hub.py",
+        data={"hub_base_image": broken, "min_password_length": 14},
+    )
     output = run.stdout + run.stderr
     assert run.returncode != 0
     assert "the hub upgrade failed: the new hub stopped" in output, output[-4000:]
-    assert f"rolled back: the hub runs its previous image {before} again" in output
+    assert (
+        f"rolled back: the hub runs its previous image {before} again, with the files from "
+        "before this run in /opt/labhub (compose.yaml hub/accounts.json hub/settings.json"
+    ) in output
 
+    # The previous image with the previous files: on disk, and as the hub reads them.
     assert hub_image(server) == before
+    assert server.exec(files) == files_before
+    inside = server.exec("docker exec labhub-hub-1 cat /etc/labhub/settings.json")
+    assert json.loads(inside)["min_password_length"] == 10
+    mark = dict(
+        line.split("=", 1)
+        for line in server.exec("cat /var/lib/labhub/hub-rolled-back").splitlines()
+    )
+    assert mark["previous"] == before and mark["outcome"] == "rolled back"
+    assert mark["reason"].startswith("the new hub stopped")
     assert hub_version(verify).startswith("5.")
     assert schema(server) == SCHEMA["5"]
     assert logs_in("alice", PASSWORDS["alice"], verify)
@@ -363,6 +428,9 @@ def test_after_three_hub_rebuilds_the_current_and_the_previous_hub_image_stay(si
         run.check()
         assert any(name.startswith("Build the hub image") for name in run.changed_operations)
         built.append(hub_image(server))
+    # A hub upgrade that went through: no mark of the rollback before it.
+    left = server.exec("ls /var/lib/labhub").split()
+    assert "hub-rolled-back" not in left and "hub-previous" not in left
     hub_images = server.exec("docker images labhub/hub --format '{{.Repository}}:{{.Tag}}'")
     assert sorted(hub_images.split()) == sorted(built[-2:])
     assert requests.get(f"{URL}/hub/health", timeout=10, verify=site["verify"]).status_code == 200

@@ -425,13 +425,15 @@ def upgrade(host: Host, folder: Path, health: list, state: str) -> subprocess.Co
             "labhub",
             "hub",
             "labhub/hub:old",
+            "labhub/hub:new",
             "/srv/jupyterhub/data",
             "jupyterhub.sqlite",
             "/usr/local/lib/labhub/jupyterhub_config.py",
             "http://127.0.0.1:8000/hub/health",
             "3",
-            str(folder / "rollback.yaml"),
-            "services:\n  hub:\n    image: labhub/hub:old\n",
+            str(folder / "hub dir"),
+            str(folder / "previous"),
+            str(folder / "state" / "hub-rolled-back"),
         )
     )
 
@@ -441,6 +443,11 @@ def hub_folder(tmp_path) -> Path:
     folder = tmp_path / "hub data"
     folder.mkdir()
     (folder / "jupyterhub.sqlite").write_text("the database")
+    # The stack's files as this run wrote them, and as hub_database.files_kept kept them before.
+    for name, text in (("hub dir", "new"), ("previous", "old")):
+        (folder / name / "hub").mkdir(parents=True)
+        (folder / name / "compose.yaml").write_text(f"image: labhub/hub:{text}\n")
+        (folder / name / "hub" / "settings.json").write_text(f'{{"{text}": true}}\n')
     return folder
 
 
@@ -449,6 +456,10 @@ def test_hub_upgrade_waits_for_the_new_hub(host, hub_folder):
     assert result.returncode == 0, result.stderr
     assert "labhub: the hub runs its new image" in result.stderr
     assert (hub_folder / "jupyterhub.sqlite.before-upgrade").read_text() == "the database"
+    # Nothing kept for a way back any more, and no mark.
+    assert not (hub_folder / "previous").exists()
+    assert not (hub_folder / "state" / "hub-rolled-back").exists()
+    assert (hub_folder / "hub dir" / "compose.yaml").read_text() == "image: labhub/hub:new\n"
     execs = [call for call in host.calls("docker") if call[0] == "exec"]
     assert len(execs) == 3 and execs[0][:3] == ["exec", "h1", "curl"]
     assert execs[0][-1] == "http://127.0.0.1:8000/hub/health"
@@ -462,9 +473,18 @@ def test_hub_upgrade_rolls_back_a_hub_that_stopped(host, hub_folder):
     )
     assert "the rollback to labhub/hub:old failed too: the previous hub stopped" in result.stderr
     assert host.slept() == 0
-    assert (
-        hub_folder / "rollback.yaml"
-    ).read_text() == "services:\n  hub:\n    image: labhub/hub:old\n"
+    # The files from before the run are back, and the mark says what happened.
+    assert (hub_folder / "hub dir" / "compose.yaml").read_text() == "image: labhub/hub:old\n"
+    assert (hub_folder / "hub dir" / "hub" / "settings.json").read_text() == '{"old": true}\n'
+    mark = (hub_folder / "state" / "hub-rolled-back").read_text().splitlines()
+    assert mark[1:] == [
+        "previous=labhub/hub:old",
+        "failed=labhub/hub:new",
+        "reason=the new hub stopped (state: restarting 1)",
+        "outcome=rollback failed",
+    ]
+    # The test's host has a clock of its own.
+    assert mark[0].startswith("at=")
 
 
 def test_hub_upgrade_says_when_the_hub_did_not_answer_in_time(host, hub_folder):

@@ -11,7 +11,7 @@ import shlex
 from pyinfra.api import operation
 
 from labhub import backup
-from labhub.commands import reported
+from labhub.commands import command_line, reported, script_command
 
 SAVED_RE = re.compile(r"snapshot ([0-9a-f]{8,64}) saved")
 
@@ -30,6 +30,44 @@ def _report_backup(host, status: bool, output) -> None:
 def _report_restore(host, status: bool, output) -> None:
     if not status:
         host.log("labhub: the restore failed (see above)")
+
+
+def _report_check(host, status: bool, output) -> None:
+    for line in output.stderr_lines:
+        if line.startswith("labhub-backup: "):
+            host.log(line)
+
+
+@operation(is_idempotent=False)
+def restore_checked(snapshot: str, config_dir: str):
+    """
+    Check what restoring a snapshot would create (accounts and their uids, groups and their
+    gids, homes, ``/etc/labhub``, ``hub_dir``, the compose project's volumes) against the server,
+    before any change: the backup program's ``check``, run from labhub's copy of it with its
+    settings in ``config_dir`` and restic from Debian's package unpacked (not installed) when
+    the server has none. Fails naming each clash and its way out. ``config_dir`` is removed once
+    it ran, whatever the outcome.
+
+    + snapshot: a snapshot ID, or ``latest``
+    + config_dir: the folder of the check's ``backup.env``, password and SSH key
+
+    **Example:**
+
+    .. code:: python
+
+        backup.restore_checked(
+            name="Check the snapshot against this server",
+            snapshot="latest",
+            config_dir="/run/labhub-restore-check",
+        )
+    """
+    config = f"{config_dir}/backup.env"
+    yield reported(
+        f"export LABHUB_BACKUP_CONFIG={command_line(config)}\n"
+        + script_command(backup.PROGRAM_SOURCE, "check", snapshot)
+        + f"labhub_status=$?; rm -rf {command_line(config_dir)}; exit $labhub_status\n",
+        _report_check,
+    )
 
 
 @operation(is_idempotent=False)
