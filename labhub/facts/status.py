@@ -263,7 +263,7 @@ class BackupStatus(FactBase[dict]):
                 [
                     f"TZ=UTC systemd-analyze calendar --iterations={iterations} -- "
                     f"{quote(schedule)} 2>/dev/null | "
-                    "sed -n 's/^ *\\(Next elapse\\|Iter\\. #[0-9]*\\): //p'"
+                    "sed -n 's/^ *\\(Next elapse\\|Iter[a-z.]* #[0-9]*\\): //p'"
                 ]
                 if schedule
                 else []
@@ -294,7 +294,8 @@ class BackupStatus(FactBase[dict]):
         status = properties.get("ExecMainStatus", "")
         elapses = []
         for line in sections["#elapses"]:
-            # "Thu 2026-12-03 00:00:00 UTC"
+            # "Thu 2026-12-03 00:00:00 UTC", after "Next elapse:", and "Iteration #2:" (systemd
+            # 257; "Iter. #2:" before)
             parts = line.split()
             if len(parts) == 4 and parts[3] == "UTC":
                 elapses.append(datetime.fromisoformat(f"{parts[1]}T{parts[2]}+00:00").isoformat())
