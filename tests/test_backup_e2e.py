@@ -109,8 +109,16 @@ def site(lab_server, tmp_path_factory):
     }
     inventory = lab_server.inventory_file(data)
     with resolving(DOMAIN, lambda: RESOLVES_TO["address"]):
-        labhost.run_pyinfra(inventory, "deploy.py").check()
+        # The first deploy uploads the password and the key: planned with --diff, then run at
+        # every verbosity, for test_the_repository_password_stays_a_secret.
+        dry = labhost.run_pyinfra(
+            inventory, "deploy.py", dry=True, extra=("--diff", *labhost.LOUDEST)
+        )
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        first = labhost.run_pyinfra(inventory, "deploy.py", extra=labhost.LOUDEST).check()
         yield {
+            "first_outputs": [dry.stdout + dry.stderr, first.stdout + first.stderr],
+            "secrets": labhost.secret_parts(password) + labhost.secret_parts(key),
             "server": lab_server,
             "data": data,
             "inventory": inventory,
@@ -175,7 +183,10 @@ def backed_up(site, used):
         # restic keeps the oldest snapshot too while fewer days than "daily 7" have backups:
         # keeping the last one shows the retention at work.
         run = labhost.run_pyinfra(
-            site["inventory"], "tasks/backup.py", data={"backup_keep": {"last": 1}}
+            site["inventory"],
+            "tasks/backup.py",
+            data={"backup_keep": {"last": 1}},
+            extra=labhost.LOUDEST,
         )
     finally:
         stop.set()
@@ -213,7 +224,14 @@ def test_the_backup_ran_while_the_hub_was_written_and_retention_pruned(site, bac
 
 def test_the_repository_password_stays_a_secret(site, backed_up):
     server, password = site["server"], site["password"]
-    assert password not in backed_up["run"].stdout + backed_up["run"].stderr
+    # Neither the password nor the SSH key, in the first deploy's --dry --diff, and at every
+    # verbosity in that deploy and in the backup.
+    outputs = [*site["first_outputs"], backed_up["run"].stdout + backed_up["run"].stderr]
+    assert "/etc/labhub/backup/password (a secret: content not shown)" in outputs[0]
+    assert "/etc/labhub/backup/ssh_key (a secret: content not shown)" in outputs[0]
+    assert len(site["secrets"]) > 3
+    for text in outputs:
+        assert not [part for part in site["secrets"] if part in text]
     assert server.exec(
         "stat -c '%U %a' /etc/labhub/backup/password /etc/labhub/backup/ssh_key /etc/labhub/backup"
     ).split("\n")[:3] == ["root 600", "root 600", "root 700"]
