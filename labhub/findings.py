@@ -351,6 +351,24 @@ def backups(settings: Settings, found: dict | None, now: datetime) -> list[Findi
     return results
 
 
+def rollback(rolled_back: dict | None) -> list[Finding]:
+    """A hub upgrade that failed and was rolled back (the mark ``files/hub-upgrade.sh`` leaves:
+    ``at``, ``previous``, ``failed``, ``reason``, ``outcome``), until a deploy runs the hub as
+    built: a problem, since the hub runs older files and image than the settings ask."""
+    if not rolled_back:
+        return []
+    described = (
+        f"hub upgrade to {rolled_back['failed']} at {rolled_back['at']}: "
+        f"{rolled_back['outcome']} ({rolled_back['reason']})"
+    )
+    now = (
+        f"the hub runs its previous image {rolled_back['previous']} with its previous files"
+        if rolled_back["outcome"] == "rolled back"
+        else "the previous hub did not come back either: see the hub's log"
+    )
+    return [(described, f"{described}: {now}; fix the cause and deploy again")]
+
+
 def findings(
     settings: Settings,
     stack: Stack,
@@ -361,6 +379,7 @@ def findings(
     containers: list[dict],
     now: datetime,
     backed_up: dict | None = None,
+    rolled_back: dict | None = None,
 ) -> list[Finding]:
     """
     Everything status reports, in order.
@@ -372,9 +391,11 @@ def findings(
     + containers: the ``ContainerImages`` fact
     + now: when the facts were read (an aware datetime)
     + backed_up: the ``BackupStatus`` fact (None: not read, no ``backup_repository``)
+    + rolled_back: the mark of a hub upgrade that was rolled back (None: none)
     """
     return [
         *services(settings, stack, found),
+        *rollback(rolled_back),
         *certificate(settings, found, now),
         *hub_users(settings, found, local, now),
         *shares(settings, mounts),
