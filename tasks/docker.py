@@ -47,8 +47,8 @@ if settings.docker_source == "docker":
     published = host.get_fact(PublishedKey, url=key_url)
     if published is None:
         host.log(
-            f"Docker's key could not be fetched from {key_url} to compare it: "
-            f"{docker_source.KEYRING} kept as it is",
+            f"Docker's key could not be fetched from {key_url} to compare it with "
+            f"{docker_source.KEYRING} (no answer, or no curl yet): a key already there is kept",
             log_func=logger.warning,
         )
     key = files.download(
