@@ -12,7 +12,14 @@ pyinfra CLI run as an admin runs it, and stand-ins for the official images the s
 """
 
 from labhost.images import STAND_INS, load_previous_hub, load_stack_images, prepare_images
-from labhost.runner import PyinfraRun, run_pyinfra, start_pyinfra, write_secret
+from labhost.runner import (
+    LOUDEST,
+    PyinfraRun,
+    run_pyinfra,
+    secret_parts,
+    start_pyinfra,
+    write_secret,
+)
 from labhost.server import (
     HAS_AUTOFS,
     PROJECT_ROOT,
@@ -51,4 +58,6 @@ __all__ = [
     "wait_for_removals",
     "write_inventory",
     "write_secret",
+    "LOUDEST",
+    "secret_parts",
 ]

@@ -8,7 +8,8 @@ binary-<arch>/``) and signed like it (InRelease, Release.gpg), and holds Docker'
 as metapackages that depend on Debian's engine, compose v2 and buildx (``contexts/docker-apt/``).
 Its key is made when its image is built, once per machine (the image is cached by tag, with a
 hash of its build context), and never leaves the image. A copy of the repository signed with
-another key, publishing the same key, stands in for a tampered mirror. It is served over HTTP by
+another key, publishing the same key, stands in for a tampered mirror; one signed with that other
+key and publishing it, for a repository whose key was rotated (or another mirror). It is served over HTTP by
 a container on this machine's engine, which lab servers reach on the bridge.
 """
 
@@ -58,9 +59,15 @@ class AptRepository:
         """The same repository and published key, its Release signed with another key."""
         return f"http://{self.address}/another-key/linux"
 
-    def published_key(self, distribution: str = "debian") -> bytes:
-        """The key the repository publishes at ``<url>/<distribution>/gpg``, ASCII armored."""
-        with urllib.request.urlopen(f"{self.url}/{distribution}/gpg", timeout=10) as answer:
+    @property
+    def rotated_url(self) -> str:
+        """The same packages, signed with another key and publishing that key."""
+        return f"http://{self.address}/rotated/linux"
+
+    def published_key(self, distribution: str = "debian", url: str | None = None) -> bytes:
+        """The key the repository at ``url`` (default ``self.url``) publishes at
+        ``<url>/<distribution>/gpg``, ASCII armored."""
+        with urllib.request.urlopen(f"{url or self.url}/{distribution}/gpg", timeout=10) as answer:
             return answer.read()
 
     @contextmanager

@@ -27,6 +27,24 @@ def write_secret(path: Path, content: str | bytes) -> Path:
     return path
 
 
+# Every verbosity pyinfra has at once: -vvv prints what -v and -vv print and more, --debug what
+# pyinfra itself does (each command, each upload).
+LOUDEST = ("-vvv", "--debug")
+
+
+def secret_parts(path: Path) -> list[str]:
+    """What must never be seen of a secret file: each of its lines that holds secret material
+    (a key's body lines, a ``password=`` value, a password file's line), not a PEM header."""
+    parts = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("-----"):
+            continue
+        key, sep, value = line.partition("=")
+        parts.append(value if sep and key in ("password", "pass") else line)
+    return [part for part in parts if len(part) >= 8]
+
+
 @dataclass
 class PyinfraRun:
     """One ``pyinfra`` CLI run: exit code, output and the JSON results pyinfra printed."""

@@ -6,9 +6,9 @@ same answers for the same facts, whatever host or clock they were read on (``now
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from labhub import accounts
+from labhub import accounts, backup
 from labhub.registry import policy
 from labhub.settings import Settings, local_host, url_host
 from labhub.stack import Stack
@@ -21,6 +21,9 @@ DISK_FULL_PERCENT = 90
 # A certificate with fewer days left is a problem: the proxy renews an ACME one a month ahead,
 # and a certificate of the lab's own needs renewing by hand.
 CERTIFICATE_DAYS = 14
+# The time a scheduled backup may take before its snapshot counts as late (or the schedule's
+# interval, when shorter): restic names a snapshot by when the backup started.
+BACKUP_GRACE = timedelta(hours=1)
 
 size = policy.human_size
 
@@ -248,6 +251,124 @@ def pruning(
     ]
 
 
+def ago(delta: timedelta) -> str:
+    """A duration as an admin reads it: its two largest units ("1 day 1 hour")."""
+    seconds = max(int(delta.total_seconds()), 0)
+    parts = []
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, length)
+        if count or (unit == "second" and not parts):
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts[:2])
+
+
+def backup_allowance(elapses: list[str]) -> timedelta | None:
+    """How old the last snapshot may be under a schedule, from its next elapses: the longest gap
+    between two, and the time a backup may take. None: it elapses once or never."""
+    times = [datetime.fromisoformat(elapse) for elapse in elapses]
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    if not gaps:
+        return None
+    return max(gaps) + min(BACKUP_GRACE, max(gaps))
+
+
+def backups(settings: Settings, found: dict | None, now: datetime) -> list[Finding]:
+    """With ``backup_repository``: the repository reached, the last snapshot's time and size
+    against ``backup_schedule``, and the backup service's last run."""
+    if settings.backup_repository is None or found is None:
+        return []
+    repository = settings.backup_repository
+    if not found["installed"]:
+        return [
+            (
+                f"backups to {repository}: not set up on the server",
+                f"backups to {repository}: the backup program {backup.PROGRAM} is not "
+                "there: deploy",
+            )
+        ]
+    results: list[Finding] = []
+    if not found["repository"]["reached"]:
+        results.append(
+            (
+                f"backup repository {repository}: not reached",
+                f"backup repository {repository}: cannot be read ("
+                f"{found['repository']['error']}): backups and restores fail",
+            )
+        )
+    else:
+        snapshot = found["snapshot"]
+        if snapshot is None:
+            results.append(
+                (
+                    f"backup repository {repository}: no snapshot yet",
+                    f"backup repository {repository}: has no labhub snapshot: run tasks/backup.py",
+                )
+            )
+        else:
+            age = now - datetime.fromisoformat(snapshot["time"])
+            described = (
+                f"last backup: snapshot {snapshot['id']} of {snapshot['time']} "
+                f"({ago(age)} ago)"
+                + (f", {size(snapshot['size'])}" if snapshot["size"] is not None else "")
+            )
+            allowed = (
+                backup_allowance(found["elapses"]) if settings.backup_schedule is not None else None
+            )
+            problem = None
+            if allowed is not None and age > allowed:
+                problem = (
+                    f"{described}: older than backup_schedule "
+                    f"({settings.backup_schedule!r}) allows ({ago(allowed)}): see "
+                    f"journalctl -u {backup.SERVICE}"
+                )
+            results.append((described, problem))
+    service = found["service"]
+    if service["result"] not in ("", "success"):
+        exited = f" at {service['exited']}" if service["exited"] else ""
+        code = f" (exit status {service['exit_status']})" if service["exit_status"] else ""
+        results.append(
+            (
+                f"backup service {backup.SERVICE}: its last run failed{exited}",
+                f"the last backup failed{exited}: {backup.SERVICE} ended with "
+                f"{service['result']}{code}: see journalctl -u {backup.SERVICE}",
+            )
+        )
+    elif service["exited"]:
+        results.append(
+            (
+                f"backup service {backup.SERVICE}: its last run succeeded at {service['exited']}",
+                None,
+            )
+        )
+    if settings.backup_schedule is not None and found["timer"]["active"] != "active":
+        results.append(
+            (
+                f"backup timer {backup.TIMER}: {found['timer']['active'] or 'unknown'}",
+                f"backup timer {backup.TIMER} is {found['timer']['active'] or 'unknown'}: "
+                "backups do not run at backup_schedule: deploy",
+            )
+        )
+    return results
+
+
+def rollback(rolled_back: dict | None) -> list[Finding]:
+    """A hub upgrade that failed and was rolled back (the mark ``files/hub-upgrade.sh`` leaves:
+    ``at``, ``previous``, ``failed``, ``reason``, ``outcome``), until a deploy runs the hub as
+    built: a problem, since the hub runs older files and image than the settings ask."""
+    if not rolled_back:
+        return []
+    described = (
+        f"hub upgrade to {rolled_back['failed']} at {rolled_back['at']}: "
+        f"{rolled_back['outcome']} ({rolled_back['reason']})"
+    )
+    now = (
+        f"the hub runs its previous image {rolled_back['previous']} with its previous files"
+        if rolled_back["outcome"] == "rolled back"
+        else "the previous hub did not come back either: see the hub's log"
+    )
+    return [(described, f"{described}: {now}; fix the cause and deploy again")]
+
+
 def findings(
     settings: Settings,
     stack: Stack,
@@ -257,6 +378,8 @@ def findings(
     contents: dict | None,
     containers: list[dict],
     now: datetime,
+    backed_up: dict | None = None,
+    rolled_back: dict | None = None,
 ) -> list[Finding]:
     """
     Everything status reports, in order.
@@ -267,12 +390,16 @@ def findings(
     + contents: the ``RegistryContents`` fact (None: not read, the registry did not answer)
     + containers: the ``ContainerImages`` fact
     + now: when the facts were read (an aware datetime)
+    + backed_up: the ``BackupStatus`` fact (None: not read, no ``backup_repository``)
+    + rolled_back: the mark of a hub upgrade that was rolled back (None: none)
     """
     return [
         *services(settings, stack, found),
+        *rollback(rolled_back),
         *certificate(settings, found, now),
         *hub_users(settings, found, local, now),
         *shares(settings, mounts),
         *disks(settings, found),
         *pruning(settings, stack, contents, containers, now),
+        *backups(settings, backed_up, now),
     ]

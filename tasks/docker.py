@@ -6,7 +6,7 @@ The Docker engine with compose v2, enabled and running, and the admin accounts i
 
 from io import StringIO
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import OsRelease
@@ -15,6 +15,7 @@ from pyinfra.operations import files
 from labhub import cluster, docker_source, gpus
 from labhub.facts import read
 from labhub.facts.accounts import LoginUser, local_accounts
+from labhub.facts.apt_source import PublishedKey
 from labhub.facts.gpus import ContainerToolkit, Gpus
 from labhub.operations import accounts, apt_source, dpkg, engine, packages, services
 from labhub.settings import get_settings
@@ -49,11 +50,22 @@ if settings.docker_source == "docker":
         cache_time=24 * 3600,
     )
     files.directory(name="Create the apt keyrings folder", path="/etc/apt/keyrings", mode="0755")
+    # The key the repository publishes now, compared on every run: a new docker_apt_url's key,
+    # or one the repository replaced, is downloaded again (then its lists are verified with it).
+    key_url = docker_source.key_url(settings.docker_apt_url, os_release)
+    published = host.get_fact(PublishedKey, url=key_url)
+    if published is None:
+        host.log(
+            f"Docker's key could not be fetched from {key_url} to compare it with "
+            f"{docker_source.KEYRING} (no answer, or no curl yet): a key already there is kept",
+            log_func=logger.warning,
+        )
     key = files.download(
         name=f"Download Docker's apt key to {docker_source.KEYRING}",
-        src=docker_source.key_url(settings.docker_apt_url, os_release),
+        src=key_url,
         dest=docker_source.KEYRING,
         mode="0644",
+        sha256sum=published,
     )
     source_line = docker_source.apt_source_line(
         settings.docker_apt_url, os_release, host.get_fact(DebArch)

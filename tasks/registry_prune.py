@@ -17,7 +17,9 @@ is stopped, its garbage collector runs, it starts again, and the space freed on 
 
 A prune killed at any point is picked up by the next run: a registry left stopped by a killed
 collection is started again (with ``registry_prune_apply``, after the collection is run to its
-end), and a collection that did not finish runs even when nothing is left to delete.
+end), a collection that did not finish runs even when nothing is left to delete, and the
+platform manifests of an index a killed prune deleted (left untagged) are deleted with the
+next prune's deletions.
 tasks/hub.py starts such a registry again too.
 """
 
@@ -78,7 +80,11 @@ else:
         )
 
     plan = policy.plan_for(
-        settings, contents, host.get_fact(ContainerImages) or [], project.registry_major
+        settings,
+        contents,
+        host.get_fact(ContainerImages) or [],
+        project.registry_major,
+        leftovers=[tuple(pair) for pair in state["leftovers"]],
     )
 
     host.log(

@@ -3,7 +3,9 @@ What an admin checks when something feels wrong, read in a few commands and chan
 the hub and the registry up (and their versions), the days the hub's HTTPS certificate has
 left, each hub user's account (active or locked) and whether the user has set a password yet,
 the labs running and since when, the shares mounted, disk usage of the homes, Docker's data and
-the registry, and what pruning the registry would free.
+the registry, what pruning the registry would free, and with ``backup_repository`` the backups:
+the repository reached, the last snapshot's time and size against ``backup_schedule``, and the
+backup timer's last run.
 
     pyinfra inventory.py tasks/status.py -y
     pyinfra inventory.py tasks/status.py -y --json     # for scripts: one operation per finding
@@ -19,13 +21,13 @@ from datetime import UTC, datetime
 
 from pyinfra import host
 
-from labhub import accounts, findings, stack
+from labhub import accounts, backup, findings, stack
 from labhub.facts import read
 from labhub.facts.accounts import local_accounts
 from labhub.facts.fstab import Mounts
 from labhub.facts.images import ContainerImages
 from labhub.facts.registry import RegistryContents
-from labhub.facts.status import LabStatus
+from labhub.facts.status import BackupStatus, LabStatus
 from labhub.operations import status
 from labhub.settings import get_settings, local_host
 
@@ -59,8 +61,20 @@ contents = (
 )
 containers = host.get_fact(ContainerImages) or [] if contents and not contents.get("error") else []
 
+backed_up = (
+    host.get_fact(
+        BackupStatus,
+        program=backup.PROGRAM,
+        service=backup.SERVICE,
+        timer=backup.TIMER,
+        schedule=settings.backup_schedule,
+    )
+    if settings.backup_repository is not None
+    else None
+)
+
 found = findings.findings(
-    settings, project, seen, local, mounts, contents, containers, datetime.now(UTC)
+    settings, project, seen, local, mounts, contents, containers, datetime.now(UTC), backed_up
 )
 problems = [problem for _, problem in found if problem]
 for description, problem in found:

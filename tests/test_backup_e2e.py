@@ -21,11 +21,13 @@ The hub is HTTPS with the proxy's local CA, at a name this test resolves to A (o
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shlex
 import subprocess
 import threading
 import time
+from datetime import datetime
 
 import pytest
 import requests
@@ -120,8 +122,16 @@ def site(lab_server, tmp_path_factory):
     }
     inventory = lab_server.inventory_file(data)
     with resolving(DOMAIN, lambda: RESOLVES_TO["address"]):
-        labhost.run_pyinfra(inventory, "deploy.py").check()
+        # The first deploy uploads the password and the key: planned with --diff, then run at
+        # every verbosity, for test_the_repository_password_stays_a_secret.
+        dry = labhost.run_pyinfra(
+            inventory, "deploy.py", dry=True, extra=("--diff", *labhost.LOUDEST)
+        )
+        assert dry.returncode == 0, dry.stderr[-3000:]
+        first = labhost.run_pyinfra(inventory, "deploy.py", extra=labhost.LOUDEST).check()
         yield {
+            "first_outputs": [dry.stdout + dry.stderr, first.stdout + first.stderr],
+            "secrets": labhost.secret_parts(password) + labhost.secret_parts(key),
             "server": lab_server,
             "data": data,
             "inventory": inventory,
@@ -186,7 +196,10 @@ def backed_up(site, used):
         # restic keeps the oldest snapshot too while fewer days than "daily 7" have backups:
         # keeping the last one shows the retention at work.
         run = labhost.run_pyinfra(
-            site["inventory"], "tasks/backup.py", data={"backup_keep": {"last": 1}}
+            site["inventory"],
+            "tasks/backup.py",
+            data={"backup_keep": {"last": 1}},
+            extra=labhost.LOUDEST,
         )
     finally:
         stop.set()
@@ -224,12 +237,87 @@ def test_the_backup_ran_while_the_hub_was_written_and_retention_pruned(site, bac
 
 def test_the_repository_password_stays_a_secret(site, backed_up):
     server, password = site["server"], site["password"]
-    assert password not in backed_up["run"].stdout + backed_up["run"].stderr
+    # Neither the password nor the SSH key, in the first deploy's --dry --diff, and at every
+    # verbosity in that deploy and in the backup.
+    outputs = [*site["first_outputs"], backed_up["run"].stdout + backed_up["run"].stderr]
+    assert "/etc/labhub/backup/password (a secret: content not shown)" in outputs[0]
+    assert "/etc/labhub/backup/ssh_key (a secret: content not shown)" in outputs[0]
+    assert len(site["secrets"]) > 3
+    for text in outputs:
+        assert not [part for part in site["secrets"] if part in text]
     assert server.exec(
         "stat -c '%U %a' /etc/labhub/backup/password /etc/labhub/backup/ssh_key /etc/labhub/backup"
     ).split("\n")[:3] == ["root 600", "root 600", "root 700"]
     assert password not in server.exec("journalctl -u labhub-backup.service --no-pager")
     assert password not in server.exec("cat /etc/labhub/backup/backup.env")
+
+
+def status_problems(run: labhost.PyinfraRun) -> list[str]:
+    return [op["name"] for op in run.result["results"]["operations"] if op["error"]]
+
+
+def test_status_watches_the_backups(site, backed_up):
+    """Healthy after a backup, with the snapshot's time and size; then each a problem that fails
+    the run: the timer's last run failed, the snapshot older than the schedule allows, the
+    repository out of reach."""
+    server, inventory = site["server"], site["inventory"]
+    snapshot = backed_up["after"][0]
+    healthy = labhost.run_pyinfra(inventory, "tasks/status.py")
+    assert healthy.returncode == 0 and status_problems(healthy) == [], healthy.stderr[-3000:]
+    names = [op["name"] for op in healthy.result["results"]["operations"]]
+    last = [name for name in names if name.startswith("last backup: ")]
+    assert len(last) == 1, names
+    # Its time (restic's, in UTC) and size, in the JSON results.
+    assert last[0].startswith(f"last backup: snapshot {snapshot['short_id']} of 20"), last
+    assert re.search(r"ago\), \d+(\.\d)? [kMG]?B$", last[0]), last
+    assert any(
+        name.startswith("backup service labhub-backup.service: its last run succeeded")
+        for name in names
+    ), names
+
+    # A run of the timer's service that fails (its settings unreadable for a moment).
+    env = "/etc/labhub/backup/backup.env"
+    server.exec(
+        f"mv {env} {env}.away; systemctl start labhub-backup.service; status=$?; "
+        f"mv {env}.away {env}; [ $status -ne 0 ]"
+    )
+    # The key the backup host lets in, gone: the repository cannot be reached.
+    keys = f"/home/{REPOSITORY_ACCOUNT}/.ssh/authorized_keys"
+    try:
+        # A schedule every 10 seconds: the snapshot made a minute ago is late.
+        age = (
+            time.time()
+            - datetime.fromisoformat(last[0].split(" of ")[1].split(" (")[0]).timestamp()
+        )
+        time.sleep(max(0.0, 30 - age))
+        late = labhost.run_pyinfra(
+            inventory, "tasks/status.py", data={"backup_schedule": "*:*:0/10"}
+        )
+        assert late.returncode != 0
+        assert late.result["results"]["failed_hosts"] == [server.address]
+        problems = status_problems(late)
+        assert len(problems) == 2, problems
+        assert any(
+            name.startswith("backup service labhub-backup.service: its last run failed")
+            for name in problems
+        ), problems
+        assert any(
+            name.startswith(f"last backup: snapshot {snapshot['short_id']} ") for name in problems
+        ), problems
+        assert "older than backup_schedule ('*:*:0/10') allows (20 seconds)" in late.stderr
+        assert "the last backup failed at " in late.stderr
+
+        server.exec(f"mv {keys} {keys}.away")
+        unreached = labhost.run_pyinfra(inventory, "tasks/status.py")
+        assert unreached.returncode != 0
+        problems = status_problems(unreached)
+        assert f"backup repository {site['data']['backup_repository']}: not reached" in problems
+        assert "backups and restores fail" in unreached.stderr
+        assert site["password"] not in unreached.stdout + unreached.stderr
+    finally:
+        server.exec(f"[ ! -e {keys}.away ] || mv {keys}.away {keys}")
+        server.exec("systemctl reset-failed labhub-backup.service")
+    assert labhost.run_pyinfra(inventory, "tasks/status.py").returncode == 0
 
 
 def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their_files(

@@ -357,6 +357,8 @@ def test_registry_prune_state_fact(host, tmp_path):
         "registry": "exited",
         # Stopped for a collection that did not finish.
         "interrupted": True,
+        # No plan left: nothing its deletions could have left behind.
+        "leftovers": [],
     }
 
 

@@ -226,6 +226,45 @@ def test_a_repository_whose_key_changed_is_refused_not_read_from_old_lists(
     assert lab_host.package("docker-compose-plugin").is_installed
 
 
+def test_a_new_docker_apt_url_brings_its_key_and_a_tampered_one_is_still_refused(
+    docker_installed, docker_apt, lab_server, inventory, lab_host
+):
+    """The keyring follows the repository: a docker_apt_url that publishes another key (and
+    signs with it) gets that key and installs; one that publishes the same key as before but
+    signs with another (a tampered mirror) is still refused; back at the first URL, its key
+    again."""
+    codename, _ = release_of(lab_host)
+    rotated = {"docker_apt_url": docker_apt.rotated_url}
+    assert docker_apt.published_key(url=docker_apt.rotated_url) != docker_apt.published_key()
+    lab_server.exec("apt-get remove -y docker-compose-plugin")
+
+    run = labhost.run_pyinfra(inventory, "tasks/docker.py", data=rotated).check()
+    assert f"Download Docker's apt key to {KEYRING}" in run.changed_operations
+    assert lab_host.file(KEYRING).content == docker_apt.published_key(url=docker_apt.rotated_url)
+    assert lab_host.package("docker-compose-plugin").is_installed
+    policy = lab_host.run("apt-cache policy docker-ce").stdout
+    assert f"{docker_apt.rotated_url}/debian {codename}/stable" in policy, policy
+    again = labhost.run_pyinfra(inventory, "tasks/docker.py", data=rotated).check()
+    assert again.changed == 0, again.changed_operations
+
+    lab_server.exec("apt-get remove -y docker-compose-plugin")
+    tampered = labhost.run_pyinfra(
+        inventory, "tasks/docker.py", data={"docker_apt_url": docker_apt.another_key_url}
+    )
+    assert tampered.returncode != 0
+    assert (
+        f"Docker's apt repository {docker_apt.another_key_url}/debian {codename}: its "
+        f"signature did not verify with the key in {KEYRING}"
+    ) in tampered.stderr, tampered.stderr[-3000:]
+    assert not lab_host.package("docker-compose-plugin").is_installed
+
+    data = {"docker_apt_url": docker_apt.url}
+    back = labhost.run_pyinfra(inventory, "tasks/docker.py", data=data).check()
+    assert lab_host.file(KEYRING).content == docker_apt.published_key()
+    assert lab_host.package("docker-compose-plugin").is_installed
+    assert back.changed > 0
+
+
 # The distribution's packages: on distro_server.
 
 

@@ -1,8 +1,10 @@
 """
 What ``tasks/status.py`` reports, from the facts as a host answers them: one case a file in
-``tests/cases/findings/`` (the settings, when the facts were read, what each fact read, and the
-findings expected, in order, each ``[what was found, the problem or null]``). A fact a case
-leaves out is as ``LabStatus`` reads a host that answers nothing.
+``tests/cases/findings/`` (the settings, when the facts were read, what each fact read, with
+``backup`` the ``BackupStatus`` fact where the case has backups, ``rolled_back`` the mark of a hub
+upgrade that was rolled back, and the findings expected, in
+order, each ``[what was found, the problem or null]``). A fact a case leaves out is as
+``LabStatus`` reads a host that answers nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def test_findings(case, files):
         case["registry"],
         case["containers"],
         datetime.fromisoformat(case["now"]),
+        case.get("backup"),
+        case.get("rolled_back"),
     )
     assert [list(finding) for finding in found] == case["findings"]
 
@@ -57,6 +61,13 @@ def test_the_cases_cover_every_problem():
         "is locked",
         "not even its automount",
         "the disk is nearly full",
+        "cannot be read",
+        "has no labhub snapshot",
+        "older than backup_schedule",
+        "the last backup failed",
+        "backups do not run at backup_schedule",
+        "is not there: deploy",
+        "with its previous files",
     ):
         assert any(words in problem for problem in problems), words
 

@@ -75,9 +75,10 @@ def site(lab_server, pebble, resolve, tmp_path_factory):
     }
 
 
-def deploy(site, **settings) -> labhost.PyinfraRun:
+def deploy(site, extra: tuple[str, ...] = (), dry: bool = False, **settings) -> labhost.PyinfraRun:
     inventory = site["server"].inventory_file({**site["base"], **settings})
-    return labhost.run_pyinfra(inventory, "deploy.py").check()
+    run = labhost.run_pyinfra(inventory, "deploy.py", extra=extra, dry=dry)
+    return run if dry else run.check()
 
 
 def containers(server) -> dict[str, str]:
@@ -192,14 +193,20 @@ def test_the_labs_own_certificate_files_replace_only_the_proxy(site):
     server, tmp = site["server"], site["tmp"]
     before = containers(server)
     cert, key = openssl_certificate(tmp, "lab-cert", 90, f"DNS:{DOMAIN}")
-    run = deploy(site, tls="files", tls_cert=cert, tls_key=key)
+    # The key is never shown: not by --dry --diff, not at any verbosity of the run.
+    dry = deploy(
+        site, extra=("--diff", *labhost.LOUDEST), dry=True, tls="files", tls_cert=cert, tls_key=key
+    )
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "/opt/labhub/proxy/key.pem (a secret: content not shown)" in dry.stderr
+    run = deploy(site, extra=labhost.LOUDEST, tls="files", tls_cert=cert, tls_key=key)
+    for text in (dry.stdout + dry.stderr, run.stdout + run.stderr):
+        assert not [part for part in labhost.secret_parts(Path(key)) if part in text]
     after = containers(server)
     assert after["hub"] == before["hub"] and after["registry"] == before["registry"]
     assert after["proxy"] != before["proxy"]
     # The deploy says how long the certificate lasts, and never shows the key.
     assert "89 days left" in run.stdout or "90 days left" in run.stdout, run.stdout[-3000:]
-    key_text = Path(key).read_text()
-    assert key_text.splitlines()[1] not in run.stdout + run.stderr
     assert server.exec("stat -c '%a %U' /opt/labhub/proxy/key.pem").strip() == "600 root"
     # The proxy serves exactly that certificate, which a client trusting it verifies.
     assert served_certificate(server.address) == ssl.PEM_cert_to_DER_cert(Path(cert).read_text())

@@ -22,6 +22,7 @@ import registry_populate
 from registry_server import LocalRegistry, make_image, make_index
 
 from labhost.runner import pyinfra_env
+from labhub.facts.registry import PRUNE_PENDING, PRUNE_PLAN, RegistryPruneState
 from labhub.operations.registry import delete_command
 from labhub.registry import client, policy
 from labhub.settings import LabImage
@@ -397,3 +398,76 @@ def test_the_host_command_reads_any_number_of_deletions_from_a_file(tmp_path):
             fcntl.flock(lock, fcntl.LOCK_EX)
             busy = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
         assert busy.returncode == 1 and "a registry prune is running" in busy.stderr
+
+
+def test_platform_manifests_an_interrupted_prune_left_untagged_go_with_the_next_prune(tmp_path):
+    """A prune killed between a stale index's DELETE and its platform manifests': the next one
+    (reading the plan the killed one left, as ``RegistryPruneState`` reads it on the host)
+    deletes them, and the collection frees their blobs; a blob a kept index shares, and a
+    manifest someone pushed by digest, stay."""
+    with LocalRegistry() as reg:
+        shared_arm = make_image("2024-06-01T00:00:00Z", payload("arm-shared"), arch="arm64")
+        old_amd = make_image("2024-01-01T00:00:00Z", payload("amd-old"))
+        old_s390 = make_image("2024-01-01T00:00:00Z", payload("s390-old"), arch="s390x")
+        new_amd = make_image("2025-01-01T00:00:00Z", payload("amd-new"))
+        stale = make_index([old_amd, shared_arm, old_s390])
+        reg.push_index("multi", "2024", stale)
+        reg.push_index("multi", "2025", make_index([new_amd, shared_arm]))
+        by_digest = make_image("2024-02-01T00:00:00Z", payload("by-digest"))
+        reg.push_image("multi", by_digest.digest, by_digest)
+
+        first = policy.plan(
+            client.collect(reg.url, storage=str(reg.storage)), 1, (), None, policy.InUse()
+        )
+        assert [(d.digest, set(d.children)) for d in first.deletions] == [
+            (stale.digest, {old_amd.digest, old_s390.digest})
+        ]
+        # What the killed prune left on the host: its plan and its pending marker.
+        state_dir = tmp_path / "registry"
+        state_dir.mkdir()
+        (state_dir / PRUNE_PLAN).write_text(
+            json.dumps({"deletions": [d.as_dict() for d in first.deletions]})
+        )
+        (state_dir / PRUNE_PENDING).write_text("deleting\n")
+        # Killed right after the index went.
+        assert client.Registry(reg.url).delete_manifest("multi", stale.digest)
+        state = RegistryPruneState()
+        read = subprocess.run(
+            ["sh", "-c", state.command(str(state_dir), f"none-{uuid.uuid4().hex[:8]}", "registry")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        leftovers = state.process(read.stdout.splitlines())["leftovers"]
+        assert sorted(leftovers) == sorted([["multi", old_amd.digest], ["multi", old_s390.digest]])
+
+        snap = client.collect(reg.url, storage=str(reg.storage))
+        # Untagged and referenced by nothing: a plain collection would keep them for ever.
+        assert policy.plan(snap, 1, (), None, policy.InUse()).deletions == []
+        plan = policy.plan(
+            snap, 1, (), None, policy.InUse(), leftovers=[tuple(p) for p in leftovers]
+        )
+        assert sorted(d.digest for d in plan.deletions) == sorted([old_amd.digest, old_s390.digest])
+        assert all(d.tags == () for d in plan.deletions)
+        assert any("an interrupted prune left untagged" in note for note in plan.notes)
+        assert plan.freed_bytes >= old_amd.unique_bytes + old_s390.unique_bytes
+        result = client.delete(reg.url, [d.as_dict() for d in plan.deletions])
+        assert result["error"] is None and len(result["deleted"]) == 2, result
+        reg.garbage_collect()
+
+        blobs = reg.blob_files()
+        for image in (old_amd, old_s390):
+            assert image.digest.split(":")[1] not in blobs
+            assert all(b.digest.split(":")[1] not in blobs for b in image.blobs)
+        assert all(b.digest.split(":")[1] in blobs for b in shared_arm.blobs + by_digest.blobs)
+        assert pulls(reg, "multi:2025", all_platforms=True)
+        assert pulls(reg, f"multi@{by_digest.digest}")
+        again = policy.plan(
+            client.collect(reg.url, storage=str(reg.storage)),
+            1,
+            (),
+            None,
+            policy.InUse(),
+            leftovers=[tuple(p) for p in leftovers],
+        )
+        assert again.deletions == [] and again.freed_bytes == 0

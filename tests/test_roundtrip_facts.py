@@ -9,7 +9,7 @@ from labhub.facts.accounts import HostAccounts
 from labhub.facts.compose import HttpStatuses
 from labhub.facts.fstab import Mounts
 from labhub.facts.services import ServiceStates
-from labhub.facts.status import LabStatus
+from labhub.facts.status import BackupStatus, LabStatus
 from labhub.facts.tree import FileTree, folder_of
 
 
@@ -156,3 +156,83 @@ def test_lab_status_sections():
         ]
     )
     assert stopped["passwords"] is None
+
+
+def test_backup_status_reads_the_service_the_schedule_and_the_latest_snapshot():
+    snapshot = (
+        '[{"time":"2026-12-02T01:00:02.123456789+01:00","tree":"ab","paths":["/etc/labhub"],'
+        '"hostname":"lab","tags":["labhub"],"id":"4e1f9a7c0000","short_id":"4e1f9a7c",'
+        '"summary":{"total_bytes_processed":73400320,"data_added":1024}},'
+        '{"time":"2026-12-01T00:00:01Z","id":"0b2c4d6e0000","short_id":"0b2c4d6e"}]'
+    )
+    found = BackupStatus().process(
+        [
+            "#service",
+            "Result=exit-code",
+            "ExecMainStatus=1",
+            "ExecMainExitTimestamp=Wed 2026-12-02 00:00:41 UTC",
+            "#timer",
+            "ActiveState=active",
+            "LastTriggerUSec=Wed 2026-12-02 00:00:00 UTC",
+            "#elapses",
+            "Thu 2026-12-03 00:00:00 UTC",
+            "Fri 2026-12-04 00:00:00 UTC",
+            "#snapshots",
+            snapshot,
+            "",
+            "#restic-exit",
+            "0",
+            "#restic-errors",
+        ]
+    )
+    assert found == {
+        "installed": True,
+        "service": {
+            "result": "exit-code",
+            "exit_status": 1,
+            "exited": "Wed 2026-12-02 00:00:41 UTC",
+        },
+        "timer": {"active": "active", "last_trigger": "Wed 2026-12-02 00:00:00 UTC"},
+        "elapses": ["2026-12-03T00:00:00+00:00", "2026-12-04T00:00:00+00:00"],
+        "repository": {"reached": True, "error": None},
+        # restic's local time with nanoseconds, in UTC.
+        "snapshot": {
+            "id": "4e1f9a7c",
+            "time": "2026-12-02T00:00:02.123456+00:00",
+            "size": 73400320,
+        },
+    }
+
+
+def test_backup_status_tells_a_repository_not_reached_and_a_program_not_installed():
+    lost = BackupStatus().process(
+        [
+            "#service",
+            "Result=success",
+            "#snapshots",
+            "",
+            "#restic-exit",
+            "1",
+            "#restic-errors",
+            "subprocess ssh: Permission denied (publickey).",
+            "Fatal: unable to open repository at sftp:restic@10.0.0.2:/srv/restic: EOF",
+        ]
+    )
+    assert lost["installed"] and lost["snapshot"] is None
+    assert lost["repository"] == {
+        "reached": False,
+        "error": "subprocess ssh: Permission denied (publickey).; "
+        "Fatal: unable to open repository at sftp:restic@10.0.0.2:/srv/restic: EOF",
+    }
+    slow = BackupStatus().process(["#snapshots", "", "#restic-exit", "124", "#restic-errors"])
+    assert slow["repository"]["error"] == "no answer within 120 s"
+    absent = BackupStatus().process(["#service", "Result=success", "#timer", "#elapses"])
+    assert not absent["installed"] and absent["repository"]["reached"] is False
+    # The schedule goes to systemd-analyze quoted, the password never on the command line.
+    command = BackupStatus().command(
+        "/usr/local/sbin/labhub-backup",
+        "labhub-backup.service",
+        "labhub-backup.timer",
+        "Mon *-*-* 02:00",
+    )
+    assert "-- 'Mon *-*-* 02:00'" in command and "password" not in command

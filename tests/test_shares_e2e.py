@@ -126,7 +126,7 @@ def inventory(lab_server):
 
 @pytest.fixture(scope="module")
 def dry_run(inventory, credentials):
-    return deploy(inventory, settings(credentials), dry=True, extra=("--diff", "-vvv"))
+    return deploy(inventory, settings(credentials), dry=True, extra=("--diff", *labhost.LOUDEST))
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +258,11 @@ def test_second_run_changes_nothing(first_run, inventory, credentials):
 def test_new_password_is_uploaded_and_never_shown(first_run, inventory, credentials, lab_host):
     credentials["leem"].write_text(f"username=lab-leem\npassword={NEW_LEEM_PASSWORD}\n")
     try:
-        dry = deploy(inventory, settings(credentials), dry=True, extra=("--diff", "-vvv"))
+        dry = deploy(inventory, settings(credentials), dry=True, extra=("--diff", *labhost.LOUDEST))
         assert f"Will modify {CREDENTIALS}/leem (a secret: content not shown)" in output(dry)
-        run = deploy(inventory, settings(credentials))
+        # At every verbosity, the upload itself included (--debug).
+        run = deploy(inventory, settings(credentials), extra=labhost.LOUDEST)
+        assert f"{CREDENTIALS}/leem" in output(run)
         for text in (output(dry), output(run)):
             assert NEW_LEEM_PASSWORD not in text and PASSWORDS["leem"] not in text
         assert run.changed_operations == [f"Credentials of share leem: {CREDENTIALS}/leem"]

@@ -151,13 +151,15 @@ class RegistryPruneState(FactBase[dict]):
     the prune's lock: a prune is running), ``pending`` (the phase a prune reached without
     finishing its collection: ``deleting`` or ``collecting``), ``collector`` (the state of a
     garbage collector's container an interrupted prune left), ``registry`` (the state of the
-    registry service's container), and ``interrupted`` (a prune was killed during its collection:
-    a collector is left, or the registry it stopped is).
+    registry service's container), ``interrupted`` (a prune was killed during its collection:
+    a collector is left, or the registry it stopped is), and ``leftovers`` (with ``pending``: the
+    ``[repo, digest]`` platform manifests its plan deleted with their indexes, which a prune
+    killed between an index and them left untagged).
 
     .. code:: python
 
         {"locked": None, "pending": "collecting", "collector": "exited", "registry": "exited",
-         "interrupted": True}
+         "interrupted": True, "leftovers": [["lab", "sha256:9f86..."]]}
     """
 
     requires_command = "docker"
@@ -170,14 +172,23 @@ class RegistryPruneState(FactBase[dict]):
             "collector": None,
             "registry": None,
             "interrupted": False,
+            "leftovers": [],
         }
 
     def command(self, state_dir: str, project: str, service: str) -> str:
         lock = shlex.quote(f"{state_dir}/{PRUNE_LOCK}")
         pending = shlex.quote(f"{state_dir}/{PRUNE_PENDING}")
         collector = shlex.quote(collector_name(project))
+        plan = shlex.quote(f"{state_dir}/{PRUNE_PLAN}")
+        children = (
+            "import json, sys\n"
+            "for d in json.load(open(sys.argv[1])).get('deletions') or []:\n"
+            "    for c in d.get('children') or []: print('leftover', d['repo'], c)"
+        )
         return shell(
             f'if [ -f {pending} ]; then echo "pending $(head -c 32 {pending})"; fi',
+            f"if [ -f {pending} ] && [ -f {plan} ]; then "
+            f"python3 -c {shlex.quote(children)} {plan} 2>/dev/null; fi",
             f"if [ -f {lock} ] && ! flock -n {lock} true 2>/dev/null; then "
             f'echo "locked $(head -c 32 {lock})"; fi',
             f"docker container inspect --format 'collector {{{{.State.Status}}}}' {collector} "
@@ -191,7 +202,9 @@ class RegistryPruneState(FactBase[dict]):
         state = self.default()
         for line in output:
             key, _, value = line.strip().partition(" ")
-            if key in state:
+            if key == "leftover" and len(value.split()) == 2:
+                state["leftovers"].append(value.split())
+            elif key in state and key != "leftovers":
                 state[key] = value.strip() or key
         # Killed during its collection: a collector left, or the registry stopped for it.
         state["interrupted"] = bool(

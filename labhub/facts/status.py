@@ -7,6 +7,7 @@ and of the labs, which hub users have set a password, and disk usage.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from datetime import UTC, datetime
 
@@ -195,4 +196,146 @@ class LabStatus(FactBase[dict]):
             "registry_data": data,
             "df": df,
             "du": du,
+        }
+
+
+_BACKUP_SECTIONS = (
+    "#service",
+    "#timer",
+    "#elapses",
+    "#snapshots",
+    "#restic-exit",
+    "#restic-errors",
+)
+# A repository that does not answer within this many seconds counts as not reached.
+RESTIC_TIMEOUT = 120
+
+
+def _restic_time(value: str) -> str:
+    """restic's time (nanoseconds, the host's offset) as an ISO time in UTC."""
+    match = re.fullmatch(r"(.+?T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)", value)
+    if not match:
+        return value
+    base, fraction, offset = match.groups()
+    stamp = datetime.fromisoformat(
+        base + (fraction or "")[:7] + ("+00:00" if offset == "Z" else offset)
+    )
+    return stamp.astimezone(UTC).isoformat()
+
+
+class BackupStatus(FactBase[dict]):
+    """
+    The backups, as ``tasks/status.py`` reads them on a server with ``backup_repository``: the
+    backup service's last run, the timer, the schedule's next elapses (UTC) and the repository's
+    latest labhub snapshot, asked through the backup program (root only).
+
+    .. code:: python
+
+        {
+            "installed": True,                 # False: the backup program is not there
+            "service": {"result": "success", "exit_status": 0,
+                        "exited": "Wed 2026-12-02 00:00:41 UTC"},   # "" exited: never ran
+            "timer": {"active": "active", "last_trigger": "Wed 2026-12-02 00:00:00 UTC"},
+            "elapses": ["2026-12-03T00:00:00+00:00", "2026-12-04T00:00:00+00:00"],
+            "repository": {"reached": True, "error": None},
+            "snapshot": {"id": "4e1f9a7c", "time": "2026-12-02T00:00:02.123456+00:00",
+                         "size": 73400320},   # None: no snapshot; size None: restic did not say
+        }
+    """
+
+    default = dict
+
+    def command(
+        self, program: str, service: str, timer: str, schedule: str | None, iterations: int = 5
+    ) -> str:
+        quote = shlex.quote
+        snapshots = command_line(
+            "timeout", str(RESTIC_TIMEOUT), program, "restic", "--no-lock", "snapshots",
+            "--json", "--latest", "1", "--tag", "labhub",
+        )  # fmt: skip
+        lines = [
+            "echo '#service'",
+            f"systemctl show -p Result -p ExecMainStatus -p ExecMainExitTimestamp {quote(service)}",
+            "echo '#timer'",
+            f"systemctl show -p ActiveState -p LastTriggerUSec {quote(timer)}",
+            "echo '#elapses'",
+            *(
+                [
+                    f"TZ=UTC systemd-analyze calendar --iterations={iterations} -- "
+                    f"{quote(schedule)} 2>/dev/null | "
+                    "sed -n 's/^ *\\(Next elapse\\|Iter[a-z.]* #[0-9]*\\): //p'"
+                ]
+                if schedule
+                else []
+            ),
+            f"if [ -x {quote(program)} ]; then",
+            'errors=$(mktemp); echo "#snapshots"',
+            f'{snapshots} 2>"$errors"; code=$?; echo',
+            'echo "#restic-exit"; echo "$code"',
+            'echo "#restic-errors"; tail -n 3 "$errors"; rm -f "$errors"',
+            "fi",
+            "true",
+        ]
+        return shell(*lines)
+
+    def process(self, output) -> dict:
+        sections: dict[str, list[str]] = {name: [] for name in _BACKUP_SECTIONS}
+        current = None
+        for line in output:
+            if line in _BACKUP_SECTIONS:
+                current = line
+            elif current is not None:
+                sections[current].append(line)
+        properties = {
+            key: value
+            for line in sections["#service"] + sections["#timer"]
+            for key, _, value in [line.partition("=")]
+        }
+        status = properties.get("ExecMainStatus", "")
+        elapses = []
+        for line in sections["#elapses"]:
+            # "Thu 2026-12-03 00:00:00 UTC", after "Next elapse:", and "Iteration #2:" (systemd
+            # 257; "Iter. #2:" before)
+            parts = line.split()
+            if len(parts) == 4 and parts[3] == "UTC":
+                elapses.append(datetime.fromisoformat(f"{parts[1]}T{parts[2]}+00:00").isoformat())
+        installed = any(line == "#restic-exit" for line in output)
+        code = (sections["#restic-exit"] or [""])[0].strip()
+        snapshot = None
+        reached = installed and code == "0"
+        if reached:
+            try:
+                listed = json.loads("".join(sections["#snapshots"]) or "[]")
+            except ValueError:
+                listed = []
+            latest = max(listed, key=lambda s: _restic_time(s["time"]), default=None)
+            if latest is not None:
+                size = (latest.get("summary") or {}).get("total_bytes_processed")
+                snapshot = {
+                    "id": latest.get("short_id") or latest["id"][:8],
+                    "time": _restic_time(latest["time"]),
+                    "size": size,
+                }
+        error = None
+        if installed and not reached:
+            said = [line.strip() for line in sections["#restic-errors"] if line.strip()]
+            error = (
+                f"no answer within {RESTIC_TIMEOUT} s"
+                if code == "124"
+                else "; ".join(said) or f"restic exited {code}"
+            )
+        return {
+            "installed": installed,
+            "service": {
+                "result": properties.get("Result", ""),
+                "exit_status": int(status) if status.isdigit() else None,
+                "exited": properties.get("ExecMainExitTimestamp", ""),
+            },
+            "timer": {
+                "active": properties.get("ActiveState", ""),
+                "last_trigger": properties.get("LastTriggerUSec", ""),
+            },
+            "elapses": elapses,
+            "repository": {"reached": reached, "error": error},
+            "snapshot": snapshot,
         }

@@ -184,8 +184,13 @@ def plan(
     used: InUse,
     now: datetime | None = None,
     registry_major: int = 2,
+    leftovers: Iterable[tuple[str, str]] = (),
 ) -> Plan:
-    """Decide, for every tag of the registry, keep (and why) or delete; list the deletions."""
+    """Decide, for every tag of the registry, keep (and why) or delete; list the deletions.
+
+    ``leftovers`` are the ``(repo, digest)`` platform manifests a prune killed during its
+    deletions had planned to delete with their index: those the registry still holds untagged,
+    that no remaining index references, are deleted too (a plain collection would keep them)."""
     now = now or datetime.now(UTC)
     patterns = [re.compile(p) for p in keep_tags]
     manifests = snapshot.get("manifests") or {}
@@ -273,19 +278,33 @@ def plan(
         for record in records.values()
         for child in record.get("children") or []
     }
-    untagged_roots = {
-        (repo, digest)
-        for repo, records in manifests.items()
-        for digest, record in records.items()
-        if record.get("untagged") and (repo, digest) not in referenced
-    }
-    in_use_here = {pair for pair in used.digests if pair[1] in (manifests.get(pair[0]) or {})}
-    kept_closure = _closure(manifests, kept | untagged_roots | in_use_here)
     tagged = {
         (repo, d)
         for repo, m in (snapshot.get("repositories") or {}).items()
         for d in (m or {}).values()
     }
+    orphans = {
+        (repo, digest)
+        for repo, digest in leftovers
+        if digest in (manifests.get(repo) or {})
+        and (repo, digest) not in referenced
+        and (repo, digest) not in tagged
+    }
+    untagged_roots = {
+        (repo, digest)
+        for repo, records in manifests.items()
+        for digest, record in records.items()
+        if record.get("untagged") and (repo, digest) not in referenced
+    } - orphans
+    in_use_here = {pair for pair in used.digests if pair[1] in (manifests.get(pair[0]) or {})}
+    kept_closure = _closure(manifests, kept | untagged_roots | in_use_here)
+    orphans -= kept_closure
+    deletions += [Deletion(repo, digest, ()) for repo, digest in sorted(orphans)]
+    if orphans:
+        notes.append(
+            f"{len(orphans)} platform manifest(s) that an interrupted prune left untagged (it "
+            "deleted their index) are deleted too."
+        )
     with_children = []
     for deletion in deletions:
         own = _closure(manifests, {(deletion.repo, deletion.digest)})
@@ -321,10 +340,16 @@ def plan(
 
 
 def plan_for(
-    settings, contents: dict, containers: Iterable[dict], registry_major: int = 2, now=None
+    settings,
+    contents: dict,
+    containers: Iterable[dict],
+    registry_major: int = 2,
+    now=None,
+    leftovers: Iterable[tuple[str, str]] = (),
 ) -> Plan:
     """``plan`` as a lab's settings ask it (labhub.settings.Settings: ``registry_prune``, and the
-    ``lab_images`` it keeps, with ``registry_address``), the images ``containers`` use kept."""
+    ``lab_images`` it keeps, with ``registry_address``), the images ``containers`` use kept, and
+    an interrupted prune's ``leftovers``."""
     prune = settings.registry_prune
     used = in_use(settings.lab_images, containers, registry_hosts(settings.registry_address))
     return plan(
@@ -335,6 +360,7 @@ def plan_for(
         used,
         now,
         registry_major=registry_major,
+        leftovers=leftovers,
     )
 
 

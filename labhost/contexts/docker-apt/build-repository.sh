@@ -3,7 +3,9 @@
 #   $1/linux/debian/gpg                        the signing key, ASCII armored
 #   $1/linux/debian/dists/<codename>/...       Release, InRelease, Release.gpg, stable/binary-<arch>
 # and a copy of it under $1/another-key/linux/debian that publishes the same key but is signed
-# with another one, as a tampered mirror would be. Both keys are made here, without passphrase:
+# with another one, as a tampered mirror would be, and one under $1/rotated/linux/debian signed
+# with that other key and publishing it, as a repository after a key rotation (or another
+# mirror with its own key) would be. Both keys are made here, without passphrase:
 # they exist only in this image's build and never leave this machine.
 #
 # Its packages are Debian's engine, CLI, containerd, compose v2 and buildx under Docker's names
@@ -68,7 +70,7 @@ key() {
 published=$(key "labhub stand-in of Docker's apt repository <labhub-tests@localhost>")
 another=$(key "labhub another key <labhub-tests@localhost>")
 
-repository() {  # repository OUTDIR SIGNING_KEY
+repository() {  # repository OUTDIR SIGNING_KEY [PUBLISHED_KEY]
     base=$(mktemp -d)
     mkdir "$base/conf"
     cat > "$base/conf/distributions" <<DIST
@@ -82,12 +84,15 @@ Description: labhub's stand-in of Docker's apt repository (Debian's packages und
 SignWith: $2
 DIST
     reprepro --silent --basedir "$base" --outdir "$1" includedeb "$codename" "$debs"/*.deb
-    gpg --batch --armor --export "$published" > "$1/gpg"
+    gpg --batch --armor --export "${3:-$published}" > "$1/gpg"
 }
 repository "$www/linux/debian" "$published"
 repository "$www/another-key/linux/debian" "$another"
+repository "$www/rotated/linux/debian" "$another" "$another"
 # The same package files: apt never gets to them from a repository it refuses.
-rm -r "$www/another-key/linux/debian/pool"
-ln -s ../../../linux/debian/pool "$www/another-key/linux/debian/pool"
+for copy in another-key rotated; do
+    rm -r "$www/$copy/linux/debian/pool"
+    ln -s ../../../linux/debian/pool "$www/$copy/linux/debian/pool"
+done
 gpgconf --kill gpg-agent
 rm -rf "$work" /var/lib/apt/lists/*
