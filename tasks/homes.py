@@ -16,6 +16,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
@@ -27,6 +28,8 @@ from labhub.facts.fstab import FstabLines
 from labhub.facts.tree import files_at
 from labhub.operations import fstab, packages, secret_files, tree
 from labhub.settings import get_settings, url_host
+
+NFS_SERVER = "nfs-kernel-server"
 
 settings = get_settings(host)
 storage = settings.home_storage
@@ -48,12 +51,13 @@ if mounted_here:
         raise OperationError(f"{host.name}: " + "; ".join(problems))
 
 # The hub server's NFS export, to the nodes' addresses alone. Without nodes there is none: an
-# exports file left from a lab that had nodes goes.
+# exports file left from a lab that had nodes goes (looked for only where an NFS server was
+# installed, so a server that never had nodes is asked nothing more).
 exported = storage.kind == "export" and bool(nodes) and not cluster.is_node(host)
 if exported:
     packages.installed(
         name="Install nfs-kernel-server (the homes' NFS server)",
-        packages=["nfs-kernel-server"],
+        packages=[NFS_SERVER],
         update=True,
         cache_time=24 * 3600,
     )
@@ -65,7 +69,7 @@ if exported:
         group="root",
         mode="0644",
     )
-elif host.get_fact(File, path=homes.EXPORTS_FILE):
+elif NFS_SERVER in read(host, DebPackages) and host.get_fact(File, path=homes.EXPORTS_FILE):
     exports = files.file(
         name=f"No export of the homes without lab nodes: {homes.EXPORTS_FILE}",
         path=homes.EXPORTS_FILE,

@@ -25,6 +25,7 @@ from labhub import accounts, backup, findings, stack
 from labhub.facts import read
 from labhub.facts.accounts import local_accounts
 from labhub.facts.fstab import Mounts
+from labhub.facts.hub_database import HubRollback
 from labhub.facts.images import ContainerImages
 from labhub.facts.registry import RegistryContents
 from labhub.facts.status import BackupStatus, LabStatus
@@ -73,8 +74,20 @@ backed_up = (
     else None
 )
 
+# A failed hub upgrade leaves its mark (files/hub-upgrade.sh) until a later deploy succeeds.
+rolled_back = read(host, HubRollback, path=project.hub_rolled_back_file)
+
 found = findings.findings(
-    settings, project, seen, local, mounts, contents, containers, datetime.now(UTC), backed_up
+    settings,
+    project,
+    seen,
+    local,
+    mounts,
+    contents,
+    containers,
+    datetime.now(UTC),
+    backed_up,
+    rolled_back,
 )
 problems = [problem for _, problem in found if problem]
 for description, problem in found:

@@ -492,6 +492,13 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
     )
     assert mark["previous"] == before and mark["outcome"] == "rolled back"
     assert mark["reason"].startswith("the new hub stopped")
+    # Status says so, as a problem, until a deploy runs the hub as built.
+    status = labhost.run_pyinfra(site["inventory"], "tasks/status.py")
+    assert status.returncode != 0
+    assert (
+        f"the hub runs its previous image {before} with its previous files; fix the cause and "
+        "deploy again"
+    ) in status.stdout + status.stderr
     assert hub_version(verify).startswith("5.")
     assert schema(server) == SCHEMA["5"]
     assert logs_in("alice", PASSWORDS["alice"], verify)
