@@ -67,7 +67,9 @@ def test_the_no_change_run_sends_few_commands(deployed):
         # server whose shares are mounted they are not sent.
         and "--suffix=mount /srv/shares/" not in line
     ]
-    assert len(sent) <= 20, "\n".join(sent)
+    # 21: one more since a failed hub upgrade leaves a mark that a deploy reads (and clears once
+    # the hub runs as built).
+    assert len(sent) <= 21, "\n".join(sent)
     dry = labhost.run_pyinfra(
         deployed["inventory"], "deploy.py", dry=True, extra=("--diff", "--debug")
     )
@@ -79,7 +81,9 @@ def test_the_no_change_run_sends_few_commands(deployed):
         for name in ("data", "scratch")
     ], certain
     sent = [line for line in dry.stderr.splitlines() if "Running command on" in line]
-    assert len(sent) <= 20, "\n".join(sent)
+    # 21: one more since a failed hub upgrade leaves a mark that a deploy reads (and clears once
+    # the hub runs as built).
+    assert len(sent) <= 21, "\n".join(sent)
 
 
 def test_a_healthy_server_reports_healthy(deployed):
