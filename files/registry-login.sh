@@ -13,7 +13,7 @@ umask 077
 mode=$1 password=$2 env=$3 config=$4 variable=$5 user=$6 image=$7 before=$8 after=$9
 
 expected_config() {
-    printf '%s"%s"%s' "$before" "$(printf '%s:%s' "$user" "$(cat "$password")" | base64 -w0)" \
+    printf '%s%s%s' "$before" "$(printf '%s:%s' "$user" "$(cat "$password")" | base64 -w0)" \
         "$after"
 }
 
