@@ -2,7 +2,8 @@
 # (labhub/node_registry.py): a generated password, its bcrypt hash for the proxy, and the Docker
 # client configuration that logs in with it. Run by labhub's deploy (tasks/hub.py):
 #
-#   registry-login.sh check|write PASSWORD ENV CONFIG VARIABLE USER PROXY_IMAGE BEFORE AFTER
+#   registry-login.sh check|write PASSWORD ENV CONFIG VARIABLE USER PROXY_IMAGE BEFORE AFTER \
+#       PROJECT SERVICE
 #
 # check prints what is missing or stale, one word a line (password, proxy-env, docker-config),
 # and never a secret; write makes exactly those. The password is never on a command line: it
@@ -11,6 +12,7 @@
 set -eu
 umask 077
 mode=$1 password=$2 env=$3 config=$4 variable=$5 user=$6 image=$7 before=$8 after=$9
+project=${10} service=${11}
 
 expected_config() {
     printf '%s%s%s' "$before" "$(printf '%s:%s' "$user" "$(cat "$password")" | base64 -w0)" \
@@ -52,7 +54,12 @@ case $todo in *proxy-env*)
     case $hash in '$'*) hash=$(printf '%s' "$hash" | base64 -w0) ;; esac
     [ -n "$hash" ] || { echo "the proxy image $image made no password hash" >&2; exit 1; }
     printf '%s=%s\n' "$variable" "$hash" > "$env.new"
-    mv "$env.new" "$env" ;;
+    mv "$env.new" "$env"
+    # A running proxy reads it when it starts: a new password needs a new start.
+    for proxy in $(docker ps -q --filter "label=com.docker.compose.project=$project" \
+        --filter "label=com.docker.compose.service=$service"); do
+        docker restart "$proxy" > /dev/null
+    done ;;
 esac
 case $todo in *docker-config*)
     expected_config > "$config.new"

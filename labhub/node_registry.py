@@ -10,7 +10,8 @@ makes it, ``tasks/node_images.py`` copies it to the nodes), in root-only files u
 ``SECRETS_DIR``::
 
     password               the login's password (generated once; delete it to make a new one)
-    proxy.env              its bcrypt hash, as the proxy's environment (LOGIN_HASH_VARIABLE)
+    proxy.env              its bcrypt hash, as the proxy's environment (LOGIN_HASH_VARIABLE),
+                           sourced by the proxy's command
     docker/config.json     the Docker client configuration that logs in with it (``auths``):
                            on the hub server the hub container's (``HUB_DOCKER_CONFIG``), on
                            each node the one its pre-pulls run with (``DOCKER_CONFIG``)
@@ -35,6 +36,8 @@ PASSWORD_FILE = f"{SECRETS_DIR}/password"
 PROXY_ENV_FILE = f"{SECRETS_DIR}/proxy.env"
 DOCKER_CONFIG = f"{SECRETS_DIR}/docker"
 DOCKER_CONFIG_FILE = f"{DOCKER_CONFIG}/config.json"
+# Where the proxy container reads proxy.env.
+PROXY_ENV_PATH = "/etc/caddy/labhub-registry-login.env"
 # The variable of proxy.env that holds the login's hash; Caddy reads it as {env.NAME}.
 LOGIN_HASH_VARIABLE = "LABHUB_NODE_REGISTRY_HASH"
 # Where the hub container finds the login (docker-py reads ~/.docker/config.json; the hub runs

@@ -411,10 +411,20 @@ def compose_file_text(
                     "target": settings.node_registry_port,
                 }
             )
-            # The nodes' login's hash, read by Caddy as {env.…}; made on the server, root only.
-            # Not required: a dry run before it is made computes the configuration without it
-            # (and a proxy without it lets no one log in).
-            proxy["env_file"] = [{"path": node_registry.PROXY_ENV_FILE, "required": False}]
+            # The nodes' login's hash (made on the server, root only), read by Caddy as
+            # {env.…}: sourced by the proxy's shell, since compose's env_file would put it in
+            # the container's configuration, whose hash compose's own config command does not
+            # compute alike (every run would recreate the proxy).
+            proxy["volumes"].append(
+                f"{node_registry.PROXY_ENV_FILE}:{node_registry.PROXY_ENV_PATH}:ro"
+            )
+            proxy["command"] = [
+                "sh",
+                "-c",
+                'set -a && . "$0" && set +a && exec "$@"',
+                node_registry.PROXY_ENV_PATH,
+                *proxy["command"],
+            ]
             # The same login, for the services the hub creates on the nodes (registry auth).
             services[stack.hub_service]["volumes"].append(
                 f"{node_registry.DOCKER_CONFIG}:{node_registry.HUB_DOCKER_CONFIG}:ro"

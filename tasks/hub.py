@@ -151,6 +151,8 @@ if settings.with_lab_nodes:
         image=settings.proxy_image,
         config_before=before,
         config_after=after,
+        project=project.project,
+        service=project.proxy_service,
     )
 compose.up(
     name="Bring up the hub stack (docker compose up)",

@@ -89,7 +89,7 @@ def test_one_server_is_as_before():
     assert set(caddy.config(settings)["apps"]["http"]["servers"]) == {"hub", "redirect"}
     assert "node_registry" not in stack.hub_settings(settings)
     compose = yaml.safe_load(stack.compose_file_text(settings, "labhub/hub:x", "{}", ""))
-    assert "env_file" not in compose["services"]["proxy"]
+    assert compose["services"]["proxy"]["command"][0] == "caddy"
     assert [p["published"] for p in compose["services"]["proxy"]["ports"]] == ["443", "80"]
     assert not any(".docker" in v for v in compose["services"]["hub"]["volumes"])
 
@@ -99,7 +99,10 @@ def test_with_nodes_the_stack_publishes_the_nodes_registry_and_hands_the_hub_the
     compose = yaml.safe_load(stack.compose_file_text(settings, "labhub/hub:x", "{}", ""))
     proxy = compose["services"]["proxy"]
     assert {"host_ip": "0.0.0.0", "published": "5443", "target": 5443} in proxy["ports"]
-    assert proxy["env_file"] == [{"path": "/etc/labhub/registry/proxy.env", "required": False}]
+    env = "/etc/caddy/labhub-registry-login.env"
+    assert f"/etc/labhub/registry/proxy.env:{env}:ro" in proxy["volumes"]
+    assert proxy["command"][:4] == ["sh", "-c", 'set -a && . "$0" && set +a && exec "$@"', env]
+    assert proxy["command"][4:6] == ["caddy", "run"]
     assert "/etc/labhub/registry/docker:/root/.docker:ro" in compose["services"]["hub"]["volumes"]
     # The registry itself stays on loopback.
     assert compose["services"]["registry"]["ports"][0]["host_ip"] == "127.0.0.1"

@@ -75,7 +75,7 @@ def repo_digests(node: labhost.LabServer, image: str) -> list[str]:
 
 def proxy_access_log(hub: labhost.LabServer) -> list[dict]:
     out = hub.exec(
-        "docker compose -f /opt/labhub/compose.yaml -p labhub logs --no-log-prefix proxy 2>&1"
+        "docker logs $(docker ps -q --filter label=com.docker.compose.service=proxy) 2>&1"
     )
     entries = []
     for line in out.splitlines():
@@ -98,12 +98,13 @@ def test_the_node_has_the_lab_image_with_the_registrys_digest(lab):
 
 
 def test_the_node_pulled_over_tls_with_the_login(lab):
+    log = proxy_access_log(lab["hub"])
     pulls = [
         entry
-        for entry in proxy_access_log(lab["hub"])
+        for entry in log
         if entry["request"]["uri"] == "/v2/lab/manifests/1.0" and entry["status"] == 200
     ]
-    assert pulls, "the proxy logged no pull of lab:1.0"
+    assert pulls, f"the proxy logged no pull of lab:1.0: {log[-5:]}"
     for entry in pulls:
         assert entry["user_id"] == "labhub"
         assert entry["request"]["remote_ip"] == lab["node"].address
@@ -201,14 +202,15 @@ def test_the_password_is_in_no_output_and_not_in_the_repository(lab):
 
 def test_a_second_run_changes_nothing(lab):
     again = labhost.run_pyinfra(lab["inventory"], "deploy.py").check()
-    assert again.changed == 0, again.changed_operations
+    assert again.changed == 0, (again.changed_operations, again.stderr[-3000:])
 
 
 def test_an_image_pushed_later_is_pre_pulled_by_the_next_deploy(lab):
     hub, node = lab["hub"], lab["node"]
     images = {"lab_images": [{"name": "lab", "version": "1.0"}, {"name": "lab", "version": "1.1"}]}
     plan = labhost.run_pyinfra(lab["inventory"], "deploy.py", data=images, dry=True).check()
-    planned = plan.planned_changes
+    # Named "<task file> | <operation>" in the plan.
+    planned = [name.rsplit(" | ", 1)[-1] for name in plan.planned_changes]
     push = planned.index("Push 127.0.0.1:5000/lab:1.1 to the registry")
     pull = planned.index(f"Pre-pull {ADDRESS}/lab:1.1")
     assert push < pull

@@ -37,6 +37,8 @@ class RegistryLogin(FactBase[list]):
         image: str,
         before: str,
         after: str,
+        project: str,
+        service: str,
     ) -> str:
         return script_command(
             LOGIN_SCRIPT,
@@ -49,6 +51,8 @@ class RegistryLogin(FactBase[list]):
             image,
             before,
             after,
+            project,
+            service,
             interpreter="sh",
         )
 

@@ -40,6 +40,8 @@ def login(
     image: str,
     config_before: str,
     config_after: str,
+    project: str,
+    service: str,
 ):
     """
     The login lab nodes pull from the hub server's registry with, on the hub server (root only,
@@ -56,6 +58,8 @@ def login(
     + image: the proxy image, whose ``caddy hash-password`` makes the hash
     + config_before: the configuration's JSON before its auth value
     + config_after: the configuration's JSON after it
+    + project: the hub's compose project
+    + service: its proxy's service, restarted when the hash changed under it
 
     **Example:**
 
@@ -71,15 +75,22 @@ def login(
             image="caddy:2",
             config_before='{"auths": {"hub.lab:5443": {"auth": ',
             config_after="}}}\\n",
+            project="labhub",
+            service="proxy",
         )
     """
     args = (password, env, config, variable, user, image, config_before, config_after)
-    todo = read(host, RegistryLogin, **dict(zip(_LOGIN_ARGS, args)))
+    todo = read(
+        host, RegistryLogin, **dict(zip(_LOGIN_ARGS, args)), project=project, service=service
+    )
     if not todo:
         host.noop("the nodes' registry login is made")
         return
     host.log(f"registry login: to make: {', '.join(todo)}")
-    yield reported(script_command(LOGIN_SCRIPT, "write", *args, interpreter="sh"), _report_made)
+    yield reported(
+        script_command(LOGIN_SCRIPT, "write", *args, project, service, interpreter="sh"),
+        _report_made,
+    )
 
 
 _LOGIN_ARGS = ("password", "env", "config", "variable", "user", "image", "before", "after")
