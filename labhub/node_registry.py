@@ -89,8 +89,9 @@ def ca_file(settings: Settings) -> str:
 def docker_config_parts(settings: Settings) -> tuple[str, str]:
     """
     The Docker client configuration that logs in to the nodes' registry, as the JSON text before
-    and after its ``auth`` value (base64 of ``user:password``, made on the hub server by
-    LOGIN_SCRIPT, whose alphabet needs no escaping): the JSON is dumped here, never pasted.
+    and after its ``auth`` value, quotes included (the value, base64 of ``user:password``, is made
+    on the hub server by LOGIN_SCRIPT; its alphabet needs no escaping): the JSON is dumped here,
+    never pasted.
     """
     marker = "LABHUB-AUTH"
     text = json.dumps({"auths": {address(settings): {"auth": marker}}}, indent=2)

@@ -73,8 +73,8 @@ def login(
             variable="LABHUB_NODE_REGISTRY_HASH",
             user="labhub",
             image="caddy:2",
-            config_before='{"auths": {"hub.lab:5443": {"auth": ',
-            config_after="}}}\\n",
+            config_before='{"auths": {"hub.lab:5443": {"auth": "',
+            config_after='"}}}\\n',
             project="labhub",
             service="proxy",
         )
