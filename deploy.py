@@ -1,11 +1,12 @@
 """
 The whole lab server, top to bottom: Docker, notebook users, network shares, the users' homes
 (tasks/homes.py: shared with the lab nodes), the hub stack with its private registry, then the
-lab images pushed to that registry; a lab node (inventory group ``lab_nodes``) gets the first
-four. Each task also runs alone:
-``pyinfra inventory.py tasks/<task>.py``. Pruning the registry is on demand, not part of this:
-``pyinfra inventory.py tasks/registry_prune.py``. With backup_repository set, backups are set up
-and scheduled last (tasks/backup_schedule.py); ``tasks/backup.py`` backs up on demand.
+lab images pushed to that registry. A lab node (inventory group ``lab_nodes``) gets the first
+four, then, once the hub server pushed the lab images, those images pulled from the hub server's
+registry (tasks/node_images.py). Each task also runs alone: ``pyinfra inventory.py
+tasks/<task>.py``. Pruning the registry is on demand, not part of this: ``pyinfra inventory.py
+tasks/registry_prune.py``. With backup_repository set, backups are set up and scheduled last on
+the hub server (tasks/backup_schedule.py); ``tasks/backup.py`` backs up on demand.
 
     pyinfra inventory.py deploy.py
 """
@@ -13,14 +14,25 @@ and scheduled last (tasks/backup_schedule.py); ``tasks/backup.py`` backs up on d
 from pyinfra import host, local
 
 from labhub import cluster
+from labhub.operations import cluster as lab
 from labhub.settings import get_settings
 
 # Validate every setting before the first operation, so bad input changes nothing.
 settings = get_settings(host)
+node = cluster.is_node(host)
 
-# A lab node runs labs: it gets what a lab needs of the server it runs on, not the hub.
+# A lab node runs labs: it gets what a lab needs of the server it runs on, not the hub. (The same
+# task at the same place on every server: pyinfra tells operations apart by where they are.)
 node_tasks = ("docker", "users", "shares", "homes")
-for task in node_tasks if cluster.is_node(host) else (*node_tasks, "hub", "images"):
+for task in node_tasks if node else (*node_tasks, "hub", "images"):
     local.include(f"tasks/{task}.py")
-if settings.backup_repository is not None and not cluster.is_node(host):
+if settings.with_lab_nodes:
+    # One operation on every server: what follows on a node runs after the hub server pushed.
+    lab.step(
+        name="Every server is set up and the hub server has pushed the lab images",
+        done="lab images pushed",
+    )
+if node:
+    local.include("tasks/node_images.py")
+elif settings.backup_repository is not None:
     local.include("tasks/backup_schedule.py")

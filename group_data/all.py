@@ -112,6 +112,11 @@ registry_bind = "127.0.0.1"
 # The registry's published port.
 registry_port = 5000
 
+# With lab nodes (the inventory group lab_nodes): the port of the hub server on which the HTTPS
+# proxy serves the registry to the nodes alone (TLS with the hub's certificate, a login labhub
+# generates on the hub server; any other address is refused). Published on hub_bind.
+node_registry_port = 5443
+
 # Lab images built on the host and pushed to the registry as <registry>/<name>:<version>.
 # Each: name, version, optional context (build folder; default files/lab) and base_image.
 lab_images = [{"name": "lab", "version": "1.0"}]

@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from labhub import node_registry
 from labhub.settings import Settings
-from labhub.stack import PROXY_CONFIG_DIR, PROXY_DATA_PATH, Stack
+from labhub.stack import PROXY_CONFIG_DIR, PROXY_DATA_PATH, REGISTRY_INTERNAL_PORT, Stack
 
 # The root certificate of Caddy's local CA (tls "internal"), in its data volume.
 LOCAL_ROOT = f"{PROXY_DATA_PATH}/caddy/pki/authorities/local/root.crt"
@@ -22,12 +24,14 @@ LOCAL_ROOT = f"{PROXY_DATA_PATH}/caddy/pki/authorities/local/root.crt"
 HSTS_MAX_AGE = 365 * 24 * 3600
 
 
-def config(settings: Settings) -> dict:
+def config(settings: Settings, node_addresses: Sequence[str] = ()) -> dict:
     """
     The proxy's configuration, in Caddy's native JSON: the hub at ``hub_domain`` over HTTPS
     (websockets included), HSTS, HTTP redirected to HTTPS, and a certificate from the one
     source ``tls`` names. Only that source: with a directory or files given, Caddy never falls
-    back to another CA or to a self-signed certificate.
+    back to another CA or to a self-signed certificate. With lab nodes, also the registry for
+    them alone (``labhub.node_registry.proxy_server``; ``node_addresses``: theirs, as the hub
+    server sees them), with the same certificate.
     """
     stack = Stack.from_settings(settings)
     domain = settings.hub_domain
@@ -92,6 +96,11 @@ def config(settings: Settings) -> dict:
             }
         ],
     }
+    servers = {"hub": hub, "redirect": redirect}
+    if settings.with_lab_nodes:
+        servers["registry"] = node_registry.proxy_server(
+            settings, node_addresses, f"{stack.registry_service}:{REGISTRY_INTERNAL_PORT}"
+        )
     return {
         # Changes come as a new container (compose recreates it), never through the admin API.
         "admin": {"disabled": True},
@@ -99,7 +108,7 @@ def config(settings: Settings) -> dict:
             "http": {
                 "http_port": settings.http_port,
                 "https_port": settings.https_port,
-                "servers": {"hub": hub, "redirect": redirect},
+                "servers": servers,
             },
             "tls": tls_app,
             # The local CA stays in the proxy's volume; nothing is added to the container's trust.
@@ -108,11 +117,11 @@ def config(settings: Settings) -> dict:
     }
 
 
-def config_text(settings: Settings) -> str:
+def config_text(settings: Settings, node_addresses: Sequence[str] = ()) -> str:
     """``caddy.json`` as the deploy writes it; empty with tls "off", which runs no proxy."""
     if settings.tls == "off":
         return ""
-    return json.dumps(config(settings), indent=2, sort_keys=True) + "\n"
+    return json.dumps(config(settings, node_addresses), indent=2, sort_keys=True) + "\n"
 
 
 def obtained_certificate(settings: Settings) -> str:

@@ -34,7 +34,8 @@ from pydantic import (
 from pyinfra.api.exceptions import PyinfraError
 
 from labhub import tls
-from labhub.pyinfra_api import after_inventory_loaded, memo
+from labhub.cluster import LAB_NODES, lab_nodes
+from labhub.pyinfra_api import after_inventory_loaded, memo, real_host
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "group_data" / "all.py"
@@ -1021,6 +1022,7 @@ class Settings(_Model):
     registry_image: ImageReference
     registry_bind: IpAddress
     registry_port: Port
+    node_registry_port: Port
     lab_images: tuple[LabImage, ...] = Field(min_length=1)
     lab_base_image: ImageReference
     lab_default_image: str | None
@@ -1046,6 +1048,9 @@ class Settings(_Model):
     lab_limits: dict[str, LabLimits]
     lab_gpus: dict[GroupName, GpuRequest]
     lab_shm_size: Size | None
+    # Not a setting: whether the host's inventory has lab nodes (labhub.cluster), which some
+    # settings need or leave unused. ``validate`` sets it from the inventory.
+    with_lab_nodes: bool = False
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -1218,6 +1223,14 @@ class Settings(_Model):
     def _tls_problems(self) -> list[str]:
         """What the chosen way of getting the hub's certificate still needs."""
         if self.tls == "off":
+            if self.with_lab_nodes:
+                # The proxy is what serves the registry to the nodes over TLS; without it the
+                # nodes could only pull over plain HTTP, an insecure-registries entry.
+                return [
+                    'tls: "off" with lab nodes: the nodes pull lab images from the hub '
+                    "server's registry over TLS with a login, which the HTTPS proxy serves "
+                    'with the hub\'s certificate; choose "internal", "files" or "acme"'
+                ]
             return []
         if self.hub_domain is None:
             return [
@@ -1265,7 +1278,12 @@ class Settings(_Model):
                 ("http_port", self.hub_bind, self.http_port),
             ]
         )
-        return [*web, ("registry_port", self.registry_bind, self.registry_port)]
+        nodes = (
+            [("node_registry_port", self.hub_bind, self.node_registry_port)]
+            if self.with_lab_nodes and self.tls != "off"
+            else []
+        )
+        return [*web, *nodes, ("registry_port", self.registry_bind, self.registry_port)]
 
     def _unused_problems(self) -> list[str]:
         """Settings given a value of their own that the other settings leave unused: refused,
@@ -1276,6 +1294,7 @@ class Settings(_Model):
             'tls "acme"': (self.tls == "acme", ("acme_email", "acme_directory", "acme_ca_root")),
             'tls "off"': (self.tls == "off", ("hub_port",)),
             'tls other than "off"': (self.tls != "off", ("https_port", "http_port")),
+            "lab nodes": (self.with_lab_nodes, ("node_registry_port",)),
             "backup_repository": (
                 self.backup_repository is not None,
                 (
@@ -1293,11 +1312,10 @@ class Settings(_Model):
         for condition, (used, names) in needs.items():
             for name in names:
                 if not used and _values_differ(getattr(self, name), defaults[name]):
-                    now = (
-                        "backup_repository is not set"
-                        if condition == "backup_repository"
-                        else f"tls is {self.tls!r}"
-                    )
+                    now = {
+                        "backup_repository": "backup_repository is not set",
+                        "lab nodes": f"the inventory has no group {LAB_NODES}",
+                    }.get(condition, f"tls is {self.tls!r}")
                     problems.append(
                         f"{name}: set, but used only with {condition} ({now}): "
                         "remove it, or set what it needs"
@@ -1544,8 +1562,11 @@ def connector_keys() -> frozenset[str]:
     )
 
 
-def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
-    """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``."""
+def validate(
+    data: dict[str, Any], host_name: str = "host", with_lab_nodes: bool = False
+) -> Settings:
+    """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``.
+    ``with_lab_nodes``: whether the host's inventory has lab nodes (``labhub.cluster``)."""
     from pyinfra.api.arguments import all_argument_meta
 
     defaults = load_defaults()
@@ -1565,7 +1586,7 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
             problems.append(f"{key}: {what}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             continue
         ours[key] = value
-    values = {**defaults, **ours}
+    values = {**defaults, **ours, "with_lab_nodes": with_lab_nodes}
     if values.get("hub_domain") is None and values.get("tls") != "off":
         # The name the inventory gives the server is, most often, the one users open.
         try:
@@ -1661,5 +1682,7 @@ def get_settings(host) -> Settings:
     """The validated settings of a pyinfra host, validated once per run."""
     kept = memo(host)
     if "settings" not in kept:
-        kept["settings"] = validate(host.data.dict(), host.name)
+        kept["settings"] = validate(
+            host.data.dict(), host.name, with_lab_nodes=bool(lab_nodes(real_host(host)))
+        )
     return kept["settings"]

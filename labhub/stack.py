@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from labhub import node_registry
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
 
@@ -50,8 +51,10 @@ REGISTRY_CONFIG_PATHS = {
     2: "/etc/docker/registry/config.yml",
     3: "/etc/distribution/config.yml",
 }
-# Where the registry answers inside the compose network (the hub lists images there).
-REGISTRY_INTERNAL_URL = "http://registry:5000"
+# Where the registry answers inside the compose network (the hub lists images there, the proxy
+# serves it to lab nodes from there).
+REGISTRY_INTERNAL_PORT = 5000
+REGISTRY_INTERNAL_URL = f"http://registry:{REGISTRY_INTERNAL_PORT}"
 REGISTRY_CONFIG = ROOT / "files" / "registry" / "config.yml"
 HUB_CONTEXT = ROOT / "files" / "hub"
 LAB_CONTEXT = ROOT / "files" / "lab"
@@ -347,7 +350,7 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
     in, what each user's lab mounts besides the home, its limits and GPUs, and the image's own
     layout."""
     stack = Stack.from_settings(settings)
-    return {
+    hub = {
         "limits": lab_limits(settings, server_gpus or []),
         "users": {user.name: {"mounts": settings.lab_mounts(user)} for user in settings.hub_users},
         "admins": list(settings.hub_admins),
@@ -362,6 +365,16 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
         "public_url": None if settings.tls == "off" else settings.hub_url,
         "stack": stack.hub.settings(stack.hub_service),
     }
+    if settings.with_lab_nodes:
+        # The registry as the nodes pull from it (swarm services' images are
+        # "<address>/<name>:<version>"), and the Docker client configuration in the hub
+        # container that logs in to it (docker-py sends its login with each service it
+        # creates). Absent on one server, whose settings.json stays as it was.
+        hub["node_registry"] = {
+            "address": node_registry.address(settings),
+            "docker_config": f"{node_registry.HUB_DOCKER_CONFIG}/config.json",
+        }
+    return hub
 
 
 def compose_file_text(
@@ -400,7 +413,7 @@ def compose_file_text(
                 {
                     "host_ip": settings.registry_bind,
                     "published": str(settings.registry_port),
-                    "target": 5000,
+                    "target": REGISTRY_INTERNAL_PORT,
                 }
             ],
             "volumes": [
@@ -439,6 +452,33 @@ def compose_file_text(
             "depends_on": [stack.hub_service],
         }
         volumes.update({"proxy-data": {}, "proxy-config": {}})
+        if settings.with_lab_nodes:
+            proxy = services[stack.proxy_service]
+            proxy["ports"].append(
+                {
+                    "host_ip": settings.hub_bind,
+                    "published": str(settings.node_registry_port),
+                    "target": settings.node_registry_port,
+                }
+            )
+            # The nodes' login's hash (made on the server, root only), read by Caddy as
+            # {env.…}: sourced by the proxy's shell, since compose's env_file would put it in
+            # the container's configuration, whose hash compose's own config command does not
+            # compute alike (every run would recreate the proxy).
+            proxy["volumes"].append(
+                f"{node_registry.PROXY_ENV_FILE}:{node_registry.PROXY_ENV_PATH}:ro"
+            )
+            proxy["command"] = [
+                "sh",
+                "-c",
+                'set -a && . "$0" && set +a && exec "$@"',
+                node_registry.PROXY_ENV_PATH,
+                *proxy["command"],
+            ]
+            # The same login, for the services the hub creates on the nodes (registry auth).
+            services[stack.hub_service]["volumes"].append(
+                f"{node_registry.DOCKER_CONFIG}:{node_registry.HUB_DOCKER_CONFIG}:ro"
+            )
     data = {
         "name": stack.project,
         "services": services,

@@ -11,9 +11,10 @@ from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.hardware import Cpus, Memory
 
-from labhub import caddy, cluster, gpus, limits, stack
+from labhub import caddy, cluster, gpus, limits, node_registry, stack
 from labhub.facts import read
 from labhub.facts.gpus import ContainerToolkit, Gpus
+from labhub.facts.node_registry import RouteSource
 from labhub.facts.tree import files_at, folder_of
 from labhub.operations import (
     accounts,
@@ -26,6 +27,7 @@ from labhub.operations import (
     secret_files,
     tree,
 )
+from labhub.operations import node_registry as node_registry_ops
 from labhub.settings import get_settings, local_host, url_host
 
 settings = get_settings(host)
@@ -43,13 +45,29 @@ hub_settings = (
 )
 registry_config = stack.REGISTRY_CONFIG.read_text()
 https = settings.tls != "off"
-proxy_config = caddy.config_text(settings)
+# With lab nodes, the proxy serves them the registry, and only them: each node's address as the
+# hub server sees it (the one its packets to hub_domain come from).
+node_addresses = []
+problems = []
+for node in cluster.lab_nodes(host):
+    route = node.get_fact(RouteSource, destination=settings.hub_domain)
+    if route["address"] is None:
+        problems.append(
+            f"lab node {node.name} does not resolve hub_domain {settings.hub_domain!r}: the "
+            "nodes pull lab images from the hub server by that name (give it a DNS record, "
+            "or an /etc/hosts line on the node)"
+        )
+    elif route["source"] is None:
+        problems.append(f"lab node {node.name} has no route to {route['address']} (hub_domain)")
+    else:
+        node_addresses.append(route["source"])
+proxy_config = caddy.config_text(settings, node_addresses)
 proxy_files = caddy.files(settings)
 compose_yaml = stack.compose_file_text(
     settings, hub.image, hub_settings, registry_config, caddy.digest(proxy_config, proxy_files)
 )
 # Refused before any change, like a bad setting.
-problems = stack.hub_dir_problems(
+problems += stack.hub_dir_problems(
     settings, folder_of(files_at(host, settings.hub_dir), settings.hub_dir)
 )
 if server_gpus is not None:
@@ -153,6 +171,21 @@ hub_database.upgraded(
     image=hub.image,
     content=compose_yaml,
 )
+if settings.with_lab_nodes:
+    before, after = node_registry.docker_config_parts(settings)
+    node_registry_ops.login(
+        name="Make the lab nodes' registry login (root only, never printed)",
+        password=node_registry.PASSWORD_FILE,
+        env=node_registry.PROXY_ENV_FILE,
+        config=node_registry.DOCKER_CONFIG_FILE,
+        variable=node_registry.LOGIN_HASH_VARIABLE,
+        user=node_registry.USER,
+        image=settings.proxy_image,
+        config_before=before,
+        config_after=after,
+        project=project.project,
+        service=project.proxy_service,
+    )
 compose.up(
     name="Bring up the hub stack (docker compose up)",
     stack=project,
