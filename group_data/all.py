@@ -118,6 +118,17 @@ lab_home = "/home/jovyan"
 # mode ("ro" or "rw"), optional groups.
 lab_volumes = []
 
+# Where each host group's labs run, with lab nodes (the inventory group lab_nodes): group ->
+# list of swarm placement constraints, all of which a node must meet, each "<key>==<value>" or
+# "<key>!=<value>" with key node.labels.<label> (a node's node_labels), node.hostname, node.id,
+# node.role (manager: the hub server, or worker: a lab node), node.platform.os,
+# node.platform.arch or engine.labels.<label>. Example: {"gpu": ["node.labels.gpu==a100"],
+# "teaching": ["node.role==worker", "node.hostname!=gpu1"]}. A user in no group listed here runs
+# anywhere; a user in several runs where the first of them, in this order, says. A placement no
+# node meets fails the spawn at once with a message naming the group and the constraints.
+# Without lab nodes, labs run on the one server: it is refused.
+lab_placement = {}
+
 # Stop a lab server idle for this many seconds (0: never).
 idle_timeout = 86400
 

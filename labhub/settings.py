@@ -34,6 +34,7 @@ from pydantic import (
 from pyinfra.api.exceptions import PyinfraError
 
 from labhub import tls
+from labhub.cluster import LAB_NODES, lab_nodes
 from labhub.pyinfra_api import after_inventory_loaded, memo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -600,6 +601,60 @@ def _not_empty_groups(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return value
 
 
+# --- lab_placement: swarm placement constraints (docker service create --constraint) ---
+# The node attributes swarm places by, with the values each may take (None: any name).
+_CONSTRAINT_KEYS = {
+    "node.id": None,
+    "node.hostname": None,
+    "node.role": ("manager", "worker"),
+    "node.platform.os": None,
+    "node.platform.arch": None,
+}
+_CONSTRAINT_RE = re.compile(r"\s*(?P<key>[^\s=!]+)\s*(?P<op>==|!=)\s*(?P<value>[^\s=!]+)\s*")
+# Swarm's own label and value syntax, narrowed to what an inventory's node_labels hold.
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_CONSTRAINT_VALUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+def _constraint(value: str) -> str:
+    """A swarm placement constraint, ``node.labels.gpu==a100``, as swarm reads it (spaces
+    around the operator dropped)."""
+    match = _CONSTRAINT_RE.fullmatch(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a swarm constraint: write <key>==<value> or <key>!=<value>, "
+            "such as node.labels.gpu==a100"
+        )
+    key, op, wanted = match.group("key", "op", "value")
+    label = next(
+        (key[len(p) :] for p in ("node.labels.", "engine.labels.") if key.startswith(p)), None
+    )
+    if label is None and key not in _CONSTRAINT_KEYS:
+        raise ValueError(
+            f"{value!r}: swarm places by node.labels.<label>, engine.labels.<label>, "
+            f"{', '.join(_CONSTRAINT_KEYS)}, not {key!r}"
+        )
+    if label is not None and not _LABEL_RE.fullmatch(label):
+        raise ValueError(f"{value!r}: {label!r} is not a valid label name (a-z, 0-9, '_.-')")
+    if not _CONSTRAINT_VALUE_RE.fullmatch(wanted):
+        raise ValueError(f"{value!r}: {wanted!r} is not a valid value (a-z, 0-9, '_.:-')")
+    allowed = _CONSTRAINT_KEYS.get(key)
+    if allowed and wanted not in allowed:
+        raise ValueError(f"{value!r}: {key} is {' or '.join(allowed)}, not {wanted!r}")
+    return f"{key}{op}{wanted}"
+
+
+def _not_empty_placement(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("an empty list places nothing: leave the group out to run it anywhere")
+    return value
+
+
+Constraint = Annotated[str, AfterValidator(_constraint)]
+Placement = Annotated[tuple[Constraint, ...], AfterValidator(_not_empty_placement)]
+# --- end lab_placement ---
+
+
 # The types of settings: each checks its values once, wherever a setting of that type appears.
 LinuxUserName = Annotated[str, AfterValidator(_linux_user_name)]
 GroupName = Annotated[str, AfterValidator(_group_name)]
@@ -844,6 +899,7 @@ class Settings(_Model):
     lab_default_image: str | None
     lab_home: Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
     lab_volumes: tuple[LabVolume, ...]
+    lab_placement: dict[GroupName, Placement]
     idle_timeout: Seconds
     max_age: Seconds
     build_ca_bundle: CaBundle | None
@@ -914,6 +970,13 @@ class Settings(_Model):
                         f"{where}.groups: {group!r} is not a group of any hub user "
                         f"(their groups: {', '.join(user_groups) or 'none'})"
                     )
+        for group in self.lab_placement:
+            # A group no user is in places nobody: most likely a typo.
+            if group not in user_groups:
+                problems.append(
+                    f"lab_placement.{group}: {group!r} is not a group of any hub user "
+                    f"(their groups: {', '.join(user_groups) or 'none'})"
+                )
         problems += self._path_problems()
         problems += self._address_problems()
         problems += self._tls_problems()
@@ -1159,6 +1222,14 @@ class Settings(_Model):
                     "mode": volume.mode,
                 }
         return mounts
+
+    def lab_placement_of(self, user: HubUser) -> tuple[str, tuple[str, ...]] | None:
+        """Where a hub user's labs run on a swarm: (the group that places them, its
+        constraints), from the first group of ``lab_placement`` the user is in; None: anywhere."""
+        for group, constraints in self.lab_placement.items():
+            if group in user.groups:
+                return group, constraints
+        return None
 
     @cached_property
     def host_groups(self) -> tuple[str, ...]:
@@ -1427,5 +1498,14 @@ def get_settings(host) -> Settings:
     """The validated settings of a pyinfra host, validated once per run."""
     kept = memo(host)
     if "settings" not in kept:
-        kept["settings"] = validate(host.data.dict(), host.name)
+        settings = validate(host.data.dict(), host.name)
+        # --- lab_placement places labs on lab nodes, which only the inventory knows of ---
+        if settings.lab_placement and not lab_nodes(host):
+            raise SettingsError(
+                f"invalid labhub settings for {host.name}:\n  lab_placement: set, but the "
+                f"inventory has no {LAB_NODES}: every lab runs on the one server; remove it, "
+                f"or add the lab nodes"
+            )
+        # --- end lab_placement ---
+        kept["settings"] = settings
     return kept["settings"]

@@ -29,6 +29,9 @@ from labhub.settings import ROOT, Settings
 
 # Lab containers join this network by name to reach the hub.
 NETWORK = "labhub"
+# With lab nodes: the swarm's attachable overlay network, which the hub joins and labs on every
+# node run on.
+SWARM_NETWORK = "labhub-swarm"
 # The folders labhub makes in hub_dir.
 STACK_FOLDERS = frozenset({"hub", "registry", "build", "proxy"})
 # Where the proxy's folder of hub_dir is mounted, read-only.
@@ -294,11 +297,12 @@ def culler_command(settings: Settings) -> list[str] | None:
     ]
 
 
-def hub_settings(settings: Settings) -> dict:
+def hub_settings(settings: Settings, swarm: bool = False) -> dict:
     """What the hub reads from ``hub/settings.json`` (files/hub/jupyterhub_config.py): who logs
-    in, what each user's lab mounts besides the home, and the image's own layout."""
+    in, what each user's lab mounts besides the home, and the image's own layout; with lab
+    nodes (``swarm``), how labs run on the swarm (``swarm_settings``)."""
     stack = Stack.from_settings(settings)
-    return {
+    data = {
         "users": {user.name: {"mounts": settings.lab_mounts(user)} for user in settings.hub_users},
         "admins": list(settings.hub_admins),
         "min_password_length": settings.min_password_length,
@@ -312,6 +316,24 @@ def hub_settings(settings: Settings) -> dict:
         "public_url": None if settings.tls == "off" else settings.hub_url,
         "stack": stack.hub.settings(stack.hub_service),
     }
+    if swarm:
+        data["swarm"] = swarm_settings(settings)
+    return data
+
+
+# --- With lab nodes: labs as swarm services (files/hub/labhub_service.py) ---
+def swarm_settings(settings: Settings) -> dict:
+    """How the hub runs labs on the swarm: the network they share with it, and where each hub
+    user's labs may run (``{user: {"group", "constraints"}}``, users placed by lab_placement)."""
+    placement = {}
+    for user in settings.hub_users:
+        placed = settings.lab_placement_of(user)
+        if placed is not None:
+            placement[user.name] = {"group": placed[0], "constraints": list(placed[1])}
+    return {"network": SWARM_NETWORK, "placement": placement}
+
+
+# --- end lab nodes ---
 
 
 def compose_file_text(
@@ -320,11 +342,13 @@ def compose_file_text(
     hub_settings_text: str,
     registry_config_text: str,
     proxy_digest: str = "",
+    swarm: bool = False,
 ) -> str:
     """
     The hub's compose project as YAML, dumped from data (nothing is pasted into YAML). Each
     service is labelled with the hash of the configuration file it mounts, so that compose itself
-    recreates a service whose file changed, and only that one.
+    recreates a service whose file changed, and only that one. With lab nodes (``swarm``), the
+    hub is on the swarm's overlay network too, which labs on every node run on.
     """
     stack = Stack.from_settings(settings)
     services = {
@@ -389,11 +413,17 @@ def compose_file_text(
             "depends_on": [stack.hub_service],
         }
         volumes.update({"proxy-data": {}, "proxy-config": {}})
+    networks: dict[str, dict] = {"default": {"name": NETWORK}}
+    # --- With lab nodes: the hub on the swarm's network (made by the swarm's task), beside its own
+    if swarm:
+        services[stack.hub_service]["networks"] = ["default", SWARM_NETWORK]
+        networks[SWARM_NETWORK] = {"name": SWARM_NETWORK, "external": True}
+    # --- end lab nodes ---
     data = {
         "name": stack.project,
         "services": services,
         # Lab containers join this network by name to reach the hub.
-        "networks": {"default": {"name": NETWORK}},
+        "networks": networks,
         "volumes": volumes,
     }
     return (

@@ -10,7 +10,7 @@ import json
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
-from labhub import caddy, stack
+from labhub import caddy, cluster, stack
 from labhub.facts.tree import files_at, folder_of
 from labhub.operations import (
     accounts,
@@ -28,13 +28,20 @@ from labhub.settings import get_settings, local_host, url_host
 settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
 hub = stack.hub_build(settings)
-hub_settings = json.dumps(stack.hub_settings(settings), indent=2, sort_keys=True) + "\n"
+# With lab nodes, labs run as swarm services on the swarm's network.
+swarm = bool(cluster.lab_nodes(host))
+hub_settings = json.dumps(stack.hub_settings(settings, swarm), indent=2, sort_keys=True) + "\n"
 registry_config = stack.REGISTRY_CONFIG.read_text()
 https = settings.tls != "off"
 proxy_config = caddy.config_text(settings)
 proxy_files = caddy.files(settings)
 compose_yaml = stack.compose_file_text(
-    settings, hub.image, hub_settings, registry_config, caddy.digest(proxy_config, proxy_files)
+    settings,
+    hub.image,
+    hub_settings,
+    registry_config,
+    caddy.digest(proxy_config, proxy_files),
+    swarm=swarm,
 )
 # Refused before any change, like a bad setting.
 problems = stack.hub_dir_problems(

@@ -68,6 +68,14 @@ c.DockerSpawner.options_form = image_form(images)
 # Each lab runs as its user's host account, with the home, shares and lab volumes it gets.
 c.Spawner.pre_spawn_hook = pre_spawn_hook(ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["lab_home"])
 
+# --- With lab nodes: each lab a swarm service, placed by its user's group (labhub_service.py) ---
+SWARM = SETTINGS.get("swarm")
+if SWARM:
+    c.JupyterHub.spawner_class = "labhub_service.LabServiceSpawner"
+    # The swarm's overlay network, which the hub joins too: labs on any node reach it, it them.
+    c.SwarmSpawner.network_name = SWARM["network"]
+    c.LabServiceSpawner.lab_placement = SWARM["placement"]
+
 # --- Idle culler: stop idle labs after idle_timeout, any lab after max_age (0: never) ---
 if SETTINGS["culler"]:
     c.JupyterHub.services = [{"name": "idle-culler", "command": SETTINGS["culler"]}]
