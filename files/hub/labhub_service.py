@@ -157,13 +157,14 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
         return references
 
     async def get_task(self):
+        """The lab's task; None when its service is gone, {} before the swarm has made one."""
         if await self.get_object() is None:
             return None
         try:
             tasks = await self.docker("tasks", filters={"service": self.service_name})
         except NotFound:
             return None
-        return current_task(tasks)
+        return current_task(tasks) or {}
 
     async def start_object(self):
         """Until the lab's task runs; a task the swarm refuses or that stops fails the spawn."""
@@ -172,7 +173,7 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
             task = await self.get_task()
             if task is None:
                 raise LabRefusedError(f"The lab's service {self.service_name} is gone.")
-            outcome = task_outcome(task)
+            outcome = task_outcome(task) if task else "starting"
             if outcome == "running":
                 return
             if outcome == "refused":
@@ -180,8 +181,12 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
                     task, image_name(self.image), self.placement, await self._node_name(task)
                 )
                 self.log.warning("%s: %s", self.service_name, message)
+                # JupyterHub stops only a lab that polls as running: a refused one would stay
+                # in the swarm, retried, and start when a node came that nobody waits for.
+                await self.remove_object()
                 raise LabRefusedError(message)
             if outcome == "stopped":
+                await self.remove_object()
                 code = exit_code(task)
                 raise LabImageError(
                     self.image,
@@ -205,7 +210,7 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
         task = await self.get_task()
         if task is None:
             return 0
-        if task_outcome(task) in ("running", "starting"):
+        if not task or task_outcome(task) in ("running", "starting"):
             return None
         return exit_code(task) or (task.get("Status") or {}).get("Err") or 0
 
