@@ -178,3 +178,15 @@ backup_keep = {"daily": 7, "weekly": 4, "monthly": 6}
 
 # The snapshot tasks/restore.py restores: an ID from "labhub-backup restic snapshots", or latest.
 restore_snapshot = "latest"
+
+# Lab nodes (the inventory group lab_nodes) run labs in a Docker Swarm that the hub server
+# manages. node_labels: a lab node's swarm node labels, label -> value (strings), such as
+# {"gpu": "a100", "role": "compute"}, which lab_placement's constraints (node.labels.gpu==a100)
+# match; set in each node's host data (the hub server is not a lab node). A label removed here
+# is removed from the node.
+node_labels = {}
+
+# The address this server's engine is reached at by the lab's other servers (swarm traffic:
+# the manager's port 2377, the nodes' 7946 and 4789); None: the server's inventory name when it
+# is an IP address, else its source address on its default route. Used only with lab nodes.
+swarm_advertise_address = None

@@ -33,8 +33,7 @@ from pydantic import (
 )
 from pyinfra.api.exceptions import PyinfraError
 
-from labhub import tls
-from labhub.cluster import LAB_NODES, lab_nodes
+from labhub import cluster, tls
 from labhub.pyinfra_api import after_inventory_loaded, memo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -582,6 +581,40 @@ def _ip_address(value: str) -> str:
     )
 
 
+def _advertise_address(value: str) -> str:
+    """An address of the server that the other servers of the lab reach its engine at."""
+    address = ipaddress.ip_address(value)
+    if address.is_unspecified or address.is_loopback or address.is_multicast:
+        raise ValueError(
+            f"{value!r} is not an address the other servers of the lab can reach this one at: "
+            "give one of its addresses on the lab's network"
+        )
+    return value
+
+
+# Docker's recommended form of a label key (lower case, dots and dashes inside), which a swarm
+# constraint (node.labels.KEY==VALUE) reads whole.
+NODE_LABEL_KEY_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+# What a swarm constraint's value may hold, less white space and its operators' characters.
+NODE_LABEL_VALUE_RE = re.compile(r"[A-Za-z0-9:._/-]+")
+
+
+def _node_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, label in value.items():
+        if not NODE_LABEL_KEY_RE.fullmatch(key) or len(key) > 128:
+            raise ValueError(
+                f"{key!r} is not a node label key (lower case letters, digits, '.', '_' and "
+                "'-', starting and ending with a letter or digit), as node.labels.KEY in a "
+                "swarm constraint reads it"
+            )
+        if not NODE_LABEL_VALUE_RE.fullmatch(label):
+            raise ValueError(
+                f"{key}: {label!r} is not a node label value a swarm constraint can match "
+                "(letters, digits, ':', '.', '_', '/' and '-', not empty)"
+            )
+    return value
+
+
 def _string_from_command_line(value: Any) -> Any:
     """pyinfra's --data reads ``restore_snapshot=12345678`` as a number, dropping leading zeros
     and reading ``1234e567`` as a float: no number can be turned back into the ID the admin
@@ -711,6 +744,8 @@ ImageReference = Annotated[
     ),
 ]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
+AdvertiseAddress = Annotated[IpAddress, AfterValidator(_advertise_address)]
+NodeLabels = Annotated[dict[str, str], AfterValidator(_node_labels)]
 HostName = Annotated[str, AfterValidator(_host_name)]
 Email = Annotated[str, AfterValidator(_email)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
@@ -917,6 +952,8 @@ class Settings(_Model):
         Annotated[int, Field(ge=1)],
     ]
     restore_snapshot: SnapshotId
+    node_labels: NodeLabels
+    swarm_advertise_address: AdvertiseAddress | None
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -1381,8 +1418,19 @@ def connector_keys() -> frozenset[str]:
     )
 
 
-def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
-    """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``."""
+def validate(
+    data: dict[str, Any],
+    host_name: str = "host",
+    hub_name: str | None = None,
+    node: bool = False,
+    lab_nodes: bool = False,
+) -> Settings:
+    """
+    Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``.
+    ``hub_name`` is the inventory name of the lab's hub server (default: ``host_name``): what
+    the settings that default to the server's name take on a lab node; ``node`` says the host
+    is a lab node, and ``lab_nodes`` that its lab has lab nodes.
+    """
     from pyinfra.api.arguments import all_argument_meta
 
     defaults = load_defaults()
@@ -1406,9 +1454,26 @@ def validate(data: dict[str, Any], host_name: str = "host") -> Settings:
     if values.get("hub_domain") is None and values.get("tls") != "off":
         # The name the inventory gives the server is, most often, the one users open.
         try:
-            values["hub_domain"] = _host_name(host_name)
+            values["hub_domain"] = _host_name(hub_name or host_name)
         except ValueError:
             pass
+    if not node and ours.get("node_labels"):
+        problems.append(
+            f"node_labels: set on {host_name}, the hub server, which is not a lab node: node "
+            f"labels say where labs may run, on the lab nodes (the inventory group "
+            f"{cluster.LAB_NODES}); set them in a node's host data"
+        )
+    if not lab_nodes and ours.get("swarm_advertise_address") is not None:
+        problems.append(
+            "swarm_advertise_address: set, but used only with lab nodes (the inventory has no "
+            f"group {cluster.LAB_NODES}): remove it, or add the lab's nodes"
+        )
+    if not lab_nodes and ours.get("lab_placement"):
+        problems.append(
+            "lab_placement: set, but used only with lab nodes (the inventory has no group "
+            f"{cluster.LAB_NODES}): every lab runs on the one server; remove it, or add the "
+            "lab's nodes"
+        )
     if isinstance(values.get("registry_prune"), dict):
         values["registry_prune"] = {**defaults["registry_prune"], **values["registry_prune"]}
     try:
@@ -1487,25 +1552,72 @@ def validate_before_connecting(state) -> None:
                 try:
                     get_settings(host)
                 except SettingsError as e:
-                    problems.append(str(e))
+                    if str(e) not in problems:
+                        problems.append(str(e))
         if problems:
             raise SettingsError("\n".join(problems))
 
     after_inventory_loaded(state, validate_all)
 
 
+# The settings each server of a lab has of its own; every other setting is the lab's, the same on
+# the hub server and on every lab node (the users, their shares, the labs' volumes and homes).
+PER_SERVER_SETTINGS = frozenset(
+    ("docker_source", "docker_apt_url", "docker_users", "node_labels", "swarm_advertise_address")
+)
+
+
+def lab_wide_problems(hub: Settings, hub_name: str, node: Settings, node_name: str) -> list[str]:
+    """The lab-wide settings a lab node has other values of than its hub server."""
+    problems = []
+    for field in Settings.model_fields:
+        if field in PER_SERVER_SETTINGS or getattr(hub, field) == getattr(node, field):
+            continue
+        values = ""
+        hub_value, node_value = getattr(hub, field), getattr(node, field)
+        if len(repr(hub_value)) + len(repr(node_value)) < 120:
+            values = f" ({node_value!r} there, {hub_value!r} on the hub server)"
+        problems.append(
+            f"{field}: lab node {node_name} has another value than the hub server "
+            f"{hub_name}{values}: it is a setting of the whole lab, the same on every server; "
+            "set it once for all of them (group_data/all.py) or alike on each"
+        )
+    return problems
+
+
 def get_settings(host) -> Settings:
-    """The validated settings of a pyinfra host, validated once per run."""
+    """
+    The validated settings of a pyinfra host, validated once per run. On a lab node they are
+    checked against the hub server's too: the lab-wide settings must agree.
+    """
     kept = memo(host)
     if "settings" not in kept:
-        settings = validate(host.data.dict(), host.name)
-        # --- lab_placement places labs on lab nodes, which only the inventory knows of ---
-        if settings.lab_placement and not lab_nodes(host):
-            raise SettingsError(
-                f"invalid labhub settings for {host.name}:\n  lab_placement: set, but the "
-                f"inventory has no {LAB_NODES}: every lab runs on the one server; remove it, "
-                f"or add the lab nodes"
+        try:
+            hub = cluster.hub_server(host)
+        except cluster.ClusterError as e:
+            raise SettingsError(f"invalid labhub inventory: {e}") from None
+        node = cluster.is_node(host)
+        settings = validate(
+            host.data.dict(),
+            host.name,
+            hub_name=hub.name,
+            node=node,
+            lab_nodes=bool(cluster.lab_nodes(host)),
+        )
+        if node:
+            try:
+                hub_settings = get_settings(hub)
+            except SettingsError:
+                # The hub server's own problems are reported as its own.
+                hub_settings = None
+            problems = (
+                lab_wide_problems(hub_settings, hub.name, settings, host.name)
+                if hub_settings is not None
+                else []
             )
-        # --- end lab_placement ---
+            if problems:
+                raise SettingsError(
+                    f"invalid labhub settings for {host.name}:\n  " + "\n  ".join(problems)
+                )
         kept["settings"] = settings
     return kept["settings"]

@@ -12,7 +12,7 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import OsRelease
 from pyinfra.operations import files
 
-from labhub import docker_source
+from labhub import cluster, docker_source
 from labhub.facts import read
 from labhub.facts.accounts import LoginUser, local_accounts
 from labhub.operations import accounts, apt_source, dpkg, engine, packages, services
@@ -78,12 +78,19 @@ packages.installed(
 
 for service in ("containerd", "docker"):
     services.running(name=f"Enable and start {service}", service=service)
-# Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade of
-# its packages, a restart by hand).
-engine.configured(
-    name="Keep containers running while the engine restarts (live-restore)",
-    values={"live-restore": True},
-)
+if cluster.in_swarm(host):
+    # The engine refuses swarm mode with live-restore: a swarm restarts a node's tasks itself.
+    engine.configured(
+        name="No live-restore: the engine is in the lab's swarm, which refuses it",
+        values={"live-restore": False},
+    )
+else:
+    # Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade
+    # of its packages, a restart by hand).
+    engine.configured(
+        name="Keep containers running while the engine restarts (live-restore)",
+        values={"live-restore": True},
+    )
 
 accounts.group_present(name="Create group docker", group="docker", system=True)
 

@@ -40,7 +40,7 @@ PLACED = {
 
 def error_of(**data) -> str:
     with pytest.raises(SettingsError) as excinfo:
-        validate({**PLACED, **data}, "lab1")
+        validate({**PLACED, **data}, "lab1", lab_nodes=True)
     return str(excinfo.value)
 
 
@@ -73,7 +73,7 @@ def test_a_bad_placement_names_the_group_and_the_constraint(placement, expected)
 
 
 def test_a_user_runs_where_the_first_of_the_groups_placed_says():
-    settings = validate(PLACED, "lab1")
+    settings = validate(PLACED, "lab1", lab_nodes=True)
     alice, bob, carol = settings.hub_users
     # Spaces around the operator dropped, as swarm reads them.
     teaching = ("teaching", ("node.role==worker", "node.hostname!=gpu1"))
@@ -93,7 +93,7 @@ def inventory_state(nodes: bool) -> State:
 
 def test_placement_without_lab_nodes_is_refused():
     state = inventory_state(nodes=False)
-    with pytest.raises(SettingsError, match="lab_placement: set, but the inventory has no "):
+    with pytest.raises(SettingsError, match="lab_placement: set, but used only with lab nodes"):
         get_settings(state.inventory.get_host("@fake/hub"))
     state = inventory_state(nodes=True)
     assert get_settings(state.inventory.get_host("@fake/hub")).lab_placement
@@ -108,7 +108,7 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
     assert compose["networks"] == {"default": {"name": "labhub"}}
     assert "networks" not in compose["services"]["hub"]
 
-    settings = validate(PLACED, "lab1")
+    settings = validate(PLACED, "lab1", lab_nodes=True)
     assert stack.hub_settings(settings, swarm=True)["swarm"] == {
         "network": "labhub-swarm",
         "placement": {
@@ -130,7 +130,7 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
 
 
 def test_hub_config_spawns_services_with_lab_nodes(monkeypatch, tmp_path):
-    settings = validate(PLACED, "lab1")
+    settings = validate(PLACED, "lab1", lab_nodes=True)
     url = f"http://127.0.0.1:{free_port()}"
     c = load_hub_config(settings, monkeypatch, tmp_path, url)["c"]
     assert c.JupyterHub["spawner_class"] == "labhub_lab.LabSpawner"
