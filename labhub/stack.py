@@ -24,14 +24,12 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from labhub.cluster import SWARM_NETWORK
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
 
 # Lab containers join this network by name to reach the hub.
 NETWORK = "labhub"
-# With lab nodes: the swarm's attachable overlay network, which the hub joins and labs on every
-# node run on.
-SWARM_NETWORK = "labhub-swarm"
 # The folders labhub makes in hub_dir.
 STACK_FOLDERS = frozenset({"hub", "registry", "build", "proxy"})
 # Where the proxy's folder of hub_dir is mounted, read-only.
