@@ -149,6 +149,18 @@ def node_id(server: labhost.LabServer) -> str:
     return server.exec("docker info --format '{{.Swarm.NodeID}}'").strip()
 
 
+def stop(lab, client: Hub) -> None:
+    """Stop the user's lab through the hub, until its service is gone from the swarm."""
+    client.api("DELETE", f"/hub/api/users/{client.user}/server")
+    deadline = time.monotonic() + 60
+    while (
+        lab["hub"].exec(f"docker service ls -q --filter label=org.labhub.hub-user={client.user}")
+        or client.server()
+    ):
+        assert time.monotonic() < deadline, f"{client.user}'s lab is still there"
+        time.sleep(1)
+
+
 def spawn_failure(client: Hub, timeout: float = 120) -> str:
     """Start the user's lab, which must fail: the message the hub gives (the spawn's own error
     when it fails within the hub's first seconds, else its progress's last event)."""
@@ -219,7 +231,7 @@ def test_a_user_placed_by_group_runs_on_that_node(swarm_lab):
     # The file is the user's, in the home on node 2 (shared with the hub server's once homes
     # are: here each node has its own).
     assert node2.exec("stat -c '%U %u' /home/jupyter-bob/from-node2.txt") == "jupyter-bob 2002\n"
-    bob.api("DELETE", "/hub/api/users/bob/server")
+    stop(swarm_lab, bob)
 
 
 def test_a_placement_no_node_meets_fails_the_spawn_at_once(swarm_lab):
@@ -246,20 +258,13 @@ def test_users_in_no_placed_group_run_anywhere(swarm_lab):
         if name == LONG:
             # jupyter-<escaped name> is 64 characters: swarm takes 63 at most.
             assert len(service["Spec"]["Name"]) == 63
-    for name in ("alice", LONG):
-        logged_in(swarm_lab, name).api("DELETE", f"/hub/api/users/{name}/server")
-        deadline = time.monotonic() + 60
-        while swarm_lab["hub"].exec(
-            f"docker service ls -q --filter label=org.labhub.hub-user={name}"
-        ):
-            assert time.monotonic() < deadline, f"{name}'s service is still there"
-            time.sleep(1)
+        stop(swarm_lab, client)
 
 
 def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
     (_, node2) = swarm_lab["nodes"]
     # Node 2 loses the image, and cannot pull it (no registry answers it at 127.0.0.1:5000).
-    node2.exec(f"docker image rm {LAB_IMAGE}")
+    node2.exec(f"docker image rm -f {LAB_IMAGE}")
     bob = logged_in(swarm_lab, "bob")
     message = spawn_failure(bob)
     hostname = node2.exec("hostname").strip()
