@@ -100,11 +100,19 @@ def plain_network_for_this_kernel(hub: labhost.LabServer) -> None:
     network = json.loads(hub.exec("docker network inspect labhub-swarm"))[0]
     assert "encrypted" in network["Options"]
     hub.exec(
-        "docker network disconnect -f labhub-swarm labhub-hub-1 && "
-        "docker network rm labhub-swarm && "
-        "docker network create --driver overlay --attachable labhub-swarm && "
-        "docker network connect --alias hub labhub-swarm labhub-hub-1"
+        "docker network disconnect -f labhub-swarm labhub-hub-1 && docker network rm labhub-swarm"
     )
+    # The swarm forgets the removed network a moment later.
+    deadline = time.monotonic() + 60
+    while (
+        hub.exec(
+            "docker network create --driver overlay --attachable labhub-swarm", check=False
+        ).strip()
+        == ""
+    ):
+        assert time.monotonic() < deadline, "the swarm kept the removed network"
+        time.sleep(1)
+    hub.exec("docker network connect --alias hub labhub-swarm labhub-hub-1")
 
 
 def move_image(source: labhost.LabServer, dest: labhost.LabServer, image: str) -> None:
