@@ -29,6 +29,7 @@ SHARED_LAB_MODULES = ("test_status_e2e", "test_browser_e2e", "test_hub_e2e")
 # finished. The fast tests come last and fill in.
 LONGEST_FIRST = (
     SHARED_LAB_GROUP,
+    "test_swarm_e2e",
     "test_backup_e2e",
     "test_registry_e2e",
     "test_interrupted_e2e",
