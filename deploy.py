@@ -21,13 +21,15 @@ from labhub.settings import get_settings
 settings = get_settings(host)
 node = cluster.is_node(host)
 
-for task in (
-    ("docker", "users", "shares") if node else ("docker", "users", "shares", "hub", "images")
-):
+for task in ("docker", "users", "shares"):
     local.include(f"tasks/{task}.py")
-if not node and settings.backup_repository is not None:
-    local.include("tasks/backup_schedule.py")
 # A line of its own: the swarm's operations are then the same ones on every server (their order
-# across servers depends on it; see tasks/swarm.py).
+# across servers depends on it; see tasks/swarm.py). Before the hub: its compose project joins
+# the swarm's network.
 if cluster.in_swarm(host):
     local.include("tasks/swarm.py")
+if not node:
+    for task in ("hub", "images"):
+        local.include(f"tasks/{task}.py")
+    if settings.backup_repository is not None:
+        local.include("tasks/backup_schedule.py")
