@@ -6,15 +6,18 @@ accounts' ids planned across servers, and the swarm facts read from recorded ``d
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from pyinfra.api import Config, Inventory, State
 
+from labhost.runner import pyinfra_env
 from labhub import accounts, cluster
 from labhub.accounts import ServerAccounts, plan_lab_ids
 from labhub.facts.swarm import DockerNetwork, RouteSource, SwarmNodes, SwarmState
-from labhub.settings import SettingsError, get_settings, validate
+from labhub.settings import ROOT, SettingsError, get_settings, validate
 
 CASES = Path(__file__).parent / "cases" / "swarm"
 HUB = "hub.lab.test"
@@ -230,3 +233,30 @@ def test_the_overlay_network_and_the_route_source():
     assert DockerNetwork().process([]) is None
     assert RouteSource().process(recorded("route.txt")) == "172.17.0.4"
     assert RouteSource().process(["RTNETLINK answers: Network is unreachable"]) == ""
+
+
+def test_the_cli_refuses_a_lab_whose_servers_disagree_before_connecting(tmp_path):
+    """Through pyinfra's own CLI: lab-wide settings that differ between the hub server and a
+    node stop the run before it connects to any server."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "lab_servers = [('@fake/hub', {'hub_domain': 'hub.lab.test', 'hub_users': ['alice']})]\n"
+        "lab_nodes = [('@fake/node1', {'hub_domain': 'hub.lab.test', "
+        "'hub_users': ['alice', 'bob'], 'node_labels': {'gpu': 'a100'}})]\n"
+    )
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("pyinfra")), str(inventory), "deploy.py", "-y"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=pyinfra_env(),
+    )
+    assert proc.returncode != 0
+    assert "invalid labhub settings for @fake/node1:" in proc.stderr
+    assert (
+        "hub_users: lab node @fake/node1 has another value than the hub server @fake/hub"
+        in proc.stderr
+    )
+    assert "Connecting" not in proc.stderr and "Connected" not in proc.stderr
+    assert "Starting operation" not in proc.stderr
