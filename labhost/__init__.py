@@ -24,6 +24,7 @@ from labhost.server import (
     remove_in_background,
     running_lab_server,
     start_lab_server,
+    start_lab_servers,
     wait_for_removals,
     write_inventory,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "start_pyinfra",
     "running_lab_server",
     "start_lab_server",
+    "start_lab_servers",
     "wait_for_removals",
     "write_inventory",
     "write_secret",

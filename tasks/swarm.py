@@ -60,7 +60,7 @@ if not cluster.is_node(host):
     )
 else:
     swarm.worker(
-        name=f"Join the swarm of {hub.name} as a worker, advertised at {address}",
+        name=f"Join the swarm of {hub.name} as a worker",
         hub=hub.name,
         advertise_address=address,
     )

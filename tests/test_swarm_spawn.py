@@ -1,7 +1,7 @@
 """
 Labs on lab nodes, without a swarm: the lab_placement setting, what the deploy hands the hub
 (settings.json, compose.yaml), and the swarm spawner's pure pieces (files/hub/labhub_swarm.py) on
-task JSON recorded from a real swarm (tests/cases/swarm/).
+task JSON recorded from a real swarm (tests/cases/swarm-tasks/).
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_account_configs_are_named_by_their_content():
     assert one.startswith("labhub-passwd-") and len(one) <= 64
 
 
-@pytest.mark.parametrize("case", cases("swarm"))
+@pytest.mark.parametrize("case", cases("swarm-tasks"))
 def test_recorded_tasks_say_how_the_lab_is_doing(case):
     task = labhub_swarm.current_task(case["tasks"])
     assert labhub_swarm.task_outcome(task) == case["outcome"]
@@ -210,7 +210,7 @@ def test_recorded_tasks_say_how_the_lab_is_doing(case):
 
 
 def test_a_placement_no_node_meets_names_its_group_and_constraints():
-    (case,) = [c.values[0] for c in cases("swarm") if c.id == "pending"]
+    (case,) = [c.values[0] for c in cases("swarm-tasks") if c.id == "pending"]
     task = case["tasks"][0]
     message = labhub_swarm.refusal_message(
         task, "lab 1.0", {"group": "teaching", "constraints": ["node.role==worker", "node.id!=x"]}
@@ -224,7 +224,7 @@ def test_a_placement_no_node_meets_names_its_group_and_constraints():
 
 
 def test_a_task_on_its_way_is_waited_for():
-    (case,) = [c.values[0] for c in cases("swarm") if c.id == "running"]
+    (case,) = [c.values[0] for c in cases("swarm-tasks") if c.id == "running"]
     task = dict(case["tasks"][0])
     for state in ("new", "pending", "assigned", "accepted", "preparing", "ready", "starting"):
         # Pending without an error: being scheduled, not refused.

@@ -53,8 +53,14 @@ def manager(advertise_address: str):
             "must be the lab swarm's manager; leave that swarm (docker swarm leave) and deploy "
             "again"
         )
+    # Its output is the command a worker joins with, the token in it: never printed.
     yield StringCommand(
-        "docker", "swarm", "init", "--advertise-addr", QuoteString(advertise_address)
+        "docker",
+        "swarm",
+        "init",
+        "--advertise-addr",
+        QuoteString(advertise_address),
+        ">/dev/null",
     )
 
 
