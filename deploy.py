@@ -8,6 +8,10 @@ tasks/<task>.py``. Pruning the registry is on demand, not part of this: ``pyinfr
 tasks/registry_prune.py``. With backup_repository set, backups are set up and scheduled last on
 the hub server (tasks/backup_schedule.py); ``tasks/backup.py`` backs up on demand.
 
+With lab nodes, every server joins the lab's swarm after the homes: the hub server manages it
+(tasks/swarm.py) once the inventory has lab nodes, or while it still manages one (whose nodes
+are then reconciled), and the nodes join as workers.
+
     pyinfra inventory.py deploy.py
 """
 
@@ -21,11 +25,18 @@ from labhub.settings import get_settings
 settings = get_settings(host)
 node = cluster.is_node(host)
 
-# A lab node runs labs: it gets what a lab needs of the server it runs on, not the hub. (The same
-# task at the same place on every server: pyinfra tells operations apart by where they are.)
-node_tasks = ("docker", "users", "shares", "homes")
-for task in node_tasks if node else (*node_tasks, "hub", "images"):
+# What a lab needs of every server it runs on. The same task at the same place on every server:
+# pyinfra tells operations apart by where they are called from, and orders them across servers so.
+for task in ("docker", "users", "shares", "homes"):
     local.include(f"tasks/{task}.py")
+# A line of its own: the swarm's operations are then the same ones on every server (their order
+# across servers depends on it; see tasks/swarm.py). Before the hub: its compose project joins
+# the swarm's network.
+if cluster.in_swarm(host):
+    local.include("tasks/swarm.py")
+if not node:
+    for task in ("hub", "images"):
+        local.include(f"tasks/{task}.py")
 if settings.with_lab_nodes:
     # One operation on every server: what follows on a node runs after the hub server pushed.
     lab.step(

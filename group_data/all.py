@@ -134,6 +134,17 @@ lab_home = "/home/jovyan"
 # mode ("ro" or "rw"), optional groups.
 lab_volumes = []
 
+# Where each host group's labs run, with lab nodes (the inventory group lab_nodes): group ->
+# list of swarm placement constraints, all of which a node must meet, each "<key>==<value>" or
+# "<key>!=<value>" with key node.labels.<label> (a node's node_labels), node.hostname, node.id,
+# node.role (manager: the hub server, or worker: a lab node), node.platform.os,
+# node.platform.arch or engine.labels.<label>. Example: {"gpu": ["node.labels.gpu==a100"],
+# "teaching": ["node.role==worker", "node.hostname!=gpu1"]}. A user in no group listed here runs
+# anywhere; a user in several runs where the first of them, in this order, says. A placement no
+# node meets fails the spawn at once with a message naming the group and the constraints.
+# Without lab nodes, labs run on the one server: it is refused.
+lab_placement = {}
+
 # Stop a lab server idle for this many seconds (0: never).
 idle_timeout = 86400
 
@@ -205,3 +216,15 @@ lab_gpus = {}
 # The size of /dev/shm in GPU labs (PyTorch's data loaders share batches through it); None:
 # Docker's 64M.
 lab_shm_size = None
+
+# Lab nodes (the inventory group lab_nodes) run labs in a Docker Swarm that the hub server
+# manages. node_labels: a lab node's swarm node labels, label -> value (strings), such as
+# {"gpu": "a100", "role": "compute"}, which lab_placement's constraints (node.labels.gpu==a100)
+# match; set in each node's host data (the hub server is not a lab node). A label removed here
+# is removed from the node.
+node_labels = {}
+
+# The address this server's engine is reached at by the lab's other servers (swarm traffic:
+# the manager's port 2377, the nodes' 7946 and 4789); None: the server's inventory name when it
+# is an IP address, else its source address on its default route. Used only with lab nodes.
+swarm_advertise_address = None

@@ -32,6 +32,7 @@ from labhost.server import (
     remove_volume,
     running_lab_server,
     start_lab_server,
+    start_lab_servers,
     wait_for_removals,
     write_inventory,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "start_pyinfra",
     "running_lab_server",
     "start_lab_server",
+    "start_lab_servers",
     "wait_for_removals",
     "write_inventory",
     "write_secret",

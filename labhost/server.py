@@ -469,6 +469,33 @@ def start_lab_server(
     return server
 
 
+def start_lab_servers(count: int, name: str = "labhost") -> list[LabServer]:
+    """
+    Start ``count`` fresh lab servers at once (the servers of one lab: a hub server and its lab
+    nodes), each booting in a thread of its own; when one fails, those that started are removed.
+    """
+    started: list[LabServer | None] = [None] * count
+    errors: list[BaseException] = []
+
+    def start(index: int) -> None:
+        try:
+            started[index] = start_lab_server(f"{name}{index}")
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    servers = [server for server in started if server is not None]
+    if errors:
+        for server in servers:
+            remove_in_background(server)
+        raise errors[0]
+    return servers
+
+
 def _name_taken(client: docker.DockerClient, name: str) -> bool:
     try:
         client.containers.get(name)

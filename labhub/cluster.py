@@ -10,8 +10,12 @@ before nodes existed.
 
 from __future__ import annotations
 
+import ipaddress
+
 from pyinfra.api import Host
 
+from labhub.facts import read
+from labhub.facts.swarm import SwarmState
 from labhub.pyinfra_api import real_host
 
 # The inventory group of the servers that run labs for the hub server.
@@ -61,3 +65,30 @@ def address(host) -> str:
     when the inventory gives one, otherwise its name in the inventory."""
     host = real_host(host)
     return str(host.data.get("ssh_hostname") or host.name)
+
+
+# The attachable, encrypted overlay network of the lab's swarm.
+SWARM_NETWORK = "labhub-swarm"
+
+
+def advertise_address(name: str, setting: str | None, route_source: str) -> str | None:
+    """
+    The address a server's engine is reached at by the lab's other servers: its
+    ``swarm_advertise_address``, else its inventory ``name`` when that is an IP address, else its
+    source address on its default route (``route_source``; empty: None, there is none).
+    """
+    if setting is not None:
+        return setting
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return route_source or None
+
+
+def in_swarm(host) -> bool:
+    """
+    Whether the host's engine is (or is to be) in the lab's swarm: every server of an inventory
+    with lab nodes, and a hub server that still manages a swarm (whose nodes were all removed
+    from the inventory: the deploy reconciles them). Read before any change.
+    """
+    return bool(lab_nodes(host)) or read(real_host(host), SwarmState)["manager"]

@@ -102,3 +102,40 @@ def after_inventory_loaded(state, callback: Callable[[Any], None]) -> None:
         callback(inventory)
 
     state.init = init_then_callback
+
+
+# Per state: how many quiet reads run now (greenlets of several hosts at once), and the
+# verbosity to restore once the last one ends.
+_QUIET: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def quiet_fact(host, fact, **kwargs) -> Any:
+    """
+    ``host.get_fact(fact, **kwargs)`` without the fact's output printed, whatever the verbosity:
+    for a fact that reads a secret (a join token). pyinfra prints every fact's output at
+    ``-vvv`` (``State.print_fact_output``) and has no way to keep one fact's to itself, so this
+    turns that off for the read; the connector takes the flag when the command starts, so reads
+    of other hosts meanwhile print less, never more.
+    """
+    state = host.state
+    depth, saved = _QUIET.get(state, (0, state.print_fact_output))
+    _QUIET[state] = (depth + 1, saved)
+    state.print_fact_output = False
+    try:
+        return host.get_fact(fact, **kwargs)
+    finally:
+        depth, saved = _QUIET[state]
+        if depth == 1:
+            del _QUIET[state]
+            state.print_fact_output = saved
+        else:
+            _QUIET[state] = (depth - 1, saved)
+
+
+def is_active(host) -> bool:
+    """
+    Whether the host takes part in this run (connected, within ``--limit``, not failed), so
+    that another host's operation may read its facts. Public API has no such question: this
+    reads ``State.active_hosts``, the set pyinfra keeps of them.
+    """
+    return real_host(host) in host.state.active_hosts

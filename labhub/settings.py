@@ -33,9 +33,8 @@ from pydantic import (
 )
 from pyinfra.api.exceptions import PyinfraError
 
-from labhub import tls
-from labhub.cluster import LAB_NODES, lab_nodes
-from labhub.pyinfra_api import after_inventory_loaded, memo, real_host
+from labhub import cluster, tls
+from labhub.pyinfra_api import after_inventory_loaded, memo
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = ROOT / "group_data" / "all.py"
@@ -582,6 +581,40 @@ def _ip_address(value: str) -> str:
     )
 
 
+def _advertise_address(value: str) -> str:
+    """An address of the server that the other servers of the lab reach its engine at."""
+    address = ipaddress.ip_address(value)
+    if address.is_unspecified or address.is_loopback or address.is_multicast:
+        raise ValueError(
+            f"{value!r} is not an address the other servers of the lab can reach this one at: "
+            "give one of its addresses on the lab's network"
+        )
+    return value
+
+
+# Docker's recommended form of a label key (lower case, dots and dashes inside), which a swarm
+# constraint (node.labels.KEY==VALUE) reads whole.
+NODE_LABEL_KEY_RE = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?")
+# What a swarm constraint's value may hold, less white space and its operators' characters.
+NODE_LABEL_VALUE_RE = re.compile(r"[A-Za-z0-9:._/-]+")
+
+
+def _node_labels(value: dict[str, str]) -> dict[str, str]:
+    for key, label in value.items():
+        if not NODE_LABEL_KEY_RE.fullmatch(key) or len(key) > 128:
+            raise ValueError(
+                f"{key!r} is not a node label key (lower case letters, digits, '.', '_' and "
+                "'-', starting and ending with a letter or digit), as node.labels.KEY in a "
+                "swarm constraint reads it"
+            )
+        if not NODE_LABEL_VALUE_RE.fullmatch(label):
+            raise ValueError(
+                f"{key}: {label!r} is not a node label value a swarm constraint can match "
+                "(letters, digits, ':', '.', '_', '/' and '-', not empty)"
+            )
+    return value
+
+
 def _string_from_command_line(value: Any) -> Any:
     """pyinfra's --data reads ``restore_snapshot=12345678`` as a number, dropping leading zeros
     and reading ``1234e567`` as a float: no number can be turned back into the ID the admin
@@ -599,6 +632,60 @@ def _not_empty_groups(value: tuple[str, ...] | None) -> tuple[str, ...] | None:
     if value is not None and not value:
         raise ValueError("an empty list gives it to nobody; leave groups out for all hub users")
     return value
+
+
+# --- lab_placement: swarm placement constraints (docker service create --constraint) ---
+# The node attributes swarm places by, with the values each may take (None: any name).
+_CONSTRAINT_KEYS = {
+    "node.id": None,
+    "node.hostname": None,
+    "node.role": ("manager", "worker"),
+    "node.platform.os": None,
+    "node.platform.arch": None,
+}
+_CONSTRAINT_RE = re.compile(r"\s*(?P<key>[^\s=!]+)\s*(?P<op>==|!=)\s*(?P<value>[^\s=!]+)\s*")
+# Swarm's own label and value syntax, narrowed to what an inventory's node_labels hold.
+_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_CONSTRAINT_VALUE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
+
+
+def _constraint(value: str) -> str:
+    """A swarm placement constraint, ``node.labels.gpu==a100``, as swarm reads it (spaces
+    around the operator dropped)."""
+    match = _CONSTRAINT_RE.fullmatch(value)
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a swarm constraint: write <key>==<value> or <key>!=<value>, "
+            "such as node.labels.gpu==a100"
+        )
+    key, op, wanted = match.group("key", "op", "value")
+    label = next(
+        (key[len(p) :] for p in ("node.labels.", "engine.labels.") if key.startswith(p)), None
+    )
+    if label is None and key not in _CONSTRAINT_KEYS:
+        raise ValueError(
+            f"{value!r}: swarm places by node.labels.<label>, engine.labels.<label>, "
+            f"{', '.join(_CONSTRAINT_KEYS)}, not {key!r}"
+        )
+    if label is not None and not _LABEL_RE.fullmatch(label):
+        raise ValueError(f"{value!r}: {label!r} is not a valid label name (a-z, 0-9, '_.-')")
+    if not _CONSTRAINT_VALUE_RE.fullmatch(wanted):
+        raise ValueError(f"{value!r}: {wanted!r} is not a valid value (a-z, 0-9, '_.:-')")
+    allowed = _CONSTRAINT_KEYS.get(key)
+    if allowed and wanted not in allowed:
+        raise ValueError(f"{value!r}: {key} is {' or '.join(allowed)}, not {wanted!r}")
+    return f"{key}{op}{wanted}"
+
+
+def _not_empty_placement(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        raise ValueError("an empty list places nothing: leave the group out to run it anywhere")
+    return value
+
+
+Constraint = Annotated[str, AfterValidator(_constraint)]
+Placement = Annotated[tuple[Constraint, ...], AfterValidator(_not_empty_placement)]
+# --- end lab_placement ---
 
 
 # The types of settings: each checks its values once, wherever a setting of that type appears.
@@ -657,6 +744,8 @@ ImageReference = Annotated[
     ),
 ]
 IpAddress = Annotated[str, AfterValidator(_ip_address)]
+AdvertiseAddress = Annotated[IpAddress, AfterValidator(_advertise_address)]
+NodeLabels = Annotated[dict[str, str], AfterValidator(_node_labels)]
 HostName = Annotated[str, AfterValidator(_host_name)]
 Email = Annotated[str, AfterValidator(_email)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
@@ -1028,6 +1117,7 @@ class Settings(_Model):
     lab_default_image: str | None
     lab_home: Annotated[AbsolutePath, AfterValidator(_plain_path), AfterValidator(_not_system_path)]
     lab_volumes: tuple[LabVolume, ...]
+    lab_placement: dict[GroupName, Placement]
     idle_timeout: Seconds
     max_age: Seconds
     build_ca_bundle: CaBundle | None
@@ -1051,6 +1141,8 @@ class Settings(_Model):
     # Not a setting: whether the host's inventory has lab nodes (labhub.cluster), which some
     # settings need or leave unused. ``validate`` sets it from the inventory.
     with_lab_nodes: bool = False
+    node_labels: NodeLabels
+    swarm_advertise_address: AdvertiseAddress | None
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -1104,6 +1196,13 @@ class Settings(_Model):
                         f"{where}.groups: {group!r} is not a group of any hub user "
                         f"(their groups: {', '.join(user_groups) or 'none'})"
                     )
+        for group in self.lab_placement:
+            # A group no user is in places nobody: most likely a typo.
+            if group not in user_groups:
+                problems.append(
+                    f"lab_placement.{group}: {group!r} is not a group of any hub user "
+                    f"(their groups: {', '.join(user_groups) or 'none'})"
+                )
         problems += self._path_problems()
         problems += self._address_problems()
         problems += self._tls_problems()
@@ -1314,7 +1413,7 @@ class Settings(_Model):
                 if not used and _values_differ(getattr(self, name), defaults[name]):
                     now = {
                         "backup_repository": "backup_repository is not set",
-                        "lab nodes": f"the inventory has no group {LAB_NODES}",
+                        "lab nodes": f"the inventory has no group {cluster.LAB_NODES}",
                     }.get(condition, f"tls is {self.tls!r}")
                     problems.append(
                         f"{name}: set, but used only with {condition} ({now}): "
@@ -1411,6 +1510,14 @@ class Settings(_Model):
                     "mode": volume.mode,
                 }
         return mounts
+
+    def lab_placement_of(self, user: HubUser) -> tuple[str, tuple[str, ...]] | None:
+        """Where a hub user's labs run on a swarm: (the group that places them, its
+        constraints), from the first group of ``lab_placement`` the user is in; None: anywhere."""
+        for group, constraints in self.lab_placement.items():
+            if group in user.groups:
+                return group, constraints
+        return None
 
     @cached_property
     def host_groups(self) -> tuple[str, ...]:
@@ -1563,10 +1670,18 @@ def connector_keys() -> frozenset[str]:
 
 
 def validate(
-    data: dict[str, Any], host_name: str = "host", with_lab_nodes: bool = False
+    data: dict[str, Any],
+    host_name: str = "host",
+    hub_name: str | None = None,
+    node: bool = False,
+    lab_nodes: bool = False,
 ) -> Settings:
-    """Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``.
-    ``with_lab_nodes``: whether the host's inventory has lab nodes (``labhub.cluster``)."""
+    """
+    Validate raw host data (defaults filled in) into ``Settings``, or raise ``SettingsError``.
+    ``hub_name`` is the inventory name of the lab's hub server (default: ``host_name``): what
+    the settings that default to the server's name take on a lab node; ``node`` says the host
+    is a lab node, and ``lab_nodes`` that its lab has lab nodes.
+    """
     from pyinfra.api.arguments import all_argument_meta
 
     defaults = load_defaults()
@@ -1586,13 +1701,30 @@ def validate(
             problems.append(f"{key}: {what}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
             continue
         ours[key] = value
-    values = {**defaults, **ours, "with_lab_nodes": with_lab_nodes}
+    values = {**defaults, **ours, "with_lab_nodes": lab_nodes}
     if values.get("hub_domain") is None and values.get("tls") != "off":
         # The name the inventory gives the server is, most often, the one users open.
         try:
-            values["hub_domain"] = _host_name(host_name)
+            values["hub_domain"] = _host_name(hub_name or host_name)
         except ValueError:
             pass
+    if not node and ours.get("node_labels"):
+        problems.append(
+            f"node_labels: set on {host_name}, the hub server, which is not a lab node: node "
+            f"labels say where labs may run, on the lab nodes (the inventory group "
+            f"{cluster.LAB_NODES}); set them in a node's host data"
+        )
+    if not lab_nodes and ours.get("swarm_advertise_address") is not None:
+        problems.append(
+            "swarm_advertise_address: set, but used only with lab nodes (the inventory has no "
+            f"group {cluster.LAB_NODES}): remove it, or add the lab's nodes"
+        )
+    if not lab_nodes and ours.get("lab_placement"):
+        problems.append(
+            "lab_placement: set, but used only with lab nodes (the inventory has no group "
+            f"{cluster.LAB_NODES}): every lab runs on the one server; remove it, or add the "
+            "lab's nodes"
+        )
     if isinstance(values.get("registry_prune"), dict):
         values["registry_prune"] = {**defaults["registry_prune"], **values["registry_prune"]}
     try:
@@ -1671,18 +1803,72 @@ def validate_before_connecting(state) -> None:
                 try:
                     get_settings(host)
                 except SettingsError as e:
-                    problems.append(str(e))
+                    if str(e) not in problems:
+                        problems.append(str(e))
         if problems:
             raise SettingsError("\n".join(problems))
 
     after_inventory_loaded(state, validate_all)
 
 
+# The settings each server of a lab has of its own; every other setting is the lab's, the same on
+# the hub server and on every lab node (the users, their shares, the labs' volumes and homes).
+PER_SERVER_SETTINGS = frozenset(
+    ("docker_source", "docker_apt_url", "docker_users", "node_labels", "swarm_advertise_address")
+)
+
+
+def lab_wide_problems(hub: Settings, hub_name: str, node: Settings, node_name: str) -> list[str]:
+    """The lab-wide settings a lab node has other values of than its hub server."""
+    problems = []
+    for field in Settings.model_fields:
+        if field in PER_SERVER_SETTINGS or getattr(hub, field) == getattr(node, field):
+            continue
+        values = ""
+        hub_value, node_value = getattr(hub, field), getattr(node, field)
+        if len(repr(hub_value)) + len(repr(node_value)) < 120:
+            values = f" ({node_value!r} there, {hub_value!r} on the hub server)"
+        problems.append(
+            f"{field}: lab node {node_name} has another value than the hub server "
+            f"{hub_name}{values}: it is a setting of the whole lab, the same on every server; "
+            "set it once for all of them (group_data/all.py) or alike on each"
+        )
+    return problems
+
+
 def get_settings(host) -> Settings:
-    """The validated settings of a pyinfra host, validated once per run."""
+    """
+    The validated settings of a pyinfra host, validated once per run. On a lab node they are
+    checked against the hub server's too: the lab-wide settings must agree.
+    """
     kept = memo(host)
     if "settings" not in kept:
-        kept["settings"] = validate(
-            host.data.dict(), host.name, with_lab_nodes=bool(lab_nodes(real_host(host)))
+        try:
+            hub = cluster.hub_server(host)
+        except cluster.ClusterError as e:
+            raise SettingsError(f"invalid labhub inventory: {e}") from None
+        node = cluster.is_node(host)
+        settings = validate(
+            host.data.dict(),
+            host.name,
+            hub_name=hub.name,
+            node=node,
+            lab_nodes=bool(cluster.lab_nodes(host)),
         )
+        if node:
+            try:
+                hub_settings = get_settings(hub)
+            except SettingsError:
+                # The hub server's own problems are reported as its own.
+                hub_settings = None
+            problems = (
+                lab_wide_problems(hub_settings, hub.name, settings, host.name)
+                if hub_settings is not None
+                else []
+            )
+            if problems:
+                raise SettingsError(
+                    f"invalid labhub settings for {host.name}:\n  " + "\n  ".join(problems)
+                )
+        kept["settings"] = settings
     return kept["settings"]

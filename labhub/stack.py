@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from labhub import node_registry
+from labhub.cluster import SWARM_NETWORK
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
 
@@ -348,7 +349,8 @@ def lab_limits(settings: Settings, server_gpus: list[dict]) -> dict:
 def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> dict:
     """What the hub reads from ``hub/settings.json`` (files/hub/jupyterhub_config.py): who logs
     in, what each user's lab mounts besides the home, its limits and GPUs, and the image's own
-    layout."""
+    layout; with lab nodes, the registry the nodes pull from and how labs run on the swarm
+    (``swarm_settings``)."""
     stack = Stack.from_settings(settings)
     hub = {
         "limits": lab_limits(settings, server_gpus or []),
@@ -374,7 +376,20 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
             "address": node_registry.address(settings),
             "docker_config": f"{node_registry.HUB_DOCKER_CONFIG}/config.json",
         }
+        hub["swarm"] = swarm_settings(settings)
     return hub
+
+
+# --- With lab nodes: labs as swarm services (files/hub/labhub_service.py) ---
+def swarm_settings(settings: Settings) -> dict:
+    """How the hub runs labs on the swarm: the network they share with it, and where each hub
+    user's labs may run (``{user: {"group", "constraints"}}``, users placed by lab_placement)."""
+    placement = {}
+    for user in settings.hub_users:
+        placed = settings.lab_placement_of(user)
+        if placed is not None:
+            placement[user.name] = {"group": placed[0], "constraints": list(placed[1])}
+    return {"network": SWARM_NETWORK, "placement": placement}
 
 
 def compose_file_text(
@@ -387,7 +402,8 @@ def compose_file_text(
     """
     The hub's compose project as YAML, dumped from data (nothing is pasted into YAML). Each
     service is labelled with the hash of the configuration file it mounts, so that compose itself
-    recreates a service whose file changed, and only that one.
+    recreates a service whose file changed, and only that one. With lab nodes, the
+    hub is on the swarm's overlay network too, which labs on every node run on.
     """
     stack = Stack.from_settings(settings)
     services = {
@@ -479,11 +495,16 @@ def compose_file_text(
             services[stack.hub_service]["volumes"].append(
                 f"{node_registry.DOCKER_CONFIG}:{node_registry.HUB_DOCKER_CONFIG}:ro"
             )
+    networks: dict[str, dict] = {"default": {"name": NETWORK}}
+    # --- With lab nodes: the hub on the swarm's network (made by the swarm's task), beside its own
+    if settings.with_lab_nodes:
+        services[stack.hub_service]["networks"] = ["default", SWARM_NETWORK]
+        networks[SWARM_NETWORK] = {"name": SWARM_NETWORK, "external": True}
     data = {
         "name": stack.project,
         "services": services,
         # Lab containers join this network by name to reach the hub.
-        "networks": {"default": {"name": NETWORK}},
+        "networks": networks,
         "volumes": volumes,
     }
     return (

@@ -99,12 +99,19 @@ packages.installed(
 
 for service in ("containerd", "docker"):
     services.running(name=f"Enable and start {service}", service=service)
-# Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade of
-# its packages, a restart by hand).
-engine.configured(
-    name="Keep containers running while the engine restarts (live-restore)",
-    values={"live-restore": True},
-)
+if cluster.in_swarm(host):
+    # The engine refuses swarm mode with live-restore: a swarm restarts a node's tasks itself.
+    engine.configured(
+        name="No live-restore: the engine is in the lab's swarm, which refuses it",
+        values={"live-restore": False},
+    )
+else:
+    # Labs, kernels, the hub and the registry keep running while the engine restarts (an upgrade
+    # of its packages, a restart by hand).
+    engine.configured(
+        name="Keep containers running while the engine restarts (live-restore)",
+        values={"live-restore": True},
+    )
 
 accounts.group_present(name="Create group docker", group="docker", system=True)
 

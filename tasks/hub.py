@@ -64,7 +64,11 @@ for node in cluster.lab_nodes(host):
 proxy_config = caddy.config_text(settings, node_addresses)
 proxy_files = caddy.files(settings)
 compose_yaml = stack.compose_file_text(
-    settings, hub.image, hub_settings, registry_config, caddy.digest(proxy_config, proxy_files)
+    settings,
+    hub.image,
+    hub_settings,
+    registry_config,
+    caddy.digest(proxy_config, proxy_files),
 )
 # Refused before any change, like a bad setting.
 problems += stack.hub_dir_problems(

@@ -33,7 +33,8 @@ new = shares.new_mountpoints(settings.shares, entries)
 problems = shares.mountpoint_problems(
     settings.shares, entries, host.get_fact(Folders, paths=new) if new else {}
 )
-problems += accounts.account_problems(settings, local_accounts(host), local_groups(host))
+ids = accounts.lab_ids(host)
+problems += accounts.account_problems(settings, local_accounts(host), local_groups(host), ids)
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 # Lines labhub wrote (their credentials are labhub's) for shares no longer in the settings.
@@ -117,6 +118,7 @@ for group in dict.fromkeys(g for share in settings.shares for g in share.groups 
         group=group,
         members=members,
         managed=managed,
+        gid=ids.gids[group] if ids else None,
     )
 
 # Last, so that an unreachable share server is reported at the end of the shares: the error is

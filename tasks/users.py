@@ -18,8 +18,10 @@ from labhub.settings import get_settings
 settings = get_settings(host)
 wanted = {settings.account_name(user.name) for user in settings.hub_users}
 local_accounts = read_accounts(host)
+# With lab nodes, the same ids on every server of the lab, planned from all of them.
+ids = accounts.lab_ids(host)
 # Refused before any change, like a bad setting.
-problems = accounts.account_problems(settings, local_accounts, local_groups(host))
+problems = accounts.account_problems(settings, local_accounts, local_groups(host), ids)
 if problems:
     raise OperationError(f"{host.name}: " + "; ".join(problems))
 # A home mounted from another server (tasks/homes.py) is that server's to make and keep.
@@ -27,12 +29,13 @@ home_here = not homes.mounted_here(settings.home_storage, cluster.is_node(host))
 
 for user in settings.hub_users:
     account = settings.account_name(user.name)
+    uid = ids.uids[account] if ids else user.uid
     account_ops.account(
         name=f"Hub user {user.name}: account {account}"
-        + (f" with uid {user.uid}" if user.uid is not None else ""),
+        + (f" with uid {uid}" if uid is not None else ""),
         user=account,
         comment=accounts.account_comment(user.name),
-        uid=user.uid,
+        uid=uid,
         group=accounts.PRIMARY_GROUP,
         home=accounts.home_of(account),
         shell=accounts.SHELL,
@@ -67,4 +70,5 @@ for group in settings.host_groups:
             group=group,
             members=members,
             managed=sorted(wanted | set(former)),
+            gid=ids.gids[group] if ids else None,
         )

@@ -29,6 +29,9 @@ SHARED_LAB_MODULES = ("test_status_e2e", "test_browser_e2e", "test_hub_e2e")
 # finished. The fast tests come last and fill in.
 LONGEST_FIRST = (
     SHARED_LAB_GROUP,
+    # Three lab servers each: the hub server and two lab nodes.
+    "test_swarm_e2e",
+    "test_swarm_spawn_e2e",
     "test_node_registry_e2e",
     "test_backup_e2e",
     "test_registry_e2e",

@@ -20,7 +20,7 @@ NODES = ["192.0.2.21", "192.0.2.22"]
 
 
 def with_nodes(**data):
-    return validate({"hub_domain": "hub.lab.test", **data}, "hub", with_lab_nodes=True)
+    return validate({"hub_domain": "hub.lab.test", **data}, "hub", lab_nodes=True)
 
 
 def test_the_nodes_pull_by_the_hubs_name_and_node_registry_port():
@@ -28,7 +28,7 @@ def test_the_nodes_pull_by_the_hubs_name_and_node_registry_port():
     assert node_registry.address(settings) == "hub.lab.test:6443"
     assert node_registry.image(settings, settings.lab_images[0]) == "hub.lab.test:6443/lab:2"
     assert node_registry.ca_file(settings) == "/etc/docker/certs.d/hub.lab.test:6443/ca.crt"
-    v6 = validate({"hub_domain": "2001:db8::1"}, "hub", with_lab_nodes=True)
+    v6 = validate({"hub_domain": "2001:db8::1"}, "hub", lab_nodes=True)
     assert node_registry.address(v6) == "[2001:db8::1]:5443"
 
 
@@ -57,7 +57,7 @@ def test_the_nodes_pull_by_the_hubs_name_and_node_registry_port():
 )
 def test_refused(data, nodes, problem):
     with pytest.raises(SettingsError) as refused:
-        validate({"hub_domain": "hub.lab.test", **data}, "hub", with_lab_nodes=nodes)
+        validate({"hub_domain": "hub.lab.test", **data}, "hub", lab_nodes=nodes)
     assert problem in str(refused.value)
 
 

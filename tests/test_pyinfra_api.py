@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyinfra
 import pytest
-from pyinfra.api import Config, FunctionCommand, Inventory, OperationError, State, operation
+from pyinfra.api import Config, FunctionCommand, Inventory, OperationError, State, operation, output
 from pyinfra.api.connect import connect_all
 from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
@@ -20,6 +20,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.operations import server
 
+from labhub.facts.swarm import SwarmJoinToken
 from labhub.facts.tree import FileTree
 from labhub.operations import fstab, secret_files, services, tree
 from labhub.pyinfra_api import (
@@ -28,6 +29,7 @@ from labhub.pyinfra_api import (
     connector_arguments,
     mark_failed,
     memo,
+    quiet_fact,
     real_host,
 )
 from labhub.settings import get_settings
@@ -278,3 +280,19 @@ def test_a_callback_runs_once_the_inventory_is_loaded_before_any_connection():
     inventory = Inventory((["@fake/lab"], {}))
     state.init(inventory, Config())
     assert seen == [(["@fake/lab"], True, [False])]
+
+
+def test_a_quiet_fact_is_not_printed_even_at_the_most_verbose(monkeypatch):
+    printed: list[str] = []
+    monkeypatch.setattr(output, "_echo", lambda message=None, **kwargs: printed.append(message))
+    token = "SWMTKN-1-not-a-real-token"
+    state, (host,) = lab({"join-token": token})
+    # pyinfra -vvv: every fact's output is printed.
+    state.print_fact_output = True
+    with ctx_state.use(state), ctx_host.use(host):
+        assert host.get_fact(SwarmJoinToken) == token
+        assert any(token in line for line in printed)
+        printed.clear()
+        assert quiet_fact(host, SwarmJoinToken) == token
+        assert not any(token in line for line in printed)
+    assert state.print_fact_output is True

@@ -84,6 +84,16 @@ def lab_notice(user) -> str | None:
 
 c.JupyterHub.template_vars = {"announcement_home": lab_notice, "announcement_spawn": lab_notice}
 
+# --- With lab nodes: each lab a swarm service, placed by its user's group (labhub_service.py) ---
+SWARM = SETTINGS.get("swarm")
+if SWARM:
+    c.JupyterHub.spawner_class = "labhub_service.LabServiceSpawner"
+    # The swarm's overlay network, which the hub joins too: labs on any node reach it, it them.
+    c.SwarmSpawner.network_name = SWARM["network"]
+    c.LabServiceSpawner.lab_placement = SWARM["placement"]
+    c.LabServiceSpawner.lab_registry = SETTINGS["registry"]
+    c.LabServiceSpawner.node_registry = SETTINGS["node_registry"]["address"]
+
 # --- Idle culler: stop idle labs after idle_timeout, any lab after max_age (0: never) ---
 if SETTINGS["culler"]:
     c.JupyterHub.services = [{"name": "idle-culler", "command": SETTINGS["culler"]}]

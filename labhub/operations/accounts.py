@@ -132,11 +132,12 @@ def account(
 
 
 @operation()
-def group_members(group: str, members: list[str], managed: list[str]):
+def group_members(group: str, members: list[str], managed: list[str], gid: int | None = None):
     """
     A group, created when missing, with ``members`` in it and the other ``managed`` accounts out.
 
     + group: group name
+    + gid: the gid a new group gets (None: groupadd's next); an existing group keeps its own
     + members: accounts that must be members (one that does not exist is left out, with a
       warning)
     + managed: accounts whose membership this operation decides; members of the group that are
@@ -166,7 +167,9 @@ def group_members(group: str, members: list[str], managed: list[str]):
 
     groups = local_groups(host)
     if group not in groups:
-        yield StringCommand("groupadd", QuoteString(group))
+        yield StringCommand(
+            "groupadd", *(["--gid", str(gid)] if gid is not None else []), QuoteString(group)
+        )
         current: list[str] = []
     else:
         current = groups[group]["members"]

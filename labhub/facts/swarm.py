@@ -1,0 +1,216 @@
+"""
+Facts about the Docker Swarm the lab's servers are in: this engine's membership, the nodes a
+manager knows, an overlay network, the join token, and the address other servers reach this one
+at. Paired with ``labhub.operations.swarm``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TypedDict
+
+from pyinfra.api import FactBase, QuoteString, StringCommand
+
+
+class SwarmDict(TypedDict):
+    state: str
+    node_id: str
+    manager: bool
+    address: str
+    managers: list[dict]
+
+
+class SwarmState(FactBase[SwarmDict]):
+    """
+    This engine's place in a swarm, from ``docker info``: ``state`` is ``inactive`` (in none),
+    ``pending``, ``active``, ``error`` or ``locked``; ``manager`` whether it manages the swarm;
+    ``managers`` the managers it knows (``{"id", "address"}``). An engine that does not answer
+    reads as ``inactive``.
+
+    .. code:: python
+
+        {
+            "state": "active",
+            "node_id": "q0y3vlz4c8o8gyxh2vnfe6x8d",
+            "manager": False,
+            "address": "192.0.2.11",
+            "managers": [{"id": "k3qdcbkefybsp6t5x3ymu2hle", "address": "192.0.2.10:2377"}],
+        }
+    """
+
+    requires_command = "docker"
+
+    def default(self) -> SwarmDict:
+        return {"state": "inactive", "node_id": "", "manager": False, "address": "", "managers": []}
+
+    def command(self) -> str:
+        return "docker info --format '{{json .Swarm}}' 2>/dev/null || true"
+
+    def process(self, output) -> SwarmDict:
+        try:
+            info = json.loads("\n".join(output))
+        except ValueError:
+            return self.default()
+        if not isinstance(info, dict):
+            return self.default()
+        return {
+            "state": info.get("LocalNodeState") or "inactive",
+            "node_id": info.get("NodeID") or "",
+            "manager": bool(info.get("ControlAvailable")),
+            "address": info.get("NodeAddr") or "",
+            "managers": [
+                {"id": manager.get("NodeID", ""), "address": manager.get("Addr", "")}
+                for manager in info.get("RemoteManagers") or []
+            ],
+        }
+
+
+class NodeDict(TypedDict):
+    id: str
+    hostname: str
+    address: str
+    role: str
+    availability: str
+    state: str
+    labels: dict[str, str]
+
+
+class SwarmNodes(FactBase[list[NodeDict]]):
+    """
+    The nodes of the swarm this engine manages (empty when it manages none), from
+    ``docker node inspect``.
+
+    .. code:: python
+
+        [
+            {
+                "id": "q0y3vlz4c8o8gyxh2vnfe6x8d",
+                "hostname": "gpu1",
+                "address": "192.0.2.11",
+                "role": "worker",
+                "availability": "active",
+                "state": "ready",
+                "labels": {"gpu": "a100"},
+            },
+        ]
+    """
+
+    default = list
+    requires_command = "docker"
+
+    def command(self) -> str:
+        return (
+            "if [ \"$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)\" = true ]; "
+            "then docker node ls -q | xargs -r docker node inspect; fi"
+        )
+
+    def process(self, output) -> list[NodeDict]:
+        try:
+            nodes = json.loads("\n".join(output))
+        except ValueError:
+            return []
+        return [
+            {
+                "id": node["ID"],
+                "hostname": node.get("Description", {}).get("Hostname", ""),
+                "address": node.get("Status", {}).get("Addr", ""),
+                "role": node.get("Spec", {}).get("Role", ""),
+                "availability": node.get("Spec", {}).get("Availability", ""),
+                "state": node.get("Status", {}).get("State", ""),
+                "labels": node.get("Spec", {}).get("Labels") or {},
+            }
+            for node in nodes
+            if isinstance(node, dict) and "ID" in node
+        ]
+
+
+class NetworkDict(TypedDict):
+    driver: str
+    scope: str
+    attachable: bool
+    options: dict[str, str]
+
+
+class DockerNetwork(FactBase[NetworkDict | None]):
+    """
+    A Docker network by name (None: there is none).
+
+    .. code:: python
+
+        {"driver": "overlay", "scope": "swarm", "attachable": True,
+         "options": {"encrypted": ""}}
+    """
+
+    requires_command = "docker"
+
+    def command(self, network: str) -> StringCommand:
+        return StringCommand(
+            "docker",
+            "network",
+            "inspect",
+            "--format",
+            QuoteString("{{json .}}"),
+            QuoteString(network),
+            "2>/dev/null",
+            "||",
+            "true",
+        )
+
+    def process(self, output) -> NetworkDict | None:
+        try:
+            network = json.loads("\n".join(output))
+        except ValueError:
+            return None
+        if not isinstance(network, dict):
+            return None
+        return {
+            "driver": network.get("Driver", ""),
+            "scope": network.get("Scope", ""),
+            "attachable": bool(network.get("Attachable")),
+            "options": network.get("Options") or {},
+        }
+
+
+class SwarmJoinToken(FactBase[str]):
+    """
+    The token a worker joins this engine's swarm with (empty: it manages none). A secret: read
+    it with ``labhub.pyinfra_api.quiet_fact``, never ``host.get_fact``, which prints a fact's
+    output at ``-vvv``.
+
+    .. code:: python
+
+        "SWMTKN-1-..."
+    """
+
+    default = str
+    requires_command = "docker"
+
+    def command(self) -> str:
+        return "docker swarm join-token -q worker 2>/dev/null || true"
+
+    def process(self, output) -> str:
+        return "\n".join(output).strip()
+
+
+class RouteSource(FactBase[str]):
+    """
+    The address this server sends from on its default route (to 1.1.1.1, a public address;
+    ``ip route get`` only looks the route up, no packet is sent); empty without one.
+
+    .. code:: python
+
+        "192.0.2.10"
+    """
+
+    default = str
+    requires_command = "ip"
+
+    def command(self) -> str:
+        return "ip -j route get 1.1.1.1 2>/dev/null || true"
+
+    def process(self, output) -> str:
+        try:
+            routes = json.loads("\n".join(output))
+        except ValueError:
+            return ""
+        return next((r["prefsrc"] for r in routes if isinstance(r, dict) and r.get("prefsrc")), "")

@@ -1,0 +1,280 @@
+"""
+The lab's Docker Swarm: the hub server its manager, an encrypted overlay network, the lab nodes
+its workers with their labels, and nodes no longer in the inventory drained and removed. Paired
+with ``labhub.facts.swarm``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from io import StringIO
+
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api.util import print_host_combined_output
+
+from labhub.facts.accounts import LoginUser
+from labhub.facts.swarm import DockerNetwork, SwarmJoinToken, SwarmNodes, SwarmState
+from labhub.pyinfra_api import connector_arguments, is_active, quiet_fact
+from labhub.settings import url_host
+
+# The port a swarm's managers take joins and their workers' traffic on.
+MANAGER_PORT = 2377
+# Where a joining node's request to its engine (the join token in it) is kept while it joins:
+# root's alone, removed at once.
+JOIN_REQUEST = "/run/labhub-swarm-join.json"
+# How long a drained node's tasks get to stop before it is removed anyway.
+DRAIN_SECONDS = 300
+
+
+@operation()
+def manager(advertise_address: str):
+    """
+    This engine manages a swarm: ``docker swarm init`` when it is in none. An engine that is
+    already a manager is left as it is; one that is a worker of a swarm is refused (it would
+    have to leave it, and that swarm's services with it).
+
+    + advertise_address: the address the swarm's other nodes reach this engine at
+
+    **Example:**
+
+    .. code:: python
+
+        swarm.manager(name="Manage the lab's swarm", advertise_address="192.0.2.10")
+    """
+    swarm = host.get_fact(SwarmState)
+    if swarm["manager"]:
+        host.noop(f"manages a swarm (advertised at {swarm['address']})")
+        return
+    if swarm["state"] != "inactive":
+        raise OperationError(
+            f"the engine is {swarm['state']} in a swarm it does not manage: the hub server "
+            "must be the lab swarm's manager; leave that swarm (docker swarm leave) and deploy "
+            "again"
+        )
+    # Its output is the command a worker joins with, the token in it: never printed.
+    yield StringCommand(
+        "docker",
+        "swarm",
+        "init",
+        "--advertise-addr",
+        QuoteString(advertise_address),
+        ">/dev/null",
+    )
+
+
+@operation()
+def overlay_network(network: str):
+    """
+    An attachable overlay network of the swarm, its traffic encrypted between nodes (IPsec,
+    ``--opt encrypted``): the traffic of labs crosses the lab's own network. A network of that
+    name made otherwise is refused: it cannot be changed while containers use it.
+
+    + network: the network's name
+
+    **Example:**
+
+    .. code:: python
+
+        swarm.overlay_network(name="Overlay network labhub-swarm", network="labhub-swarm")
+    """
+    current = host.get_fact(DockerNetwork, network=network)
+    if current is None:
+        yield StringCommand(
+            "docker",
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--attachable",
+            "--opt",
+            "encrypted",
+            QuoteString(network),
+        )
+        return
+    wrong = [
+        what
+        for what, right in (
+            ("not an overlay network", current["driver"] == "overlay"),
+            ("not attachable", current["attachable"]),
+            ("not encrypted", "encrypted" in current["options"]),
+        )
+        if not right
+    ]
+    if wrong:
+        raise OperationError(
+            f"network {network} exists but is {', '.join(wrong)}: labhub does not change a "
+            f"network containers may use; remove it (docker network rm {network}) and deploy "
+            "again"
+        )
+    host.noop(f"network {network} is an attachable, encrypted overlay network")
+
+
+@operation()
+def worker(hub: str, advertise_address: str):
+    """
+    This engine is a worker of the swarm the inventory's host ``hub`` manages. An engine in
+    another swarm, or one its manager no longer lists (removed from the swarm), leaves it first.
+
+    The join token is read from the manager when the join runs (the manager may be made earlier
+    in the same run) and is never printed nor put on a command line: the join request goes to
+    the engine's API through its socket, from a file only root can read, removed at once.
+
+    + hub: the inventory name of the swarm's manager
+    + advertise_address: the address the swarm's other nodes reach this engine at
+
+    **Example:**
+
+    .. code:: python
+
+        swarm.worker(name="Join the lab's swarm", hub="hub.example.org",
+                     advertise_address="192.0.2.11")
+    """
+    manager_host = host.state.inventory.get_host(hub)
+    own = host.get_fact(SwarmState)
+    managing = manager_host.get_fact(SwarmState)
+    members = {node["id"] for node in manager_host.get_fact(SwarmNodes)}
+    if (
+        own["state"] == "active"
+        and managing["manager"]
+        and any(m["id"] == managing["node_id"] for m in own["managers"])
+        and own["node_id"] in members
+    ):
+        host.noop(f"a node of the swarm {hub} manages")
+        return
+    if own["state"] != "inactive":
+        yield StringCommand("docker", "swarm", "leave", "--force")
+    yield join_command(manager_host, advertise_address)
+
+
+def join_command(manager_host, advertise_address: str) -> FunctionCommand:
+    """The join of this engine to the swarm ``manager_host`` manages, as a command that reads the
+    token when it runs. Called inside an operation (it runs with its connector arguments)."""
+    arguments = connector_arguments(host)
+    login = host.get_fact(LoginUser)
+
+    def run(state, host) -> bool:
+        managing = manager_host.get_fact(SwarmState)
+        token = quiet_fact(manager_host, SwarmJoinToken)
+        if not managing["manager"] or not token:
+            host.log_styled(
+                f"{manager_host.name} manages no swarm: it cannot be joined",
+                fg="red",
+                log_func=logger.error,
+            )
+            return False
+        manager_address = managing["address"]
+        request = {
+            "ListenAddr": f"0.0.0.0:{MANAGER_PORT}",
+            "AdvertiseAddr": advertise_address,
+            "RemoteAddrs": [f"{url_host(manager_address)}:{MANAGER_PORT}"],
+            "JoinToken": token,
+        }
+        # Private from the start, as labhub.operations.secret_files does: the request file root's,
+        # the upload's temporary file (the login user uploads first under sudo) the login's.
+        temp = host.get_temp_filename()
+        ok, output = host.run_shell_command(
+            StringCommand(
+                "install -m 0600 -o root -g root /dev/null",
+                JOIN_REQUEST,
+                "&&",
+                "install -m 0600 -o",
+                QuoteString(login),
+                "/dev/null",
+                temp,
+            ),
+            **arguments,
+        )
+        ok = ok and host.put_file(
+            StringIO(json.dumps(request)),
+            JOIN_REQUEST,
+            remote_temp_filename=temp,
+            print_output=False,
+            print_input=False,
+            **arguments,
+        )
+        post = (
+            "curl --silent --show-error --fail-with-body --unix-socket /var/run/docker.sock "
+            f"-H 'Content-Type: application/json' --data @{JOIN_REQUEST} "
+            "http://localhost/swarm/join"
+        )
+        status, output = host.run_shell_command(
+            StringCommand(
+                f"{post}; joined=$?; rm -f {JOIN_REQUEST} {shlex.quote(temp)}; exit $joined"
+            ),
+            print_output=state.print_output,
+            **arguments,
+        )
+        if not (ok and status):
+            print_host_combined_output(host, output)
+            return False
+        return True
+
+    return FunctionCommand(run, (), {})
+
+
+@operation()
+def nodes(nodes: dict[str, dict[str, str]]):
+    """
+    The swarm this engine manages has the inventory's lab nodes, each with exactly its labels;
+    workers that are not among them (a node removed from the inventory) are drained, given time
+    for their tasks to stop, and removed from the swarm. While a lab node of the inventory
+    cannot be asked which swarm node it is (down, or outside ``--limit``), no node is removed.
+
+    + nodes: the lab nodes, inventory name to labels
+
+    **Example:**
+
+    .. code:: python
+
+        swarm.nodes(name="Lab nodes of the swarm", nodes={"gpu1.example.org": {"gpu": "a100"}})
+    """
+    own = host.get_fact(SwarmState)
+    members = {node["id"]: node for node in host.get_fact(SwarmNodes)}
+    wanted: dict[str, dict[str, str]] = {}
+    unknown = []
+    for name, labels in nodes.items():
+        node_host = host.state.inventory.get_host(name)
+        node_id = node_host.get_fact(SwarmState)["node_id"] if is_active(node_host) else ""
+        if node_id in members:
+            wanted[node_id] = labels
+        else:
+            unknown.append(name)
+    changed = False
+    for node_id, labels in wanted.items():
+        current = members[node_id]["labels"]
+        args = [
+            f"--label-add={key}={value}"
+            for key, value in sorted(labels.items())
+            if current.get(key) != value
+        ]
+        args += [f"--label-rm={key}" for key in sorted(current) if key not in labels]
+        if args:
+            changed = True
+            yield StringCommand(
+                "docker", "node", "update", *(QuoteString(a) for a in args), QuoteString(node_id)
+            )
+    former = [
+        node
+        for node_id, node in members.items()
+        if node_id != own["node_id"] and node["role"] == "worker" and node_id not in wanted
+    ]
+    if former and unknown:
+        host.log(
+            f"not removing {len(former)} swarm node(s) while lab node(s) "
+            f"{', '.join(unknown)} are not in the swarm or cannot be asked",
+            logger.warning,
+        )
+        former = []
+    for node in former:
+        changed = True
+        node_id = shlex.quote(node["id"])
+        running = f"docker node ps --format '{{{{.CurrentState}}}}' {node_id} | grep -q '^Running'"
+        yield StringCommand(
+            f"docker node update --availability drain {node_id} >/dev/null && "
+            f"timeout {DRAIN_SECONDS} sh -c {shlex.quote(f'while {running}; do sleep 1; done')}; "
+            f"docker node rm --force {node_id}"
+        )
+    if not changed:
+        host.noop("the swarm has the lab nodes, with their labels")
