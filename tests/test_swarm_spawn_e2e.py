@@ -6,17 +6,20 @@ task says, with the contents API and a kernel, as the user's account; a user in 
 runs anywhere, one whose name makes a service name over swarm's 63 characters too; a group placed
 where no node is fails its spawn at once, saying so, naming the group and the constraint.
 
-What stands in here: the lab image reaches the nodes by ``docker save | docker load`` under the
-name the service uses (the nodes do not pull from the hub server's registry yet), and the nodes'
-homes are their own (not shared with the hub server's yet): the user's file is checked in the
-home on the node where the lab ran.
+The nodes pull the lab image from the hub server's registry over TLS with the login
+(tasks/node_images.py), finding the hub's name in their /etc/hosts (a real lab has DNS). What
+stands in here: this kernel can neither serve nor mount NFS, so the hub server's /home is an
+engine volume of this machine that the nodes have too, and their homes' NFS fstab lines become
+binds of it (``LabServer.stand_in_nfs``): the file a lab writes on node 2 is the one the hub
+server has. And this kernel has no IPsec, so the swarm's encrypted network is swapped for a plain
+one of the same name (``plain_network_for_this_kernel``).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
+import uuid
 
 import pytest
 import requests
@@ -24,11 +27,13 @@ from hubclient import Hub, resolving
 from scenario import DOMAIN, LOCAL_CA_ROOT, URL
 
 import labhost
-from labhost.server import _run
 
 pytestmark = pytest.mark.e2e
 
-LAB_IMAGE = "127.0.0.1:5000/lab:1.0"
+# The lab image as the nodes pull it from the hub server's registry.
+LAB_IMAGE = f"{DOMAIN}:5443/lab:1.0"
+# Where the nodes have the hub server's /home (the stand-in for its NFS export).
+SHARED_AT = "/srv/labhost-homes"
 # A name of 24 characters (the longest an account with the default prefix takes) that DockerSpawner
 # escapes into 56 ('_' is '-5f'): "jupyter-" and it make 64, one more than swarm takes.
 LONG = "a__b__c__d__e__f__g__h__"
@@ -51,10 +56,16 @@ def users() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def swarm_lab(lab_server, tmp_path_factory):
+def swarm_lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("swarm")
-    hub = lab_server
-    with labhost.running_lab_server() as node1, labhost.running_lab_server() as node2:
+    homes = f"labhost-homes-{uuid.uuid4().hex[:8]}"
+    servers = [labhost.start_lab_server("swarm-hub", volumes={homes: "/home"})]
+    try:
+        for name in ("swarm-node1", "swarm-node2"):
+            servers.append(labhost.start_lab_server(name, volumes={homes: SHARED_AT}))
+        hub, node1, node2 = servers
+        for node in (node1, node2):
+            node.exec(f"echo '{hub.address} {DOMAIN}' >> /etc/hosts")
         # The lab's settings, the same on every server; node 2's labels its own.
         data = {
             "docker_source": "distro",
@@ -75,9 +86,9 @@ def swarm_lab(lab_server, tmp_path_factory):
         )
         run = labhost.run_pyinfra(inventory, "deploy.py").check()
         plain_network_for_this_kernel(hub)
-        # Until the nodes pull from the hub server's registry: the image under its name there.
+        home_paths = [f"/home/jupyter-{user['name']}" for user in users()]
         for node in (node1, node2):
-            move_image(hub, node, LAB_IMAGE)
+            node.stand_in_nfs(home_paths, export="/home", shared_at=SHARED_AT)
         root = tmp / "local-ca-root.crt"
         root.write_text(hub.exec(f"cat {LOCAL_CA_ROOT}"))
         with resolving(DOMAIN, lambda: hub.address):
@@ -88,6 +99,10 @@ def swarm_lab(lab_server, tmp_path_factory):
                 "run": run,
                 "verify": str(root),
             }
+    finally:
+        for server in servers:
+            server.remove()
+        labhost.remove_volume(homes)
 
 
 def plain_network_for_this_kernel(hub: labhost.LabServer) -> None:
@@ -113,14 +128,6 @@ def plain_network_for_this_kernel(hub: labhost.LabServer) -> None:
         assert time.monotonic() < deadline, "the swarm kept the removed network"
         time.sleep(1)
     hub.exec("docker network connect --alias hub labhub-swarm labhub-hub-1")
-
-
-def move_image(source: labhost.LabServer, dest: labhost.LabServer, image: str) -> None:
-    save = subprocess.Popen(
-        ["docker", "exec", source.container_id, "docker", "save", image], stdout=subprocess.PIPE
-    )
-    _run("docker", "exec", "-i", dest.container_id, "docker", "load", stdin=save.stdout)
-    assert save.wait() == 0
 
 
 def logged_in(lab, name: str) -> Hub:
@@ -236,9 +243,10 @@ def test_a_user_placed_by_group_runs_on_that_node(swarm_lab):
         "print(open(os.path.expanduser('~/from-node2.txt')).read(), end='')\n"
     )
     assert printed == "jupyter-bob 2002 100 /home/jovyan\nwritten on node 2\n"
-    # The file is the user's, in the home on node 2 (shared with the hub server's once homes
-    # are: here each node has its own).
+    # The file is the user's, in the one home: the hub server has it as node 2 does.
     assert node2.exec("stat -c '%U %u' /home/jupyter-bob/from-node2.txt") == "jupyter-bob 2002\n"
+    assert hub.exec("cat /home/jupyter-bob/from-node2.txt") == "written on node 2\n"
+    assert hub.exec("stat -c '%U %u' /home/jupyter-bob/from-node2.txt") == "jupyter-bob 2002\n"
     stop(swarm_lab, bob)
 
 
@@ -271,13 +279,18 @@ def test_users_in_no_placed_group_run_anywhere(swarm_lab):
 
 def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
     (_, node2) = swarm_lab["nodes"]
-    # Node 2 loses the image, and cannot pull it (no registry answers it at 127.0.0.1:5000).
-    node2.exec(f"docker image rm -f {LAB_IMAGE}")
+    # The image was pulled onto node 2 by the deploy, from the hub server's registry.
+    assert node2.exec(f"docker image inspect -f '{{{{.RepoDigests}}}}' {LAB_IMAGE}").startswith(
+        f"[{DOMAIN}:5443/lab@sha256:"
+    )
+    # Node 2 loses the image, and cannot pull it again: the hub's name no longer resolves there.
+    node2.exec(f"docker image rm -f {LAB_IMAGE} && sed -i '/ {DOMAIN}$/d' /etc/hosts")
     bob = logged_in(swarm_lab, "bob")
     message = spawn_failure(bob)
     hostname = node2.exec("hostname").strip()
-    assert message.startswith(f"The image lab 1.0 could not be pulled on node {hostname} (")
-    assert f"No such image: {LAB_IMAGE}" in message
+    assert message.startswith(f"The image lab 1.0 could not be pulled on node {hostname} ("), (
+        message
+    )
     assert (
         swarm_lab["hub"].exec("docker service ls -q --filter label=org.labhub.hub-user=bob") == ""
     )
