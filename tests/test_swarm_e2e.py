@@ -217,3 +217,19 @@ def test_a_node_added_back_joins_with_no_other_change(formed, lab, hub, nodes, t
         time.sleep(1)
     assert node is not None and node["Status"]["State"] == "ready"
     assert node["Spec"]["Labels"] == LABELS[1]
+
+
+def test_a_node_in_another_swarm_leaves_it_and_joins_the_labs(
+    formed, lab, hub, nodes, tmp_path_factory
+):
+    # Node 1 leaves and makes a swarm of its own, as a server reused from another lab would be.
+    nodes[0].exec("docker swarm leave --force && docker swarm init >/dev/null")
+    run = labhost.run_pyinfra(inventory(lab, tmp_path_factory), "deploy.py").check()
+    assert f"tasks/swarm.py | Join the swarm of {hub.address} as a worker" in run.changed_operations
+    info = json.loads(nodes[0].exec("docker info --format '{{json .Swarm}}'"))
+    assert info["LocalNodeState"] == "active" and info["ControlAvailable"] is False
+    found = json.loads(hub.exec("docker node inspect $(docker node ls -q)"))
+    # Its entry from before it left is gone: one node of that name, the worker it is now.
+    mine = [node for node in found if node["Description"]["Hostname"] == hostname(nodes[0])]
+    assert [node["ID"] for node in mine] == [info["NodeID"]]
+    assert mine[0]["Spec"]["Labels"] == LABELS[0]
