@@ -28,6 +28,9 @@ DOMAIN = "hub.lab.test"
 def lab():
     servers = labhost.start_lab_servers(3, name="swarm")
     try:
+        # The nodes find the hub's name (they pull the lab images by it) as a DNS record says.
+        for node in servers[1:]:
+            node.exec(f"echo '{servers[0].address} {DOMAIN}' >> /etc/hosts")
         overrides = labhost.load_stack_images(servers[0])
         yield servers, overrides
     finally:
