@@ -4,7 +4,9 @@ node 2 labelled ``gpu=a100`` (its node_labels). Through the hub over HTTPS with 
 group gpu, placed on node 2 (lab_placement), gets a lab there, as the engine's own view of the
 task says, with the contents API and a kernel, as the user's account; a user in no placed group
 runs anywhere, one whose name makes a service name over swarm's 63 characters too; a group placed
-where no node is fails its spawn at once, saying so, naming the group and the constraint.
+where no node is fails its spawn at once, saying so, naming the group and the constraint; once
+node 2 is removed from the inventory, its group's labs fail the same way and the others' start on
+the servers left.
 
 The nodes pull the lab image from the hub server's registry over TLS with the login
 (tasks/node_images.py), finding the hub's name in their /etc/hosts (a real lab has DNS). What
@@ -96,6 +98,8 @@ def swarm_lab(tmp_path_factory):
                 "hub": hub,
                 "nodes": (node1, node2),
                 "inventory": inventory,
+                "data": data,
+                "tmp": tmp,
                 "run": run,
                 "verify": str(root),
             }
@@ -284,7 +288,11 @@ def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
         f"[{DOMAIN}:5443/lab@sha256:"
     )
     # Node 2 loses the image, and cannot pull it again: the hub's name no longer resolves there.
-    node2.exec(f"docker image rm -f {LAB_IMAGE} && sed -i '/ {DOMAIN}$/d' /etc/hosts")
+    # (/etc/hosts is the engine's bind mount: written over, not replaced.)
+    node2.exec(
+        f"docker image rm -f {LAB_IMAGE} && grep -v ' {DOMAIN}$' /etc/hosts > /tmp/hosts && "
+        "cat /tmp/hosts > /etc/hosts"
+    )
     bob = logged_in(swarm_lab, "bob")
     message = spawn_failure(bob)
     hostname = node2.exec("hostname").strip()
@@ -294,3 +302,23 @@ def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
     assert (
         swarm_lab["hub"].exec("docker service ls -q --filter label=org.labhub.hub-user=bob") == ""
     )
+
+
+def test_a_node_removed_from_the_inventory_no_longer_runs_its_groups_labs(swarm_lab):
+    hub, (node1, node2) = swarm_lab["hub"], swarm_lab["nodes"]
+    data = swarm_lab["data"]
+    inventory = labhost.write_inventory(
+        swarm_lab["tmp"] / "without-node2.py", [(hub, data)], [(node1, data)]
+    )
+    labhost.run_pyinfra(inventory, "deploy.py").check()
+    assert node_id(node2) not in hub.exec("docker node ls -q").split()
+    # The group placed on node 2 has nowhere to run: told at once, naming group and constraint.
+    message = spawn_failure(logged_in(swarm_lab, "bob"))
+    assert "Labs of group gpu run only on a node where node.labels.gpu==a100" in message
+    # Everyone else's labs start on the servers left.
+    alice = logged_in(swarm_lab, "alice")
+    alice.start()
+    task = running_task(swarm_lab, service_of(swarm_lab, "alice")["Spec"]["Name"])
+    assert task["NodeID"] in (node_id(hub), node_id(node1))
+    assert alice.run("print(6 * 7)") == "42\n"
+    stop(swarm_lab, alice)
