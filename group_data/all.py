@@ -228,3 +228,10 @@ node_labels = {}
 # the manager's port 2377, the nodes' 7946 and 4789); None: the server's inventory name when it
 # is an IP address, else its source address on its default route. Used only with lab nodes.
 swarm_advertise_address = None
+
+# Whether the swarm's overlay network encrypts the traffic between the lab's servers (IPsec,
+# ESP: IP protocol 50 must pass between them, and their kernels need ESP). Labs' traffic crosses
+# the lab's own network: turn it off only where that network is trusted or already encrypted
+# (a VPN between the servers), or a kernel lacks ESP; every run then warns. The network is made
+# once: changing this later means removing labhub-swarm (its labs stopped) first.
+swarm_encrypted = True

@@ -1143,6 +1143,7 @@ class Settings(_Model):
     with_lab_nodes: bool = False
     node_labels: NodeLabels
     swarm_advertise_address: AdvertiseAddress | None
+    swarm_encrypted: bool
 
     @field_validator("hub_users", mode="before")
     @classmethod
@@ -1718,6 +1719,11 @@ def validate(
         problems.append(
             "swarm_advertise_address: set, but used only with lab nodes (the inventory has no "
             f"group {cluster.LAB_NODES}): remove it, or add the lab's nodes"
+        )
+    if not lab_nodes and ours.get("swarm_encrypted") is not None:
+        problems.append(
+            "swarm_encrypted: set, but used only with lab nodes (the inventory has no group "
+            f"{cluster.LAB_NODES}): remove it, or add the lab's nodes"
         )
     if not lab_nodes and ours.get("lab_placement"):
         problems.append(

@@ -7,7 +7,7 @@ swarm; one added later joins, and nothing else changes. A node in another swarm 
     pyinfra inventory.py tasks/swarm.py
 """
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
 from labhub import cluster
@@ -50,9 +50,16 @@ if not cluster.is_node(host):
     swarm.manager(
         name=f"Manage the lab's swarm, advertised at {address}", advertise_address=address
     )
+    if not settings.swarm_encrypted:
+        logger.warning(
+            f"{host.name}: swarm_encrypted is false: the labs' traffic between the lab's "
+            f"servers crosses the network in clear on {cluster.SWARM_NETWORK}"
+        )
     swarm.overlay_network(
-        name=f"Overlay network {cluster.SWARM_NETWORK} (attachable, encrypted)",
+        name=f"Overlay network {cluster.SWARM_NETWORK} (attachable"
+        + (", encrypted)" if settings.swarm_encrypted else ", not encrypted)"),
         network=cluster.SWARM_NETWORK,
+        encrypted=settings.swarm_encrypted,
     )
     swarm.nodes(
         name="The lab nodes in the swarm with their labels, other workers drained and removed",

@@ -65,13 +65,15 @@ def manager(advertise_address: str):
 
 
 @operation()
-def overlay_network(network: str):
+def overlay_network(network: str, encrypted: bool = True):
     """
     An attachable overlay network of the swarm, its traffic encrypted between nodes (IPsec,
     ``--opt encrypted``): the traffic of labs crosses the lab's own network. A network of that
     name made otherwise is refused: it cannot be changed while containers use it.
 
     + network: the network's name
+    + encrypted: whether its traffic is encrypted (off: where the lab's network is trusted, or
+      a kernel lacks IPsec's ESP)
 
     **Example:**
 
@@ -88,8 +90,7 @@ def overlay_network(network: str):
             "--driver",
             "overlay",
             "--attachable",
-            "--opt",
-            "encrypted",
+            *(("--opt", "encrypted") if encrypted else ()),
             QuoteString(network),
         )
         return
@@ -98,7 +99,10 @@ def overlay_network(network: str):
         for what, right in (
             ("not an overlay network", current["driver"] == "overlay"),
             ("not attachable", current["attachable"]),
-            ("not encrypted", "encrypted" in current["options"]),
+            (
+                "not encrypted" if encrypted else "encrypted (swarm_encrypted is false)",
+                ("encrypted" in current["options"]) == encrypted,
+            ),
         )
         if not right
     ]
@@ -108,7 +112,9 @@ def overlay_network(network: str):
             f"network containers may use; remove it (docker network rm {network}) and deploy "
             "again"
         )
-    host.noop(f"network {network} is an attachable, encrypted overlay network")
+    host.noop(
+        f"network {network} is an attachable{', encrypted' if encrypted else ''} overlay network"
+    )
 
 
 @operation()
