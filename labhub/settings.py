@@ -1720,9 +1720,10 @@ def validate(
             "swarm_advertise_address: set, but used only with lab nodes (the inventory has no "
             f"group {cluster.LAB_NODES}): remove it, or add the lab's nodes"
         )
-    if not lab_nodes and ours.get("swarm_encrypted") is not None:
+    # (Every host has the default, true: group_data/all.py is pyinfra's group data too.)
+    if not lab_nodes and ours.get("swarm_encrypted") is False:
         problems.append(
-            "swarm_encrypted: set, but used only with lab nodes (the inventory has no group "
+            "swarm_encrypted: false, but used only with lab nodes (the inventory has no group "
             f"{cluster.LAB_NODES}): remove it, or add the lab's nodes"
         )
     if not lab_nodes and ours.get("lab_placement"):

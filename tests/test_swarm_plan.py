@@ -260,3 +260,12 @@ def test_the_cli_refuses_a_lab_whose_servers_disagree_before_connecting(tmp_path
     )
     assert "Connecting" not in proc.stderr and "Connected" not in proc.stderr
     assert "Starting operation" not in proc.stderr
+
+
+def test_an_unencrypted_swarm_without_lab_nodes_is_refused():
+    with pytest.raises(SettingsError, match="swarm_encrypted: false, but used only with lab nodes"):
+        validate({"swarm_encrypted": False, "tls": "off"}, "lab1")
+    assert validate({"swarm_encrypted": True, "tls": "off"}, "lab1").swarm_encrypted
+    assert not validate(
+        {"swarm_encrypted": False, "hub_domain": "hub.lab.test"}, "lab1", lab_nodes=True
+    ).swarm_encrypted
