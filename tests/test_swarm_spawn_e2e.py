@@ -270,12 +270,18 @@ def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
     assert node2.exec(f"docker image inspect -f '{{{{.RepoDigests}}}}' {LAB_IMAGE}").startswith(
         f"[{DOMAIN}:5443/lab@sha256:"
     )
-    # Node 2 loses the image, and cannot pull it again: the hub's name no longer resolves there.
+    # Node 2 loses the image (once no container of an earlier lab holds it), and cannot pull it
+    # again: the hub's name no longer resolves there, nor would its certificate be trusted.
     # (/etc/hosts is the engine's bind mount: written over, not replaced.)
+    deadline = time.monotonic() + 60
+    while node2.exec(f"docker ps -aq --filter ancestor={LAB_IMAGE}").strip():
+        assert time.monotonic() < deadline, "an earlier lab's container stays on node 2"
+        time.sleep(1)
     node2.exec(
-        f"docker image rm -f {LAB_IMAGE} && grep -v ' {DOMAIN}$' /etc/hosts > /tmp/hosts && "
-        "cat /tmp/hosts > /etc/hosts"
+        f"docker image rm {LAB_IMAGE} && grep -v ' {DOMAIN}$' /etc/hosts > /tmp/hosts && "
+        f"cat /tmp/hosts > /etc/hosts && mv /etc/docker/certs.d /etc/docker/certs.d.away"
     )
+    assert node2.exec(f"docker image ls -q {LAB_IMAGE}").strip() == ""
     bob = logged_in(swarm_lab, "bob")
     message = spawn_failure(bob)
     hostname = node2.exec("hostname").strip()
@@ -285,6 +291,7 @@ def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
     assert (
         swarm_lab["hub"].exec("docker service ls -q --filter label=org.labhub.hub-user=bob") == ""
     )
+    node2.exec("mv /etc/docker/certs.d.away /etc/docker/certs.d")
 
 
 def test_a_node_removed_from_the_inventory_no_longer_runs_its_groups_labs(swarm_lab):
