@@ -14,7 +14,7 @@ from pyinfra.facts.hardware import Cpus, Memory
 from labhub import caddy, cluster, gpus, limits, node_registry, stack
 from labhub.facts import read
 from labhub.facts.gpus import ContainerToolkit, Gpus
-from labhub.facts.node_registry import RouteSource
+from labhub.facts.network import RouteSource
 from labhub.facts.tree import files_at, folder_of
 from labhub.operations import (
     accounts,

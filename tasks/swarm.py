@@ -11,14 +11,17 @@ from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
 from labhub import cluster
-from labhub.facts.swarm import RouteSource, SwarmState
+from labhub.facts.network import DEFAULT_ROUTE, RouteSource
+from labhub.facts.swarm import state_of
 from labhub.operations import packages, swarm
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 hub = cluster.hub_server(host)
 address = cluster.advertise_address(
-    host.name, settings.swarm_advertise_address, host.get_fact(RouteSource)
+    host.name,
+    settings.swarm_advertise_address,
+    host.get_fact(RouteSource, destination=DEFAULT_ROUTE)["source"],
 )
 if address is None:
     raise OperationError(
@@ -28,7 +31,7 @@ if address is None:
     )
 if not cluster.is_node(host):
     # Refused before any change: the hub server leaves no swarm it is in on its own.
-    current = host.get_fact(SwarmState)
+    current = state_of(host)
     if current["state"] != "inactive" and not current["manager"]:
         raise OperationError(
             f"{host.name}: the hub server is {current['state']} in a swarm it does not manage: "

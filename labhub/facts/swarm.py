@@ -1,7 +1,6 @@
 """
 Facts about the Docker Swarm the lab's servers are in: this engine's membership, the nodes a
-manager knows, an overlay network, the join token, and the address other servers reach this one
-at. Paired with ``labhub.operations.swarm``.
+manager knows, an overlay network and the join token. Paired with ``labhub.operations.swarm``.
 """
 
 from __future__ import annotations
@@ -10,6 +9,9 @@ import json
 from typing import TypedDict
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
+
+from labhub.facts import read
+from labhub.facts.engine import EngineInfo
 
 
 class SwarmDict(TypedDict):
@@ -20,12 +22,12 @@ class SwarmDict(TypedDict):
     managers: list[dict]
 
 
-class SwarmState(FactBase[SwarmDict]):
+def swarm_state(info: dict) -> SwarmDict:
     """
-    This engine's place in a swarm, from ``docker info``: ``state`` is ``inactive`` (in none),
-    ``pending``, ``active``, ``error`` or ``locked``; ``manager`` whether it manages the swarm;
-    ``managers`` the managers it knows (``{"id", "address"}``). An engine that does not answer
-    reads as ``inactive``.
+    An engine's place in a swarm, from its ``docker info`` (``labhub.facts.engine.EngineInfo``):
+    ``state`` is ``inactive`` (in none), ``pending``, ``active``, ``error`` or ``locked``;
+    ``manager`` whether it manages the swarm; ``managers`` the managers it knows
+    (``{"id", "address"}``). An engine that does not answer reads as ``inactive``.
 
     .. code:: python
 
@@ -37,32 +39,25 @@ class SwarmState(FactBase[SwarmDict]):
             "managers": [{"id": "k3qdcbkefybsp6t5x3ymu2hle", "address": "192.0.2.10:2377"}],
         }
     """
+    swarm = info.get("Swarm")
+    if not isinstance(swarm, dict):
+        swarm = {}
+    return {
+        "state": swarm.get("LocalNodeState") or "inactive",
+        "node_id": swarm.get("NodeID") or "",
+        "manager": bool(swarm.get("ControlAvailable")),
+        "address": swarm.get("NodeAddr") or "",
+        "managers": [
+            {"id": manager.get("NodeID", ""), "address": manager.get("Addr", "")}
+            for manager in swarm.get("RemoteManagers") or []
+        ],
+    }
 
-    requires_command = "docker"
 
-    def default(self) -> SwarmDict:
-        return {"state": "inactive", "node_id": "", "manager": False, "address": "", "managers": []}
-
-    def command(self) -> str:
-        return "docker info --format '{{json .Swarm}}' 2>/dev/null || true"
-
-    def process(self, output) -> SwarmDict:
-        try:
-            info = json.loads("\n".join(output))
-        except ValueError:
-            return self.default()
-        if not isinstance(info, dict):
-            return self.default()
-        return {
-            "state": info.get("LocalNodeState") or "inactive",
-            "node_id": info.get("NodeID") or "",
-            "manager": bool(info.get("ControlAvailable")),
-            "address": info.get("NodeAddr") or "",
-            "managers": [
-                {"id": manager.get("NodeID", ""), "address": manager.get("Addr", "")}
-                for manager in info.get("RemoteManagers") or []
-            ],
-        }
+def state_of(host) -> SwarmDict:
+    """The host's engine's place in a swarm (``swarm_state``), read with the rest of its
+    ``docker info`` (which the engine's own operations read too), again once the host changed."""
+    return swarm_state(read(host, EngineInfo))
 
 
 class NodeDict(TypedDict):
@@ -190,27 +185,3 @@ class SwarmJoinToken(FactBase[str]):
 
     def process(self, output) -> str:
         return "\n".join(output).strip()
-
-
-class RouteSource(FactBase[str]):
-    """
-    The address this server sends from on its default route (to 1.1.1.1, a public address;
-    ``ip route get`` only looks the route up, no packet is sent); empty without one.
-
-    .. code:: python
-
-        "192.0.2.10"
-    """
-
-    default = str
-    requires_command = "ip"
-
-    def command(self) -> str:
-        return "ip -j route get 1.1.1.1 2>/dev/null || true"
-
-    def process(self, output) -> str:
-        try:
-            routes = json.loads("\n".join(output))
-        except ValueError:
-            return ""
-        return next((r["prefsrc"] for r in routes if isinstance(r, dict) and r.get("prefsrc")), "")

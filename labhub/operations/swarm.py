@@ -15,7 +15,7 @@ from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringComm
 from pyinfra.api.util import print_host_combined_output
 
 from labhub.facts.accounts import LoginUser
-from labhub.facts.swarm import DockerNetwork, SwarmJoinToken, SwarmNodes, SwarmState
+from labhub.facts.swarm import DockerNetwork, SwarmJoinToken, SwarmNodes, state_of
 from labhub.pyinfra_api import connector_arguments, is_active, quiet_fact
 from labhub.settings import url_host
 
@@ -43,7 +43,7 @@ def manager(advertise_address: str):
 
         swarm.manager(name="Manage the lab's swarm", advertise_address="192.0.2.10")
     """
-    swarm = host.get_fact(SwarmState)
+    swarm = state_of(host)
     if swarm["manager"]:
         host.noop(f"manages a swarm (advertised at {swarm['address']})")
         return
@@ -138,8 +138,8 @@ def worker(hub: str, advertise_address: str):
                      advertise_address="192.0.2.11")
     """
     manager_host = host.state.inventory.get_host(hub)
-    own = host.get_fact(SwarmState)
-    managing = manager_host.get_fact(SwarmState)
+    own = state_of(host)
+    managing = state_of(manager_host)
     members = {node["id"] for node in manager_host.get_fact(SwarmNodes)}
     if (
         own["state"] == "active"
@@ -161,7 +161,7 @@ def join_command(manager_host, advertise_address: str) -> FunctionCommand:
     login = host.get_fact(LoginUser)
 
     def run(state, host) -> bool:
-        managing = manager_host.get_fact(SwarmState)
+        managing = state_of(manager_host)
         token = quiet_fact(manager_host, SwarmJoinToken)
         if not managing["manager"] or not token:
             host.log_styled(
@@ -236,13 +236,13 @@ def nodes(nodes: dict[str, dict[str, str]]):
 
         swarm.nodes(name="Lab nodes of the swarm", nodes={"gpu1.example.org": {"gpu": "a100"}})
     """
-    own = host.get_fact(SwarmState)
+    own = state_of(host)
     members = {node["id"]: node for node in host.get_fact(SwarmNodes)}
     wanted: dict[str, dict[str, str]] = {}
     unknown = []
     for name, labels in nodes.items():
         node_host = host.state.inventory.get_host(name)
-        node_id = node_host.get_fact(SwarmState)["node_id"] if is_active(node_host) else ""
+        node_id = state_of(node_host)["node_id"] if is_active(node_host) else ""
         if node_id in members:
             wanted[node_id] = labels
         else:
