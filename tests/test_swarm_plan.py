@@ -18,7 +18,7 @@ from labhub import accounts, cluster
 from labhub.accounts import ServerAccounts, plan_lab_ids
 from labhub.facts.engine import EngineInfo
 from labhub.facts.network import RouteSource
-from labhub.facts.swarm import DockerNetwork, SwarmNodes, swarm_state
+from labhub.facts.swarm import DockerNetwork, SwarmLabs, SwarmNodes, swarm_state
 from labhub.settings import ROOT, SettingsError, get_settings, validate
 
 CASES = Path(__file__).parent / "cases" / "swarm"
@@ -233,6 +233,23 @@ def test_swarm_nodes_with_their_labels():
         ("worker", "ready", {"role": "compute"}),
         ("worker", "ready", {"gpu": "a100", "role": "compute"}),
     ]
+
+
+def test_the_labs_of_a_swarm_with_their_nodes():
+    # Recorded on a one-node swarm: a lab's service running, another's task failed (not listed).
+    assert SwarmLabs().process(recorded("labs.txt")) == [
+        {
+            "user": "rec",
+            "service": "jupyter-rec",
+            "node_id": "2awdv6wj4lutfmqkxnvgjccuw",
+            "node": "swarmrec",
+            "state": "running",
+            "since": "2026-12-02T18:54:28.8476968Z",
+            "image": "labhub-test/python:trixie-bce868d2",
+        }
+    ]
+    # An engine that manages no swarm prints nothing.
+    assert SwarmLabs().process([]) == []
 
 
 def test_the_overlay_network_and_the_route_source():
