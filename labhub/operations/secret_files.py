@@ -120,7 +120,8 @@ def generated(dest: str, length: int = 40):
     folder = shlex.quote(str(PurePosixPath(dest).parent))
     new = shlex.quote(f"{dest}.new")
     yield StringCommand(
-        f"umask 077 && install -d -m 0700 {folder} && "
+        # A folder made here is root's alone; one already there keeps its mode.
+        f"umask 077 && mkdir -p {folder} && "
         f"tr -dc A-Za-z0-9 </dev/urandom | head -c {int(length)} > {new} && "
         f"mv {new} {shlex.quote(dest)}"
     )
