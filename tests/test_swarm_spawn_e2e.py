@@ -246,7 +246,7 @@ def test_a_user_placed_by_group_runs_on_that_node(swarm_lab):
     ]
     hostname = node2.exec("hostname").strip()
     assert any(
-        name.startswith(f"tasks/status.py | lab of bob: running on node {hostname} since ")
+        name.startswith(f"lab of bob: running on node {hostname} since ")
         and name.endswith(f"({LAB_IMAGE}, service {service['Spec']['Name']})")
         for name in found
     ), found
