@@ -273,7 +273,8 @@ def test_a_lab_killed_for_memory_on_a_node_stops_and_its_user_is_told(swarm_lab)
             "block = b'x' * (384 * 1024 * 1024)",
             timeout=60,
         )
-    except AssertionError:  # the kernel's WebSocket closes, or its reply never comes
+    # The kernel's WebSocket closes, or its reply never comes (the lab behind it is gone).
+    except (AssertionError, requests.RequestException):
         pass
     deadline = time.monotonic() + 120
     while bob.server() is not None:
