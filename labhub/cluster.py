@@ -14,8 +14,7 @@ import ipaddress
 
 from pyinfra.api import Host
 
-from labhub.facts import read
-from labhub.facts.swarm import SwarmState
+from labhub.facts.swarm import state_of
 from labhub.pyinfra_api import real_host
 
 # The inventory group of the servers that run labs for the hub server.
@@ -71,11 +70,11 @@ def address(host) -> str:
 SWARM_NETWORK = "labhub-swarm"
 
 
-def advertise_address(name: str, setting: str | None, route_source: str) -> str | None:
+def advertise_address(name: str, setting: str | None, route_source: str | None) -> str | None:
     """
     The address a server's engine is reached at by the lab's other servers: its
     ``swarm_advertise_address``, else its inventory ``name`` when that is an IP address, else its
-    source address on its default route (``route_source``; empty: None, there is none).
+    source address on its default route (``route_source``; None: there is none).
     """
     if setting is not None:
         return setting
@@ -91,4 +90,4 @@ def in_swarm(host) -> bool:
     with lab nodes, and a hub server that still manages a swarm (whose nodes were all removed
     from the inventory: the deploy reconciles them). Read before any change.
     """
-    return bool(lab_nodes(host)) or read(real_host(host), SwarmState)["manager"]
+    return bool(lab_nodes(host)) or state_of(real_host(host))["manager"]

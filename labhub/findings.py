@@ -167,6 +167,15 @@ def hub_users(settings: Settings, found: dict, local: dict, now: datetime) -> li
             findings.append(
                 (f"lab of {user}: running since {lab['started']} ({lab['image']})", None)
             )
+        for lab in found.get("swarm_labs") or []:
+            if lab["user"] == user and lab["state"] == "running":
+                findings.append(
+                    (
+                        f"lab of {user}: running on node {lab['node'] or lab['node_id']} since "
+                        f"{lab['since']} ({lab['image']}, service {lab['service']})",
+                        None,
+                    )
+                )
     for account, user in sorted(accounts.labhub_accounts(local).items()):
         if account not in wanted.values():
             findings.append(

@@ -69,6 +69,13 @@ CONTEXT_HASH_LABEL = "org.labhub.context-hash"
 # The label that marks an image labhub built, with what it was built as (the hub's repository, a
 # lab image's reference): pruning groups builds by it and never touches an image without it.
 BUILT_AS_LABEL = "org.labhub.built-as"
+# With lab nodes: the token the deploy asks the hub's API with (to stop the labs of a node that
+# leaves the swarm), generated on the hub server, root only, and where the hub container reads it.
+# The hub gives it only the scopes of HUB_API_SCOPES (files/hub/jupyterhub_config.py).
+HUB_API_TOKEN_FILE = "/etc/labhub/hub-api-token"
+HUB_API_TOKEN_PATH = "/run/secrets/labhub-deploy-token"
+HUB_API_SERVICE = "labhub-deploy"
+HUB_API_SCOPES = ["delete:servers"]
 # An idle timeout the culler never reaches, when only max_age is set (ten years).
 NEVER = 10 * 365 * 24 * 3600
 
@@ -114,6 +121,11 @@ class HubImage:
     def health_url(self) -> str:
         """The hub's health URL inside its own container."""
         return f"http://127.0.0.1:{self.port}/hub/health"
+
+    @property
+    def api_url(self) -> str:
+        """The hub's REST API inside its own container."""
+        return f"http://127.0.0.1:{self.port}/hub/api"
 
     def settings(self, service: str) -> dict:
         """What ``hub_settings`` hands the image, as files/hub/jupyterhub_config.py reads it."""
@@ -382,14 +394,23 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
 
 # --- With lab nodes: labs as swarm services (files/hub/labhub_service.py) ---
 def swarm_settings(settings: Settings) -> dict:
-    """How the hub runs labs on the swarm: the network they share with it, and where each hub
-    user's labs may run (``{user: {"group", "constraints"}}``, users placed by lab_placement)."""
+    """How the hub runs labs on the swarm: the network they share with it, where each hub
+    user's labs may run (``{user: {"group", "constraints"}}``, users placed by lab_placement),
+    and the deploy's own service of the hub's API (its token's file in the hub container)."""
     placement = {}
     for user in settings.hub_users:
         placed = settings.lab_placement_of(user)
         if placed is not None:
             placement[user.name] = {"group": placed[0], "constraints": list(placed[1])}
-    return {"network": SWARM_NETWORK, "placement": placement}
+    return {
+        "network": SWARM_NETWORK,
+        "placement": placement,
+        "deploy": {
+            "service": HUB_API_SERVICE,
+            "token_file": HUB_API_TOKEN_PATH,
+            "scopes": HUB_API_SCOPES,
+        },
+    }
 
 
 def compose_file_text(
@@ -499,6 +520,10 @@ def compose_file_text(
     # --- With lab nodes: the hub on the swarm's network (made by the swarm's task), beside its own
     if settings.with_lab_nodes:
         services[stack.hub_service]["networks"] = ["default", SWARM_NETWORK]
+        # The deploy's token for the hub's API (tasks/hub.py makes it before the hub starts).
+        services[stack.hub_service]["volumes"].append(
+            f"{HUB_API_TOKEN_FILE}:{HUB_API_TOKEN_PATH}:ro"
+        )
         networks[SWARM_NETWORK] = {"name": SWARM_NETWORK, "external": True}
     data = {
         "name": stack.project,

@@ -14,7 +14,7 @@ from pyinfra.facts.hardware import Cpus, Memory
 from labhub import caddy, cluster, gpus, limits, node_registry, stack
 from labhub.facts import read
 from labhub.facts.gpus import ContainerToolkit, Gpus
-from labhub.facts.node_registry import RouteSource
+from labhub.facts.network import RouteSource
 from labhub.facts.tree import files_at, folder_of
 from labhub.operations import (
     accounts,
@@ -176,6 +176,11 @@ hub_database.upgraded(
     content=compose_yaml,
 )
 if settings.with_lab_nodes:
+    # Before the hub starts with it: the hub reads it once, when it starts.
+    secret_files.generated(
+        name="Make the deploy's token for the hub's API (root only, never printed)",
+        dest=stack.HUB_API_TOKEN_FILE,
+    )
     before, after = node_registry.docker_config_parts(settings)
     node_registry_ops.login(
         name="Make the lab nodes' registry login (root only, never printed)",

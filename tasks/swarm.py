@@ -1,8 +1,9 @@
 """
 The lab's Docker Swarm: the hub server manages it, with an attachable overlay network whose
 traffic is encrypted, and each lab node (the inventory group ``lab_nodes``) is a worker with the
-labels of its ``node_labels``. A node no longer in the inventory is drained and removed from the
-swarm; one added later joins, and nothing else changes. A node in another swarm leaves it first.
+labels of its ``node_labels``. A node no longer in the inventory leaves the swarm: the labs there
+are stopped through the hub, then it is drained and removed; one added later joins, and nothing
+else changes. A node in another swarm leaves it first.
 
     pyinfra inventory.py tasks/swarm.py
 """
@@ -10,15 +11,18 @@ swarm; one added later joins, and nothing else changes. A node in another swarm 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 
-from labhub import cluster
-from labhub.facts.swarm import RouteSource, SwarmState
+from labhub import cluster, stack
+from labhub.facts.network import DEFAULT_ROUTE, RouteSource
+from labhub.facts.swarm import state_of
 from labhub.operations import packages, swarm
 from labhub.settings import get_settings
 
 settings = get_settings(host)
 hub = cluster.hub_server(host)
 address = cluster.advertise_address(
-    host.name, settings.swarm_advertise_address, host.get_fact(RouteSource)
+    host.name,
+    settings.swarm_advertise_address,
+    host.get_fact(RouteSource, destination=DEFAULT_ROUTE)["source"],
 )
 if address is None:
     raise OperationError(
@@ -28,7 +32,7 @@ if address is None:
     )
 if not cluster.is_node(host):
     # Refused before any change: the hub server leaves no swarm it is in on its own.
-    current = host.get_fact(SwarmState)
+    current = state_of(host)
     if current["state"] != "inactive" and not current["manager"]:
         raise OperationError(
             f"{host.name}: the hub server is {current['state']} in a swarm it does not manage: "
@@ -64,6 +68,7 @@ if not cluster.is_node(host):
     swarm.nodes(
         name="The lab nodes in the swarm with their labels, other workers drained and removed",
         nodes={node.name: get_settings(node).node_labels for node in cluster.lab_nodes(host)},
+        stack=stack.Stack.from_settings(settings),
     )
 else:
     swarm.worker(

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from labhub import gpus, limits, stack
-from labhub.facts.engine import EngineRunningSettings
+from labhub.facts.engine import EngineInfo, running_settings
 from labhub.facts.gpus import ContainerToolkit, Gpus
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import SettingsError, validate
@@ -438,17 +438,19 @@ def test_a_gpu_node_advertises_its_gpus_through_nvidias_runtime():
         "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},
     }
     # What the running engine reports back, in daemon.json's words (a restart not yet done).
-    running = EngineRunningSettings().process(
-        [
-            json.dumps(
-                {
-                    "DefaultRuntime": "runc",
-                    "GenericResources": [
-                        {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-c3d4"}}
-                    ],
-                }
-            )
-        ]
+    running = running_settings(
+        EngineInfo().process(
+            [
+                json.dumps(
+                    {
+                        "DefaultRuntime": "runc",
+                        "GenericResources": [
+                            {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-c3d4"}}
+                        ],
+                    }
+                )
+            ]
+        )
     )
     assert running == {
         "default-runtime": "runc",

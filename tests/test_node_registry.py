@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from labhub import caddy, node_registry, stack
-from labhub.facts.node_registry import RegistryLogin, RouteSource
+from labhub.facts.network import RouteSource
+from labhub.facts.node_registry import RegistryLogin
 from labhub.settings import SettingsError, validate
 
 NODES = ["192.0.2.21", "192.0.2.22"]

@@ -67,10 +67,9 @@ def test_the_no_change_run_sends_few_commands(deployed):
         # server whose shares are mounted they are not sent.
         and "--suffix=mount /srv/shares/" not in line
     ]
-    # 22: two more since a failed hub upgrade leaves a mark that a deploy reads (and clears once
-    # the hub runs as built), and since a hub server whose lab nodes were all removed from the
-    # inventory still manages their swarm (read to reconcile it).
-    assert len(sent) <= 22, "\n".join(sent)
+    # 21: one more since a failed hub upgrade leaves a mark that a deploy reads (and clears once
+    # the hub runs as built).
+    assert len(sent) <= 21, "\n".join(sent)
     dry = labhost.run_pyinfra(
         deployed["inventory"], "deploy.py", dry=True, extra=("--diff", "--debug")
     )
@@ -83,7 +82,7 @@ def test_the_no_change_run_sends_few_commands(deployed):
     ], certain
     sent = [line for line in dry.stderr.splitlines() if "Running command on" in line]
     # The same reads as the real run's.
-    assert len(sent) <= 22, "\n".join(sent)
+    assert len(sent) <= 21, "\n".join(sent)
 
 
 def test_a_healthy_server_reports_healthy(deployed):

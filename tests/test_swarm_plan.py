@@ -16,7 +16,9 @@ from pyinfra.api import Config, Inventory, State
 from labhost.runner import pyinfra_env
 from labhub import accounts, cluster
 from labhub.accounts import ServerAccounts, plan_lab_ids
-from labhub.facts.swarm import DockerNetwork, RouteSource, SwarmNodes, SwarmState
+from labhub.facts.engine import EngineInfo
+from labhub.facts.network import RouteSource
+from labhub.facts.swarm import DockerNetwork, SwarmLabs, SwarmNodes, swarm_state
 from labhub.settings import ROOT, SettingsError, get_settings, validate
 
 CASES = Path(__file__).parent / "cases" / "swarm"
@@ -201,20 +203,27 @@ def recorded(name: str) -> list[str]:
     return (CASES / name).read_text().splitlines()
 
 
+def swarm_of(lines: list[str]) -> dict:
+    """The swarm state of an engine whose ``docker info`` has these ``.Swarm`` lines."""
+    return swarm_state(EngineInfo().process(['{"Swarm": %s}' % "\n".join(lines)]))
+
+
 def test_swarm_state_of_a_manager_a_worker_and_no_swarm():
-    manager = SwarmState().process(recorded("info-manager.txt"))
+    manager = swarm_of(recorded("info-manager.txt"))
     assert manager["state"] == "active" and manager["manager"] is True
     assert manager["address"] == "172.17.0.6"
-    worker = SwarmState().process(recorded("info-worker.txt"))
+    worker = swarm_of(recorded("info-worker.txt"))
     assert worker["manager"] is False and worker["state"] == "active"
     assert worker["managers"] == [{"id": manager["node_id"], "address": "172.17.0.6:2377"}]
-    none = SwarmState().process(
+    none = swarm_of(
         [
             '{"NodeID":"","NodeAddr":"","LocalNodeState":"inactive","ControlAvailable":false,'
             '"Error":"","RemoteManagers":null}'
         ]
     )
-    assert none == SwarmState().default()
+    # An engine that does not answer: in no swarm.
+    assert none == swarm_state(EngineInfo().process([])) == swarm_state({})
+    assert none["state"] == "inactive" and not none["manager"]
 
 
 def test_swarm_nodes_with_their_labels():
@@ -226,13 +235,36 @@ def test_swarm_nodes_with_their_labels():
     ]
 
 
+def test_the_labs_of_a_swarm_with_their_nodes():
+    # Recorded on a one-node swarm: a lab's service running, another's task failed (not listed).
+    assert SwarmLabs().process(recorded("labs.txt")) == [
+        {
+            "user": "rec",
+            "service": "jupyter-rec",
+            "node_id": "2awdv6wj4lutfmqkxnvgjccuw",
+            "node": "swarmrec",
+            "state": "running",
+            "since": "2026-12-02T18:54:28.8476968Z",
+            "image": "labhub-test/python:trixie-bce868d2",
+        }
+    ]
+    # An engine that manages no swarm prints nothing.
+    assert SwarmLabs().process([]) == []
+
+
 def test_the_overlay_network_and_the_route_source():
     network = DockerNetwork().process(recorded("network.txt"))
     assert network["driver"] == "overlay" and network["attachable"] is True
     assert "encrypted" in network["options"]
     assert DockerNetwork().process([]) is None
-    assert RouteSource().process(recorded("route.txt")) == "172.17.0.4"
-    assert RouteSource().process(["RTNETLINK answers: Network is unreachable"]) == ""
+    # The default route's source: the address a server advertises to the swarm without a setting.
+    assert RouteSource().process(recorded("route.txt")) == {
+        "address": "1.1.1.1",
+        "source": "172.17.0.4",
+    }
+    assert RouteSource().process(
+        ["address 1.1.1.1", "RTNETLINK answers: Network is unreachable"]
+    ) == {"address": "1.1.1.1", "source": None}
 
 
 def test_the_cli_refuses_a_lab_whose_servers_disagree_before_connecting(tmp_path):

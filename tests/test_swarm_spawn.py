@@ -121,10 +121,21 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
                 "constraints": ["node.role==worker", "node.hostname!=gpu1"],
             },
         },
+        # The deploy's own service of the hub's API: it stops the labs of a node that leaves.
+        "deploy": {
+            "service": "labhub-deploy",
+            "token_file": "/run/secrets/labhub-deploy-token",
+            "scopes": ["delete:servers"],
+        },
     }
     compose = yaml.safe_load(stack.compose_file_text(settings, "hub:1", "{}", ""))
     assert compose["networks"]["labhub-swarm"] == {"name": "labhub-swarm", "external": True}
     assert compose["services"]["hub"]["networks"] == ["default", "labhub-swarm"]
+    # Its token, made on the server (root only), read by the hub where the settings say.
+    assert (
+        "/etc/labhub/hub-api-token:/run/secrets/labhub-deploy-token:ro"
+        in compose["services"]["hub"]["volumes"]
+    )
     # Only the hub: the registry and the proxy stay on the project's network.
     assert "networks" not in compose["services"]["registry"]
 
@@ -137,8 +148,21 @@ def test_hub_config_spawns_services_with_lab_nodes(monkeypatch, tmp_path):
     (tmp_path / "swarm").mkdir()
     settings = validate({**PLACED, "hub_domain": "hub.lab.test"}, "lab1", lab_nodes=True)
     swarm = stack.swarm_settings(settings)
-    c = load_hub_config(settings, monkeypatch, tmp_path / "swarm", url)["c"]
+    token = tmp_path / "deploy-token"
+    token.write_text("made-on-the-server\n")
+    swarm["deploy"]["token_file"] = str(token)
+    c = load_hub_config(settings, monkeypatch, tmp_path / "swarm", url, swarm=swarm)["c"]
     assert c.JupyterHub["spawner_class"] == "labhub_service.LabServiceSpawner"
+    # The deploy's service, with its token and a role of only what stopping a lab needs.
+    assert c.JupyterHub["services"][-1] == {
+        "name": "labhub-deploy",
+        "api_token": "made-on-the-server",
+    }
+    assert c.JupyterHub["load_roles"][-1] == {
+        "name": "labhub-deploy",
+        "scopes": ["delete:servers"],
+        "services": ["labhub-deploy"],
+    }
     assert c.SwarmSpawner["network_name"] == "labhub-swarm"
     assert c.LabServiceSpawner["lab_placement"] == swarm["placement"]
     # The nodes pull the lab images from the hub server's registry as they reach it.
@@ -253,3 +277,11 @@ def test_a_lab_image_is_pulled_by_the_nodes_from_the_registry_as_they_reach_it()
     assert labhub_swarm.node_image("127.0.0.1:5000/lab:1.0", "127.0.0.1:5000", "") == (
         "127.0.0.1:5000/lab:1.0"
     )
+
+
+@pytest.mark.parametrize("case", cases("swarm-tasks"))
+def test_only_a_task_the_kernel_killed_past_its_memory_limit_was_killed_for_memory(case):
+    task = labhub_swarm.current_task(case["tasks"])
+    # Recorded: its node's container says OOMKilled; the task says only its exit code.
+    killed = case.get("container_state", {}).get("OOMKilled", False)
+    assert labhub_swarm.memory_killed(task) == (case["memory_limit"] if killed else None)

@@ -4,9 +4,10 @@ node 2 labelled ``gpu=a100`` (its node_labels). Through the hub over HTTPS with 
 group gpu, placed on node 2 (lab_placement), gets a lab there, as the engine's own view of the
 task says, with the contents API and a kernel, as the user's account; a user in no placed group
 runs anywhere, one whose name makes a service name over swarm's 63 characters too; a group placed
-where no node is fails its spawn at once, saying so, naming the group and the constraint; once
-node 2 is removed from the inventory, its group's labs fail the same way and the others' start on
-the servers left.
+where no node is fails its spawn at once, saying so, naming the group and the constraint; a lab
+killed for memory on node 2 tells its user and the hub's log why; the admin's status names each
+lab's node; once node 2 is removed from the inventory, the lab running there is stopped through
+the hub, its group's labs fail the same way and the others' start on the servers left.
 
 The nodes pull the lab image from the hub server's registry over TLS with the login
 (tasks/node_images.py), finding the hub's name in their /etc/hosts (a real lab has DNS). What
@@ -83,6 +84,8 @@ def swarm_lab(tmp_path_factory):
                 "gpu": ["node.labels.gpu==a100"],
                 "tpu": ["node.labels.tpu==v5"],
             },
+            # bob's labs (on node 2) are killed past it, and he is told.
+            "lab_limits": {"gpu": {"mem_limit": "256M"}},
             **labhost.load_stack_images(hub),
         }
         inventory = labhost.write_inventory(
@@ -234,6 +237,66 @@ def test_a_user_placed_by_group_runs_on_that_node(swarm_lab):
     assert node2.exec("stat -c '%U %u' /home/jupyter-bob/from-node2.txt") == "jupyter-bob 2002\n"
     assert hub.exec("cat /home/jupyter-bob/from-node2.txt") == "written on node 2\n"
     assert hub.exec("stat -c '%U %u' /home/jupyter-bob/from-node2.txt") == "jupyter-bob 2002\n"
+    # The admin's status names the lab's service and the node its task runs on.
+    found = [
+        op["name"]
+        for op in labhost.run_pyinfra(
+            swarm_lab["inventory"], "tasks/status.py", extra=("--limit", hub.address)
+        ).result["results"]["operations"]
+    ]
+    hostname = node2.exec("hostname").strip()
+    assert any(
+        name.startswith(f"lab of bob: running on node {hostname} since ")
+        and name.endswith(f"({LAB_IMAGE}, service {service['Spec']['Name']})")
+        for name in found
+    ), found
+    stop(swarm_lab, bob)
+
+
+def hub_log(lab) -> str:
+    return lab["hub"].exec("docker logs labhub-hub-1 2>&1")
+
+
+def test_a_lab_killed_for_memory_on_a_node_stops_and_its_user_is_told(swarm_lab):
+    (_, node2) = swarm_lab["nodes"]
+    bob = logged_in(swarm_lab, "bob")
+    bob.start()
+    service = service_of(swarm_lab, "bob")
+    assert service["Spec"]["TaskTemplate"]["Resources"]["Limits"]["MemoryBytes"] == 256 * 2**20
+    task = running_task(swarm_lab, service["Spec"]["Name"])
+    assert task["NodeID"] == node_id(node2)
+    # The lab's Jupyter server first in the OOM killer's line, then a kernel past the limit.
+    try:
+        bob.run(
+            "import os\n"
+            "open(f'/proc/{os.getppid()}/oom_score_adj', 'w').write('1000')\n"
+            "block = b'x' * (384 * 1024 * 1024)",
+            timeout=60,
+        )
+    # The kernel's WebSocket closes, or its reply never comes (the lab behind it is gone).
+    except (AssertionError, requests.RequestException):
+        pass
+    deadline = time.monotonic() + 120
+    while bob.server() is not None:
+        assert time.monotonic() < deadline, "the hub does not see bob's lab stopped"
+        time.sleep(2)
+    # The engine's own view, on node 2: its container was killed for memory.
+    container = task["Status"]["ContainerStatus"]["ContainerID"]
+    state = json.loads(node2.exec(f"docker inspect --format '{{{{json .State}}}}' {container}"))
+    assert state["OOMKilled"] is True and state["ExitCode"] == 137
+    page = bob.session.get(f"{bob.url}/hub/home", timeout=30).text
+    assert "Your lab was stopped because it used more than its memory limit of 256M." in page
+    hostname = node2.exec("hostname").strip()
+    assert (
+        f"bob's lab {service['Spec']['Name']} hit its memory limit (256M): the kernel killed "
+        f"its main process, the lab stopped (task failed on node {hostname}, exit code 137)"
+    ) in hub_log(swarm_lab)
+    # The notice stays until the next lab starts (which replaces the stopped service).
+    bob.start()
+    assert (
+        "used more than its memory limit"
+        not in bob.session.get(f"{bob.url}/hub/home", timeout=30).text
+    )
     stop(swarm_lab, bob)
 
 
@@ -297,11 +360,30 @@ def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
 def test_a_node_removed_from_the_inventory_no_longer_runs_its_groups_labs(swarm_lab):
     hub, (node1, node2) = swarm_lab["hub"], swarm_lab["nodes"]
     data = swarm_lab["data"]
+    # Node 2 pulls again (the test before took that away), and runs bob's lab.
+    node2.exec(f"echo '{hub.address} {DOMAIN}' >> /etc/hosts")
+    bob = logged_in(swarm_lab, "bob")
+    bob.start()
+    service = service_of(swarm_lab, "bob")["Spec"]["Name"]
+    assert running_task(swarm_lab, service)["NodeID"] == node_id(node2)
     inventory = labhost.write_inventory(
         swarm_lab["tmp"] / "without-node2.py", [(hub, data)], [(node1, data)]
     )
-    labhost.run_pyinfra(inventory, "deploy.py").check()
+    run = labhost.run_pyinfra(inventory, "deploy.py").check()
     assert node_id(node2) not in hub.exec("docker node ls -q").split()
+    # Its lab was stopped through the hub, which knows it stopped, before the node left.
+    said = run.stdout + run.stderr
+    hostname = node2.exec("hostname").strip()
+    assert f"node {hostname} leaves the swarm: stopping the labs of bob there through the hub" in (
+        said
+    )
+    assert bob.server() is None
+    assert hub.exec("docker service ls -q --filter label=org.labhub.hub-user=bob") == ""
+    assert "DELETE /hub/api/users/bob/server (labhub-deploy@" in hub_log(swarm_lab)
+    # With the deploy's token: root's alone on the server, never printed.
+    assert hub.exec("stat -c '%U %G %a' /etc/labhub/hub-api-token") == "root root 600\n"
+    token = hub.exec("cat /etc/labhub/hub-api-token").strip()
+    assert len(token) == 40 and token not in said
     # The group placed on node 2 has nowhere to run: told at once, naming group and constraint.
     message = spawn_failure(logged_in(swarm_lab, "bob"))
     assert "Labs of group gpu run only on a node where node.labels.gpu==a100" in message

@@ -95,15 +95,27 @@ if SWARM:
     c.LabServiceSpawner.node_registry = SETTINGS["node_registry"]["address"]
 
 # --- Idle culler: stop idle labs after idle_timeout, any lab after max_age (0: never) ---
+services, roles = [], []
 if SETTINGS["culler"]:
-    c.JupyterHub.services = [{"name": "idle-culler", "command": SETTINGS["culler"]}]
-    c.JupyterHub.load_roles = [
+    services.append({"name": "idle-culler", "command": SETTINGS["culler"]})
+    roles.append(
         {
             "name": "idle-culler",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
             "services": ["idle-culler"],
         }
-    ]
+    )
+# With lab nodes: the deploy stops the labs of a node that leaves the swarm through the hub, with
+# a token it made on the server (root only) and these scopes alone.
+if SWARM:
+    deploy = SWARM["deploy"]
+    token = Path(deploy["token_file"]).read_text().strip()
+    services.append({"name": deploy["service"], "api_token": token})
+    roles.append(
+        {"name": deploy["service"], "scopes": deploy["scopes"], "services": [deploy["service"]]}
+    )
+c.JupyterHub.services = services
+c.JupyterHub.load_roles = roles
 
 # --- Behind the HTTPS proxy: the URL users open (secure cookies, redirects) ---
 if SETTINGS["public_url"]:

@@ -15,6 +15,10 @@ labhub is done here, the pure parts in labhub_swarm.py:
   the spawn at once, saying why, naming the group and its constraints for a placement;
 - a task that stops is retried by the swarm for ever (restart condition "any"): a lab that
   stops stays stopped, as a container does;
+- a lab killed for memory is told (the hub's log, the user's pages), as on one server: its task
+  failed with exit code 137 and a memory limit; where the task ran on the hub server's own
+  engine, its container's OOMKilled says for sure. (A kernel killed for memory while the lab
+  runs on is not seen: the swarm reports only the lab's main process.)
 - names over 63 characters, which swarm refuses;
 - endpoint mode ``dnsrr``: a service's virtual IP needs the kernel's IPVS, which not every
   server has; the hub reaches the lab by the service's name on the swarm's network;
@@ -43,12 +47,20 @@ from docker.types import (
 )
 from dockerspawner import SwarmSpawner
 from labhub_lab import LabImageError, LabSpawner
-from labhub_spawn import SpawnRefused, account_files, image_name, service_resources
+from labhub_spawn import (
+    SpawnRefused,
+    account_files,
+    format_size,
+    image_name,
+    oom_notice,
+    service_resources,
+)
 from labhub_swarm import (
     config_name,
     container_user,
     current_task,
     exit_code,
+    memory_killed,
     mounts,
     node_image,
     refusal_message,
@@ -195,6 +207,9 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
                 # in the swarm, retried, and start when a node came that nobody waits for.
                 await self.remove_object()
                 raise LabRefusedError(message)
+            if outcome == "stopped" and await self._tell_memory_killed(task):
+                # LabSpawner.start says so, once it polls: the limit, not the image, is why.
+                return
             if outcome == "stopped":
                 await self.remove_object()
                 code = exit_code(task)
@@ -222,7 +237,35 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
             return 0
         if not task or task_outcome(task) in ("running", "starting"):
             return None
+        await self._tell_memory_killed(task)
         return exit_code(task) or (task.get("Status") or {}).get("Err") or 0
+
+    async def _tell_memory_killed(self, task: dict) -> bool:
+        """Whether the lab's stopped task was killed for memory; told once (the hub's log, the
+        user's pages: lab_notice)."""
+        limit = memory_killed(task)
+        if not limit:
+            return False
+        state = {"OOMKilled": True, "Running": False}
+        container = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
+        try:  # the task ran on the hub server's own engine: its container says for sure
+            state = (await self.docker("inspect_container", container))["State"]
+        except APIError:  # on another node
+            pass
+        notice = oom_notice(state, limit)
+        if notice and self._told != (task["ID"], False):
+            self._told = (task["ID"], False)
+            self.lab_notice = notice
+            self.log.warning(
+                "%s's lab %s hit its memory limit (%s): the kernel killed its main process, the "
+                "lab stopped (task failed on node %s, exit code %s)",
+                self.user.name,
+                self.service_name,
+                format_size(limit),
+                await self._node_name(task),
+                exit_code(task),
+            )
+        return notice is not None
 
     async def remove_object(self):
         service = await self.get_object()

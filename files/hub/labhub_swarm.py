@@ -111,6 +111,26 @@ def exit_code(task: dict) -> int | None:
     return container.get("ExitCode") if container.get("ContainerID") else None
 
 
+# A container's exit code when the kernel killed its main process (SIGKILL), as the kernel's OOM
+# killer does when the container uses more than its memory limit.
+KILLED = 137
+
+
+def memory_killed(task: dict) -> int | None:
+    """
+    The memory limit (bytes) of a lab whose task failed because the kernel killed its main
+    process (exit code 137) while it had a limit: killed for memory, the swarm's own word for it
+    being only the exit code (a task has no OOMKilled; the node's container has, where the hub's
+    engine can inspect it). None for any other task.
+    """
+    status = task.get("Status") or {}
+    resources = (task.get("Spec") or {}).get("Resources") or {}
+    limit = (resources.get("Limits") or {}).get("MemoryBytes")
+    if (status.get("State") or "").lower() != "failed" or exit_code(task) != KILLED:
+        return None
+    return limit or None
+
+
 def refusal_message(
     task: dict,
     image: str,

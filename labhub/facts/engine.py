@@ -41,15 +41,15 @@ class EngineSettings(FactBase[dict | None]):
 INFO_FIELDS = {"live-restore": "LiveRestoreEnabled", "default-runtime": "DefaultRuntime"}
 
 
-class EngineRunningSettings(FactBase[dict]):
+class EngineInfo(FactBase[dict]):
     """
-    The values the running engine has loaded for the daemon.json keys ``docker info`` shows
-    (``INFO_FIELDS``); ``{}`` when no engine answers. A daemon.json written by a run cut short
-    before the engine reloaded it differs from these.
+    The running engine's ``docker info`` as data; ``{}`` when no engine answers. Read once for
+    all that the deploy asks of the running engine: the daemon.json values it has loaded
+    (``running_settings``) and its place in a swarm (``labhub.facts.swarm.state_of``).
 
     .. code:: python
 
-        {"live-restore": True}
+        {"LiveRestoreEnabled": True, "DefaultRuntime": "runc", "Swarm": {...}, ...}
     """
 
     default = dict
@@ -63,14 +63,25 @@ class EngineRunningSettings(FactBase[dict]):
             info = json.loads("\n".join(output))
         except ValueError:
             return {}
-        if not isinstance(info, dict):
-            return {}
-        running = {key: info[field] for key, field in INFO_FIELDS.items() if field in info}
-        if "GenericResources" in info:
-            # As daemon.json writes them: KIND=VALUE (named) or KIND=COUNT (discrete).
-            running["node-generic-resources"] = sorted(
-                f"{spec['Kind']}={spec['Value']}"
-                for resource in info["GenericResources"] or []
-                for spec in resource.values()
-            )
-        return running
+        return info if isinstance(info, dict) else {}
+
+
+def running_settings(info: dict) -> dict:
+    """
+    The values the running engine (``EngineInfo``) has loaded for the daemon.json keys
+    ``docker info`` shows (``INFO_FIELDS``); ``{}`` when no engine answers. A daemon.json written
+    by a run cut short before the engine reloaded it differs from these.
+
+    .. code:: python
+
+        {"live-restore": True}
+    """
+    running = {key: info[field] for key, field in INFO_FIELDS.items() if field in info}
+    if "GenericResources" in info:
+        # As daemon.json writes them: KIND=VALUE (named) or KIND=COUNT (discrete).
+        running["node-generic-resources"] = sorted(
+            f"{spec['Kind']}={spec['Value']}"
+            for resource in info["GenericResources"] or []
+            for spec in resource.values()
+        )
+    return running

@@ -1,7 +1,8 @@
 """
 What ``tasks/status.py`` reports that the deploy's own facts do not hold, read in one command:
 the hub's and the registry's answers and versions, the containers of the hub's compose project
-and of the labs, which hub users have set a password, and disk usage.
+and of the labs (with lab nodes, the swarm's labs), which hub users have set a password, and
+disk usage.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from labhub.commands import (
     shell,
 )
 from labhub.facts.registry import registry_data_command
+from labhub.facts.swarm import swarm_labs, swarm_labs_command
 
 _SECTIONS = (
     "#http",
@@ -32,6 +34,7 @@ _SECTIONS = (
     "#df",
     "#du",
     "#certificate",
+    "#swarm-labs",
 )
 
 
@@ -50,6 +53,8 @@ class LabStatus(FactBase[dict]):
             "df": {"/home": {"size": 10737418240, "used": 1073741824, "avail": 9663676416}},
             "du": {"/home/jupyter-alice": 31457280},
             "certificate_expires": "2027-03-01T12:00:00+00:00",  # None: none served, or no TLS
+            # With lab nodes (labhub.facts.swarm.SwarmLabs): the swarm's labs, on any node.
+            "swarm_labs": [{"user": "bob", "service": "jupyter-bob", "node": "gpu1", ...}],
         }
 
     ``df`` (bytes) is given for each of ``df_paths`` that exists, Docker's data folder (also
@@ -117,6 +122,9 @@ class LabStatus(FactBase[dict]):
             "echo '#du'",
             f'for p in {" ".join(quote(p) for p in du_paths)} "$data"; do '
             '[ -n "$p" ] && [ -e "$p" ] && du -sb "$p" 2>/dev/null; done',
+            # With lab nodes: the labs are the swarm's services (their tasks on any node).
+            "echo '#swarm-labs'",
+            swarm_labs_command(),
             "echo '#certificate'",
             *(
                 [served_certificate_command(tls_address, tls_name, ("-enddate",))]
@@ -196,6 +204,7 @@ class LabStatus(FactBase[dict]):
             "registry_data": data,
             "df": df,
             "du": du,
+            "swarm_labs": swarm_labs(sections["#swarm-labs"]),
         }
 
 

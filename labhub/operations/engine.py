@@ -11,7 +11,8 @@ from pyinfra import host
 from pyinfra.api import OperationError, operation
 from pyinfra.operations import files, systemd
 
-from labhub.facts.engine import DAEMON_JSON, EngineRunningSettings, EngineSettings
+from labhub.facts import read
+from labhub.facts.engine import DAEMON_JSON, EngineInfo, EngineSettings, running_settings
 
 
 @operation()
@@ -45,7 +46,7 @@ def configured(values: dict, path: str = DAEMON_JSON, restart: bool = False):
         )
     written = all(current.get(key) == value for key, value in values.items())
     # A file written by a run cut short before the reload: the engine still runs without it.
-    running = host.get_fact(EngineRunningSettings)
+    running = running_settings(read(host, EngineInfo))
     loaded = all(running.get(key, value) == value for key, value in values.items())
     if written and loaded:
         host.noop(f"{path} has {', '.join(values)}")

@@ -1,13 +1,15 @@
 """
-Files that hold secrets: uploaded without their content ever being shown.
+Files that hold secrets: uploaded without their content ever being shown, or made on the host.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shlex
+from pathlib import PurePosixPath
 
 from pyinfra import host, state
-from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util import files as file_utils
 
@@ -85,3 +87,41 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         yield file_utils.chown(dest, user, group)
     if remote and current_mode != int(mode):
         yield file_utils.chmod(dest, mode)
+
+
+@operation()
+def generated(dest: str, length: int = 40):
+    """
+    A secret made on the host, once (a token): ``length`` random letters and digits in ``dest``,
+    root's alone from the start. It never leaves the host: never printed, never on a command
+    line, never uploaded; a file already there is kept (only its owner and mode are set). Delete
+    it to make a new one.
+
+    + dest: the file on the host
+    + length: how many characters (40: about 238 bits)
+
+    **Example:**
+
+    .. code:: python
+
+        secret_files.generated(name="Make the deploy's token", dest="/etc/labhub/hub-api-token")
+    """
+    remote = host.get_fact(File, path=dest)
+    if remote is False:
+        raise OperationError(f"{dest} is not a file: remove it and deploy again")
+    if remote and remote["size"]:
+        if (remote["user"], remote["group"]) != ("root", "root"):
+            yield file_utils.chown(dest, "root", "root")
+        if remote["mode"] != 600:
+            yield file_utils.chmod(dest, "0600")
+        if (remote["user"], remote["group"], remote["mode"]) == ("root", "root", 600):
+            host.noop(f"{dest} is made (root only)")
+        return
+    folder = shlex.quote(str(PurePosixPath(dest).parent))
+    new = shlex.quote(f"{dest}.new")
+    yield StringCommand(
+        # A folder made here is root's alone; one already there keeps its mode.
+        f"umask 077 && mkdir -p {folder} && "
+        f"tr -dc A-Za-z0-9 </dev/urandom | head -c {int(length)} > {new} && "
+        f"mv {new} {shlex.quote(dest)}"
+    )

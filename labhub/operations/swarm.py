@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 import shlex
 from io import StringIO
+from urllib.parse import quote
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.api.util import print_host_combined_output
 
+from labhub.commands import container_command, shell, wait_command
+from labhub.facts import read
 from labhub.facts.accounts import LoginUser
-from labhub.facts.swarm import DockerNetwork, SwarmJoinToken, SwarmNodes, SwarmState
+from labhub.facts.swarm import DockerNetwork, SwarmJoinToken, SwarmLabs, SwarmNodes, state_of
 from labhub.pyinfra_api import connector_arguments, is_active, quiet_fact
 from labhub.settings import url_host
+from labhub.stack import HUB_API_TOKEN_PATH, Stack
 
 # The port a swarm's managers take joins and their workers' traffic on.
 MANAGER_PORT = 2377
@@ -43,7 +47,7 @@ def manager(advertise_address: str):
 
         swarm.manager(name="Manage the lab's swarm", advertise_address="192.0.2.10")
     """
-    swarm = host.get_fact(SwarmState)
+    swarm = state_of(host)
     if swarm["manager"]:
         host.noop(f"manages a swarm (advertised at {swarm['address']})")
         return
@@ -138,8 +142,8 @@ def worker(hub: str, advertise_address: str):
                      advertise_address="192.0.2.11")
     """
     manager_host = host.state.inventory.get_host(hub)
-    own = host.get_fact(SwarmState)
-    managing = manager_host.get_fact(SwarmState)
+    own = state_of(host)
+    managing = state_of(manager_host)
     members = {node["id"] for node in manager_host.get_fact(SwarmNodes)}
     if (
         own["state"] == "active"
@@ -161,7 +165,7 @@ def join_command(manager_host, advertise_address: str) -> FunctionCommand:
     login = host.get_fact(LoginUser)
 
     def run(state, host) -> bool:
-        managing = manager_host.get_fact(SwarmState)
+        managing = state_of(manager_host)
         token = quiet_fact(manager_host, SwarmJoinToken)
         if not managing["manager"] or not token:
             host.log_styled(
@@ -221,28 +225,32 @@ def join_command(manager_host, advertise_address: str) -> FunctionCommand:
 
 
 @operation()
-def nodes(nodes: dict[str, dict[str, str]]):
+def nodes(nodes: dict[str, dict[str, str]], stack: Stack):
     """
     The swarm this engine manages has the inventory's lab nodes, each with exactly its labels;
-    workers that are not among them (a node removed from the inventory) are drained, given time
-    for their tasks to stop, and removed from the swarm. While a lab node of the inventory
-    cannot be asked which swarm node it is (down, or outside ``--limit``), no node is removed.
+    workers that are not among them (a node removed from the inventory) leave: the labs running
+    there are stopped through the hub (so that it knows them stopped), then the node is drained,
+    given time for its other tasks to stop, and removed from the swarm. While a lab node of the
+    inventory cannot be asked which swarm node it is (down, or outside ``--limit``), no node is
+    removed.
 
     + nodes: the lab nodes, inventory name to labels
+    + stack: the hub's compose project, whose hub stops the labs (``stop_labs_command``)
 
     **Example:**
 
     .. code:: python
 
-        swarm.nodes(name="Lab nodes of the swarm", nodes={"gpu1.example.org": {"gpu": "a100"}})
+        swarm.nodes(name="Lab nodes of the swarm", nodes={"gpu1.example.org": {"gpu": "a100"}},
+                    stack=Stack.from_settings(settings))
     """
-    own = host.get_fact(SwarmState)
+    own = state_of(host)
     members = {node["id"]: node for node in host.get_fact(SwarmNodes)}
     wanted: dict[str, dict[str, str]] = {}
     unknown = []
     for name, labels in nodes.items():
         node_host = host.state.inventory.get_host(name)
-        node_id = node_host.get_fact(SwarmState)["node_id"] if is_active(node_host) else ""
+        node_id = state_of(node_host)["node_id"] if is_active(node_host) else ""
         if node_id in members:
             wanted[node_id] = labels
         else:
@@ -273,8 +281,16 @@ def nodes(nodes: dict[str, dict[str, str]]):
             logger.warning,
         )
         former = []
+    labs = read(host, SwarmLabs) if former else []
     for node in former:
         changed = True
+        users = sorted({lab["user"] for lab in labs if lab["node_id"] == node["id"]})
+        if users:
+            host.log(
+                f"node {node['hostname']} leaves the swarm: stopping the labs of "
+                f"{', '.join(users)} there through the hub"
+            )
+            yield StringCommand(stop_labs_command(stack, users))
         node_id = shlex.quote(node["id"])
         running = f"docker node ps --format '{{{{.CurrentState}}}}' {node_id} | grep -q '^Running'"
         yield StringCommand(
@@ -284,3 +300,40 @@ def nodes(nodes: dict[str, dict[str, str]]):
         )
     if not changed:
         host.noop("the swarm has the lab nodes, with their labels")
+
+
+# How long the hub gets to stop each lab of a node that leaves.
+STOP_SECONDS = 120
+
+
+def stop_labs_command(stack: Stack, users: list[str]) -> str:
+    """
+    Shell: the labs of ``users`` stopped through the hub's REST API (``DELETE
+    /hub/api/users/<name>/server``, asked again while the hub answers 202, stopping), from inside
+    the hub's container, with the deploy's token (``labhub.stack.HUB_API_TOKEN_PATH``). The token
+    is read there and handed to curl on its standard input: never printed, never on a command
+    line. Fails, saying what the hub answered, when the hub does not answer or refuses.
+    """
+    # Runs in the hub's container: $0 the token's file, $1 the URL; prints the status.
+    ask = (
+        'printf \'header = "Authorization: token %s"\\n\' "$(cat "$0")" | '
+        "curl -s -o /dev/null -w '%{http_code}' --max-time 30 -K - -X DELETE \"$1\""
+    )
+    lines = [
+        f"hub=$({container_command(stack.project, stack.hub_service)})",
+        '[ -n "$hub" ] || { echo "the hub is not running: it cannot stop the labs" >&2; exit 1; }',
+        'labhub_stopped() { code=$(docker exec "$hub" sh -c '
+        + f'{shlex.quote(ask)} {shlex.quote(HUB_API_TOKEN_PATH)} "$url"); '
+        '[ "$code" = 204 ] || [ "$code" = 404 ]; }',
+        'labhub_stopping() { [ "$code" = 202 ]; }',
+    ]
+    for user in users:
+        url = f"{stack.hub.api_url}/users/{quote(user, safe='')}/server"
+        said = shlex.quote(f"the hub did not stop the lab of {user}: it answered ")
+        lines += [
+            f"url={shlex.quote(url)}",
+            f"{wait_command(STOP_SECONDS, 'labhub_stopped', alive='labhub_stopping')} || "
+            f'{{ echo {said}"$code to DELETE $url" >&2; exit 1; }}',
+            f"echo {shlex.quote(f'stopped the lab of {user} through the hub')}",
+        ]
+    return shell(*lines)
