@@ -190,6 +190,13 @@ if settings.with_lab_nodes:
         project=project.project,
         service=project.proxy_service,
     )
+# The hub's login to the engine filter, the one service with the engine's socket.
+secret_files.login_made(
+    name="Make the hub's login to the engine filter (root only, never printed)",
+    path=stack.ENGINE_LOGIN_FILE,
+    machine=project.engine_service,
+    login=project.hub_service,
+)
 compose.up(
     name="Bring up the hub stack (docker compose up)",
     stack=project,

@@ -85,3 +85,40 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         yield file_utils.chown(dest, user, group)
     if remote and current_mode != int(mode):
         yield file_utils.chmod(dest, mode)
+
+
+@operation()
+def login_made(path: str, machine: str, login: str):
+    """
+    A netrc file (``machine M login L password P``) whose password is made on the host, once,
+    and never leaves it: root only from the start, never printed nor on a command line (openssl
+    writes it into the file through a pipe). Delete the file to make a new one.
+
+    + path: the file on the host
+    + machine: the name the client reaches the server by
+    + login: the login's user name
+
+    **Example:**
+
+    .. code:: python
+
+        secret_files.login_made(
+            name="Make the hub's login to the engine filter",
+            path="/etc/labhub/engine/netrc",
+            machine="engine",
+            login="hub",
+        )
+    """
+    if files_at(host, path).get(path):
+        host.noop(f"{path} is made")
+        return
+    folder = path.rsplit("/", 1)[0] or "/"
+    prefix = f"machine {machine} login {login} password "
+    yield StringCommand(
+        "umask 077 && install -d -m 0700",
+        QuoteString(folder),
+        "&& openssl rand -hex 32 | sed",
+        QuoteString(f"s/^/{prefix}/"),
+        ">",
+        QuoteString(path),
+    )
