@@ -104,9 +104,12 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
     one = stack.hub_settings(settings)
     assert "swarm" not in one
     compose = yaml.safe_load(stack.compose_file_text(settings, "hub:1", "{}", ""))
-    # One server: the compose project as before lab nodes, on its own network only.
-    assert compose["networks"] == {"default": {"name": "labhub"}}
-    assert "networks" not in compose["services"]["hub"]
+    # One server: the compose project as before lab nodes, on its own networks only.
+    assert compose["networks"] == {
+        "default": {"name": "labhub"},
+        "labhub-engine": {"name": "labhub-engine", "internal": True},
+    }
+    assert compose["services"]["hub"]["networks"] == ["default", "labhub-engine"]
 
     settings = validate(PLACED, "lab1", lab_nodes=True)
     assert stack.hub_settings(settings)["swarm"] == {
@@ -124,7 +127,7 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
     }
     compose = yaml.safe_load(stack.compose_file_text(settings, "hub:1", "{}", ""))
     assert compose["networks"]["labhub-swarm"] == {"name": "labhub-swarm", "external": True}
-    assert compose["services"]["hub"]["networks"] == ["default", "labhub-swarm"]
+    assert compose["services"]["hub"]["networks"] == ["default", "labhub-engine", "labhub-swarm"]
     # Only the hub: the registry and the proxy stay on the project's network.
     assert "networks" not in compose["services"]["registry"]
 
