@@ -115,18 +115,14 @@ def test_the_recorded_spawn_is_allowed(engine):
         ),
         pytest.param(
             changed(
-                {"Binds": ["/srv/shares/datasets:/home/jovyan/shared/datasets:rw"]},
+                {"Binds": ["/srv/shares/data:/home/jovyan/data:rw"]},
             ),
             "declared read-only",
             id="bind-read-only-share-writable",
         ),
         pytest.param(
             changed(
-                {
-                    "Mounts": [
-                        {"Type": "bind", "Source": "/", "Target": "/host", "ReadOnly": False}
-                    ]
-                }
+                {"Mounts": [{"Type": "bind", "Source": "/", "Target": "/host", "ReadOnly": False}]}
             ),
             "HostConfig.Mounts",
             id="mount-root",
@@ -160,7 +156,7 @@ def test_the_recorded_spawn_is_allowed(engine):
             id="the-filters-network",
         ),
         pytest.param(changed(Labels={}), "no user's lab", id="no-owner"),
-        pytest.param(changed(Labels={"org.labhub.lab": "mallory"}), "no user's lab", id="no-user"),
+        pytest.param(changed(Labels={"org.labhub.lab": "mallory"}), "no user's lab", id="not-a-hub-user"),
     ],
 )
 def test_a_create_unlike_labhubs_is_refused_saying_why(engine, body, reason):
@@ -241,7 +237,9 @@ def test_a_gpu_group_gets_its_gpus_and_no_others(engine):
     assert create(engine, gpu_create(engine, spawn, ["0"], [GPU]), **gpu_settings(["0"])) is None
     listed = create(engine, gpu_create(engine, spawn, ["0"], [GPU2]), **gpu_settings(["0"]))
     assert "not alice's groups'" in listed
-    assert create(engine, gpu_create(engine, spawn, "all", [GPU, GPU2]), **gpu_settings("all")) is None
+    assert (
+        create(engine, gpu_create(engine, spawn, "all", [GPU, GPU2]), **gpu_settings("all")) is None
+    )
     # Every GPU by count, or anything but NVIDIA's gpu capability: not how labhub asks.
     body = gpu_create(engine, spawn, 1, [GPU])
     body["HostConfig"]["DeviceRequests"][0].update(Count=-1, DeviceIDs=[])
@@ -270,8 +268,14 @@ def service_body(engine, **spec) -> dict:
     )
     container.update(security)
     container.update(spec)
-    resources = Resources(**spawn.service_resources({"gpus": 1, **dict.fromkeys(
-        ("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee"))}))
+    resources = Resources(
+        **spawn.service_resources(
+            {
+                "gpus": 1,
+                **dict.fromkeys(("mem_limit", "cpu_limit", "mem_guarantee", "cpu_guarantee")),
+            }
+        )
+    )
     resources.setdefault("Limits", {}).update(limits)
     task = TaskTemplate(container_spec=container, resources=resources, networks=["labhub-swarm"])
     body = {

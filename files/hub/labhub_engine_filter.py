@@ -90,7 +90,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if reason is not None:
         log.warning("refused %s %s: %s", request.method, asked.path, reason)
         return web.json_response({"message": f"labhub engine filter: {reason}"}, status=403)
-    if asked.path.endswith("/create") and body is not None and "Image" in json.dumps(body):
+    if asked.path.endswith(("/containers/create", "/services/create")) and body is not None:
         log.info("%s %s: %s", request.method, asked.path, json.dumps(redacted(body)))
     else:
         log.info("%s %s", request.method, asked.path)
