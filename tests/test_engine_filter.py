@@ -156,7 +156,9 @@ def test_the_recorded_spawn_is_allowed(engine):
             id="the-filters-network",
         ),
         pytest.param(changed(Labels={}), "no user's lab", id="no-owner"),
-        pytest.param(changed(Labels={"org.labhub.lab": "mallory"}), "no user's lab", id="not-a-hub-user"),
+        pytest.param(
+            changed(Labels={"org.labhub.lab": "mallory"}), "no user's lab", id="not-a-hub-user"
+        ),
     ],
 )
 def test_a_create_unlike_labhubs_is_refused_saying_why(engine, body, reason):
