@@ -231,15 +231,17 @@ def test_the_culler_stops_an_idle_lab_through_the_filter(stack):
     token = alice.api_token()
     time.sleep(3)
     # The hub's own culler, once, with an idle timeout every lab is past; then alice's lab again.
-    server.exec(
-        "docker exec -e JUPYTERHUB_API_TOKEN=" + shlex.quote(token) + " labhub-hub-1 timeout 30 "
-        "python3 -m jupyterhub_idle_culler --timeout=1 --cull-every=600",
+    culled = server.exec(
+        "docker exec -e JUPYTERHUB_API_TOKEN="
+        + shlex.quote(token)
+        + " -e JUPYTERHUB_API_URL=http://127.0.0.1:8081/hub/api labhub-hub-1 timeout 30 "
+        "python3 -m jupyterhub_idle_culler --timeout=1 --cull-every=600 2>&1",
         check=False,
     )
     deadline = time.monotonic() + 60
     while alice.server() is not None and time.monotonic() < deadline:
         time.sleep(1)
-    assert alice.server() is None
+    assert alice.server() is None, culled
     assert server.exec("docker ps -aq --filter name=jupyter-alice").strip() == ""
     # A spawn again, as the tests after this one find alice's lab.
     alice.start()
