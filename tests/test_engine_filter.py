@@ -16,6 +16,7 @@ from pathlib import Path
 
 import docker
 import pytest
+import yaml
 
 from labhub import stack
 from labhub.registry import CLIENT_SOURCE_FILE
@@ -343,3 +344,34 @@ def test_a_logged_create_leaves_the_environment_out(engine):
     body = changed(Env=["JUPYTERHUB_API_TOKEN=secret", "HOME=/home/jovyan"])
     assert engine.redacted(body)["Env"] == ["JUPYTERHUB_API_TOKEN=…", "HOME=…"]
     assert "secret" not in json.dumps(engine.redacted(service_body(engine, Env=["T=secret"])))
+
+
+def test_only_the_filter_has_the_socket_and_only_the_hub_reaches_it():
+    from labhub.settings import validate
+
+    settings = validate(
+        {"hub_users": ["alice"], "tls": "internal", "hub_domain": "hub.lab.example.org"}, "lab1"
+    )
+    compose = yaml.safe_load(stack.compose_file_text(settings, "labhub/hub:1", "{}", ""))
+    services = compose["services"]
+    with_socket = [
+        name
+        for name, service in services.items()
+        if any("docker.sock" in volume for volume in service.get("volumes", []))
+    ]
+    assert with_socket == ["engine"]
+    engine = services["engine"]
+    # The hub's image, another command; on the hub's network of their own, with no port.
+    assert engine["image"] == services["hub"]["image"] == "labhub/hub:1"
+    assert engine["command"] == ["python3", "-m", "labhub_engine_filter"]
+    assert engine["networks"] == ["labhub-engine"] and "ports" not in engine
+    assert compose["networks"]["labhub-engine"] == {"name": "labhub-engine", "internal": True}
+    assert [name for name, s in services.items() if "labhub-engine" in s.get("networks", [])] == [
+        "hub",
+        "engine",
+    ]
+    assert services["hub"]["environment"]["DOCKER_HOST"] == "tcp://engine:2375"
+    # The login: a file on the server both mount read-only; its content is never in the project.
+    login = f"{stack.ENGINE_LOGIN_FILE}:{stack.ENGINE_LOGIN_PATH}:ro"
+    assert login in services["hub"]["volumes"] and login in engine["volumes"]
+    assert "password" not in yaml.safe_dump(compose)
