@@ -435,7 +435,12 @@ def compose_file_text(
                 f"hub-data:{stack.hub.data_path}",
             ],
             "labels": {"org.labhub.config-sha256": sha256(hub_settings_text)},
-            "depends_on": [stack.registry_service, stack.engine_service],
+            # The filter answering first: a hub that starts without it would take its running
+            # labs for stopped.
+            "depends_on": {
+                stack.registry_service: {"condition": "service_started"},
+                stack.engine_service: {"condition": "service_healthy"},
+            },
         },
         # The same image, another program: what labs the hub may ask of the engine.
         stack.engine_service: {
@@ -450,6 +455,16 @@ def compose_file_text(
                 "./hub:/etc/labhub:ro",
             ],
             "networks": [ENGINE_NETWORK],
+            "healthcheck": {
+                "test": [
+                    "CMD",
+                    "python3",
+                    "-c",
+                    f"import socket; socket.create_connection(('127.0.0.1', {ENGINE_PORT}), 2)",
+                ],
+                "interval": "5s",
+                "timeout": "5s",
+            },
         },
         stack.registry_service: {
             "image": settings.registry_image,

@@ -161,6 +161,14 @@ accounts.record(
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
 )
 
+# The hub's login to the engine filter, the one service with the engine's socket:
+# before anything starts the hub, whose compose service mounts it.
+secret_files.login_made(
+    name="Make the hub's login to the engine filter (root only, never printed)",
+    path=stack.ENGINE_LOGIN_FILE,
+    machine=project.engine_service,
+    login=project.hub_service,
+)
 # Before compose starts a stopped registry: a prune killed while collecting left it stopped
 # beside its collector, which must go first (and while a prune runs, this refuses to race it).
 registry.recovered(
@@ -190,13 +198,6 @@ if settings.with_lab_nodes:
         project=project.project,
         service=project.proxy_service,
     )
-# The hub's login to the engine filter, the one service with the engine's socket.
-secret_files.login_made(
-    name="Make the hub's login to the engine filter (root only, never printed)",
-    path=stack.ENGINE_LOGIN_FILE,
-    machine=project.engine_service,
-    login=project.hub_service,
-)
 compose.up(
     name="Bring up the hub stack (docker compose up)",
     stack=project,

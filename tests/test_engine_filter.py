@@ -371,6 +371,9 @@ def test_only_the_filter_has_the_socket_and_only_the_hub_reaches_it():
         "engine",
     ]
     assert services["hub"]["environment"]["DOCKER_HOST"] == "tcp://engine:2375"
+    # The hub starts once the filter answers: started without it, it would take labs for stopped.
+    assert services["hub"]["depends_on"]["engine"] == {"condition": "service_healthy"}
+    assert "healthcheck" in engine
     # The login: a file on the server both mount read-only; its content is never in the project.
     login = f"{stack.ENGINE_LOGIN_FILE}:{stack.ENGINE_LOGIN_PATH}:ro"
     assert login in services["hub"]["volumes"] and login in engine["volumes"]
