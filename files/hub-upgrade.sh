@@ -79,7 +79,8 @@ compose stop "$service" || exit 1
 cp -p "$folder/$database" "$saved" || exit 1
 compose run --rm --no-deps -T "$service" jupyterhub upgrade-db -f "$config" \
     || rollback "jupyterhub upgrade-db failed on the new image"
-compose up --detach --no-deps "$service" || rollback "the new hub's container did not start"
+# With the services it depends on (the engine filter it reaches labs through, answering first).
+compose up --detach "$service" || rollback "the new hub's container did not start"
 
 answers || rollback "the new hub $problem"
 rm -rf "$previous_dir" "$mark_file"

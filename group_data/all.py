@@ -217,6 +217,11 @@ lab_gpus = {}
 # Docker's 64M.
 lab_shm_size = None
 
+# The most processes and threads one lab may run at once (its pids limit; at least 128): a fork
+# bomb in a lab stops there instead of filling the server's process table. Threads count too:
+# a BLAS kernel on a large server runs one a core.
+lab_pids_limit = 4096
+
 # Lab nodes (the inventory group lab_nodes) run labs in a Docker Swarm that the hub server
 # manages. node_labels: a lab node's swarm node labels, label -> value (strings), such as
 # {"gpu": "a100", "role": "compute"}, which lab_placement's constraints (node.labels.gpu==a100)

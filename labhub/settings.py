@@ -1138,6 +1138,8 @@ class Settings(_Model):
     lab_limits: dict[str, LabLimits]
     lab_gpus: dict[GroupName, GpuRequest]
     lab_shm_size: Size | None
+    # Processes and threads in one lab (a fork bomb stops there): Jupyter itself needs some 60.
+    lab_pids_limit: int = Field(ge=128, le=4_194_304)
     # Not a setting: whether the host's inventory has lab nodes (labhub.cluster), which some
     # settings need or leave unused. ``validate`` sets it from the inventory.
     with_lab_nodes: bool = False

@@ -76,6 +76,14 @@ HUB_API_TOKEN_FILE = "/etc/labhub/hub-api-token"
 HUB_API_TOKEN_PATH = "/run/secrets/labhub-deploy-token"
 HUB_API_SERVICE = "labhub-deploy"
 HUB_API_SCOPES = ["delete:servers"]
+# --- The engine filter (files/hub/labhub_engine_filter.py): the one service with the socket ---
+# The hub's own network with it, which labs are not on (internal: it reaches nothing outside).
+ENGINE_NETWORK = "labhub-engine"
+ENGINE_PORT = 2375
+# The hub's login to the filter (a netrc file, made on the server once, root only), and where
+# both containers mount it: requests, under docker-py, sends it with every call (NETRC).
+ENGINE_LOGIN_FILE = "/etc/labhub/engine/netrc"
+ENGINE_LOGIN_PATH = "/etc/labhub-engine/netrc"
 # An idle timeout the culler never reaches, when only max_age is set (ten years).
 NEVER = 10 * 365 * 24 * 3600
 
@@ -150,6 +158,7 @@ class Stack:
     hub_service: str = "hub"
     registry_service: str = "registry"
     proxy_service: str = "proxy"
+    engine_service: str = "engine"
     hub: HubImage = HubImage()
 
     @classmethod
@@ -378,6 +387,8 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
         # Behind the HTTPS proxy: the URL users open, which makes the hub's cookies secure.
         "public_url": None if settings.tls == "off" else settings.hub_url,
         "stack": stack.hub.settings(stack.hub_service),
+        # What the engine filter requires of each lab, and the spawners give it.
+        "engine": {"pids_limit": settings.lab_pids_limit},
     }
     if settings.with_lab_nodes:
         # The registry as the nodes pull from it (swarm services' images are
@@ -433,15 +444,48 @@ def compose_file_text(
             "image": hub_image,
             "pull_policy": "never",
             "restart": "unless-stopped",
+            # The hub starts each user's lab through the engine filter, never the socket.
+            "environment": {
+                "DOCKER_HOST": f"tcp://{stack.engine_service}:{ENGINE_PORT}",
+                "NETRC": ENGINE_LOGIN_PATH,
+            },
             "volumes": [
-                # The hub starts each user's lab as a container of this server's engine.
-                "/var/run/docker.sock:/var/run/docker.sock",
+                f"{ENGINE_LOGIN_FILE}:{ENGINE_LOGIN_PATH}:ro",
                 "./hub:/etc/labhub:ro",
                 # Database, cookie secret and passwords: state, never in the image.
                 f"hub-data:{stack.hub.data_path}",
             ],
             "labels": {"org.labhub.config-sha256": sha256(hub_settings_text)},
-            "depends_on": [stack.registry_service],
+            # The filter answering first: a hub that starts without it would take its running
+            # labs for stopped.
+            "depends_on": {
+                stack.registry_service: {"condition": "service_started"},
+                stack.engine_service: {"condition": "service_healthy"},
+            },
+        },
+        # The same image, another program: what labs the hub may ask of the engine.
+        stack.engine_service: {
+            "image": hub_image,
+            "pull_policy": "never",
+            "restart": "unless-stopped",
+            "command": ["python3", "-m", "labhub_engine_filter"],
+            "environment": {"NETRC": ENGINE_LOGIN_PATH, "LABHUB_ENGINE_PORT": str(ENGINE_PORT)},
+            "volumes": [
+                "/var/run/docker.sock:/var/run/docker.sock",
+                f"{ENGINE_LOGIN_FILE}:{ENGINE_LOGIN_PATH}:ro",
+                "./hub:/etc/labhub:ro",
+            ],
+            "networks": [ENGINE_NETWORK],
+            "healthcheck": {
+                "test": [
+                    "CMD",
+                    "python3",
+                    "-c",
+                    f"import socket; socket.create_connection(('127.0.0.1', {ENGINE_PORT}), 2)",
+                ],
+                "interval": "5s",
+                "timeout": "5s",
+            },
         },
         stack.registry_service: {
             "image": settings.registry_image,
@@ -516,10 +560,14 @@ def compose_file_text(
             services[stack.hub_service]["volumes"].append(
                 f"{node_registry.DOCKER_CONFIG}:{node_registry.HUB_DOCKER_CONFIG}:ro"
             )
-    networks: dict[str, dict] = {"default": {"name": NETWORK}}
+    networks: dict[str, dict] = {
+        "default": {"name": NETWORK},
+        ENGINE_NETWORK: {"name": ENGINE_NETWORK, "internal": True},
+    }
+    services[stack.hub_service]["networks"] = ["default", ENGINE_NETWORK]
     # --- With lab nodes: the hub on the swarm's network (made by the swarm's task), beside its own
     if settings.with_lab_nodes:
-        services[stack.hub_service]["networks"] = ["default", SWARM_NETWORK]
+        services[stack.hub_service]["networks"].append(SWARM_NETWORK)
         # The deploy's token for the hub's API (tasks/hub.py makes it before the hub starts).
         services[stack.hub_service]["volumes"].append(
             f"{HUB_API_TOKEN_FILE}:{HUB_API_TOKEN_PATH}:ro"

@@ -161,6 +161,13 @@ accounts.record(
     accounts={user.name: settings.account_name(user.name) for user in settings.hub_users},
 )
 
+# The hub's login to the engine filter, the one service with the engine's socket:
+# before anything starts the hub, whose compose service mounts it.
+secret_files.generated(
+    name="Make the hub's login to the engine filter (root only, never printed)",
+    path=stack.ENGINE_LOGIN_FILE,
+    prefix=f"machine {project.engine_service} login {project.hub_service} password ",
+)
 # Before compose starts a stopped registry: a prune killed while collecting left it stopped
 # beside its collector, which must go first (and while a prune runs, this refuses to race it).
 registry.recovered(
@@ -179,7 +186,7 @@ if settings.with_lab_nodes:
     # Before the hub starts with it: the hub reads it once, when it starts.
     secret_files.generated(
         name="Make the deploy's token for the hub's API (root only, never printed)",
-        dest=stack.HUB_API_TOKEN_FILE,
+        path=stack.HUB_API_TOKEN_FILE,
     )
     before, after = node_registry.docker_config_parts(settings)
     node_registry_ops.login(

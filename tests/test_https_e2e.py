@@ -155,7 +155,7 @@ def test_http_redirects_to_https_and_the_hub_port_is_closed(site):
     # The hub's own port is no longer published: only the proxy answers.
     with pytest.raises(OSError):
         socket.create_connection((site["server"].address, 8000), timeout=5).close()
-    assert sorted(containers(site["server"])) == ["hub", "proxy", "registry"]
+    assert sorted(containers(site["server"])) == ["engine", "hub", "proxy", "registry"]
 
 
 def test_login_spawn_contents_and_kernel_through_the_proxy(site):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import time
 from urllib.parse import urlparse
 
@@ -81,7 +82,7 @@ def test_cold_deploy_brings_up_the_stack(stack):
     services = server.exec(
         "docker compose -f /opt/labhub/compose.yaml ps --services --status running"
     ).split()
-    assert sorted(services) == ["hub", "proxy", "registry"]
+    assert sorted(services) == ["engine", "hub", "proxy", "registry"]
     mounts = server.exec(
         "docker inspect labhub-registry-1 --format '{{range .Mounts}}{{.Destination}} {{end}}'"
     )
@@ -118,6 +119,132 @@ def test_first_login_spawns_a_lab_from_the_registry(stack):
     # JupyterLab is the default view.
     landing = alice.api("GET", "/user/alice/", allow_redirects=False)
     assert urlparse(landing.headers["Location"]).path == "/user/alice/lab"
+
+
+# --- The hub's reach into the engine: only through the filter, only labs as labhub asks -------
+# Run in the hub's container with its own login (its DOCKER_HOST and NETRC): a lab like alice's,
+# then that lab with one thing changed, each create answered with its status and message; an
+# exec into the registry's container; a request with no login. A create allowed is removed.
+FILTER_PROBE = r"""
+import json, os, sys
+import docker
+from docker.errors import APIError
+
+client = docker.APIClient(**docker.utils.kwargs_from_env(), version="auto")
+uid = int(sys.argv[1])
+base = dict(
+    image="127.0.0.1:5000/lab:1.0", command=["true"], user=f"{uid}:100",
+    labels={"org.labhub.lab": "alice"},
+)
+host = dict(
+    network_mode="labhub", cap_drop=["ALL"], security_opt=["no-new-privileges"],
+    pids_limit=4096, binds={"/home/jupyter-alice": {"bind": "/home/jovyan", "mode": "rw"}},
+)
+cases = {
+    "normal": ({}, {}),
+    "privileged": ({}, {"privileged": True}),
+    "bind /": ({}, {"binds": {"/": {"bind": "/host", "mode": "rw"}}}),
+    "bind socket": ({}, {"binds": {"/var/run/docker.sock": {"bind": "/d.sock", "mode": "rw"}}}),
+    "image": ({"image": "labhub-test/jupyterhub:5.2.1"}, {}),
+    "uid 0": ({"user": "0:0"}, {}),
+    "pid host": ({}, {"pid_mode": "host"}),
+    "device": ({}, {"devices": ["/dev/kmsg:/dev/kmsg:rwm"]}),
+}
+answers = {}
+for case, (create, host_config) in cases.items():
+    try:
+        made = client.create_container(
+            **{**base, **create}, host_config=client.create_host_config(**{**host, **host_config})
+        )
+        client.remove_container(made["Id"], force=True)
+        answers[case] = [201, ""]
+    except APIError as e:
+        answers[case] = [e.status_code, str(e.explanation)]
+try:
+    client.exec_create("labhub-registry-1", ["id"])
+    answers["exec"] = [201, ""]
+except APIError as e:
+    answers["exec"] = [e.status_code, str(e.explanation)]
+os.environ.pop("NETRC")
+try:
+    docker.APIClient(**docker.utils.kwargs_from_env(), version="1.41").info()
+    answers["no login"] = [200, ""]
+except APIError as e:
+    answers["no login"] = [e.status_code, str(e.explanation)]
+print(json.dumps(answers))
+"""
+
+
+def test_the_hub_reaches_the_engine_only_through_its_filter(stack):
+    server = stack["server"]
+    mounts = json.loads(server.exec("docker inspect labhub-hub-1 --format '{{json .Mounts}}'"))
+    assert not [m for m in mounts if "docker.sock" in m["Source"] + m["Destination"]], mounts
+    uid = int(server.exec("id -u jupyter-alice"))
+    answers = json.loads(
+        server.exec(f"docker exec labhub-hub-1 python3 -c {shlex.quote(FILTER_PROBE)} {uid}")
+        .strip()
+        .splitlines()[-1]
+    )
+    assert answers.pop("normal") == [201, ""]
+    assert answers.pop("no login")[0] == 401
+    for case, reason in {
+        "privileged": "privileged mode",
+        "bind /": "bind of '/'",
+        "bind socket": "bind of '/var/run/docker.sock'",
+        "image": "not from the lab registry",
+        "uid 0": "never run as root",
+        "pid host": "PidMode 'host'",
+        "device": "devices",
+        "exec": "exec into a container",
+    }.items():
+        status, message = answers.pop(case)
+        assert status == 403 and reason in message, (case, status, message)
+    assert answers == {}
+    # Each refusal is in the filter's log, with its reason.
+    logged = server.exec("docker logs labhub-engine-1 2>&1")
+    assert "refused POST /v1." in logged and "privileged mode: labs never get it" in logged
+
+
+def test_a_lab_has_no_capability_no_new_privileges_and_a_process_limit(stack):
+    alice = Hub(stack["url"], "alice", verify=stack["verify"])
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    status = dict(
+        line.split(":", 1)
+        for line in alice.run("print(open('/proc/self/status').read())").splitlines()
+        if ":" in line
+    )
+    assert status["CapEff"].strip() == "0000000000000000"
+    assert status["CapPrm"].strip() == "0000000000000000"
+    assert status["NoNewPrivs"].strip() == "1"
+    config = json.loads(
+        stack["server"].exec("docker inspect jupyter-alice --format '{{json .HostConfig}}'")
+    )
+    assert config["PidsLimit"] == 4096 and config["CapDrop"] == ["ALL"]
+    assert config["SecurityOpt"] == ["no-new-privileges"]
+
+
+def test_the_culler_stops_an_idle_lab_through_the_filter(stack):
+    server = stack["server"]
+    alice = Hub(stack["url"], "alice", verify=stack["verify"])
+    alice.login(PASSWORDS["alice"])
+    token = alice.api_token()
+    time.sleep(3)
+    # The hub's own culler, once, with an idle timeout every lab is past; then alice's lab again.
+    culled = server.exec(
+        "docker exec -e JUPYTERHUB_API_TOKEN="
+        + shlex.quote(token)
+        + " -e JUPYTERHUB_API_URL=http://127.0.0.1:8081/hub/api labhub-hub-1 timeout 30 "
+        "python3 -m jupyterhub_idle_culler --timeout=1 --cull-every=600 2>&1",
+        check=False,
+    )
+    deadline = time.monotonic() + 60
+    while alice.server() is not None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert alice.server() is None, culled
+    assert server.exec("docker ps -aq --filter name=jupyter-alice").strip() == ""
+    # A spawn again, as the tests after this one find alice's lab.
+    alice.start()
 
 
 def test_wrong_password_and_undeclared_users_are_refused(stack):

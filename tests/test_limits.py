@@ -135,6 +135,8 @@ def test_limits_are_completed_with_the_default_and_kept_in_bytes():
         ),
         ({"lab_shm_size": "1G"}, "lab_shm_size: set, but used only for GPU labs"),
         ({"lab_gpus": {"gpu": 1}, "lab_shm_size": "lots"}, "lab_shm_size: 'lots' is not a size"),
+        ({"lab_pids_limit": 10}, "lab_pids_limit: Input should be greater than or equal to 128"),
+        ({"lab_pids_limit": "many"}, "lab_pids_limit: should be a whole number (got 'many')"),
     ],
 )
 def test_bad_limits_and_gpus_are_refused_naming_the_setting(data, message):

@@ -104,9 +104,12 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
     one = stack.hub_settings(settings)
     assert "swarm" not in one
     compose = yaml.safe_load(stack.compose_file_text(settings, "hub:1", "{}", ""))
-    # One server: the compose project as before lab nodes, on its own network only.
-    assert compose["networks"] == {"default": {"name": "labhub"}}
-    assert "networks" not in compose["services"]["hub"]
+    # One server: the compose project as before lab nodes, on its own networks only.
+    assert compose["networks"] == {
+        "default": {"name": "labhub"},
+        "labhub-engine": {"name": "labhub-engine", "internal": True},
+    }
+    assert compose["services"]["hub"]["networks"] == ["default", "labhub-engine"]
 
     settings = validate(PLACED, "lab1", lab_nodes=True)
     assert stack.hub_settings(settings)["swarm"] == {
@@ -130,7 +133,7 @@ def test_the_hub_gets_the_swarm_only_with_lab_nodes():
     }
     compose = yaml.safe_load(stack.compose_file_text(settings, "hub:1", "{}", ""))
     assert compose["networks"]["labhub-swarm"] == {"name": "labhub-swarm", "external": True}
-    assert compose["services"]["hub"]["networks"] == ["default", "labhub-swarm"]
+    assert compose["services"]["hub"]["networks"] == ["default", "labhub-engine", "labhub-swarm"]
     # Its token, made on the server (root only), read by the hub where the settings say.
     assert (
         "/etc/labhub/hub-api-token:/run/secrets/labhub-deploy-token:ro"

@@ -72,6 +72,9 @@ c.DockerSpawner.options_form = image_form(images, limits.summary)
 c.Spawner.pre_spawn_hook = pre_spawn_hook(
     ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["lab_home"], limits
 )
+# No capability, no new privileges and at most this many processes in a lab (labhub_lab.py);
+# the hub reaches the engine only through the filter that requires them (DOCKER_HOST).
+c.LabSpawner.lab_pids_limit = SETTINGS["engine"]["pids_limit"]
 # A lab that stopped (killed for memory) is noticed within this many seconds.
 c.Spawner.poll_interval = 10
 

@@ -45,10 +45,12 @@ from labhub_spawn import (
     image_name,
     lab_host_config,
     lab_labels,
+    lab_security,
     oom_notice,
 )
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Integer
 
 
 class LabImageError(web.HTTPError):
@@ -92,6 +94,9 @@ class LabSpawner(DockerSpawner):
     # The exit code of the lab's container, as poll last read it before removing it.
     _exit_code: int | None = None
 
+    # --- No more rights than it needs: labhub_spawn.lab_security, which the engine filter requires
+    lab_pids_limit = Integer(4096, config=True, help="Processes a lab may run (lab_pids_limit).")
+
     def lab_containers(self) -> list[dict]:
         """Every lab container of this engine (the Engine API's list, with labels and state)."""
         return self.client.containers(all=True, filters={"label": LAB_LABEL})
@@ -125,6 +130,12 @@ class LabSpawner(DockerSpawner):
     async def create_object(self):
         # Kept when it exits, until poll has read why (Docker's auto_remove would delete it).
         self.extra_host_config = {**self.extra_host_config, "auto_remove": False}
+        # No capability, no new privileges, a process limit; labelled as the user's lab.
+        self.extra_host_config.update(lab_security(self.lab_pids_limit))
+        self.extra_create_kwargs = {
+            **self.extra_create_kwargs,
+            "labels": {LAB_LABEL: self.user.name, **self.extra_create_kwargs.get("labels", {})},
+        }
         async with _GRANTS:
             if self.lab_resources is not None:
                 await self._grant()

@@ -52,8 +52,10 @@ from labhub_spawn import (
     account_files,
     format_size,
     image_name,
+    lab_security,
     oom_notice,
     service_resources,
+    service_security,
 )
 from labhub_swarm import (
     config_name,
@@ -132,9 +134,15 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
             constraints=list(self.placement["constraints"]) if self.placement else None
         )
         placement.update(self.extra_placement_spec)
+        # No capability, no new privileges, a process limit (the engine filter requires them).
+        spec, limits = service_security(self.lab_pids_limit)
+        container_spec = ContainerSpec(**container)
+        container_spec.update(spec)
+        resources = Resources(**resources)
+        resources.setdefault("Limits", {}).update(limits)
         task = dict(
-            container_spec=ContainerSpec(**container),
-            resources=Resources(**resources),
+            container_spec=container_spec,
+            resources=resources,
             # A lab that stops stays stopped, as its container does on one server.
             restart_policy=RestartPolicy(condition="none"),
             networks=[self.network_name],
@@ -154,8 +162,15 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
         """/etc/passwd and /etc/group naming the lab's user, as swarm configs over the image's."""
         if not self.lab_account:
             return []
+        # Never started; made as a lab is, since the engine filter takes no other container.
         reader = self.client.create_container(
-            self.image, command=["true"], labels={USER_LABEL: self.user.name}
+            self.image,
+            command=["true"],
+            labels={USER_LABEL: self.user.name},
+            user=container_user(self.lab_account)["user"],
+            host_config=self.client.create_host_config(
+                network_mode="none", **lab_security(self.lab_pids_limit)
+            ),
         )
         try:
             texts = [self._read_file(reader["Id"], p) for p in ("/etc/passwd", "/etc/group")]

@@ -486,6 +486,24 @@ def lab_host_config(resources: dict, device_ids: list[str], shm_size: int | None
     return config
 
 
+# --- No more rights than a lab needs (the engine filter, labhub_engine.py, requires them) ---
+def lab_security(pids_limit: int) -> dict:
+    """What every lab container gets, as docker-py's ``create_host_config`` takes it: no
+    capability (labs run as their user's uid), no new privileges (a setuid program such as sudo
+    gives no root), at most ``pids_limit`` processes and threads (lab_pids_limit)."""
+    return {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "pids_limit": pids_limit}
+
+
+def service_security(pids_limit: int) -> tuple[dict, dict]:
+    """The same for a swarm service, as the Engine API takes it: its ContainerSpec's fields, and
+    its Resources' Limits. An engine whose API has no ``Privileges.NoNewPrivileges`` for
+    services yet ignores it; every capability is dropped there still."""
+    return (
+        {"CapabilityDrop": ["ALL"], "Privileges": {"NoNewPrivileges": True}},
+        {"Pids": pids_limit},
+    )
+
+
 def lab_labels(user: str, resources: dict, own_gpus: list[str]) -> dict[str, str]:
     """The labels a lab container carries: what later spawns count as given."""
     labels = {LAB_LABEL: user}

@@ -5,11 +5,9 @@ Files that hold secrets: uploaded without their content ever being shown, or mad
 from __future__ import annotations
 
 import hashlib
-import shlex
-from pathlib import PurePosixPath
 
 from pyinfra import host, state
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations.util import files as file_utils
 
@@ -90,38 +88,43 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
 
 
 @operation()
-def generated(dest: str, length: int = 40):
-    """
-    A secret made on the host, once (a token): ``length`` random letters and digits in ``dest``,
-    root's alone from the start. It never leaves the host: never printed, never on a command
-    line, never uploaded; a file already there is kept (only its owner and mode are set). Delete
-    it to make a new one.
+# The SHA-256 of an empty file: a secret file that is there but empty is made again.
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-    + dest: the file on the host
-    + length: how many characters (40: about 238 bits)
+
+@operation()
+def generated(path: str, prefix: str = ""):
+    """
+    A secret made on the host, once: 48 random letters and digits (about 285 bits, nothing any
+    format must escape) in ``path``, after ``prefix`` (the rest of a line such as a netrc's
+    ``machine M login L password ``), root only (0600) from the start, its folder made when
+    missing (root only too). A file that is there and not empty is kept; delete it to make a new
+    one.
+
+    + path: the file on the host, in a folder labhub manages (``labhub.facts.tree``)
+    + prefix: what the file holds before the secret (not secret itself)
+
+    The secret never leaves the host and is never on a command line or in the output: the
+    command that makes it reads ``/dev/urandom`` and writes the file, and only the file's checksum
+    is ever read back.
 
     **Example:**
 
     .. code:: python
 
-        secret_files.generated(name="Make the deploy's token", dest="/etc/labhub/hub-api-token")
+        secret_files.generated(name="The metrics token", path="/etc/labhub/metrics-token")
     """
-    remote = host.get_fact(File, path=dest)
-    if remote is False:
-        raise OperationError(f"{dest} is not a file: remove it and deploy again")
-    if remote and remote["size"]:
-        if (remote["user"], remote["group"]) != ("root", "root"):
-            yield file_utils.chown(dest, "root", "root")
-        if remote["mode"] != 600:
-            yield file_utils.chmod(dest, "0600")
-        if (remote["user"], remote["group"], remote["mode"]) == ("root", "root", 600):
-            host.noop(f"{dest} is made (root only)")
+
+    remote = files_at(host, path).get(path)
+    if remote and remote["kind"] == "file" and remote["sha256"] != _EMPTY_SHA256:
+        host.noop(f"{path} is made (a secret: content not shown)")
         return
-    folder = shlex.quote(str(PurePosixPath(dest).parent))
-    new = shlex.quote(f"{dest}.new")
-    yield StringCommand(
-        # A folder made here is root's alone; one already there keeps its mode.
-        f"umask 077 && mkdir -p {folder} && "
-        f"tr -dc A-Za-z0-9 </dev/urandom | head -c {int(length)} > {new} && "
-        f"mv {new} {shlex.quote(dest)}"
+    if state.config.DIFF:
+        host.log(f"Will create {path} (a secret made on the host: content not shown)")
+    # An empty folder in its place is what Docker makes of a bind whose file was missing.
+    script = (
+        'umask 077 && mkdir -p "$(dirname "$0")" && { [ ! -d "$0" ] || rmdir "$0"; } && '
+        '{ printf %s "$1" && tr -dc A-Za-z0-9 < /dev/urandom | head -c 48; } > "$0.new" && '
+        'mv "$0.new" "$0"'
     )
+    yield StringCommand("sh", "-c", QuoteString(script), QuoteString(path), QuoteString(prefix))
