@@ -87,7 +87,6 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         yield file_utils.chmod(dest, mode)
 
 
-@operation()
 # The SHA-256 of an empty file: a secret file that is there but empty is made again.
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
