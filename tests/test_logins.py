@@ -204,3 +204,46 @@ def test_bad_login_settings_are_refused(data, message):
 def test_open_first_logins_and_resets_are_accepted():
     settings = validate({"hub_users": ["bob"], "first_login": "open", "reset_passwords": ["bob"]})
     assert settings.reset_passwords == ("bob",)
+
+
+# --- What the deploy and the status read ---
+
+
+def test_the_hosts_logins_as_read():
+    from labhub.facts.logins import HubLogins
+
+    fact = HubLogins()
+    read = fact.process(
+        [
+            "#invites",
+            json.dumps({"bob": ENTRY}),
+            "#passwords",
+            "alice",
+            "#state",
+            '{"failures": {"carol": {"count": 5, "last": 1.5, "address": "192.0.2.7"}}}',
+        ]
+    )
+    assert read == {
+        "invites": {"bob": ENTRY},
+        "passwords": ["alice"],
+        "state": {
+            "used": {},
+            "failures": {"carol": {"count": 5, "last": 1.5, "address": "192.0.2.7"}},
+        },
+    }
+    # A fresh server: no hub, no invitations; a hub that does not run, with its state.
+    assert fact.process(["#invites", "#passwords", "#state"]) == {
+        "invites": {},
+        "passwords": [],
+        "state": {"used": {}, "failures": {}},
+    }
+    assert fact.process(["#invites", "#passwords", "#unreadable", "#state"])["passwords"] is None
+    command = fact.command(
+        "/opt/labhub/hub/invites.json",
+        "labhub",
+        "hub",
+        "/srv/jupyterhub/data/passwords.dbm",
+        "/srv/jupyterhub/data/logins.json",
+        "labhub_hub-data",
+    )
+    assert "docker volume inspect labhub_hub-data" in command
