@@ -62,7 +62,8 @@ class HubLogins(FactBase[dict]):
         quote = shlex.quote
         return shell(
             "echo '#invites'",
-            f"[ ! -f {quote(invites_path)} ] || cat {quote(invites_path)}",
+            # A file may not end its last line (a hand edit): the next section's mark would.
+            f"[ ! -f {quote(invites_path)} ] || {{ cat {quote(invites_path)}; echo; }}",
             f"hub=$({container_command(project, hub_service)}); running=",
             '[ -z "$hub" ] || running=$(docker inspect --format '
             "'{{if .State.Running}}{{.Id}}{{end}}' \"$hub\" 2>/dev/null)",
@@ -74,7 +75,7 @@ class HubLogins(FactBase[dict]):
             "echo '#unreadable'; fi",
             "echo '#state'",
             'if [ -n "$running" ]; then '
-            f'docker exec "$running" {command_line("cat", state_path)} 2>/dev/null || true; fi',
+            f'docker exec "$running" {command_line("cat", state_path)} 2>/dev/null; echo; fi',
             "true",
         )
 
