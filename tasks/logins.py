@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from pyinfra import host, logger
 
-from labhub import logins, stack
+from labhub import cluster, logins, stack
 from labhub.facts.logins import invites_file, logins_of
 from labhub.operations import logins as login_ops
 from labhub.operations import tree
@@ -26,14 +26,16 @@ settings = get_settings(host)
 project = stack.Stack.from_settings(settings)
 invites = invites_file(project)
 invite = settings.first_login == "invite"
+# The hub server's alone (run by itself on an inventory with lab nodes, it leaves them be).
+hub_here = not cluster.is_node(host)
 
-if not invite:
+if hub_here and not invite:
     logger.warning(
         f'{host.name}: first_login is "open": the first login of a declared name sets its '
         'password, whoever makes it (first_login "invite" hands each user a link)'
     )
 
-if settings.reset_passwords:
+if hub_here and settings.reset_passwords:
     login_ops.passwords_reset(
         name="Reset the passwords of "
         + ", ".join(settings.reset_passwords)
@@ -42,7 +44,7 @@ if settings.reset_passwords:
         users=list(settings.reset_passwords),
     )
 
-if invite:
+if hub_here and invite:
     found = logins_of(host, project)
     if found["passwords"] is None:
         host.log(
@@ -81,5 +83,5 @@ if invite:
                 for user, token in tokens.items()
             },
         )
-else:
+elif hub_here:
     tree.absent(name='Remove the hub\'s invitations (first_login is "open")', paths=[invites])
