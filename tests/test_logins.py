@@ -247,3 +247,43 @@ def test_the_hosts_logins_as_read():
         "labhub_hub-data",
     )
     assert "docker volume inspect labhub_hub-data" in command
+
+
+# --- The task, planned on pyinfra's @fake host ---
+
+
+def dry_run(tmp_path, **data):
+    import labhost
+
+    inventory = tmp_path / "inventory.py"
+    host = {
+        "fake_delay": 0,
+        "fake_delay_jitter": 0,
+        "hub_users": ["alice", "bob"],
+        "hub_domain": "hub.lab.example.org",
+        # A fresh server: no invitations, no hub.
+        "fake_responses": {"echo '#invites'": ["#invites", "#passwords", "#state"]},
+        **data,
+    }
+    inventory.write_text(f"hosts = [('@fake/hub1', {host!r})]\n")
+    run = labhost.run_pyinfra(inventory, "tasks/logins.py", dry=True, extra=("--diff",))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def test_a_dry_run_plans_the_invitations_and_writes_no_link(tmp_path):
+    import labhost
+
+    run = dry_run(tmp_path)
+    assert [name.rsplit(" | ", 1)[-1] for name in run.planned_changes] == [
+        "Invite the hub users with no password yet (alice, bob: new)"
+    ]
+    assert "/opt/labhub/hub/invites.json (a secret: content not shown)" in run.stderr
+    assert not (labhost.PROJECT_ROOT / ".labhub" / "invites" / "@fake").exists()
+
+
+def test_open_first_logins_warn_on_every_run(tmp_path):
+    run = dry_run(tmp_path, first_login="open", reset_passwords=["bob"])
+    assert 'first_login is "open"' in run.stderr
+    # Nobody has a password on a host that answers nothing: there is none to reset.
+    assert run.planned_changes == []

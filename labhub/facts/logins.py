@@ -48,7 +48,10 @@ class HubLogins(FactBase[dict]):
     ``state_path`` in that container ({} parts when it is not there).
     """
 
-    default = dict
+    @staticmethod
+    def default() -> dict:
+        # Nothing read (the command failed): who has a password is unknown.
+        return {"invites": {}, "passwords": None, "state": {"used": {}, "failures": {}}}
 
     def command(
         self,
