@@ -1,7 +1,7 @@
 """
 The whole lab server, top to bottom: Docker, notebook users, network shares, the users' homes
-(tasks/homes.py: shared with the lab nodes), the hub stack with its private registry, then the
-lab images pushed to that registry. A lab node (inventory group ``lab_nodes``) gets the first
+(tasks/homes.py: shared with the lab nodes), the hub stack with its private registry, who gets
+in (tasks/logins.py: invitations), then the lab images pushed to that registry. A lab node (inventory group ``lab_nodes``) gets the first
 four, then, once the hub server pushed the lab images, those images pulled from the hub server's
 registry (tasks/node_images.py). Each task also runs alone: ``pyinfra inventory.py
 tasks/<task>.py``. Pruning the registry is on demand, not part of this: ``pyinfra inventory.py
@@ -35,7 +35,7 @@ for task in ("docker", "users", "shares", "homes"):
 if cluster.in_swarm(host):
     local.include("tasks/swarm.py")
 if not node:
-    for task in ("hub", "images"):
+    for task in ("hub", "logins", "images"):
         local.include(f"tasks/{task}.py")
 if settings.with_lab_nodes:
     # One operation on every server: what follows on a node runs after the hub server pushed.

@@ -103,6 +103,35 @@ hub_base_image = "quay.io/jupyterhub/jupyterhub:5.2.1"
 # Shortest password FirstUseAuthenticator accepts on a first login.
 min_password_length = 10
 
+# How a declared user's first login sets the password:
+# "invite": only through a one-time invitation link the deploy makes for each user with no
+#           password yet, valid invite_days; written on the admin's machine (readable by the
+#           admin alone) to .labhub/invites/<hub server>/<user>.url, never printed; the server
+#           keeps only its hash. A first login without one is refused.
+# "open":   the first login of a declared name sets its password, whoever makes it (anyone who
+#           guesses the name before the user does owns the account): every run warns.
+first_login = "invite"
+
+# Days an invitation is valid. An expired one is made anew only when asked:
+# --data reissue_invites='["bob"]'.
+invite_days = 7
+
+# Wrong passwords in a row for one name before its logins wait (0: no limit); the hub's log
+# names the user and the address of each.
+failed_logins = 5
+
+# Seconds the first wait lasts; each further wrong password doubles it (up to an hour).
+failed_login_wait = 60
+
+# On demand, on the command line: hub users whose invitation is made anew (the old link no
+# longer works): --data reissue_invites='["bob"]'.
+reissue_invites = []
+
+# On demand: hub users whose password is removed, so that they set a new one (through a new
+# invitation with first_login "invite"); their home and files are kept:
+# --data reset_passwords='["bob"]'.
+reset_passwords = []
+
 # The private registry's image: the official distribution registry.
 registry_image = "registry:2"
 

@@ -59,8 +59,9 @@ Its certificate is signed by the proxy's local CA: trust that root in your brows
 curl --cacert {root} {settings.hub_url}/hub/health): {root}
 (on the server: {settings.hub_dir}/proxy/local-ca-root.crt)
 
-Log in as {" or ".join(DEMO_USERS)}: the first login of a user sets that user's password
-(at least {settings.min_password_length} characters); {DEMO_USERS[0]} is an admin.
+Log in as {" or ".join(DEMO_USERS)}: each first sets a password (at least
+{settings.min_password_length} characters) through the invitation link the deploy wrote in
+{labhost.PROJECT_ROOT / ".labhub" / "invites" / server.address}/<user>.url; {DEMO_USERS[0]} is an admin.
 Inventory: {inventory_path}    SSH: ssh -i {server.key_path} {server.login_user}@{server.address}
 Remove it with: ./dev down
 """

@@ -6,9 +6,9 @@ same answers for the same facts, whatever host or clock they were read on (``now
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from labhub import accounts, backup
+from labhub import accounts, backup, logins
 from labhub.registry import policy
 from labhub.settings import Settings, local_host, url_host
 from labhub.stack import Stack
@@ -128,9 +128,47 @@ def certificate(settings: Settings, found: dict, now: datetime) -> list[Finding]
     return [(described, problem)]
 
 
-def hub_users(settings: Settings, found: dict, local: dict, now: datetime) -> list[Finding]:
-    """Each hub user's account (active or locked), password and running lab; the accounts of
-    former hub users labhub keeps."""
+def unclaimed(settings: Settings, user: str, seen_logins: dict | None, now: datetime) -> str:
+    """What a hub user with no password yet needs to set one: the invitation and its time."""
+    if settings.first_login == "open":
+        return "no password yet (the first login sets it)"
+    if seen_logins is None:
+        return "no password yet (its invitation link sets it)"
+    entry = seen_logins["invites"].get(user)
+    if not entry:
+        return "no password yet, and no invitation (deploy to make one)"
+    if logins.expired(entry, now):
+        return (
+            f"no password yet, its invitation expired on {entry.get('expires')} "
+            f"(--data reissue_invites='[\"{user}\"]' makes a new one)"
+        )
+    return f"no password yet, invited until {entry['expires']}"
+
+
+def lockouts(settings: Settings, seen_logins: dict | None, now: datetime) -> list[Finding]:
+    """The names whose logins wait after failed ones, until when."""
+    findings: list[Finding] = []
+    failures = (seen_logins or {}).get("state", {}).get("failures", {})
+    for user, failed in sorted(failures.items()):
+        until = logins.locked_until(failed, settings.failed_logins, settings.failed_login_wait)
+        if until is not None and until > now.timestamp():
+            findings.append(
+                (
+                    f"hub user {user}: logins refused until "
+                    f"{logins.format_time(datetime.fromtimestamp(until, UTC))}, after "
+                    f"{failed['count']} failed logins in a row (the last from "
+                    f"{failed.get('address') or 'an unknown address'})",
+                    None,
+                )
+            )
+    return findings
+
+
+def hub_users(
+    settings: Settings, found: dict, local: dict, now: datetime, seen_logins: dict | None = None
+) -> list[Finding]:
+    """Each hub user's account (active or locked), password (or invitation) and running lab;
+    the accounts of former hub users labhub keeps."""
     today = int(now.timestamp() // 86400)
     wanted = hub_accounts(settings)
     findings: list[Finding] = []
@@ -141,7 +179,7 @@ def hub_users(settings: Settings, found: dict, local: dict, now: datetime) -> li
         elif user in found["passwords"]:
             password = "password set"
         else:
-            password = "no password yet (the first login sets it)"
+            password = unclaimed(settings, user, seen_logins, now)
         if info is None:
             findings.append(
                 (
@@ -389,6 +427,7 @@ def findings(
     now: datetime,
     backed_up: dict | None = None,
     rolled_back: dict | None = None,
+    seen_logins: dict | None = None,
 ) -> list[Finding]:
     """
     Everything status reports, in order.
@@ -401,12 +440,14 @@ def findings(
     + now: when the facts were read (an aware datetime)
     + backed_up: the ``BackupStatus`` fact (None: not read, no ``backup_repository``)
     + rolled_back: the mark of a hub upgrade that was rolled back (None: none)
+    + seen_logins: the ``HubLogins`` fact (None: not read)
     """
     return [
         *services(settings, stack, found),
         *rollback(rolled_back),
         *certificate(settings, found, now),
-        *hub_users(settings, found, local, now),
+        *hub_users(settings, found, local, now, seen_logins),
+        *lockouts(settings, seen_logins, now),
         *shares(settings, mounts),
         *disks(settings, found),
         *pruning(settings, stack, contents, containers, now),

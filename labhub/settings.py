@@ -1108,6 +1108,12 @@ class Settings(_Model):
     proxy_image: ImageReference
     hub_base_image: ImageReference
     min_password_length: int = Field(ge=1)
+    first_login: Literal["invite", "open"]
+    invite_days: int = Field(ge=1, le=365)
+    failed_logins: int = Field(ge=0)
+    failed_login_wait: int = Field(ge=1, le=86400)
+    reissue_invites: tuple[str, ...]
+    reset_passwords: tuple[str, ...]
     registry_image: ImageReference
     registry_bind: IpAddress
     registry_port: Port
@@ -1185,6 +1191,7 @@ class Settings(_Model):
         for i, admin in enumerate(self.hub_admins):
             if admin not in seen:
                 problems.append(f"hub_admins[{i}]: {admin!r} is not in hub_users")
+        problems += self._login_problems(seen)
         names: set[str] = set()
         user_groups = sorted({g for user in self.hub_users for g in user.groups})
         for i, share in enumerate(self.shares):
@@ -1231,6 +1238,24 @@ class Settings(_Model):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _login_problems(self, users: set[str]) -> list[str]:
+        """Invitations and resets asked for names that are not hub users, or twice; invitations
+        asked for where first logins need none."""
+        problems = []
+        for setting in ("reissue_invites", "reset_passwords"):
+            names = getattr(self, setting)
+            for i, name in enumerate(names):
+                if name not in users:
+                    problems.append(f"{setting}[{i}]: {name!r} is not in hub_users")
+                elif names.index(name) != i:
+                    problems.append(f"{setting}[{i}]: {name!r} is listed twice")
+        if self.first_login == "open" and self.reissue_invites:
+            problems.append(
+                'reissue_invites: set, but first_login is "open": a first login needs no '
+                'invitation (first_login "invite" makes them)'
+            )
+        return problems
 
     def _limits_problems(self, user_groups: list[str]) -> list[str]:
         """lab_limits and lab_gpus naming groups no hub user is in, guarantees above limits (a
@@ -1396,6 +1421,7 @@ class Settings(_Model):
             'tls "acme"': (self.tls == "acme", ("acme_email", "acme_directory", "acme_ca_root")),
             'tls "off"': (self.tls == "off", ("hub_port",)),
             'tls other than "off"': (self.tls != "off", ("https_port", "http_port")),
+            'first_login "invite"': (self.first_login == "invite", ("invite_days",)),
             "lab nodes": (self.with_lab_nodes, ("node_registry_port",)),
             "backup_repository": (
                 self.backup_repository is not None,
@@ -1417,6 +1443,7 @@ class Settings(_Model):
                     now = {
                         "backup_repository": "backup_repository is not set",
                         "lab nodes": f"the inventory has no group {cluster.LAB_NODES}",
+                        'first_login "invite"': f"first_login is {self.first_login!r}",
                     }.get(condition, f"tls is {self.tls!r}")
                     problems.append(
                         f"{name}: set, but used only with {condition} ({now}): "

@@ -8,6 +8,7 @@ On the host, under ``hub_dir``::
     compose.yaml             the project: the hub, the registry and the HTTPS proxy
     hub/settings.json        what jupyterhub_config.py (in the hub image) reads
     hub/accounts.json        the hub users' host accounts, read at each spawn
+    hub/invites.json         the invitations of users with no password yet (hashes, root only)
     registry/config.yml      the registry's configuration
     proxy/caddy.json         the proxy's configuration (Caddy's own JSON), with tls "files"
                              its cert.pem and key.pem (root only), with tls "acme" acme-ca-root.pem
@@ -24,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from labhub import node_registry
+from labhub import logins, node_registry
 from labhub.cluster import SWARM_NETWORK
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
@@ -45,6 +46,8 @@ HUB_REPOSITORY = "labhub/hub"
 STATE_DIR = "/var/lib/labhub"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
+# The compose volume of the hub's state (database, cookie secret, passwords, logins.json).
+HUB_VOLUME = "hub-data"
 # The compose volume of the registry's data (backups take it only with backup_registry).
 REGISTRY_VOLUME = "registry-data"
 # Where each registry major version reads its configuration from.
@@ -186,6 +189,11 @@ class Stack:
         return REGISTRY_CONFIG_PATHS[self.registry_major]
 
     @property
+    def hub_volume(self) -> str:
+        """The engine's name of the hub's state volume (compose's ``<project>_<volume>``)."""
+        return f"{self.project}_{HUB_VOLUME}"
+
+    @property
     def hub_previous_dir(self) -> str:
         """Where the stack's files as they were before a hub upgrade are kept, for a failed
         upgrade to go back to (``hub_database.files_kept``)."""
@@ -261,7 +269,11 @@ def _args(settings: Settings, base_image: str) -> dict[str, str]:
 def hub_build(settings: Settings) -> Build:
     """The hub image: tagged with its content hash, so that a changed context is a new image
     that compose recreates the hub from."""
-    support = {**_support(settings), "labhub_registry.py": CLIENT_SOURCE_FILE.read_bytes()}
+    support = {
+        **_support(settings),
+        "labhub_registry.py": CLIENT_SOURCE_FILE.read_bytes(),
+        "labhub_logins.py": Path(logins.__file__).read_bytes(),
+    }
     args = _args(settings, settings.hub_base_image)
     digest = context_hash(HUB_CONTEXT, support, args)
     stack = Stack.from_settings(settings)
@@ -378,6 +390,14 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
         "users": {user.name: {"mounts": settings.lab_mounts(user)} for user in settings.hub_users},
         "admins": list(settings.hub_admins),
         "min_password_length": settings.min_password_length,
+        "logins": {
+            "first_login": settings.first_login,
+            "failed_logins": settings.failed_logins,
+            "failed_login_wait": settings.failed_login_wait,
+            # Beside this file (the deploy's, root only), and in the data volume (the hub's).
+            "invites": logins.INVITES_FILE,
+            "state": logins.STATE_FILE,
+        },
         "network": NETWORK,
         "registry": settings.registry_address,
         "registry_internal": REGISTRY_INTERNAL_URL,
@@ -453,7 +473,7 @@ def compose_file_text(
                 f"{ENGINE_LOGIN_FILE}:{ENGINE_LOGIN_PATH}:ro",
                 "./hub:/etc/labhub:ro",
                 # Database, cookie secret and passwords: state, never in the image.
-                f"hub-data:{stack.hub.data_path}",
+                f"{HUB_VOLUME}:{stack.hub.data_path}",
             ],
             "labels": {"org.labhub.config-sha256": sha256(hub_settings_text)},
             # The filter answering first: a hub that starts without it would take its running
@@ -504,7 +524,7 @@ def compose_file_text(
             "labels": {"org.labhub.config-sha256": sha256(registry_config_text)},
         },
     }
-    volumes: dict[str, dict] = {"hub-data": {}, "registry-data": {}}
+    volumes: dict[str, dict] = {HUB_VOLUME: {}, "registry-data": {}}
     if settings.tls == "off":
         services[stack.hub_service]["ports"] = [
             {

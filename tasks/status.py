@@ -1,7 +1,8 @@
 """
 What an admin checks when something feels wrong, read in a few commands and changing nothing:
 the hub and the registry up (and their versions), the days the hub's HTTPS certificate has
-left, each hub user's account (active or locked) and whether the user has set a password yet,
+left, each hub user's account (active or locked) and whether the user has set a password yet
+(if not, until when the invitation is valid), the names whose logins wait after failed ones,
 the labs running and since when, the shares mounted, disk usage of the homes, Docker's data and
 the registry, what pruning the registry would free, and with ``backup_repository`` the backups:
 the repository reached, the last snapshot's time and size against ``backup_schedule``, and the
@@ -27,6 +28,7 @@ from labhub.facts.accounts import local_accounts
 from labhub.facts.fstab import Mounts
 from labhub.facts.hub_database import HubRollback
 from labhub.facts.images import ContainerImages
+from labhub.facts.logins import logins_of
 from labhub.facts.registry import RegistryContents
 from labhub.facts.status import BackupStatus, LabStatus
 from labhub.operations import status
@@ -74,6 +76,9 @@ backed_up = (
     else None
 )
 
+# Who gets in: invitations of users with no password yet, names whose logins wait.
+seen_logins = logins_of(host, project)
+
 # A failed hub upgrade leaves its mark (files/hub-upgrade.sh) until a later deploy succeeds.
 rolled_back = read(host, HubRollback, path=project.hub_rolled_back_file)
 
@@ -88,6 +93,7 @@ found = findings.findings(
     datetime.now(UTC),
     backed_up,
     rolled_back,
+    seen_logins=seen_logins,
 )
 problems = [problem for _, problem in found if problem]
 for description, problem in found:

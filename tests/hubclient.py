@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import requests
 
@@ -75,6 +75,35 @@ class Hub:
                 "password": password,
                 "_xsrf": self.session.cookies.get("_xsrf", path="/hub/"),
             },
+            timeout=30,
+        )
+
+    def claim(self, link: str, password: str) -> requests.Response:
+        """Choose the password on an invitation's page (its link, from the admin), as the
+        invited user does; the page's answer when it offers no form."""
+        page = self.session.get(link, timeout=30, verify=self.verify)
+        if page.status_code != 200:
+            return page
+        query = parse_qs(urlparse(link).query)
+        return self.session.post(
+            f"{self.url}/hub/invite",
+            verify=self.verify,
+            data={
+                "user": query["user"][0],
+                "token": query["token"][0],
+                "password": password,
+                "_xsrf": self.session.cookies.get("_xsrf", path="/hub/"),
+            },
+            timeout=30,
+        )
+
+    def change_password(self, password: str) -> requests.Response:
+        """FirstUse's change-password page, logged in."""
+        self.session.get(f"{self.url}/hub/auth/change-password", timeout=30, verify=self.verify)
+        return self.session.post(
+            f"{self.url}/hub/auth/change-password",
+            verify=self.verify,
+            data={"password": password, "_xsrf": self.session.cookies.get("_xsrf", path="/hub/")},
             timeout=30,
         )
 

@@ -2,7 +2,7 @@
 What ``tasks/status.py`` reports, from the facts as a host answers them: one case a file in
 ``tests/cases/findings/`` (the settings, when the facts were read, what each fact read, with
 ``backup`` the ``BackupStatus`` fact where the case has backups, ``rolled_back`` the mark of a hub
-upgrade that was rolled back, and the findings expected, in
+upgrade that was rolled back, ``logins`` the ``HubLogins`` fact, and the findings expected, in
 order, each ``[what was found, the problem or null]``). A fact a case leaves out is as
 ``LabStatus`` reads a host that answers nothing.
 """
@@ -39,6 +39,7 @@ def test_findings(case, files):
         datetime.fromisoformat(case["now"]),
         case.get("backup"),
         case.get("rolled_back"),
+        seen_logins=case.get("logins"),
     )
     assert [list(finding) for finding in found] == case["findings"]
 

@@ -9,14 +9,26 @@ the proxy; the hub, the registry and a running lab stay as they are.
 The name users open, hub.lab.test, resolves to the lab server in this test process (as a DNS
 record would), and in pebble's DNS for its validation; first to a wrong address, as when the
 record is not there yet, which fails the run loudly.
+
+Who gets in, over HTTPS: a first login by invitation only (the link the deploy wrote on this
+machine, mode 0600, its token never printed), used once, refused once expired and working when
+reissued; FirstUse's change-password page; wrong passwords past the limit make the right one
+wait, for that name alone; an admin's password reset.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
+import shutil
 import socket
 import ssl
+import stat
 import subprocess
+import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
@@ -25,10 +37,15 @@ from scenario import DOMAIN, LOCAL_CA_ROOT, URL
 
 import labhost
 from labhost.acme import running_pebble
+from labhub import logins
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "alice-https-pw"
+BOB_PASSWORDS = ("bob-chose-this-one", "bob-changed-it-since")
+# Where the deploy writes the invitations' links on the admin's machine (this one).
+INVITES = labhost.PROJECT_ROOT / ".labhub" / "invites"
+INVITES_ON_SERVER = "/opt/labhub/hub/invites.json"
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +72,8 @@ def site(lab_server, pebble, resolve, tmp_path_factory):
         "acme_ca_root": str(pebble.listener_ca),
     }
     inventory = lab_server.inventory_file({**base, **acme})
+    # Links left by an earlier server at this address are not this one's.
+    shutil.rmtree(INVITES / lab_server.address, ignore_errors=True)
     # The most common real failure first: the name does not reach the server yet (pebble's DNS
     # answers with this machine's address, where nothing serves the challenge).
     pebble.resolve_to(pebble.address)
@@ -79,6 +98,28 @@ def deploy(site, extra: tuple[str, ...] = (), dry: bool = False, **settings) -> 
     inventory = site["server"].inventory_file({**site["base"], **settings})
     run = labhost.run_pyinfra(inventory, "deploy.py", extra=extra, dry=dry)
     return run if dry else run.check()
+
+
+def link(site, user: str) -> str:
+    """The invitation's link the deploy wrote for ``user`` (what the admin hands over)."""
+    return (INVITES / site["server"].address / f"{user}.url").read_text().strip()
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlparse(link).query)["token"][0]
+
+
+def logs_in(user: str, password: str, verify: str) -> bool:
+    client = Hub(URL, user, verify=verify)
+    client.login(password)
+    return client.logged_in()
+
+
+def status(site) -> str:
+    """What tasks/status.py reports (whether or not it finds problems)."""
+    inventory = site["server"].inventory_file({**site["base"], **site["acme"]})
+    run = labhost.run_pyinfra(inventory, "tasks/status.py")
+    return run.stdout + run.stderr
 
 
 def containers(server) -> dict[str, str]:
@@ -158,6 +199,42 @@ def test_http_redirects_to_https_and_the_hub_port_is_closed(site):
     assert sorted(containers(site["server"])) == ["engine", "hub", "proxy", "registry"]
 
 
+def test_a_first_login_needs_the_invitation_that_only_the_admin_has(site):
+    server = site["server"]
+    for password in (PASSWORD, "anyone-elses-guess"):
+        alice = Hub(URL, "alice", verify=site["root"])
+        refused = alice.login(password)
+        assert not alice.logged_in()
+        assert "alice has no password yet: ask the lab&#39;s admin" in refused.text, refused.text
+    output = site["run"].stdout + site["run"].stderr
+    stored = server.exec(f"cat {INVITES_ON_SERVER}")
+    for user in ("alice", "bob"):
+        file = INVITES / server.address / f"{user}.url"
+        assert stat.S_IMODE(file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(file.parent.stat().st_mode) == 0o700
+        assert link(site, user).startswith(f"{URL}/hub/invite?")
+        token = token_of(link(site, user))
+        assert token not in output
+        # The server keeps the token's hash alone.
+        assert token not in stored and logins.token_hash(token) in stored
+    assert server.exec(f"stat -c '%a %U' {INVITES_ON_SERVER}").strip() == "600 root"
+
+
+def test_the_invitation_sets_the_password_once(site):
+    alice = Hub(URL, "alice", verify=site["root"])
+    claimed = alice.claim(link(site, "alice"), PASSWORD)
+    assert alice.logged_in(), claimed.text[-1000:]
+    again = Hub(URL, "alice", verify=site["root"]).claim(link(site, "alice"), "mallory-sets-it")
+    assert again.status_code == 403 and "has a password already" in again.text
+    assert logs_in("alice", PASSWORD, site["root"])
+    assert not logs_in("alice", "mallory-sets-it", site["root"])
+    # The next run drops alice's invitation, and changes nothing else.
+    run = deploy(site, **site["acme"])
+    changed = [name.rsplit(" | ", 1)[-1] for name in run.changed_operations]
+    assert changed == ["Invite the hub users with no password yet"]
+    assert "alice" not in json.loads(site["server"].exec(f"cat {INVITES_ON_SERVER}"))
+
+
 def test_login_spawn_contents_and_kernel_through_the_proxy(site):
     alice = Hub(URL, "alice", verify=site["root"])
     response = alice.login(PASSWORD)
@@ -187,6 +264,74 @@ def test_a_second_run_changes_nothing(site):
     inventory = site["server"].inventory_file({**site["base"], **site["acme"]})
     again = labhost.run_pyinfra(inventory, "deploy.py").check()
     assert again.changed == 0, again.changed_operations
+
+
+def test_an_expired_invitation_is_refused_and_a_reissued_one_works(site):
+    server, verify = site["server"], site["root"]
+    old = link(site, "bob")
+    server.exec(
+        "python3 -c "
+        + shlex.quote(
+            "import json; p = " + repr(INVITES_ON_SERVER) + "; d = json.load(open(p)); "
+            "d['bob']['expires'] = '2020-01-01T00:00:00Z'; json.dump(d, open(p, 'w'))"
+        )
+    )
+    bob = Hub(URL, "bob", verify=verify)
+    refused = bob.claim(old, BOB_PASSWORDS[0])
+    assert refused.status_code == 403
+    assert "this invitation expired on 2020-01-01T00:00:00Z" in refused.text
+    assert not bob.logged_in()
+    assert (
+        "hub user bob: account jupyter-bob active, no password yet, its invitation expired on "
+        "2020-01-01T00:00:00Z" in status(site)
+    )
+    run = deploy(site, extra=labhost.LOUDEST, reissue_invites=["bob"], **site["acme"])
+    new = link(site, "bob")
+    assert new != old
+    assert token_of(new) not in run.stdout + run.stderr
+    assert stat.S_IMODE((INVITES / server.address / "bob.url").stat().st_mode) == 0o600
+    assert "bob: account jupyter-bob active, no password yet, invited until" in status(site)
+    assert Hub(URL, "bob", verify=verify).claim(old, BOB_PASSWORDS[0]).status_code == 403
+    bob.claim(new, BOB_PASSWORDS[0])
+    assert bob.logged_in()
+    # FirstUse's change-password page, over HTTPS.
+    changed = bob.change_password(BOB_PASSWORDS[1])
+    assert "changed successfully" in changed.text, changed.text[-1000:]
+    assert logs_in("bob", BOB_PASSWORDS[1], verify)
+    assert not logs_in("bob", BOB_PASSWORDS[0], verify)
+
+
+def test_wrong_passwords_past_the_limit_make_the_right_one_wait(site):
+    server, verify = site["server"], site["root"]
+    for attempt in range(5):
+        assert not logs_in("alice", f"not-alices-{attempt}", verify)
+    locked_at = time.time()
+    alice = Hub(URL, "alice", verify=verify)
+    refused = alice.login(PASSWORD)
+    assert not alice.logged_in()
+    assert "Too many failed logins for alice" in refused.text
+    # Another user is not kept waiting.
+    assert logs_in("bob", BOB_PASSWORDS[1], verify)
+    log = server.exec("docker logs labhub-hub-1 2>&1")
+    assert re.search(r"failed login for alice from [\d.]+ \(5 in a row\)", log), log[-3000:]
+    assert re.search(r"login for alice from [\d.]+ refused: too many failed logins", log)
+    assert "hub user alice: logins refused until" in status(site)
+    # The first wait is failed_login_wait's default, a minute: then the right password works.
+    time.sleep(max(0, locked_at + 61 - time.time()))
+    assert logs_in("alice", PASSWORD, verify)
+
+
+def test_an_admin_resets_a_password_to_a_new_invitation(site):
+    server, verify = site["server"], site["root"]
+    server.exec("echo kept > /home/jupyter-bob/notes.txt")
+    old = link(site, "bob")
+    deploy(site, reset_passwords=["bob"], **site["acme"])
+    assert not logs_in("bob", BOB_PASSWORDS[1], verify)
+    assert link(site, "bob") != old
+    bob = Hub(URL, "bob", verify=verify)
+    bob.claim(link(site, "bob"), BOB_PASSWORDS[0])
+    assert bob.logged_in()
+    assert server.exec("cat /home/jupyter-bob/notes.txt") == "kept\n"
 
 
 def test_the_labs_own_certificate_files_replace_only_the_proxy(site):

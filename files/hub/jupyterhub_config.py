@@ -31,8 +31,15 @@ c.JupyterHub.cookie_secret_file = f"{DATA}/jupyterhub_cookie_secret"
 c.JupyterHub.cleanup_servers = False
 c.JupyterHub.default_url = "/hub/home"
 
-# --- Login: only the declared users; the first login of a user sets the password ---
-c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+# --- Login: only the declared users; a first login by invitation, a wait after failed ones ---
+# FirstUse's passwords, with labhub's invitations and failed-login waits (labhub_auth.py).
+LOGINS = SETTINGS["logins"]
+c.JupyterHub.authenticator_class = "labhub_auth.LabAuthenticator"
+c.LabAuthenticator.first_login = LOGINS["first_login"]
+c.LabAuthenticator.invites_path = str(SETTINGS_DIR / LOGINS["invites"])
+c.LabAuthenticator.state_path = f"{DATA}/{LOGINS['state']}"
+c.LabAuthenticator.allowed_failed_logins = LOGINS["failed_logins"]
+c.LabAuthenticator.seconds_before_next_try = LOGINS["failed_login_wait"]
 c.FirstUseAuthenticator.create_users = False
 c.FirstUseAuthenticator.min_password_length = SETTINGS["min_password_length"]
 c.FirstUseAuthenticator.dbm_path = f"{DATA}/{STACK['passwords']}"

@@ -21,6 +21,7 @@ from labhub.commands import (
     served_certificate_command,
     shell,
 )
+from labhub.facts.logins import passwords_script
 from labhub.facts.registry import registry_data_command
 from labhub.facts.swarm import swarm_labs, swarm_labs_command
 
@@ -86,12 +87,7 @@ class LabStatus(FactBase[dict]):
             "{{.Name}}\t{{.State.Status}}\t{{.State.StartedAt}}\t{{.Config.Image}}\t"
             '{{index .Config.Labels "com.docker.compose.service"}}'
         )
-        # No password file yet: nobody has logged in.
-        passwords = (
-            f"import dbm; path = {passwords_path!r}; "
-            "keys = dbm.open(path, 'r').keys() if dbm.whichdb(path) is not None else []; "
-            "print('\\n'.join(sorted(k.decode() for k in keys)))"
-        )
+        passwords = passwords_script(passwords_path)
         # Asked once: the status says how they answer now.
         answers = http_wait_command(
             {hub_url + "/hub/health": hub_curl_args, registry_url + "/v2/": ()}, 0

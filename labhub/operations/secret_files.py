@@ -5,6 +5,7 @@ Files that hold secrets: uploaded without their content ever being shown, or mad
 from __future__ import annotations
 
 import hashlib
+from io import BytesIO
 
 from pyinfra import host, state
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
@@ -16,11 +17,11 @@ from labhub.facts.tree import files_at, is_managed
 
 
 @operation()
-def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str = "0600"):
+def put(src: str | bytes, dest: str, user: str = "root", group: str = "root", mode: str = "0600"):
     """
     Upload a local secret file (a password, a key) to ``dest``, owned and private from the start.
 
-    + src: the local file
+    + src: the local file, or the content itself (bytes, made in memory)
     + dest: the file on the host
     + user: its owner
     + group: its group
@@ -46,8 +47,12 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         )
     """
 
-    with open(src, "rb") as f:
-        local_sum = hashlib.sha256(f.read()).hexdigest()
+    if isinstance(src, bytes):
+        content = src
+    else:
+        with open(src, "rb") as f:
+            content = f.read()
+    local_sum = hashlib.sha256(content).hexdigest()
 
     if not is_managed(host, dest):
         remote = host.get_fact(File, path=dest)
@@ -78,7 +83,7 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         temp = host.get_temp_filename()
         login = host.get_fact(LoginUser)
         yield StringCommand("install", "-m", "0600", "-o", QuoteString(login), "/dev/null", temp)
-        yield FileUploadCommand(src, dest, remote_temp_filename=temp)
+        yield FileUploadCommand(BytesIO(content), dest, remote_temp_filename=temp)
         yield StringCommand("rm", "-f", temp)
 
     if remote and (remote["user"] != user or remote["group"] != group):
