@@ -332,7 +332,7 @@ class LabSpawner(DockerSpawner):
         loop = asyncio.get_running_loop()
 
         def read() -> None:
-            told, step = 0.0, None
+            told, step = 0.0, pull.event()
             for event in self.client.pull(repository, tag, stream=True, decode=True):
                 pull.add(event)
                 # A step at most each half second, as often as the spawn page reads them.
