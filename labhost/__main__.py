@@ -41,7 +41,8 @@ def up(inventory: str | None) -> int:
         images.result()
     overrides = labhost.load_stack_images(server)
     print(
-        f"--> deploying to {server.address} (pyinfra: a few minutes the first time)", file=sys.stderr
+        f"--> deploying to {server.address} (pyinfra: a few minutes the first time)",
+        file=sys.stderr,
     )
     data = {
         "docker_source": "distro",
