@@ -11,7 +11,13 @@ pyinfra CLI run as an admin runs it, and stand-ins for the official images the s
 - ``python -m labhost engine|up|down``: the local demo (``./dev up``, ``./dev down``)
 """
 
-from labhost.images import STAND_INS, load_previous_hub, load_stack_images, prepare_images
+from labhost.images import (
+    STAND_INS,
+    ensure_server_engine,
+    load_previous_hub,
+    load_stack_images,
+    prepare_images,
+)
 from labhost.runner import (
     LOUDEST,
     PyinfraRun,
@@ -47,6 +53,7 @@ __all__ = [
     "ensure_engine",
     "find_lab_server",
     "load_previous_hub",
+    "ensure_server_engine",
     "load_stack_images",
     "prepare_images",
     "remove_all_lab_servers",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import labhost
@@ -29,11 +30,20 @@ def pyinfra(*args: str) -> int:
 def up(inventory: str | None) -> int:
     if inventory:
         return pyinfra(inventory, "deploy.py")
-    server = labhost.find_lab_server(DEMO_NAME, DEMO_DIR)
-    if server is None:
-        print(f"--> starting a throwaway lab server ({DEMO_NAME})", file=sys.stderr)
-        server = labhost.start_lab_server(name=DEMO_NAME, workdir=DEMO_DIR)
+    # The stand-ins build while the lab server boots and gets its own engine.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        images = pool.submit(labhost.prepare_images, labhost.ensure_engine())
+        server = labhost.find_lab_server(DEMO_NAME, DEMO_DIR)
+        if server is None:
+            print(f"--> starting a throwaway lab server ({DEMO_NAME})", file=sys.stderr)
+            server = labhost.start_lab_server(name=DEMO_NAME, workdir=DEMO_DIR)
+        labhost.ensure_server_engine(server)
+        images.result()
     overrides = labhost.load_stack_images(server)
+    print(
+        f"--> deploying to {server.address} (pyinfra: a few minutes the first time)",
+        file=sys.stderr,
+    )
     data = {
         "docker_source": "distro",
         "hub_users": DEMO_USERS,

@@ -15,6 +15,7 @@ import os
 import runpy
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -97,6 +98,10 @@ class StandIn:
         return PYTHON_LAYER.tag() if self.folder in ("jupyterhub", "lab-base") else BASE_IMAGE
 
 
+# About how long each stand-in takes to build from nothing, at once with the others, on this
+# project's 2-core build machines (README, "./dev up"): the estimate told before they build.
+FIRST_BUILD_SECONDS = {"python": 25, "registry": 30, "caddy": 30, "jupyterhub": 45, "lab-base": 90}
+
 # Not a stand-in of a production image: the layer the Python ones share.
 PYTHON_LAYER = StandIn("python", "labhub-test/python", None)
 STAND_INS = (
@@ -127,16 +132,61 @@ def build_stand_in(client: docker.DockerClient, image: StandIn) -> str:
     return tag
 
 
+def build_stand_ins(client: docker.DockerClient, images: tuple[StandIn, ...]) -> dict[StandIn, str]:
+    """
+    Build these stand-ins (cached by tag), each as soon as what it is built FROM is there: those
+    on the debootstrapped base at once, the python layer's two once it is built. Most of a build
+    is waiting on Debian's mirror and PyPI, so builds at once take little more than the longest.
+    Returns each image's tag.
+    """
+    wanted = {image: image.tag() for image in images}
+    missing = [image for image, tag in wanted.items() if not has_image(client, tag)]
+    if not missing:
+        return wanted
+    if PYTHON_LAYER not in missing and not has_image(client, PYTHON_LAYER.tag()):
+        if any(image.base_tag() != BASE_IMAGE for image in missing):
+            missing.insert(0, PYTHON_LAYER)
+    # Built at once: about as long as the longest chain (the python layer, then one on it).
+    first = FIRST_BUILD_SECONDS["python"] if PYTHON_LAYER in missing else 0
+    estimate = max(
+        FIRST_BUILD_SECONDS.get(image.folder, 60) + (first if image.base_tag() != BASE_IMAGE else 0)
+        for image in missing
+    )
+    logger.info(
+        "building %d stand-in images at once: %s (about %s)",
+        len(missing),
+        ", ".join(image.repository.split("/")[-1] for image in missing),
+        f"{estimate} s" if estimate < 90 else f"{estimate / 60:.1f} min",
+    )
+    ensure_base_image(client)
+    with ThreadPoolExecutor(max_workers=len(missing)) as pool:
+        python = pool.submit(build_stand_in, client, PYTHON_LAYER)
+        builds = [
+            pool.submit(
+                _build_after, python if image.base_tag() != BASE_IMAGE else None, client, image
+            )
+            for image in missing
+            if image is not PYTHON_LAYER
+        ]
+        for build in [python, *builds]:
+            build.result()
+    return wanted
+
+
+def _build_after(first: Future | None, client: docker.DockerClient, image: StandIn) -> str:
+    if first is not None:
+        first.result()
+    return build_stand_in(client, image)
+
+
 def prepare_images(client: docker.DockerClient) -> dict[str, str]:
     """
     Build the stand-ins of the official registry, JupyterHub, Jupyter base and Caddy images (once per
     machine, cached by tag) and return the setting overrides that point a deploy at them, with
     this machine's CA bundle for the deploy's own image builds (pip needs it here).
     """
-    overrides = {"build_ca_bundle": str(CA_BUNDLE)}
-    for image in STAND_INS:
-        overrides[image.setting] = build_stand_in(client, image)
-    return overrides
+    tags = build_stand_ins(client, STAND_INS)
+    return {"build_ca_bundle": str(CA_BUNDLE), **{i.setting: tags[i] for i in STAND_INS}}
 
 
 def ensure_server_engine(server: LabServer) -> None:

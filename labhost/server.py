@@ -34,6 +34,7 @@ import docker
 import docker.errors
 
 from labhost import probes
+from labhost.aptcache import apt_proxy
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ def _run(*argv: str, **kwargs) -> subprocess.CompletedProcess:
 
 
 @contextmanager
-def machine_lock() -> Iterator[None]:
-    """One test process at a time sets up what the machine shares (the engine, images built
-    once per machine): the suite runs its modules in parallel processes."""
-    with open(os.path.join(tempfile.gettempdir(), "labhost-setup.lock"), "w") as lock:
+def machine_lock(what: str = "setup") -> Iterator[None]:
+    """One test process or thread at a time sets up ``what`` of the machine's shared things (the
+    engine, an image built once per machine): the suite runs its modules in parallel processes,
+    and images that do not build on each other are built at once, each under its own lock."""
+    name = hashlib.sha256(what.encode()).hexdigest()[:16]
+    with open(os.path.join(tempfile.gettempdir(), f"labhost-{name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -134,12 +137,13 @@ def has_image(client: docker.DockerClient, tag: str) -> bool:
 
 def ensure_base_image(client: docker.DockerClient, tag: str = BASE_IMAGE) -> str:
     """A minimal Debian 13 image made with debootstrap, built once per machine."""
-    with machine_lock():
+    with machine_lock(tag):
         return _debootstrap_image(tag) if not has_image(client, tag) else tag
 
 
 def _debootstrap_image(tag: str) -> str:
-    logger.info("debootstrapping %s", tag)
+    logger.info("debootstrapping %s (about 30 s)", tag)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="labhub-rootfs-") as root:
         _run(
             "debootstrap",
@@ -148,6 +152,7 @@ def _debootstrap_image(tag: str) -> str:
             root,
             DEBIAN_MIRROR,
             stdout=subprocess.DEVNULL,
+            env=dict(os.environ, http_proxy=apt_proxy()),
         )
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         _run(
@@ -162,6 +167,7 @@ def _debootstrap_image(tag: str) -> str:
         )
         if tar.wait() != 0:
             raise LabHostError("tar of the debootstrapped root failed")
+    logger.info("made %s in %.0f s", tag, time.monotonic() - started)
     return tag
 
 
@@ -182,7 +188,7 @@ def context_tag(
 
 def build_image(client: docker.DockerClient, context: Path, tag: str, **buildargs: str) -> str:
     """Build ``context`` as ``tag`` unless an image with that tag exists (cache by tag)."""
-    with machine_lock():
+    with machine_lock(tag):
         return _build_image(client, context, tag, buildargs) if not has_image(client, tag) else tag
 
 
@@ -190,11 +196,13 @@ def _build_image(
     client: docker.DockerClient, context: Path, tag: str, buildargs: dict[str, str]
 ) -> str:
     logger.info("building %s", tag)
+    started = time.monotonic()
     try:
         client.images.build(
             path=str(context),
             tag=tag,
-            buildargs=buildargs,
+            # Debian's packages through this machine's cache (labhost.aptcache): fetched once.
+            buildargs={**buildargs, "http_proxy": apt_proxy()},
             rm=True,
             network_mode="host",
             labels={LABEL: "image"},
@@ -202,6 +210,7 @@ def _build_image(
     except docker.errors.BuildError as e:
         log = "".join(chunk.get("stream", "") for chunk in e.build_log)
         raise LabHostError(f"building {tag} failed:\n{log[-4000:]}") from e
+    logger.info("built %s in %.0f s", tag, time.monotonic() - started)
     return tag
 
 

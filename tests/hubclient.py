@@ -135,6 +135,32 @@ class Hub:
             **kwargs,
         )
 
+    def spawn_progress(self, timeout: float = 240) -> list[dict]:
+        """
+        The events the spawn page shows of the user's spawn (its progress bar: the event stream
+        it reads), from the first until the spawn is ready or failed. Read again while the hub
+        says no spawn is pending yet (a spawn just asked for).
+        """
+        deadline = time.monotonic() + timeout
+        url = f"{self.url}/hub/api/users/{self.user}/server/progress"
+        headers = {"Authorization": f"token {self.token}"}
+        while True:
+            response = requests.get(
+                url, stream=True, timeout=60, verify=self.verify, headers=headers
+            )
+            if response.status_code != 400 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        response.raise_for_status()
+        events = []
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: ") :]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    break
+        response.close()
+        return events
+
     def spawn_form(self) -> str:
         response = self.session.get(f"{self.url}/hub/spawn", timeout=60, verify=self.verify)
         response.raise_for_status()

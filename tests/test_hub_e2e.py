@@ -17,6 +17,7 @@ import logging
 import re
 import shlex
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
 import pytest
@@ -245,6 +246,49 @@ def test_the_culler_stops_an_idle_lab_through_the_filter(stack):
     assert server.exec("docker ps -aq --filter name=jupyter-alice").strip() == ""
     # A spawn again, as the tests after this one find alice's lab.
     alice.start()
+
+
+def test_a_spawn_that_pulls_its_image_shows_its_steps(stack):
+    """The spawn page's progress for a lab whose image the server's engine does not have (as
+    after an admin prunes it): the pull, with how much of it is done, the container created,
+    the server waited for, then ready."""
+    server, url = stack["server"], stack["url"]
+    alice = Hub(url, "alice", verify=stack["verify"])
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    image = f"{REGISTRY}/lab:1.0"
+    # An image a container uses cannot be removed: every lab stopped first (alice is an admin).
+    for user in alice.api("GET", "/hub/api/users").json():
+        if user["servers"]:
+            alice.api("DELETE", f"/hub/api/users/{user['name']}/server")
+    deadline = time.monotonic() + 120
+    while any(user["servers"] for user in alice.api("GET", "/hub/api/users").json()):
+        assert time.monotonic() < deadline, "the labs did not stop"
+        time.sleep(1)
+    # Its layers go too: the engine's build cache keeps those of the image built here.
+    server.exec(f"docker rmi {image} && docker builder prune --all --force")
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        asked = pool.submit(alice.api, "POST", "/hub/api/users/alice/server", json={})
+        events = alice.spawn_progress()
+        assert asked.result().status_code in (201, 202), asked.result().text
+
+    messages = [event["message"] for event in events]
+    logger.info("spawn progress: %s", messages)
+    assert events[-1].get("ready"), messages
+    pulls = [event for event in events if event["message"].startswith("Pulling the image lab 1.0")]
+    amounts = [
+        e
+        for e in pulls
+        if re.search(r"layers done, [\d.]+ MB of [\d.]+ MB downloaded", e["message"])
+    ]
+    assert amounts, messages
+    assert 0 < amounts[0]["progress"] <= amounts[-1]["progress"] < 100
+    steps = ["Creating the lab's container", "Waiting for the lab's Jupyter server"]
+    assert [m for m in messages if m in steps] == steps, messages
+    assert messages.index(steps[0]) > messages.index(pulls[-1]["message"])
+    assert server.exec(f"docker images -q {image}").strip()
+    alice.wait_ready()
 
 
 def test_wrong_password_and_undeclared_users_are_refused(stack):

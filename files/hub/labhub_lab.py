@@ -20,7 +20,13 @@ The lab hub's spawner: DockerSpawner, plus
   would delete them, and their state with them, the moment they exit), so that poll reads why
   the lab stopped (OOMKilled) before removing it. The user sees it on the hub's home page and
   spawn page (jupyterhub_config.py), and the hub's log says it. A kernel killed for memory
-  while the lab runs is told the same way.
+  while the lab runs is told the same way;
+- the spawn's steps on the spawn page (labhub_progress.py): the image pulled, with how much of it
+  is done, the container created, its server waited for. The pull is done in
+  ``run_pre_spawn_hook``, which JupyterHub awaits before it starts ``start`` under
+  ``start_timeout`` (``asyncio.wait_for``, whose limit is fixed when it starts: raising
+  ``start_timeout`` during a pull would not move it): a large image's pull does not count
+  against the lab's start.
 
 Kept apart from labhub_spawn.py, which needs no DockerSpawner to be imported.
 """
@@ -28,12 +34,15 @@ Kept apart from labhub_spawn.py, which needs no DockerSpawner to be imported.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import io
 import tarfile
 import time
 
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
+from labhub_progress import CREATE, PULL_END, WAIT, PullFailed, PullProgress
 from labhub_spawn import (
     LAB_LABEL,
     SpawnRefused,
@@ -128,6 +137,7 @@ class LabSpawner(DockerSpawner):
         return await super().get_command()
 
     async def create_object(self):
+        self._spawn_step(CREATE, "Creating the lab's container")
         # Kept when it exits, until poll has read why (Docker's auto_remove would delete it).
         self.extra_host_config = {**self.extra_host_config, "auto_remove": False}
         # No capability, no new privileges, a process limit; labelled as the user's lab.
@@ -242,6 +252,7 @@ class LabSpawner(DockerSpawner):
     async def start(self):
         self.lab_notice = None
         ip, port = await super().start()
+        self._spawn_step(WAIT, "Waiting for the lab's Jupyter server")
         await self._wait_for_server(f"http://{ip}:{port}{self.server.base_url}api")
         return ip, port
 
@@ -279,3 +290,75 @@ class LabSpawner(DockerSpawner):
                     self.image, f"no Jupyter server answered within {self.http_timeout} s"
                 )
             await asyncio.sleep(1)
+
+    # --- The spawn's steps, for the spawn page (JupyterHub's progress events) ---
+    _spawn_steps: list | None = None
+    _pulled: str | None = None
+
+    def _spawn_step(self, progress: int, message: str) -> None:
+        if self._spawn_steps is None:
+            self._spawn_steps = []
+        self._spawn_steps.append({"progress": progress, "message": message})
+
+    async def progress(self):
+        """Each step of the spawn as it happens; the hub ends this when the spawn ends."""
+        steps, sent = None, 0
+        while True:
+            if self._spawn_steps is not steps:  # a new spawn's (or the first read)
+                steps, sent = self._spawn_steps, 0
+            while steps and sent < len(steps):
+                sent += 1
+                yield steps[sent - 1]
+            await asyncio.sleep(0.5)
+
+    async def run_pre_spawn_hook(self):
+        """The hook, then the lab's image pulled (when the pull policy pulls it), before the hub
+        starts start's timer."""
+        self._spawn_steps, self._pulled = [], None
+        result = super().run_pre_spawn_hook()
+        if inspect.isawaitable(result):
+            await result
+        if self.pull_policy.lower() not in ("always", "ifnotpresent"):
+            return
+        image = self.image
+        if self.user_options.get("image"):
+            image = await self.check_allowed(self.user_options["image"])
+        if self.pull_policy.lower() == "ifnotpresent":
+            try:
+                await self.docker("inspect_image", image)
+                self._spawn_step(PULL_END, f"The image {image_name(image)} is on the server")
+                return
+            except NotFound:
+                pass
+        await self._pull(image)
+        self._pulled = image
+
+    async def _pull(self, image: str) -> None:
+        """Pull the image, its layers and bytes on the spawn page as they come in."""
+        pull = PullProgress(image_name(image))
+        self._spawn_step(**pull.event())
+        repository, tag = image, "latest"
+        if ":" in image.rsplit("/", 1)[-1]:
+            repository, tag = image.rsplit(":", 1)
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            told, step = 0.0, pull.event()
+            for event in self.client.pull(repository, tag, stream=True, decode=True):
+                pull.add(event)
+                # A step at most each half second, as often as the spawn page reads them.
+                if pull.event() != step and time.monotonic() - told >= 0.5:
+                    told, step = time.monotonic(), pull.event()
+                    loop.call_soon_threadsafe(functools.partial(self._spawn_step, **step))
+
+        self.log.info("pulling %s for %s's lab", image, self.user.name)
+        try:
+            await loop.run_in_executor(self.executor, read)
+        except (PullFailed, APIError) as e:
+            raise LabImageError(image, f"it cannot be pulled: {e}") from e
+        self._spawn_step(**pull.event())
+
+    async def pull_image(self, image):
+        # Pulled already, before start's timer (run_pre_spawn_hook).
+        if image != self._pulled:
+            await super().pull_image(image)

@@ -24,6 +24,8 @@ labhub is done here, the pure parts in labhub_swarm.py:
   server has; the hub reaches the lab by the service's name on the swarm's network;
 - the limits of the user's groups as the service's resources (reservations for guarantees,
   GPUs as generic resources), and the image from the registry as the nodes reach it;
+- the task's states on the spawn page (labhub_progress.task_step): placed, pulling on its node,
+  starting;
 - the user's account in the lab's /etc/passwd and /etc/group: one server writes them into the
   created container; a service has no container before its node starts it, so they are swarm
   configs, made from the image's own files (read from a container created, never started, on
@@ -47,6 +49,7 @@ from docker.types import (
 )
 from dockerspawner import SwarmSpawner
 from labhub_lab import LabImageError, LabSpawner
+from labhub_progress import CREATE, task_step
 from labhub_spawn import (
     SpawnRefused,
     account_files,
@@ -109,6 +112,7 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
         return self.lab_placement.get(self.user.name)
 
     async def create_object(self):
+        self._spawn_step(CREATE, "Creating the lab's swarm service")
         configs = await asyncio.get_running_loop().run_in_executor(
             self.executor, self._account_configs
         )
@@ -205,11 +209,12 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
 
     async def start_object(self):
         """Until the lab's task runs; a task the swarm refuses or that stops fails the spawn."""
-        delay = 0.5
+        delay, told = 0.5, None
         while True:
             task = await self.get_task()
             if task is None:
                 raise LabRefusedError(f"The lab's service {self.service_name} is gone.")
+            told = await self._task_step(task, told)
             outcome = task_outcome(task) if task else "starting"
             if outcome == "running":
                 return
@@ -236,6 +241,15 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5)
+
+    async def _task_step(self, task: dict, told: str | None) -> str | None:
+        """The spawn page's step for the task's state, once a state; the state told."""
+        state = (task.get("Status") or {}).get("State")
+        if state != told:
+            step = task_step(state, image_name(self.image), await self._node_name(task))
+            if step:
+                self._spawn_step(*step)
+        return state
 
     async def _node_name(self, task: dict) -> str | None:
         if not task.get("NodeID"):
