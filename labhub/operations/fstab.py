@@ -9,7 +9,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
-from pyinfra.operations import files
+from pyinfra.operations import files, systemd
 
 from labhub.facts import read
 from labhub.facts.fstab import FstabLines, mounts_at
@@ -54,6 +54,28 @@ def entry(mountpoint: str, line: str | None, path: str = FSTAB):
         user="root",
         group="root",
         mode="0644",
+    )
+
+
+@operation()
+def units_reloaded():
+    """
+    systemd's mount and automount units made again from fstab, and the automounts of new lines
+    started: a daemon reload, then ``remote-fs.target`` restarted. Call it once after a task's
+    ``entry`` operations, with ``_if`` on their changes: every task that writes fstab lines calls
+    it from its own line, so that it is a distinct operation on each host that runs it.
+
+    **Example:**
+
+    .. code:: python
+
+        fstab.units_reloaded(
+            name="Reload systemd's fstab units and start the share automounts",
+            _if=any_changed(*fstab_changes),
+        )
+    """
+    yield from systemd.service._inner(
+        service="remote-fs.target", running=True, restarted=True, daemon_reload=True
     )
 
 
