@@ -43,6 +43,10 @@ HUB_REPOSITORY = "labhub/hub"
 # What labhub keeps on a host outside hub_dir: the IDs of the images it built, the stack's files
 # from before a hub upgrade, and the mark of one that was rolled back.
 STATE_DIR = "/var/lib/labhub"
+# The token a monitoring system reads the hub's /hub/metrics with (metrics_token): made on the
+# server, root only, and where the hub container reads it (mounted read-only).
+METRICS_TOKEN_FILE = "/etc/labhub/metrics-token"
+METRICS_TOKEN_PATH = "/run/secrets/labhub-metrics-token"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
 # The compose volume of the registry's data (backups take it only with backup_registry).
@@ -365,6 +369,7 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
         "culler": culler_command(settings),
         # Behind the HTTPS proxy: the URL users open, which makes the hub's cookies secure.
         "public_url": None if settings.tls == "off" else settings.hub_url,
+        "metrics_token": METRICS_TOKEN_PATH if settings.metrics_token else None,
         "stack": stack.hub.settings(stack.hub_service),
     }
     if settings.with_lab_nodes:
@@ -440,6 +445,10 @@ def compose_file_text(
         },
     }
     volumes: dict[str, dict] = {"hub-data": {}, "registry-data": {}}
+    if settings.metrics_token:
+        services[stack.hub_service]["volumes"].append(
+            f"{METRICS_TOKEN_FILE}:{METRICS_TOKEN_PATH}:ro"
+        )
     if settings.tls == "off":
         services[stack.hub_service]["ports"] = [
             {

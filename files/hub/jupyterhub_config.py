@@ -105,6 +105,16 @@ if SETTINGS["culler"]:
         }
     ]
 
+# --- A monitoring system reads /hub/metrics with a token that can read nothing else ---
+if SETTINGS.get("metrics_token"):
+    c.JupyterHub.authenticate_prometheus = True
+    c.JupyterHub.services.append(
+        {"name": "metrics", "api_token": Path(SETTINGS["metrics_token"]).read_text().strip()}
+    )
+    c.JupyterHub.load_roles.append(
+        {"name": "metrics", "scopes": ["read:metrics"], "services": ["metrics"]}
+    )
+
 # --- Behind the HTTPS proxy: the URL users open (secure cookies, redirects) ---
 if SETTINGS["public_url"]:
     c.JupyterHub.public_url = SETTINGS["public_url"]

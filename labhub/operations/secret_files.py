@@ -85,3 +85,41 @@ def put(src: str, dest: str, user: str = "root", group: str = "root", mode: str 
         yield file_utils.chown(dest, user, group)
     if remote and current_mode != int(mode):
         yield file_utils.chmod(dest, mode)
+
+
+# The SHA-256 of an empty file: a secret file that is there but empty is made again.
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+@operation()
+def generated(path: str):
+    """
+    A secret made on the host, once: 48 random letters and digits (about 285 bits, nothing any
+    format must escape) in ``path``, root only (0600) from the start, its folder made when
+    missing (root only too). A file that is there and not empty is kept; delete it to make a new one.
+
+    + path: the file on the host, in a folder labhub manages (``labhub.facts.tree``)
+
+    The secret never leaves the host and is never on a command line or in the output: the
+    command that makes it reads ``/dev/urandom`` and writes the file, and only the file's checksum
+    is ever read back.
+
+    **Example:**
+
+    .. code:: python
+
+        secret_files.generated(name="The metrics token", path="/etc/labhub/metrics-token")
+    """
+
+    remote = files_at(host, path).get(path)
+    if remote and remote["kind"] == "file" and remote["sha256"] != _EMPTY_SHA256:
+        host.noop(f"{path} is made (a secret: content not shown)")
+        return
+    if state.config.DIFF:
+        host.log(f"Will create {path} (a secret made on the host: content not shown)")
+    # An empty folder in its place is what Docker makes of a bind whose file was missing.
+    script = (
+        'umask 077 && mkdir -p "$(dirname "$0")" && { [ ! -d "$0" ] || rmdir "$0"; } && '
+        'tr -dc A-Za-z0-9 < /dev/urandom | head -c 48 > "$0.new" && mv "$0.new" "$0"'
+    )
+    yield StringCommand("sh", "-c", QuoteString(script), QuoteString(path))
