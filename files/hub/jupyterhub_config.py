@@ -72,6 +72,9 @@ c.DockerSpawner.options_form = image_form(images, limits.summary)
 c.Spawner.pre_spawn_hook = pre_spawn_hook(
     ACCOUNTS_FILE, SETTINGS["users"], SETTINGS["lab_home"], limits
 )
+# A share that cannot be mounted when a lab starts is left out of it, and its user told.
+c.LabSpawner.lab_shares = SETTINGS["shares"]
+c.LabSpawner.share_wait = SETTINGS["share_wait"]
 # A lab that stopped (killed for memory) is noticed within this many seconds.
 c.Spawner.poll_interval = 10
 
