@@ -122,7 +122,7 @@ for share in settings.shares:
     fstab.mounted(
         name=f"Mount share {share.name} at {share.mountpoint}",
         path=share.mountpoint,
-        fstype="cifs",
+        fstype=None,
         failure=(
             f"labhub: share {share.name} ({share.source}) is not mounted at {share.mountpoint}: "
             "mounting it failed (see above); the deploy goes on without it, and it is mounted "

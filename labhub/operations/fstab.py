@@ -101,14 +101,15 @@ def mount_point(path: str):
 
 
 @operation()
-def mounted(path: str, fstype: str | tuple[str, ...], failure: str):
+def mounted(path: str, fstype: str | tuple[str, ...] | None, failure: str):
     """
     Mount a file system through its systemd mount unit (made from its fstab line) unless one of
     ``fstype`` is mounted there already.
 
     + path: the mount point (its line must be in fstab, and systemd reloaded since)
     + fstype: the file system type that counts as mounted (an automount point alone does not),
-      or several (an ``nfs`` line mounts as ``nfs`` or ``nfs4``, as the server answers)
+      or several (an ``nfs`` line mounts as ``nfs`` or ``nfs4``, as the server answers); None:
+      any but an automount, as a lab sees it (a share's mount point holds nothing else)
     + failure: the message printed on stderr when mounting fails, after the mount's own errors
 
     Mounting through the unit, not ``mount``, keeps one mount where a systemd automount already
@@ -128,9 +129,10 @@ def mounted(path: str, fstype: str | tuple[str, ...], failure: str):
         )
     """
 
+    found = [t for t in mounts_at(host, path)["types"] if t != "autofs"]
     types = (fstype,) if isinstance(fstype, str) else fstype
-    if set(types) & set(mounts_at(host, path)["types"]):
-        host.noop(f"{' or '.join(types)} is mounted at {path}")
+    if set(found) & set(types or found):
+        host.noop(f"{' or '.join(types or found)} is mounted at {path}")
         return
     # On failure, the mount helper's own error (from the journal) and then ours.
     yield StringCommand(
