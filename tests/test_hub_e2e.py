@@ -7,7 +7,7 @@ ones made for all its modules, and this module, which reboots it, is the last of
 Nothing can be pulled here: the official registry, JupyterHub and Jupyter base images are stood
 in for by images made on this machine (labhost.prepare_images) and loaded into the lab
 server's engine; the production Dockerfiles build on them unchanged. CIFS cannot be mounted here,
-so the shares' mount points are plain folders: the labs' bind mounts still show ro/rw and groups.
+so a tmpfs at each share's mount point stands in: the labs' bind mounts still show ro/rw and groups.
 """
 
 from __future__ import annotations
