@@ -324,7 +324,7 @@ def test_a_lab_starts_without_a_share_whose_server_is_down_and_gets_it_back(stac
             while alice.server() is not None and time.monotonic() < deadline:
                 time.sleep(1)
         alice.start()
-        return alice.session.get(f"{url}/hub/home", timeout=30).text
+        return alice.session.get(f"{url}/hub/home", timeout=30, verify=stack["verify"]).text
 
     home = restart()
     assert alice.run(probe).split("\n")[:2] == ["data False", "scratch True"]
