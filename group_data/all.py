@@ -180,6 +180,11 @@ idle_timeout = 86400
 # Stop any lab server older than this many seconds, idle or not (0: never).
 max_age = 604800
 
+# A token for a monitoring system to read the hub's Prometheus metrics (/hub/metrics, through the
+# proxy) and nothing else: made on the hub server once, root only, in /etc/labhub/metrics-token
+# (delete it and deploy to make a new one); never printed. False: /hub/metrics answers no one.
+metrics_token = False
+
 # A PEM CA bundle on the admin's machine that image builds trust (TLS-inspecting proxies). pip
 # in the builds trusts only this bundle: give a full one (the system's CAs plus the proxy's).
 build_ca_bundle = None

@@ -355,6 +355,29 @@ class LabServer:
             )
         self.exec("systemctl daemon-reload && systemctl restart remote-fs.target")
 
+    def share_server(self, mountpoint: str, answers: bool, hangs: int = 10) -> None:
+        """
+        The server of a share stood in for by ``stand_in_cifs`` stops answering (``answers``
+        False: what enters the share waits ``hangs`` seconds for its mount, which then fails) or
+        answers again: once no mount of it is under way, the share mounts on first access; on a
+        kernel without autofs nothing mounts on access, and it is mounted here, as the
+        automount would.
+        """
+        path = shlex.quote(mountpoint)
+        mark = f"/run/labhost/down/$(systemd-escape --path {path})"
+        unit = f"$(systemd-escape --path --suffix=mount {path})"
+        if not answers:
+            self.exec(
+                f"systemctl stop {unit} && mkdir -p /run/labhost/down && echo {hangs} > {mark}"
+            )
+            return
+        self.exec(
+            f"rm -f {mark} && while systemctl list-jobs --no-legend | grep -q {unit}; "
+            "do sleep 1; done"
+        )
+        if not HAS_AUTOFS:
+            self.exec(f"systemctl start {unit}")
+
     def stand_in_nfs(self, mountpoints: list[str], export: str, shared_at: str) -> None:
         """
         A folder this server shares with another lab server stands in for NFS (which this

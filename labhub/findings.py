@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from labhub import accounts, backup, logins
 from labhub.registry import policy
 from labhub.settings import Settings, local_host, url_host
+from labhub.shares import MOUNT_WAIT
 from labhub.stack import Stack
 
 Finding = tuple[str, str | None]
@@ -227,18 +228,20 @@ def hub_users(
 
 
 def shares(settings: Settings, mounts: dict) -> list[Finding]:
-    """Each share: mounted, its automount waiting, or nothing at its mount point."""
+    """Each share: mounted, its automount not mounting it once entered (``Mounts`` with
+    ``enter``: its server down), or nothing at its mount point."""
     findings: list[Finding] = []
     for share in settings.shares:
         types = mounts.get(share.mountpoint, {}).get("types", [])
-        if "cifs" in types:
+        if [fstype for fstype in types if fstype != "autofs"]:
             findings.append((f"share {share.name}: mounted at {share.mountpoint}", None))
         elif "autofs" in types:
             findings.append(
                 (
-                    f"share {share.name}: automount at {share.mountpoint} (mounted on "
-                    "first access)",
-                    None,
+                    f"share {share.name}: not mounted at {share.mountpoint}",
+                    f"share {share.name}: its automount at {share.mountpoint} did not mount "
+                    f"{share.source} within {MOUNT_WAIT} s (its server does not "
+                    "answer?): labs start without it until it does",
                 )
             )
         else:

@@ -1126,6 +1126,7 @@ class Settings(_Model):
     lab_placement: dict[GroupName, Placement]
     idle_timeout: Seconds
     max_age: Seconds
+    metrics_token: bool
     build_ca_bundle: CaBundle | None
     pip_index_url: HttpUrl | None
     registry_prune: PrunePolicy

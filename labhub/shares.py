@@ -29,6 +29,9 @@ FSTAB = "/etc/fstab"
 RW_OPTIONS = ("uid=0", f"gid={USERS_GID}", "file_mode=0664", "dir_mode=0775")
 # A share server that is down never blocks boot: mounted on first access, after the network.
 BOOT_OPTIONS = ("_netdev", "nofail", "x-systemd.automount")
+# How long a share's mount point is waited for once entered (which starts its automount): a lab
+# starts without a share not mounted by then, and status names it (a server down).
+MOUNT_WAIT = 3
 
 
 def credentials_path(share_name: str) -> str:

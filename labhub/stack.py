@@ -29,6 +29,7 @@ from labhub import logins, node_registry
 from labhub.cluster import SWARM_NETWORK
 from labhub.registry import CLIENT_SOURCE_FILE
 from labhub.settings import ROOT, Settings
+from labhub.shares import MOUNT_WAIT
 
 # Lab containers join this network by name to reach the hub.
 NETWORK = "labhub"
@@ -44,6 +45,15 @@ HUB_REPOSITORY = "labhub/hub"
 # What labhub keeps on a host outside hub_dir: the IDs of the images it built, the stack's files
 # from before a hub upgrade, and the mark of one that was rolled back.
 STATE_DIR = "/var/lib/labhub"
+# The token a monitoring system reads the hub's /hub/metrics with (metrics_token): made on the
+# server, root only, and where the hub container reads it (mounted read-only).
+METRICS_TOKEN_FILE = "/etc/labhub/metrics-token"
+METRICS_TOKEN_PATH = "/run/secrets/labhub-metrics-token"
+# Where the hub container sees the host's shares: each folder holding a share's mount point,
+# read-only, with the host's mounts in it propagated (rslave), so that the hub sees whether a
+# share is mounted when a lab starts. Their folders, not the mount points themselves: binding an
+# automount whose mount fails is refused, and would keep the hub from starting.
+SHARES_VIEW = "/run/labhub/host"
 # Where the registry image keeps its data (the stack mounts a named volume there).
 REGISTRY_DATA_PATH = "/var/lib/registry"
 # The compose volume of the hub's state (database, cookie secret, passwords, logins.json).
@@ -406,6 +416,14 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
         "culler": culler_command(settings),
         # Behind the HTTPS proxy: the URL users open, which makes the hub's cookies secure.
         "public_url": None if settings.tls == "off" else settings.hub_url,
+        "metrics_token": METRICS_TOKEN_PATH if settings.metrics_token else None,
+        # Each lab mounts only the shares mounted when it starts (labhub_lab.LabSpawner); with
+        # lab nodes, labs run elsewhere than the hub and get every share.
+        "shares": [
+            {"name": share.name, "mountpoint": share.mountpoint, "seen_at": share_view(share)}
+            for share in (() if settings.with_lab_nodes else settings.shares)
+        ],
+        "share_wait": MOUNT_WAIT,
         "stack": stack.hub.settings(stack.hub_service),
         # What the engine filter requires of each lab, and the spawners give it.
         "engine": {"pids_limit": settings.lab_pids_limit},
@@ -421,6 +439,25 @@ def hub_settings(settings: Settings, server_gpus: list[dict] | None = None) -> d
         }
         hub["swarm"] = swarm_settings(settings)
     return hub
+
+
+def share_folders(settings: Settings) -> list[str]:
+    """The folders that hold the shares' mount points, none inside another (the hub sees them at
+    ``share_view``)."""
+    parents = sorted({str(PurePosixPath(share.mountpoint).parent) for share in settings.shares})
+    return [
+        folder
+        for folder in parents
+        if not any(
+            PurePosixPath(folder).is_relative_to(other) for other in parents if other != folder
+        )
+    ]
+
+
+def share_view(share_or_path) -> str:
+    """Where the hub container sees a host path (a share's mount point, or its folder)."""
+    path = getattr(share_or_path, "mountpoint", share_or_path)
+    return str(PurePosixPath(SHARES_VIEW) / path.lstrip("/"))
 
 
 # --- With lab nodes: labs as swarm services (files/hub/labhub_service.py) ---
@@ -525,6 +562,21 @@ def compose_file_text(
         },
     }
     volumes: dict[str, dict] = {HUB_VOLUME: {}, "registry-data": {}}
+    if not settings.with_lab_nodes:
+        services[stack.hub_service]["volumes"] += [
+            {
+                "type": "bind",
+                "source": folder,
+                "target": share_view(folder),
+                "read_only": True,
+                "bind": {"propagation": "rslave"},
+            }
+            for folder in share_folders(settings)
+        ]
+    if settings.metrics_token:
+        services[stack.hub_service]["volumes"].append(
+            f"{METRICS_TOKEN_FILE}:{METRICS_TOKEN_PATH}:ro"
+        )
     if settings.tls == "off":
         services[stack.hub_service]["ports"] = [
             {

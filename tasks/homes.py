@@ -147,13 +147,8 @@ for entry in entries:
         )
 
 if fstab_changes:
-    # systemd makes mount and automount units from fstab: regenerate them, start new automounts.
-    systemd.service(
+    fstab.units_reloaded(
         name="Reload systemd's fstab units and start the homes' automounts",
-        service="remote-fs.target",
-        running=True,
-        restarted=True,
-        daemon_reload=True,
         _if=any_changed(*fstab_changes),
     )
 

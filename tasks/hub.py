@@ -6,10 +6,12 @@ registry its lab images come from and the HTTPS proxy in front of the hub, up an
 """
 
 import json
+import shlex
 
 from pyinfra import host, logger
 from pyinfra.api.exceptions import OperationError
 from pyinfra.facts.hardware import Cpus, Memory
+from pyinfra.operations import server
 
 from labhub import caddy, cluster, gpus, limits, node_registry, stack
 from labhub.facts import read
@@ -202,11 +204,33 @@ if settings.with_lab_nodes:
         project=project.project,
         service=project.proxy_service,
     )
+# The monitoring system's token (metrics_token), made here and never printed; the hub reads it
+# when it starts: a new one (its file deleted) restarts the hub.
+if settings.metrics_token:
+    metrics_token = secret_files.generated(
+        name=f"Make the monitoring system's metrics token: {stack.METRICS_TOKEN_FILE} (root only)",
+        path=stack.METRICS_TOKEN_FILE,
+    )
+else:
+    tree.absent(
+        name="Remove the metrics token (metrics_token is false)", paths=[stack.METRICS_TOKEN_FILE]
+    )
 compose.up(
     name="Bring up the hub stack (docker compose up)",
     stack=project,
     content=compose_yaml,
 )
+if settings.metrics_token:
+    server.shell(
+        name="Restart the hub with its new metrics token",
+        commands=[
+            shlex.join(
+                ["docker", "compose", "-f", project.compose_file, "-p", project.project]
+                + ["restart", project.hub_service]
+            )
+        ],
+        _if=metrics_token.did_change,
+    )
 checks = {}
 if not https:
     checks["hub"] = (

@@ -11,7 +11,7 @@ old options until it is mounted again (reboot, or ``umount``): labs may hold it 
 
 from pyinfra import host
 from pyinfra.api.exceptions import OperationError
-from pyinfra.operations import files, systemd
+from pyinfra.operations import files
 from pyinfra.operations.util import any_changed
 
 from labhub import accounts, shares
@@ -96,13 +96,8 @@ for path in sorted(credentials):
         files.file(name=f"Remove credentials of a removed share: {path}", path=path, present=False)
 
 if fstab_changes:
-    # systemd makes mount and automount units from fstab: regenerate them, start new automounts.
-    systemd.service(
+    fstab.units_reloaded(
         name="Reload systemd's fstab units and start the share automounts",
-        service="remote-fs.target",
-        running=True,
-        restarted=True,
-        daemon_reload=True,
         _if=any_changed(*fstab_changes),
     )
 
@@ -127,7 +122,7 @@ for share in settings.shares:
     fstab.mounted(
         name=f"Mount share {share.name} at {share.mountpoint}",
         path=share.mountpoint,
-        fstype="cifs",
+        fstype=None,
         failure=(
             f"labhub: share {share.name} ({share.source}) is not mounted at {share.mountpoint}: "
             "mounting it failed (see above); the deploy goes on without it, and it is mounted "

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from pyinfra import host
 
-from labhub import accounts, backup, findings, stack
+from labhub import accounts, backup, findings, shares, stack
 from labhub.facts import read
 from labhub.facts.accounts import local_accounts
 from labhub.facts.fstab import Mounts
@@ -55,7 +55,13 @@ seen = read(
     tls_name=settings.hub_domain if https else None,
 )
 local = local_accounts(host)
-mounts = read(host, Mounts, paths=sorted(share.mountpoint for share in settings.shares))
+# Each share entered first (its automount tried, a few seconds at most), as a lab start does.
+mounts = read(
+    host,
+    Mounts,
+    paths=sorted(share.mountpoint for share in settings.shares),
+    enter=shares.MOUNT_WAIT,
+)
 # The registry is read only when it answers, and the images in use only when it could be.
 contents = (
     host.get_fact(RegistryContents, url=project.registry_url)

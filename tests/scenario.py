@@ -64,13 +64,16 @@ def deploy_data(tmp: Path, overrides: dict) -> dict:
 
 
 def make_shares_writable_as_mounted(server: labhost.LabServer) -> None:
-    # A CIFS mount's owner and modes come from its mount options; a plain folder stands in, with
-    # the share's automount stopped: a first access would mount CIFS, which fails here.
+    # A CIFS mount's owner and modes come from its mount options; a tmpfs open to all stands in,
+    # with the share's automount stopped: a first access would mount CIFS, which fails here. A
+    # lab gets only a share that something is mounted at.
     server.automounts("stop", [DATA_SHARE, SCRATCH_SHARE])
-    server.exec(
-        f"mkdir -p {DATA_SHARE} {SCRATCH_SHARE} && echo shared > {DATA_SHARE}/README "
-        f"&& chmod 0777 {SCRATCH_SHARE} {DATA_SHARE}"
-    )
+    for share in (DATA_SHARE, SCRATCH_SHARE):
+        server.exec(
+            f"mkdir -p {share} && {{ mountpoint -q {share} || "
+            f"mount -t tmpfs -o mode=0777 labhub-stand-in {share}; }}"
+        )
+    server.exec(f"echo shared > {DATA_SHARE}/README")
 
 
 def local_ca_root(server: labhost.LabServer, folder: Path) -> str:

@@ -61,6 +61,7 @@ def test_the_cases_cover_every_problem():
         "there is no host account",
         "is locked",
         "not even its automount",
+        "(its server does not answer?)",
         "the disk is nearly full",
         "cannot be read",
         "has no labhub snapshot",

@@ -63,6 +63,7 @@ def site(lab_server, pebble, resolve, tmp_path_factory):
         "hub_users": ["alice", "bob"],
         "hub_admins": ["alice"],
         "hub_domain": DOMAIN,
+        "metrics_token": True,
         **overrides,
     }
     acme = {
@@ -258,6 +259,26 @@ def test_login_spawn_contents_and_kernel_through_the_proxy(site):
     bob = Hub(URL, "alice", verify=site["root"])
     bob.login("not-alices-password")
     assert not bob.logged_in()
+
+
+def test_a_monitoring_system_reads_the_metrics_with_its_token_and_nothing_else(site):
+    server = site["server"]
+    assert server.exec("stat -c '%a %U %G' /etc/labhub/metrics-token").strip() == "600 root root"
+    token = server.exec("cat /etc/labhub/metrics-token").strip()
+    assert len(token) == 48
+    for run in (site["failed"], site["run"]):
+        assert token not in run.stdout + run.stderr
+    bearer = {"Authorization": f"Bearer {token}"}
+    metrics = requests.get(f"{URL}/hub/metrics", headers=bearer, verify=site["root"], timeout=30)
+    assert metrics.status_code == 200, metrics.text[-500:]
+    assert metrics.headers["Content-Type"].startswith("text/plain")
+    assert "# TYPE jupyterhub_active_users gauge" in metrics.text
+    # Without the token, /hub/metrics answers no one; with it, nothing else answers.
+    anonymous = requests.get(f"{URL}/hub/metrics", verify=site["root"], timeout=30)
+    assert anonymous.status_code in (401, 403)
+    for path in ("/hub/api/users", "/hub/api/users/alice", "/hub/api/services"):
+        refused = requests.get(f"{URL}{path}", headers=bearer, verify=site["root"], timeout=30)
+        assert refused.status_code == 403, (path, refused.status_code)
 
 
 def test_a_second_run_changes_nothing(site):

@@ -7,7 +7,7 @@ ones made for all its modules, and this module, which reboots it, is the last of
 Nothing can be pulled here: the official registry, JupyterHub and Jupyter base images are stood
 in for by images made on this machine (labhost.prepare_images) and loaded into the lab
 server's engine; the production Dockerfiles build on them unchanged. CIFS cannot be mounted here,
-so the shares' mount points are plain folders: the labs' bind mounts still show ro/rw and groups.
+so a tmpfs at each share's mount point stands in: the labs' bind mounts still show ro/rw and groups.
 """
 
 from __future__ import annotations
@@ -469,6 +469,54 @@ def test_an_engine_restart_keeps_labs_and_kernels_running(stack):
     assert alice.lab("DELETE", f"/api/kernels/{kernel}").status_code == 204
 
 
+def test_a_lab_starts_without_a_share_whose_server_is_down_and_gets_it_back(stack):
+    """
+    The data share's server stops answering: a tmpfs stands in for CIFS in labhub's own fstab
+    line, and its mount fails while the server is down (where the kernel has autofs, whatever
+    enters the share first waits for it, as for a CIFS timeout). alice's lab starts without it,
+    with scratch, and she is told; the hub's log and status name it. Once the server answers
+    again, her next lab has it.
+    """
+    server, url = stack["server"], stack["url"]
+    server.stand_in_cifs([DATA_SHARE])
+    server.share_server(DATA_SHARE, answers=False)
+    alice = Hub(url, "alice", verify=stack["verify"])
+    alice.login(PASSWORDS["alice"])
+    alice.api_token()
+    probe = (
+        "import os\nfor share in ('data', 'scratch'):\n"
+        "    print(share, os.path.ismount(os.path.expanduser('~/' + share)))"
+    )
+
+    def restart() -> str:
+        if alice.server() is not None:
+            assert alice.api("DELETE", "/hub/api/users/alice/server").status_code in (202, 204)
+            deadline = time.monotonic() + 60
+            while alice.server() is not None and time.monotonic() < deadline:
+                time.sleep(1)
+        alice.start()
+        return alice.session.get(f"{url}/hub/home", timeout=30, verify=stack["verify"]).text
+
+    home = restart()
+    assert alice.run(probe).split("\n")[:2] == ["data False", "scratch True"]
+    assert "Your lab started without the share data (/home/jovyan/data)" in home, home[-3000:]
+    log = server.exec("docker logs labhub-hub-1 2>&1")
+    assert f"alice's lab starts without share data: nothing is mounted at {DATA_SHARE}" in log
+    status = labhost.run_pyinfra(stack["inventory"], "tasks/status.py")
+    failed = [op["name"] for op in status.result["results"]["operations"] if op["error"]]
+    assert f"share data: not mounted at {DATA_SHARE}" in failed, failed
+    assert not [name for name in failed if name.startswith("share scratch")], failed
+    assert status.returncode != 0
+
+    server.share_server(DATA_SHARE, answers=True)
+    home = restart()
+    assert alice.run(probe).split("\n")[:2] == ["data True", "scratch True"]
+    assert "Your lab started without" not in home
+    status = labhost.run_pyinfra(stack["inventory"], "tasks/status.py")
+    found = {op["name"]: op["error"] for op in status.result["results"]["operations"]}
+    assert not found[f"share data: mounted at {DATA_SHARE}"], found
+
+
 @pytest.mark.skipif(
     not labhost.HAS_AUTOFS,
     reason="this machine's kernel has no autofs (no "
@@ -478,8 +526,8 @@ def test_after_a_reboot_a_lab_is_the_first_to_touch_its_share(stack):
     """
     Last, as it reboots the server. A tmpfs stands in for CIFS in labhub's own fstab lines (only
     their type and source swapped); after the reboot nothing has touched the shares until a lab
-    starts: the lab's bind mount triggers the share's automount, and the lab writes into the
-    share as its user's uid.
+    starts: the hub, looking whether the share is there for the lab, triggers its automount,
+    and the lab writes into the share as its user's uid.
     """
     server = stack["server"]
     server.stand_in_cifs([DATA_SHARE, SCRATCH_SHARE])

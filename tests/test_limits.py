@@ -522,3 +522,30 @@ def test_limits_no_lab_of_a_group_could_ever_get_are_refused():
     ]
     assert limits.server_limit_problems("hub", given, 8, 64 * GIB) == []
     assert limits.server_limit_problems("hub", given, None, None) == []
+
+
+# What files/hub/labhub_spawn.py also holds: the shares a lab starting now can mount.
+
+
+def test_a_share_counts_as_mounted_only_with_more_than_its_automount(spawn, tmp_path):
+    mountinfo = (
+        "22 1 0:21 / /proc rw,nosuid shared:12 - proc proc rw\n"
+        "41 30 0:38 / /run/labhub/host/srv/data rw,relatime master:20 - autofs systemd-1 rw,fd=5\n"
+        "42 41 0:40 / /run/labhub/host/srv/data rw master:21 - cifs //files/data rw\n"
+        "43 30 0:39 / /run/labhub/host/srv/scratch rw,relatime master:22 - autofs systemd-1 rw\n"
+    )
+    assert spawn.mounted(mountinfo, "/run/labhub/host/srv/data")
+    assert not spawn.mounted(mountinfo, "/run/labhub/host/srv/scratch")
+    assert not spawn.mounted(mountinfo, "/run/labhub/host/srv")
+    # This machine's own mounts: /proc is mounted, a plain folder is not.
+    probe = spawn.ShareProbe()
+    shares = [
+        {"name": "proc", "mountpoint": "/proc", "seen_at": "/proc"},
+        {"name": "plain", "mountpoint": "/p", "seen_at": str(tmp_path)},
+        {"name": "gone", "mountpoint": "/g", "seen_at": str(tmp_path / "gone")},
+    ]
+    assert [share["name"] for share in probe.missing(shares, 3)] == ["plain", "gone"]
+    volumes = {"/p": {"bind": "/home/jovyan/plain", "mode": "ro"}}
+    assert spawn.missing_shares_notice([shares[1]], volumes).startswith(
+        "Your lab started without the share plain (/home/jovyan/plain): nothing could be mounted"
+    )

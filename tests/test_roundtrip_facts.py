@@ -90,6 +90,8 @@ def test_mounts_reads_existence_and_types_without_entering_a_mount_point():
     assert mounts["/srv/shares/data"] == {"exists": True, "types": ["autofs", "cifs"]}
     assert mounts["/srv/new share"] == {"exists": False, "types": ["tmpfs"]}
     assert "ls" not in Mounts().command(["/srv/shares/data"]).split()
+    # With enter, each is entered (its automount started), for a bounded time.
+    assert "timeout -s KILL 3 ls" in Mounts().command(["/srv/shares/data"], enter=3)
 
 
 def test_service_states_of_several_services():

@@ -8,9 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from labhost import write_secret
-from labhub import accounts, shares
+from labhub import accounts, shares, stack
 from labhub.facts.accounts import LocalAccounts, LocalGroups
 from labhub.facts.fstab import MountsAt
 from labhub.settings import ROOT, SettingsError, validate
@@ -311,6 +312,36 @@ def test_share_container_paths_and_users(credentials):
     assert settings.share_users(data) == ("alice", "bob")
     assert settings.host_groups == ("leem",)
     assert accounts.group_members(settings, "leem") == ["jupyter-alice"]
+
+
+def test_the_hub_sees_the_shares_through_their_folders(credentials):
+    settings = validate(
+        {
+            "shares": [
+                share(credentials),
+                share(credentials, name="data", mountpoint="/srv/data"),
+                share(credentials, name="ref", mountpoint="/srv/ref/2024"),
+            ],
+        }
+    )
+    compose = yaml.safe_load(stack.compose_file_text(settings, "labhub/hub:x", "{}", ""))
+    binds = [v for v in compose["services"]["hub"]["volumes"] if isinstance(v, dict)]
+    # Never a mount point itself: binding an automount whose mount fails is refused.
+    assert binds == [
+        {
+            "type": "bind",
+            "source": folder,
+            "target": f"/run/labhub/host{folder}",
+            "read_only": True,
+            "bind": {"propagation": "rslave"},
+        }
+        for folder in ("/mnt", "/srv")
+    ]
+    assert stack.hub_settings(settings)["shares"][2] == {
+        "name": "ref",
+        "mountpoint": "/srv/ref/2024",
+        "seen_at": "/run/labhub/host/srv/ref/2024",
+    }
 
 
 # --- fstab lines --------------------------------------------------------------------------------

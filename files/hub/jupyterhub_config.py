@@ -82,6 +82,9 @@ c.Spawner.pre_spawn_hook = pre_spawn_hook(
 # No capability, no new privileges and at most this many processes in a lab (labhub_lab.py);
 # the hub reaches the engine only through the filter that requires them (DOCKER_HOST).
 c.LabSpawner.lab_pids_limit = SETTINGS["engine"]["pids_limit"]
+# A share that cannot be mounted when a lab starts is left out of it, and its user told.
+c.LabSpawner.lab_shares = SETTINGS["shares"]
+c.LabSpawner.share_wait = SETTINGS["share_wait"]
 # A lab that stopped (killed for memory) is noticed within this many seconds.
 c.Spawner.poll_interval = 10
 
@@ -126,6 +129,16 @@ if SWARM:
     )
 c.JupyterHub.services = services
 c.JupyterHub.load_roles = roles
+
+# --- A monitoring system reads /hub/metrics with a token that can read nothing else ---
+if SETTINGS.get("metrics_token"):
+    c.JupyterHub.authenticate_prometheus = True
+    c.JupyterHub.services.append(
+        {"name": "metrics", "api_token": Path(SETTINGS["metrics_token"]).read_text().strip()}
+    )
+    c.JupyterHub.load_roles.append(
+        {"name": "metrics", "scopes": ["read:metrics"], "services": ["metrics"]}
+    )
 
 # --- Behind the HTTPS proxy: the URL users open (secure cookies, redirects) ---
 if SETTINGS["public_url"]:

@@ -27,6 +27,9 @@ The lab hub's spawner: DockerSpawner, plus
   ``start_timeout`` (``asyncio.wait_for``, whose limit is fixed when it starts: raising
   ``start_timeout`` during a pull would not move it): a large image's pull does not count
   against the lab's start.
+- a share that cannot be mounted when the lab starts (its server down) is left out of the lab,
+  waited for a few seconds at most (labhub_spawn.ShareProbe): the user is told on the same
+  pages, the hub's log names the share, and the next start gets it once it is back.
 
 Kept apart from labhub_spawn.py, which needs no DockerSpawner to be imported.
 """
@@ -45,6 +48,7 @@ from dockerspawner import DockerSpawner
 from labhub_progress import CREATE, PULL_END, WAIT, PullFailed, PullProgress
 from labhub_spawn import (
     LAB_LABEL,
+    ShareProbe,
     SpawnRefused,
     account_files,
     format_size,
@@ -55,11 +59,12 @@ from labhub_spawn import (
     lab_host_config,
     lab_labels,
     lab_security,
+    missing_shares_notice,
     oom_notice,
 )
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-from traitlets import Integer
+from traitlets import Float, Integer, List
 
 
 class LabImageError(web.HTTPError):
@@ -86,6 +91,9 @@ class LabRefused(web.HTTPError):
         self.jupyterhub_message = message
 
 
+# Which shares are mounted, for every user's spawns (one probe a mount point at a time).
+_SHARES = ShareProbe()
+
 # Held from the count of what running labs hold to the new lab's container being created (and
 # labelled with what it holds): two spawns at once cannot take the same GPU or guarantee.
 _GRANTS = asyncio.Lock()
@@ -105,6 +113,12 @@ class LabSpawner(DockerSpawner):
 
     # --- No more rights than it needs: labhub_spawn.lab_security, which the engine filter requires
     lab_pids_limit = Integer(4096, config=True, help="Processes a lab may run (lab_pids_limit).")
+    lab_shares = List(
+        config=True,
+        help="The shares as the hub sees them (settings.json's shares): a lab mounts only those "
+        "mounted when it starts.",
+    )
+    share_wait = Float(3.0, config=True, help="Seconds a share's mount is waited for at most.")
 
     def lab_containers(self) -> list[dict]:
         """Every lab container of this engine (the Engine API's list, with labels and state)."""
@@ -251,15 +265,40 @@ class LabSpawner(DockerSpawner):
 
     async def start(self):
         self.lab_notice = None
+        await self._leave_out_missing_shares()
         ip, port = await super().start()
         self._spawn_step(WAIT, "Waiting for the lab's Jupyter server")
         await self._wait_for_server(f"http://{ip}:{port}{self.server.base_url}api")
         return ip, port
 
+    async def _leave_out_missing_shares(self) -> None:
+        """The lab's shares not mounted now out of its mounts, told to its user and logged."""
+        shares = [share for share in self.lab_shares if share["mountpoint"] in self.volumes]
+        if not shares:
+            return
+        missing = await asyncio.get_running_loop().run_in_executor(
+            self.executor, _SHARES.missing, shares, self.share_wait
+        )
+        for share in missing:
+            self.log.warning(
+                "%s's lab starts without share %s: nothing is mounted at %s within %g s "
+                "(its server does not answer?)",
+                self.user.name,
+                share["name"],
+                share["mountpoint"],
+                self.share_wait,
+            )
+        if missing:
+            self.lab_notice = missing_shares_notice(missing, self.volumes)
+            gone = {share["mountpoint"] for share in missing}
+            self.volumes = {path: v for path, v in self.volumes.items() if path not in gone}
+
     async def _wait_for_server(self, url: str) -> None:
         """Until the lab's server answers; fails as soon as its container has stopped."""
         client = AsyncHTTPClient()
         deadline = time.monotonic() + self.http_timeout
+        # What the start itself told (shares left out), not what poll finds.
+        told = self.lab_notice
         while True:
             try:
                 await client.fetch(url, request_timeout=5, follow_redirects=False)
@@ -270,7 +309,7 @@ class LabSpawner(DockerSpawner):
             except OSError:  # not listening yet
                 pass
             state = await self.poll()
-            if state is not None and self.lab_notice:
+            if state is not None and self.lab_notice not in (None, told):
                 # Killed for memory while it started: the limit, not the image, is why.
                 limit = (self.lab_resources or {}).get("mem_limit")
                 raise LabRefused(

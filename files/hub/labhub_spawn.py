@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 from labhub_registry import Registry, RegistryError, describe_manifest, version_key
@@ -562,4 +565,79 @@ def oom_notice(state: dict, memory_limit: int | None) -> str | None:
     return (
         f"Your lab was stopped because it used more than {limit}. Start it again, use less "
         "memory at once, or ask the lab's admins for a larger limit."
+    )
+
+
+# --- Shares whose server does not answer ---------------------------------------------------------
+# A lab whose share cannot be mounted would not start at all (Docker refuses to bind an automount
+# whose mount fails, after a CIFS timeout): it starts without that share instead, and says so.
+# The hub sees the shares' mount points through their folders, mounted into its container with
+# the host's mounts propagated (labhub.stack.SHARES_VIEW).
+
+
+def mounted(mountinfo: str, path: str) -> bool:
+    """Whether a file system other than an automount (autofs) is mounted at ``path``, from the
+    text of ``/proc/self/mountinfo`` (mount points of shares never hold spaces)."""
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        # ID, parent, device, root, mount point, options, optional fields, "-", type, ...
+        if len(fields) > 7 and fields[4] == path and "-" in fields[6:-1]:
+            if fields[fields.index("-", 6) + 1] != "autofs":
+                return True
+    return False
+
+
+class ShareProbe:
+    """
+    Which shares are mounted now, each entered first (which starts its automount). A share whose
+    server does not answer holds whatever enters it for as long as its mount tries: each is
+    waited for a few seconds at most, entered in a thread of its own, and a mount point still
+    being entered is not entered again until that returns (so threads never pile up on it).
+    """
+
+    def __init__(self, mountinfo: str = "/proc/self/mountinfo") -> None:
+        self.mountinfo = Path(mountinfo)
+        self._entering: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def _enter(self, path: str) -> threading.Event:
+        with self._lock:
+            if path not in self._entering:
+                self._entering[path] = threading.Event()
+                threading.Thread(target=self._list, args=(path,), daemon=True).start()
+            return self._entering[path]
+
+    def _list(self, path: str) -> None:
+        try:
+            os.listdir(path)
+        except OSError:
+            pass
+        with self._lock:
+            self._entering.pop(path).set()
+
+    def missing(self, shares: list[dict], wait: float) -> list[dict]:
+        """The shares (settings.json's ``{"name", "mountpoint", "seen_at"}``) not mounted within
+        ``wait`` seconds, all waited for at once. Blocks: call it in an executor."""
+        entered = {share["seen_at"]: self._enter(share["seen_at"]) for share in shares}
+        deadline = time.monotonic() + wait
+        for event in entered.values():
+            event.wait(max(0.0, deadline - time.monotonic()))
+        mountinfo = self.mountinfo.read_text()
+        return [
+            share
+            for share in shares
+            if not entered[share["seen_at"]].is_set() or not mounted(mountinfo, share["seen_at"])
+        ]
+
+
+def missing_shares_notice(missing: list[dict], volumes: dict) -> str:
+    """What a user whose lab started without ``missing`` shares is told (``volumes``: the lab's
+    mounts as they were, for where each would have been)."""
+    where = ", ".join(
+        f"{share['name']} ({volumes[share['mountpoint']]['bind']})" for share in missing
+    )
+    return (
+        f"Your lab started without {'the share' if len(missing) == 1 else 'the shares'} {where}: "
+        "nothing could be mounted there now (the file server does not answer). Stop your lab and "
+        "start it again once the share is back, to have it."
     )

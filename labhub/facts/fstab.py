@@ -75,7 +75,9 @@ class Mounts(FactBase[dict[str, MountDict]]):
     """
     For several mount points at once: whether each exists as a folder (looked at without
     entering it, which would trigger its automount), and the file system types mounted there,
-    lowest first (``MountsAt``).
+    lowest first (``MountsAt``). With ``enter``, each mount point is entered first, all at once,
+    and waited for that many seconds at most: its automount mounts it, or its server does not
+    answer in time (``autofs`` alone).
 
     .. code:: python
 
@@ -84,11 +86,18 @@ class Mounts(FactBase[dict[str, MountDict]]):
 
     default = dict
 
-    def command(self, paths: list[str]) -> str:
+    def command(self, paths: list[str], enter: int = 0) -> str:
         script = (
             'for p in "$@"; do if [ -d "$p" ]; then echo "@ y $p"; else echo "@ n $p"; '
             "fi; done; findmnt --noheadings --raw --output TARGET,FSTYPE; true"
         )
+        if enter:
+            # Entered in the background and killed after ``enter`` seconds: a share whose server
+            # does not answer holds whatever enters it for as long as its mount tries.
+            script = (
+                f'for p in "$@"; do timeout -s KILL {int(enter)} ls -A "$p/" >/dev/null 2>&1 & '
+                "done; wait; " + script
+            )
         return " ".join(
             ["sh", "-c", shlex.quote(script), "mounts", *(shlex.quote(p) for p in paths)]
         )

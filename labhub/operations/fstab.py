@@ -9,7 +9,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
-from pyinfra.operations import files
+from pyinfra.operations import files, systemd
 
 from labhub.facts import read
 from labhub.facts.fstab import FstabLines, mounts_at
@@ -58,6 +58,28 @@ def entry(mountpoint: str, line: str | None, path: str = FSTAB):
 
 
 @operation()
+def units_reloaded():
+    """
+    systemd's mount and automount units made again from fstab, and the automounts of new lines
+    started: a daemon reload, then ``remote-fs.target`` restarted. Call it once after a task's
+    ``entry`` operations, with ``_if`` on their changes: every task that writes fstab lines calls
+    it from its own line, so that it is a distinct operation on each host that runs it.
+
+    **Example:**
+
+    .. code:: python
+
+        fstab.units_reloaded(
+            name="Reload systemd's fstab units and start the share automounts",
+            _if=any_changed(*fstab_changes),
+        )
+    """
+    yield from systemd.service._inner(
+        service="remote-fs.target", running=True, restarted=True, daemon_reload=True
+    )
+
+
+@operation()
 def mount_point(path: str):
     """
     A mount point folder, created when missing and otherwise left as it is: a mode or owner set
@@ -79,14 +101,15 @@ def mount_point(path: str):
 
 
 @operation()
-def mounted(path: str, fstype: str | tuple[str, ...], failure: str):
+def mounted(path: str, fstype: str | tuple[str, ...] | None, failure: str):
     """
     Mount a file system through its systemd mount unit (made from its fstab line) unless one of
     ``fstype`` is mounted there already.
 
     + path: the mount point (its line must be in fstab, and systemd reloaded since)
     + fstype: the file system type that counts as mounted (an automount point alone does not),
-      or several (an ``nfs`` line mounts as ``nfs`` or ``nfs4``, as the server answers)
+      or several (an ``nfs`` line mounts as ``nfs`` or ``nfs4``, as the server answers); None:
+      any but an automount, as a lab sees it (a share's mount point holds nothing else)
     + failure: the message printed on stderr when mounting fails, after the mount's own errors
 
     Mounting through the unit, not ``mount``, keeps one mount where a systemd automount already
@@ -106,9 +129,10 @@ def mounted(path: str, fstype: str | tuple[str, ...], failure: str):
         )
     """
 
+    found = [t for t in mounts_at(host, path)["types"] if t != "autofs"]
     types = (fstype,) if isinstance(fstype, str) else fstype
-    if set(types) & set(mounts_at(host, path)["types"]):
-        host.noop(f"{' or '.join(types)} is mounted at {path}")
+    if set(found) & set(types or found):
+        host.noop(f"{' or '.join(types or found)} is mounted at {path}")
         return
     # On failure, the mount helper's own error (from the journal) and then ours.
     yield StringCommand(
