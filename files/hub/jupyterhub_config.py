@@ -32,7 +32,8 @@ c.JupyterHub.cleanup_servers = False
 c.JupyterHub.default_url = "/hub/home"
 
 # --- Login: only the declared users; the first login of a user sets the password ---
-c.JupyterHub.authenticator_class = "firstuseauthenticator.FirstUseAuthenticator"
+# FirstUseAuthenticator, hashing off the event loop (labhub_auth.py).
+c.JupyterHub.authenticator_class = "labhub_auth.LabAuthenticator"
 c.FirstUseAuthenticator.create_users = False
 c.FirstUseAuthenticator.min_password_length = SETTINGS["min_password_length"]
 c.FirstUseAuthenticator.dbm_path = f"{DATA}/{STACK['passwords']}"
@@ -60,7 +61,7 @@ c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 300
 
-# Spawnable images: the private registry's, read at each spawn.
+# Spawnable images: the private registry's, read once for the spawns of a few seconds.
 images = RegistryImages(
     SETTINGS["registry"], SETTINGS["registry_internal"], SETTINGS["default_image"]
 )
