@@ -17,8 +17,8 @@ hub users enough for every round. Then, each user new (a first login sets the pa
 
     .venv/bin/python benchmarks/first_logins.py [--rounds 10,20,40] [--keep NAME]
 
-``--keep NAME`` reuses (and leaves running) the lab server NAME, deployed by an earlier run of
-this script with the same rounds (its users have logged in: use a new NAME for new figures).
+``--keep NAME`` reuses (and leaves running) the lab server NAME: the deploy runs again, and the
+users an earlier run logged in are no longer new (use a new NAME for new figures).
 """
 
 from __future__ import annotations
@@ -216,22 +216,21 @@ def main() -> int:
     if args.keep:
         workdir = ROOT / ".labhub" / args.keep
         server = labhost.find_lab_server(args.keep, workdir)
-        fresh = server is None
-        if fresh:
+        if server is None:
             server = labhost.start_lab_server(name=args.keep, workdir=workdir)
     else:
-        server, fresh = labhost.start_lab_server(), True
+        server = labhost.start_lab_server()
     figures: dict = {}
     try:
         folder = Path(tempfile.mkdtemp(prefix="labhub-bench-"))
         # The scenario's settings (HTTPS at DOMAIN with the proxy's local CA), with these users.
         data = {**deploy_data(folder, labhost.load_stack_images(server)), "hub_users": users}
-        data.pop("hub_admins", None)
+        for setting in ("hub_admins", "shares"):
+            data.pop(setting)
         inventory = server.inventory_file(data)
-        if fresh:
-            start = time.monotonic()
-            labhost.run_pyinfra(inventory, "deploy.py").check()
-            print(f"deploy: {time.monotonic() - start:.1f} s", flush=True)
+        start = time.monotonic()
+        labhost.run_pyinfra(inventory, "deploy.py").check()
+        print(f"deploy: {time.monotonic() - start:.1f} s", flush=True)
         verify = local_ca_root(server, folder)
         with resolving(DOMAIN, lambda: server.address):
             for n, names in crowds.items():
