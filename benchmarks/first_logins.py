@@ -15,16 +15,18 @@ hub users enough for every round. Then, each user new (a first login sets the pa
   received meanwhile (on the wire, and the content they carried), unthrottled and over a link
   like a lab member's at home (Chromium's network emulation: 20 Mbit/s down, 5 up, 40 ms).
 
-    .venv/bin/python benchmarks/first_logins.py [--rounds 10,20,40] [--keep NAME]
+    .venv/bin/python benchmarks/first_logins.py [--rounds 10,20,40] [--keep NAME] [--tag T]
 
-``--keep NAME`` reuses (and leaves running) the lab server NAME: the deploy runs again, and the
-users an earlier run logged in are no longer new (use a new NAME for new figures).
+``--keep NAME`` reuses (and leaves running) the lab server NAME: the deploy runs again (the code
+of this checkout), and the users an earlier run logged in are no longer new: ``--tag T`` names
+this run's users anew.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -139,6 +141,8 @@ def crowd(users: list[str], verify: str) -> dict:
         list(pool.map(one, users))
     done = sorted(results)
     return {
+        # The machine's load meanwhile: figures of a busy machine are not an idle one's.
+        "load_1min": os.getloadavg()[0],
         "n": len(users),
         "ok": len(done),
         "median_s": statistics.median(done) if done else None,
@@ -207,10 +211,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--rounds", default="10,20,40", help="users at once, each round")
     parser.add_argument("--keep", metavar="NAME", help="reuse and keep the lab server NAME")
+    parser.add_argument("--tag", default="", help="a prefix of this run's user names")
     args = parser.parse_args()
     rounds = [int(n) for n in args.rounds.split(",")]
-    crowds = {n: [f"c{n}u{i:02d}" for i in range(n)] for n in rounds}
-    solo, browsers = "solo", {False: "webfast", True: "webslow"}
+    tag = args.tag
+    crowds = {n: [f"{tag}c{n}u{i:02d}" for i in range(n)] for n in rounds}
+    solo, browsers = f"{tag}solo", {False: f"{tag}webfast", True: f"{tag}webslow"}
     users = [u for names in crowds.values() for u in names] + [solo, *browsers.values()]
 
     if args.keep:
@@ -237,7 +243,7 @@ def main() -> int:
                 figures[f"crowd_{n}"] = result = crowd(names, verify)
                 print(
                     f"{n} at once: {result['ok']}/{n} succeeded, median {result['median_s']:.1f} s, "
-                    f"slowest {result['slowest_s']:.1f} s"
+                    f"slowest {result['slowest_s']:.1f} s (load {result['load_1min']:.1f})"
                     + (f"; failures: {result['errors']}" if result["errors"] else ""),
                     flush=True,
                 )
