@@ -68,8 +68,8 @@ CHROMIUM_FLAGS = (
 HOME_LINK = {
     "offline": False,
     "latency": 40,
-    "download_throughput": 20_000_000 // 8,
-    "upload_throughput": 5_000_000 // 8,
+    "downloadThroughput": 20_000_000 / 8,
+    "uploadThroughput": 5_000_000 / 8,
 }
 
 
@@ -168,7 +168,7 @@ def browser_load(user: str, address: str, throttled: bool) -> dict:
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         if throttled:
-            driver.set_network_conditions(**HOME_LINK)
+            driver.execute_cdp_cmd("Network.emulateNetworkConditions", HOME_LINK)
         wait = WebDriverWait(driver, 300, poll_frequency=0.2)
         driver.get(f"{URL}/hub/login")
         wait.until(lambda d: d.find_elements(By.ID, "username_input"))
@@ -213,7 +213,7 @@ def main() -> int:
     parser.add_argument("--keep", metavar="NAME", help="reuse and keep the lab server NAME")
     parser.add_argument("--tag", default="", help="a prefix of this run's user names")
     args = parser.parse_args()
-    rounds = [int(n) for n in args.rounds.split(",")]
+    rounds = [int(n) for n in args.rounds.split(",") if n]
     tag = args.tag
     crowds = {n: [f"{tag}c{n}u{i:02d}" for i in range(n)] for n in rounds}
     solo, browsers = f"{tag}solo", {False: f"{tag}webfast", True: f"{tag}webslow"}
@@ -241,9 +241,14 @@ def main() -> int:
         with resolving(DOMAIN, lambda: server.address):
             for n, names in crowds.items():
                 figures[f"crowd_{n}"] = result = crowd(names, verify)
+                times = (
+                    f", median {result['median_s']:.1f} s, slowest {result['slowest_s']:.1f} s"
+                    if result["ok"]
+                    else ""
+                )
                 print(
-                    f"{n} at once: {result['ok']}/{n} succeeded, median {result['median_s']:.1f} s, "
-                    f"slowest {result['slowest_s']:.1f} s (load {result['load_1min']:.1f})"
+                    f"{n} at once: {result['ok']}/{n} succeeded{times} "
+                    f"(load {result['load_1min']:.1f})"
                     + (f"; failures: {result['errors']}" if result["errors"] else ""),
                     flush=True,
                 )
