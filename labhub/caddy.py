@@ -22,12 +22,30 @@ from labhub.stack import PROXY_CONFIG_DIR, PROXY_DATA_PATH, REGISTRY_INTERNAL_PO
 LOCAL_ROOT = f"{PROXY_DATA_PATH}/caddy/pki/authorities/local/root.crt"
 # How long browsers remember to use HTTPS only (HSTS): one year.
 HSTS_MAX_AGE = 365 * 24 * 3600
+# What the proxy compresses (zstd, else gzip): pages, scripts, styles, JSON, SVG. Not event
+# streams (the spawn's progress), which must reach the browser as they come.
+COMPRESSED_TYPES = (
+    "text/html*",
+    "text/css*",
+    "text/plain*",
+    "text/javascript*",
+    "application/javascript*",
+    "application/json*",
+    "image/svg+xml*",
+)
+# JupyterLab's static files named by their content's hash (webpack's 20 hex digits), under a
+# lab's static/lab/ and its extensions' static/: a new JupyterLab names its files anew, so a
+# browser may keep them. A lab's pages, its API and its other files keep the lab's own headers
+# (no-cache), and so does everything of the hub's.
+HASHED_LAB_FILE = r"^/user/[^/]+/(?:[^/]+/)?(?:static/lab|lab/extensions/.+/static)/(?:.+/)?[^/]*[0-9a-f]{20}[^/]*$"
+KEPT = f"public, max-age={365 * 24 * 3600}, immutable"
 
 
 def config(settings: Settings, node_addresses: Sequence[str] = ()) -> dict:
     """
     The proxy's configuration, in Caddy's native JSON: the hub at ``hub_domain`` over HTTPS
-    (websockets included), HSTS, HTTP redirected to HTTPS, and a certificate from the one
+    (websockets included), HSTS, text compressed, JupyterLab's hashed files kept by browsers
+    (``HASHED_LAB_FILE``), HTTP redirected to HTTPS, and a certificate from the one
     source ``tls`` names. Only that source: with a directory or files given, Caddy never falls
     back to another CA or to a self-signed certificate. With lab nodes, also the registry for
     them alone (``labhub.node_registry.proxy_server``; ``node_addresses``: theirs, as the hub
@@ -64,6 +82,30 @@ def config(settings: Settings, node_addresses: Sequence[str] = ()) -> dict:
                         "response": {
                             "set": {"Strict-Transport-Security": [f"max-age={HSTS_MAX_AGE}"]}
                         },
+                    },
+                    {
+                        "handler": "encode",
+                        "encodings": {"zstd": {}, "gzip": {}},
+                        "prefer": ["zstd", "gzip"],
+                        "match": {"headers": {"Content-Type": list(COMPRESSED_TYPES)}},
+                    },
+                    {
+                        "handler": "subroute",
+                        "routes": [
+                            {
+                                "match": [{"path_regexp": {"pattern": HASHED_LAB_FILE}}],
+                                "handle": [
+                                    {
+                                        "handler": "headers",
+                                        "response": {
+                                            "set": {"Cache-Control": [KEPT]},
+                                            "deferred": True,
+                                            "require": {"status_code": [200, 304]},
+                                        },
+                                    }
+                                ],
+                            }
+                        ],
                     },
                     # Sets X-Forwarded-* itself, dropping any a client sent.
                     {

@@ -32,8 +32,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
-from hubclient import Hub
-from scenario import DOMAIN, LOCAL_CA_ROOT, URL
+from hubclient import Hub, form_images
+from scenario import DOMAIN, LOCAL_CA_ROOT, REGISTRY, URL
 
 import labhost
 from labhost.acme import running_pebble
@@ -46,6 +46,10 @@ BOB_PASSWORDS = ("bob-chose-this-one", "bob-changed-it-since")
 # Where the deploy writes the invitations' links on the admin's machine (this one).
 INVITES = labhost.PROJECT_ROOT / ".labhub" / "invites"
 INVITES_ON_SERVER = "/opt/labhub/hub/invites.json"
+# The hub reads the registry's images once for the spawns of this many seconds
+# (labhub_spawn.RegistryImages.FRESH_S).
+IMAGES_FRESH_S = 5
+PUSHED_IMAGE = f"{REGISTRY}/pushed:1.0"
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +283,88 @@ def test_a_monitoring_system_reads_the_metrics_with_its_token_and_nothing_else(s
     for path in ("/hub/api/users", "/hub/api/users/alice", "/hub/api/services"):
         refused = requests.get(f"{URL}{path}", headers=bearer, verify=site["root"], timeout=30)
         assert refused.status_code == 403, (path, refused.status_code)
+
+
+def kept(response: requests.Response) -> int:
+    """How long a browser may keep the answer without asking again (seconds; 0: not at all)."""
+    control = response.headers.get("Cache-Control", "")
+    age = re.search(r"max-age=(\d+)", control)
+    return 0 if not age or "no-cache" in control or "no-store" in control else int(age[1])
+
+
+def test_text_is_compressed_and_jupyterlabs_hashed_files_are_kept(site):
+    """As a browser asks: pages and scripts compressed (zstd or gzip, as it accepts), the lab's
+    hashed static files kept, so that a second session takes them from its cache; the hub's
+    and the lab's pages and API answers never kept."""
+    alice = Hub(URL, "alice", verify=site["root"])
+    alice.login(PASSWORD)
+    alice.api_token()
+    if not alice.server():
+        alice.start()
+
+    def get(path: str, encodings: str = "gzip", **headers) -> requests.Response:
+        return alice.session.get(
+            URL + path if path.startswith("/") else path,
+            headers={"Accept-Encoding": encodings, **headers},
+            verify=site["root"],
+            timeout=60,
+        )
+
+    page = get("/user/alice/lab")
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.headers.get("Content-Encoding") == "gzip"
+    scripts = re.findall(r'<script[^>]+src="([^"]+/static/lab/[^"]+)"', page.text)
+    assert scripts, page.text[:3000]
+    script = get(scripts[0])
+    assert script.status_code == 200, scripts[0]
+    assert "javascript" in script.headers["Content-Type"]
+    assert script.headers.get("Content-Encoding") == "gzip"
+    assert get(scripts[0], "zstd, gzip").headers.get("Content-Encoding") == "zstd"
+    assert kept(script) >= 30 * 24 * 3600, script.headers
+    # Kept for its hashed name, not only for a "?v=" (the lab's fonts, as its styles name them).
+    hashed = scripts[0].split("?")[0]
+    assert re.search(r"\.[0-9a-f]{20}\.js$", hashed), hashed
+    assert kept(get(hashed)) >= 30 * 24 * 3600
+    for answer in (
+        page,
+        get("/hub/home"),
+        get("/hub/spawn"),
+        get("/hub/api/user", Authorization=f"token {alice.token}"),
+        get("/user/alice/api/contents", Authorization=f"token {alice.token}"),
+    ):
+        assert answer.status_code == 200, answer.url
+        assert kept(answer) == 0, (answer.url, answer.headers)
+    assert get("/hub/home").headers.get("Content-Encoding") == "gzip"
+
+
+def test_an_image_pushed_is_offered_within_seconds(site):
+    server = site["server"]
+    # bob, whose lab is not running: the hub shows the spawn form (alice's would go to her lab).
+    bob = Hub(URL, "bob", verify=site["root"])
+    bob.login("bob-https-password")
+    assert bob.logged_in()
+    assert f"{REGISTRY}/lab:1.0" in dict(form_images(bob.spawn_form()))
+    assert PUSHED_IMAGE not in dict(form_images(bob.spawn_form()))
+    dockerfile = f"FROM {REGISTRY}/lab:1.0\nLABEL org.opencontainers.image.title=Pushed\n"
+    server.exec(
+        f"printf %s {shlex.quote(dockerfile)} | docker build -q -t {PUSHED_IMAGE} - "
+        f"&& docker push -q {PUSHED_IMAGE}"
+    )
+    pushed = time.monotonic()
+    # Within the hub's freshness window, and the time the form itself takes to come.
+    while PUSHED_IMAGE not in dict(form_images(bob.spawn_form())):
+        assert time.monotonic() - pushed < IMAGES_FRESH_S + 10, "the pushed image is not offered"
+        time.sleep(0.5)
+    # Gone again, for the runs after this one (deleted by digest, as an admin would).
+    manifests = f"http://{REGISTRY}/v2/pushed/manifests"
+    accept = shlex.quote(
+        "Accept: application/vnd.docker.distribution.manifest.v2+json, "
+        "application/vnd.oci.image.manifest.v1+json"
+    )
+    server.exec(
+        f"digest=$(curl -fsS -o /dev/null -w '%header{{docker-content-digest}}' "
+        f"-H {accept} {manifests}/1.0) && curl -fsS -X DELETE {manifests}/$digest"
+    )
 
 
 def test_a_second_run_changes_nothing(site):

@@ -5,6 +5,7 @@ host: pyinfra's @fake connector answers the facts, and the dry-run plan shows wh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -409,7 +410,7 @@ def test_spawn_form_names_images_with_their_labels(monkeypatch, tmp_path, regist
     registry.push_image("gpu", "2024.1", make_image("2025-01-01T00:00:00Z", b"gpu"))
     c = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"]
     spawner = SimpleNamespace(image=LAB, log=logging.getLogger("spawner"))
-    form = c.DockerSpawner["options_form"](spawner)
+    form = asyncio.run(c.DockerSpawner["options_form"](spawner))
     names = re.findall(r'<strong class="labhub-image-name">([^<]*)</strong>', form)
     assert names == ["lab 1.10", "lab 1.0", "gpu 2024.1"]
     # The default preselected, with its description, escaped.
@@ -417,6 +418,29 @@ def test_spawn_form_names_images_with_their_labels(monkeypatch, tmp_path, regist
     assert checked == [LAB]
     assert '<span class="labhub-image-title">Python lab</span>' in form
     assert "NumPy &lt;and&gt; pandas" in form
+
+
+def test_spawns_at_once_share_one_read_of_the_registry(monkeypatch, tmp_path, registry, settings):
+    registry.push_image("lab", "1.0", make_image("2025-01-01T00:00:00Z", b"1.0"))
+    images = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"].DockerSpawner[
+        "allowed_images"
+    ]
+    reads = []
+    read = images._read
+    monkeypatch.setattr(images, "_read", lambda spawner=None: reads.append(1) or read(spawner))
+
+    async def crowd():
+        return await asyncio.gather(*(images.current() for _ in range(40)))
+
+    offered = asyncio.run(crowd())
+    assert len(reads) == 1
+    assert all([i["ref"] for i in each] == [LAB] for each in offered)
+    # An image pushed is offered once the freshness window has passed, with no restart.
+    registry.push_image("lab", "2.0", make_image("2025-01-02T00:00:00Z", b"2.0"))
+    assert list(images()) == [LAB]
+    images._read_at -= images.FRESH_S
+    assert list(images()) == [f"{REGISTRY}/lab:2.0", LAB]
+    assert len(reads) == 2
 
 
 def test_health_check_failure_names_the_service_and_shows_its_logs(tmp_path):

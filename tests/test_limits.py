@@ -8,6 +8,7 @@ daemon.json of a swarm's GPU node.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sys
@@ -364,7 +365,7 @@ def test_the_spawn_form_shows_the_limits_and_gpus_beside_the_images(spawn, tmp_p
     class Images:
         default = "127.0.0.1:5000/lab:1.0"
 
-        def described(self, spawner):
+        async def current(self, spawner):
             return [{"ref": self.default, "name": "lab 1.0", "title": "", "description": ""}]
 
     class Spawner:
@@ -374,7 +375,7 @@ def test_the_spawn_form_shows_the_limits_and_gpus_beside_the_images(spawn, tmp_p
         def lab_containers(self):
             return [lab(**{"org.labhub.gpus": limits["server_gpus"][0]["uuid"]})]
 
-    form = spawn.image_form(Images(), lab_limits.summary)(Spawner())
+    form = asyncio.run(spawn.image_form(Images(), lab_limits.summary)(Spawner()))
     assert 'name="image"' in form
     items = form.split('<fieldset class="labhub-limits">', 1)[1]
     assert [line.split("</li>")[0] for line in items.split('"labhub-limit">')[1:]] == [

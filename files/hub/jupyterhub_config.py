@@ -32,7 +32,8 @@ c.JupyterHub.cleanup_servers = False
 c.JupyterHub.default_url = "/hub/home"
 
 # --- Login: only the declared users; a first login by invitation, a wait after failed ones ---
-# FirstUse's passwords, with labhub's invitations and failed-login waits (labhub_auth.py).
+# FirstUse's passwords, hashed off the event loop, with labhub's invitations and failed-login
+# waits (labhub_auth.py).
 LOGINS = SETTINGS["logins"]
 c.JupyterHub.authenticator_class = "labhub_auth.LabAuthenticator"
 c.LabAuthenticator.first_login = LOGINS["first_login"]
@@ -67,7 +68,7 @@ c.Spawner.default_url = "/lab"
 c.Spawner.http_timeout = 120
 c.Spawner.start_timeout = 300
 
-# Spawnable images: the private registry's, read at each spawn.
+# Spawnable images: the private registry's, read once for the spawns of a few seconds.
 images = RegistryImages(
     SETTINGS["registry"], SETTINGS["registry_internal"], SETTINGS["default_image"]
 )

@@ -6,7 +6,12 @@ FirstUseAuthenticator with labhub's doors (wired up by jupyterhub_config.py):
   chooses it, once); a first login without one is refused, telling the user to ask the admin;
 - after ``allowed_failed_logins`` wrong passwords in a row for a name, that name's logins are
   refused until a wait is over (growing with each further failure), the right password too; the
-  hub's log names the user and the address.
+  hub's log names the user and the address;
+- bcrypt off the hub's event loop: it is slow on purpose (a quarter of a second a hash here), and
+  FirstUseAuthenticator hashes in the event loop, so a class logging in at once would stall every
+  other request, spawns included, for as long as all of their hashes take. Each hash runs in a
+  thread (bcrypt releases the GIL); only the password file's reads and writes, which are quick,
+  are serialized.
 
 The rules are labhub_logins' (labhub/logins.py, shipped with the image); the state (invitations
 used, failed logins) is a JSON file in the hub's data volume, which tasks/status.py reads.
@@ -14,17 +19,20 @@ used, failed logins) is a JSON file in the hub's data volume, which tasks/status
 
 from __future__ import annotations
 
+import asyncio
 import dbm
 import json
 import math
 import os
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import bcrypt
 from firstuseauthenticator import FirstUseAuthenticator
+from firstuseauthenticator.firstuseauthenticator import CustomLoginHandler
 from jinja2 import ChoiceLoader, FileSystemLoader
 from jupyterhub.handlers import BaseHandler
 from labhub_logins import failed, invitation_problem, locked_until, token_hash
@@ -67,12 +75,22 @@ class InviteHandler(BaseHandler):
         if problem is not None:
             await self._page(user, token, problem)
             return
-        error = self.authenticator.claim(user, token, password, self.request.remote_ip)
+        error = await self.authenticator.claim(user, token, password, self.request.remote_ip)
         if error is not None:
             await self._page(user, token, None, error)
             return
         logged_in = await self.login_user({"username": user, "password": password})
         self.redirect(self.get_next_url(logged_in) if logged_in else self.settings["login_url"])
+
+
+class LoginHandler(CustomLoginHandler):
+    """FirstUse's login page, taking what JupyterHub 5.3 and later pass when they render an error
+    on it (an expired form, a refusal): FirstUse's own takes two arguments and fails with a 500."""
+
+    def _render(self, login_error=None, username=None, **kwargs):
+        if self.custom_login_error:
+            login_error = self.custom_login_error
+        return super(CustomLoginHandler, self)._render(login_error, username, **kwargs)
 
 
 class LabAuthenticator(FirstUseAuthenticator):
@@ -106,9 +124,35 @@ class LabAuthenticator(FirstUseAuthenticator):
         except (OSError, ValueError):
             return {}
 
+    # dbm's files are not safe to open from threads at once.
+    _passwords = threading.Lock()
+
+    def _stored(self, user: str, first: bytes | None = None) -> bytes | None:
+        """The user's stored hash; ``first`` stored when there is none yet."""
+        key = user.encode("utf8")
+        with self._passwords, dbm.open(self.dbm_path, "c", 0o600) as db:
+            stored = db.get(key)
+            if stored is None and first is not None:
+                db[key] = stored = first
+            return stored
+
     def _has_password(self, user: str) -> bool:
-        with dbm.open(self.dbm_path, "c", 0o600) as db:
-            return user.encode() in db
+        return self._stored(user) is not None
+
+    async def _check_password(self, user: str, password: str) -> bool:
+        """FirstUse's check (a first login sets the password), its bcrypt in a thread."""
+        loop = asyncio.get_running_loop()
+        secret = password.encode("utf8")
+        stored = await loop.run_in_executor(None, self._stored, user)
+        if stored is None:
+            if not self._validate_password(password):
+                return False
+            hashed = await loop.run_in_executor(None, bcrypt.hashpw, secret, bcrypt.gensalt())
+            # The first of two first logins at once sets the password; the other must match it.
+            stored = await loop.run_in_executor(None, self._stored, user, hashed)
+            if stored == hashed:
+                return True
+        return await loop.run_in_executor(None, bcrypt.checkpw, secret, stored)
 
     # --- Invitations ---
     def invitation_problem(self, user: str, token: str) -> str | None:
@@ -123,13 +167,16 @@ class LabAuthenticator(FirstUseAuthenticator):
             self._has_password(user),
         )
 
-    def claim(self, user: str, token: str, password: str, address: str) -> str | None:
+    async def claim(self, user: str, token: str, password: str, address: str) -> str | None:
         """Set the invited user's password, the invitation used; or why not."""
         user = self.normalize_username(user)
         if not self._validate_password(password):
             return f"Choose a password of at least {self.min_password_length} characters."
-        with dbm.open(self.dbm_path, "c", 0o600) as db:
-            db[user] = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
+        hashed = await asyncio.get_running_loop().run_in_executor(
+            None, bcrypt.hashpw, password.encode(), bcrypt.gensalt()
+        )
+        if self._stored(user, hashed) != hashed:
+            return "This account's password is set already: log in with it."
         state = self._state()
         state["used"][user] = token_hash(token)
         state["failures"].pop(user, None)
@@ -167,7 +214,15 @@ class LabAuthenticator(FirstUseAuthenticator):
                 "labhub: first login for %s from %s without an invitation", user, address
             )
             return None
-        name = await super().authenticate(handler, data)
+        if not self.create_users and not self._user_exists(user):
+            return None
+        if not (known or self._validate_password(data["password"])):
+            handler.custom_login_error = (
+                "Password too short! Please choose a password at least "
+                f"{self.min_password_length} characters long."
+            )
+            return None
+        name = user if await self._check_password(user, data["password"]) else None
         if known and name is None:
             # Counted for names with a password only: others cannot be guessed into a wait.
             state["failures"][user] = failed(state["failures"].get(user), time.time(), address)
@@ -184,4 +239,7 @@ class LabAuthenticator(FirstUseAuthenticator):
         return name
 
     def get_handlers(self, app):
-        return [*super().get_handlers(app), (r"/invite", InviteHandler)]
+        handlers = [
+            (p, LoginHandler if p == r"/login" else h) for p, h in super().get_handlers(app)
+        ]
+        return [*handlers, (r"/invite", InviteHandler)]

@@ -37,11 +37,13 @@ Kept apart from labhub_spawn.py, which needs no DockerSpawner to be imported.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import io
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from docker.errors import APIError, NotFound
 from dockerspawner import DockerSpawner
@@ -100,6 +102,10 @@ _GRANTS = asyncio.Lock()
 
 
 class LabSpawner(DockerSpawner):
+    # DockerSpawner's executor is one thread for every spawner: a class starting at once would
+    # queue each Docker call (create, the account files, each poll) behind everyone's. As many
+    # threads as docker-py's connection pool holds.
+    _executor = ThreadPoolExecutor(10, thread_name_prefix="docker")
     # Set per spawn by labhub_spawn.pre_spawn_hook: the account the lab's passwd names, the
     # limits (labhub_spawn.LabLimits) and what the user's groups give the lab.
     lab_account: dict | None = None
@@ -143,6 +149,12 @@ class LabSpawner(DockerSpawner):
         super().load_state(state)
         self.lab_notice = state.get("lab_notice")
 
+    async def check_allowed(self, image):
+        # The registry's list read off the event loop (labhub_spawn.RegistryImages.current).
+        if hasattr(self.allowed_images, "current"):
+            await self.allowed_images.current(self)
+        return await super().check_allowed(image)
+
     async def get_command(self):
         if not self.cmd:
             config = (await self.docker("inspect_image", self.image))["Config"]
@@ -160,9 +172,14 @@ class LabSpawner(DockerSpawner):
             **self.extra_create_kwargs,
             "labels": {LAB_LABEL: self.user.name, **self.extra_create_kwargs.get("labels", {})},
         }
-        async with _GRANTS:
+        resources = self.lab_resources or {}
+        # Only a lab with guarantees or GPUs depends on what the others hold: only those wait.
+        counted = resources.get("gpus") is not None or any(
+            resources.get(key) for key in ("mem_guarantee", "cpu_guarantee")
+        )
+        async with _GRANTS if counted else contextlib.nullcontext():
             if self.lab_resources is not None:
-                await self._grant()
+                await self._grant(counted)
             obj = await super().create_object()
         if self.lab_account:
             await asyncio.get_running_loop().run_in_executor(
@@ -170,13 +187,14 @@ class LabSpawner(DockerSpawner):
             )
         return obj
 
-    async def _grant(self) -> None:
+    async def _grant(self, counted: bool = True) -> None:
         """The user's limits and GPUs into the container's configuration, or LabRefused."""
         resources, limits = self.lab_resources, self.lab_limits
-        loop = asyncio.get_running_loop()
-        containers = await loop.run_in_executor(self.executor, self.lab_containers)
-        info = await self.docker("info")
-        problem = guarantee_problem(resources, containers, info)
+        problem, containers = None, []
+        if counted:
+            loop = asyncio.get_running_loop()
+            containers = await loop.run_in_executor(self.executor, self.lab_containers)
+            problem = guarantee_problem(resources, containers, await self.docker("info"))
         devices, own = [], False
         if problem is None and resources["gpus"] is not None:
             try:

@@ -2,8 +2,8 @@
 What the lab hub's spawner does beyond DockerSpawner's own options, installed in the hub image and
 wired up by jupyterhub_config.py:
 
-- the spawnable images are the private registry's, read at each spawn (an image an admin pushes is
-  offered at once, with no hub restart), newest version first;
+- the spawnable images are the private registry's, read once for the spawns of a few seconds (an
+  image an admin pushes is offered within them, with no hub restart), newest version first;
 - each lab runs as its user's host account (uid, primary group, other groups), with the
   home and the shares and lab volumes the deploy gave the user (settings.json);
 - the spawn form names images as people do (``lab 1.0``) with the OCI title and description
@@ -14,6 +14,7 @@ wired up by jupyterhub_config.py:
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import os
@@ -31,20 +32,55 @@ DESCRIPTION_LABEL = "org.opencontainers.image.description"
 class RegistryImages:
     """
     A callable for ``DockerSpawner.allowed_images``: every image in the private registry, newest
-    version first within a repository, the default image's repository first. The registry is
-    read on every call; when it cannot be read, only the default image is offered.
+    version first within a repository, the default image's repository first. When it cannot be
+    read, only the default image is offered.
+
+    The registry is read at most once every ``FRESH_S`` seconds, off the hub's event loop
+    (``current``), and the spawns and forms of that window share the read: a class logging in at
+    once costs one read, not one each (and their labels one read per image). An image pushed is
+    offered within ``FRESH_S`` seconds, with no hub restart.
     """
+
+    # Short enough that an admin who pushes an image and opens the spawn form sees it.
+    FRESH_S = 5.0
 
     def __init__(self, registry: str, internal_url: str, default_image: str) -> None:
         self.registry = registry  # as the host's engine names images: 127.0.0.1:5000
         self.internal_url = internal_url  # as the hub reaches it on the compose network
         self.default = f"{registry}/{default_image}"
         self.default_repository = default_image.rsplit(":", 1)[0]
+        self._images: list[dict] = []
+        self._read_at = float("-inf")
+        self._reading: asyncio.Future | None = None
 
     def __call__(self, spawner=None) -> dict[str, str]:
+        return {image["ref"]: image["ref"] for image in self.described(spawner)}
+
+    def described(self, spawner=None) -> list[dict]:
+        """
+        The images in ``__call__``'s order, each with its name as people say it (``lab 1.0``)
+        and the title and description labels its image carries (empty when unreadable): the
+        last read while fresh, else read now (blocking: the hub awaits ``current`` instead).
+        """
+        if time.monotonic() - self._read_at >= self.FRESH_S:
+            self._read(spawner)
+        return self._images
+
+    async def current(self, spawner=None) -> list[dict]:
+        """``described``'s list, read in a thread when stale; callers meanwhile share it."""
+        if time.monotonic() - self._read_at < self.FRESH_S:
+            return self._images
+        if self._reading is None:
+            loop = asyncio.get_running_loop()
+            self._reading = loop.run_in_executor(None, self._read, spawner)
+            self._reading.add_done_callback(lambda _: setattr(self, "_reading", None))
+        return await asyncio.shield(self._reading)
+
+    def _read(self, spawner=None) -> list[dict]:
+        read_at = time.monotonic()
+        registry = Registry(self.internal_url, timeout=5)
         refs = []
         try:
-            registry = Registry(self.internal_url, timeout=5)
             repositories = sorted(
                 registry.catalog(), key=lambda name: (name != self.default_repository, name)
             )
@@ -58,15 +94,6 @@ class RegistryImages:
                 )
         if self.default not in refs:
             refs.insert(0, self.default)
-        return {ref: ref for ref in refs}
-
-    def described(self, spawner=None) -> list[dict]:
-        """
-        The images of ``__call__`` in its order, each with its name as people say it (``lab
-        1.0``) and the title and description labels its image carries (empty when unreadable).
-        """
-        refs = list(self(spawner))
-        registry = Registry(self.internal_url, timeout=5)
 
         def labels(ref: str) -> dict:
             repository, tag = ref[len(self.registry) + 1 :].rsplit(":", 1)
@@ -77,7 +104,7 @@ class RegistryImages:
                     spawner.log.warning("cannot read the labels of %s: %s", ref, e)
                 return {}
 
-        return [
+        self._images = [
             {
                 "ref": ref,
                 "name": image_name(ref),
@@ -86,6 +113,8 @@ class RegistryImages:
             }
             for ref, found in zip(refs, registry.map(labels, refs))
         ]
+        self._read_at = read_at
+        return self._images
 
 
 def image_name(ref: str) -> str:
@@ -115,12 +144,18 @@ def image_form(images: RegistryImages, summary=None):
     An ``options_form`` listing the registry's images each time it is shown (DockerSpawner's own
     form is computed once per user and would miss images pushed later): one choice per image,
     by its name, with its title and description, the default image chosen; beside them, what
-    the lab will get (``summary(spawner)``: lines, such as ``LabLimits.summary``'s).
+    the lab will get (``summary(spawner)``: lines, such as ``LabLimits.summary``'s). A
+    coroutine, as JupyterHub takes it: what it reads is read off the event loop.
     """
 
-    def form(spawner) -> str:
+    async def form(spawner) -> str:
+        described = await images.current(spawner)
+        # The accounts file and, with GPUs, the engine's list of labs.
+        lines = await asyncio.get_running_loop().run_in_executor(
+            None, summary or (lambda _: []), spawner
+        )
         choices = []
-        for number, image in enumerate(images.described(spawner)):
+        for number, image in enumerate(described):
             ref, field = image["ref"], f"image-{number}"
             # The default, not the last image tried: after a failed spawn the form offers it again.
             checked = " checked" if ref == images.default else ""
@@ -144,16 +179,12 @@ def image_form(images: RegistryImages, summary=None):
                 f"</label>{description}</div>"
             )
         html_form = "<fieldset><legend>Image</legend>" + "".join(choices) + "</fieldset>"
-        if summary is not None:
-            lines = summary(spawner)
-            if lines:
-                html_form += (
-                    '<fieldset class="labhub-limits"><legend>Your lab gets</legend><ul>'
-                    + "".join(
-                        f'<li class="labhub-limit">{html.escape(line)}</li>' for line in lines
-                    )
-                    + "</ul></fieldset>"
-                )
+        if lines:
+            html_form += (
+                '<fieldset class="labhub-limits"><legend>Your lab gets</legend><ul>'
+                + "".join(f'<li class="labhub-limit">{html.escape(line)}</li>' for line in lines)
+                + "</ul></fieldset>"
+            )
         return html_form
 
     return form
