@@ -97,8 +97,9 @@ hub_port = 8000
 hub_bind = "0.0.0.0"
 
 # Image the hub's Dockerfile starts FROM: the official JupyterHub image, pinned (files/hub pins
-# the spawner, authenticator and culler that go with it).
-hub_base_image = "quay.io/jupyterhub/jupyterhub:5.2.1"
+# the spawner, authenticator and culler that go with it). A hub deployed on an older one moves to
+# it with its database (README: "Backups, restores and upgrades").
+hub_base_image = "quay.io/jupyterhub/jupyterhub:6.1.1"
 
 # Shortest password FirstUseAuthenticator accepts on a first login.
 min_password_length = 10

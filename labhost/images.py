@@ -39,9 +39,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULTS_FILE = PROJECT_ROOT / "group_data" / "all.py"
 CA_BUNDLE = Path(os.environ.get("LABHUB_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
-# The JupyterLab that the official base-notebook at the lab_base_image default's tag ships; it is
-# not in the image's name, so it moves by hand with that default.
+# The JupyterLab and the jupyterhub-singleuser that the official base-notebook at the
+# lab_base_image default's tag ships; they are not in the image's name, so they move by hand with
+# that default. The hub's JupyterHub may be newer: labs run what their image has.
 JUPYTERLAB_VERSION = "4.3.4"
+LAB_JUPYTERHUB_VERSION = "5.2.1"
 
 
 @cache
@@ -77,12 +79,13 @@ class StandIn:
         return image_tag(defaults()[self.setting]) if self.setting else "trixie"
 
     def buildargs(self) -> tuple[tuple[str, str], ...]:
-        hub = image_tag(defaults()["hub_base_image"])
         if self.folder == "jupyterhub":
             return (("JUPYTERHUB_VERSION", self.version),)
         if self.folder == "lab-base":
-            # jupyterhub-singleuser in a lab must match the hub it talks to.
-            return (("JUPYTERHUB_VERSION", hub), ("JUPYTERLAB_VERSION", JUPYTERLAB_VERSION))
+            return (
+                ("JUPYTERHUB_VERSION", LAB_JUPYTERHUB_VERSION),
+                ("JUPYTERLAB_VERSION", JUPYTERLAB_VERSION),
+            )
         return ()
 
     def tag(self) -> str:
@@ -111,7 +114,7 @@ STAND_INS = (
     StandIn("caddy", "labhub-test/caddy", "proxy_image"),
 )
 # The JupyterHub before the default's major version: what an upgrade starts from.
-PREVIOUS_HUB = StandIn("jupyterhub", "labhub-test/jupyterhub", "hub_base_image", pinned="4.1.6")
+PREVIOUS_HUB = StandIn("jupyterhub", "labhub-test/jupyterhub", "hub_base_image", pinned="5.2.1")
 
 
 def build_stand_in(client: docker.DockerClient, image: StandIn) -> str:

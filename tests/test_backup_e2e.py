@@ -1,7 +1,7 @@
 """
 Backups that restore, and hub upgrades that keep everyone's data, on one lab server A in use:
 
-- A starts on the JupyterHub before the default's (4.x). Two users set their passwords and write
+- A starts on the JupyterHub before the default's (5.2.1). Two users set their passwords and write
   files, alice's lab runs, an admin pushes a second lab image.
 - A is backed up with restic to an sftp repository, by the timer and by tasks/backup.py while a
   user logs in again and again, and the retention prunes.
@@ -9,10 +9,10 @@ Backups that restore, and hub upgrades that keep everyone's data, on one lab ser
   the restore is refused, naming both, and nothing on B changed. Once they are gone, B is
   restored (tasks/restore.py, then the normal deploy) and used as the users would: their old
   passwords, their files with their uids, the admin's image, and the same local CA.
-- A then moves to JupyterHub 5.x (upgrade-db) with alice's lab running; a hub image that cannot
-  start, deployed with a settings change, is rolled back whole (the previous image with the
-  previous files, and a mark saying so); after three more rebuilds only the current and previous
-  hub images stay.
+- A then moves to the default JupyterHub (6.x: upgrade-db on a schema change) with alice's lab
+  running; a hub image that cannot start, deployed with a settings change, is rolled back whole
+  (the previous image with the previous files, and a mark saying so); after three more rebuilds
+  only the current and previous hub images stay.
 
 The sftp repository is an account on A (B reaches it over the network as it would a backup host).
 The hub is HTTPS with the proxy's local CA, at a name this test resolves to A (or to B).
@@ -35,14 +35,17 @@ from hubclient import Hub, resolving
 from scenario import DOMAIN, REGISTRY, URL, deploy_data, local_ca_root
 
 import labhost
+from labhost.images import PREVIOUS_HUB, defaults, image_tag
 
 pytestmark = pytest.mark.e2e
 
 PASSWORDS = {"alice": "alice-before-backup", "bob": "bob-before-the-backup"}
 SECOND_IMAGE = f"{REGISTRY}/extra:1"
 REPOSITORY_ACCOUNT = "restic"
+# The JupyterHub A starts on, and the default it moves to.
+PREVIOUS, CURRENT = PREVIOUS_HUB.version, image_tag(defaults()["hub_base_image"])
 # The newest alembic revision of each JupyterHub's database schema.
-SCHEMA = {"4": "0eee8c825d24", "5": "4621fec11365"}
+SCHEMA = {"5.2.1": "4621fec11365", "6.1.1": "f460b0348206"}
 HUB_DATA = "$(docker volume inspect --format '{{.Mountpoint}}' labhub_hub-data)"
 # Where DOMAIN resolves: A, and B while B is checked.
 RESOLVES_TO: dict[str, str] = {}
@@ -147,7 +150,7 @@ def used(site):
     """Both users have set their passwords and written files, alice's lab runs; an admin pushed
     a second image."""
     server, verify = site["server"], site["verify"]
-    assert hub_version(verify).startswith("4.")
+    assert hub_version(verify) == PREVIOUS
     alice = Hub(URL, "alice", verify=verify)
     alice.login(PASSWORDS["alice"])
     assert alice.logged_in()
@@ -414,7 +417,7 @@ def test_a_restore_onto_a_server_with_a_hub_is_refused_before_any_change(site, b
 
 def test_an_upgrade_to_the_next_jupyterhub_keeps_passwords_and_running_labs(site, used):
     server, verify, alice = site["server"], site["verify"], used["alice_hub"]
-    assert schema(server) == SCHEMA["4"]
+    assert schema(server) == SCHEMA[PREVIOUS]
     lab_started = server.exec("docker inspect jupyter-alice --format '{{.State.StartedAt}}'")
     site["data"]["hub_base_image"] = site["current_hub"]
     site["inventory"] = server.inventory_file(site["data"])
@@ -422,12 +425,13 @@ def test_an_upgrade_to_the_next_jupyterhub_keeps_passwords_and_running_labs(site
     run = labhost.run_pyinfra(site["inventory"], "deploy.py").check()
     output = run.stdout + run.stderr
     assert "hub: upgrading from labhub/hub:" in output
-    assert hub_version(verify).startswith("5.")
+    assert hub_version(verify) == CURRENT
     # JupyterHub's own upgrade ran; the database from before it is kept beside it.
-    assert schema(server) == SCHEMA["5"]
-    assert schema(server, "jupyterhub.sqlite.before-upgrade") == SCHEMA["4"]
+    assert schema(server) == SCHEMA[CURRENT]
+    assert schema(server, "jupyterhub.sqlite.before-upgrade") == SCHEMA[PREVIOUS]
 
     # Passwords kept, a wrong one still refused.
+    assert logs_in("alice", PASSWORDS["alice"], verify)
     assert logs_in("bob", PASSWORDS["bob"], verify)
     assert not logs_in("bob", "not-bobs-password", verify)
     # alice's lab ran through the upgrade, untouched, and answers through the new hub.
@@ -499,8 +503,8 @@ def test_a_hub_image_that_cannot_start_is_rolled_back_and_the_run_fails(site, us
         f"the hub runs its previous image {before} with its previous files; fix the cause and "
         "deploy again"
     ) in status.stdout + status.stderr
-    assert hub_version(verify).startswith("5.")
-    assert schema(server) == SCHEMA["5"]
+    assert hub_version(verify) == CURRENT
+    assert schema(server) == SCHEMA[CURRENT]
     assert logs_in("alice", PASSWORDS["alice"], verify)
     assert used["alice_hub"].server()["ready"]
 
