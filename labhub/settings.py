@@ -1781,13 +1781,18 @@ def _did_you_mean(key: str, defaults: dict[str, Any], foreign: frozenset[str]) -
     pyinfra's own names (``_sudo``, ``ssh_user``) only for keys that look like theirs."""
     if key.startswith(GLOBAL_ARGUMENT_PREFIX):
         return difflib.get_close_matches(key, sorted(foreign), n=1)
-    ours = difflib.get_close_matches(key, list(defaults), n=1)
+    first = key.split("_", 1)[0]
+    # Among labhub's, one of the same family (tls_key for tls_key_password) before another that
+    # shares more letters (reset_passwords).
+    family = [name for name in defaults if name.split("_", 1)[0] == first]
+    ours = difflib.get_close_matches(key, family, n=1) or difflib.get_close_matches(
+        key, list(defaults), n=1
+    )
     theirs = difflib.get_close_matches(
         key, sorted(k for k in foreign if not k.startswith(GLOBAL_ARGUMENT_PREFIX)), n=1
     )
     # A key that starts like labhub's settings (tls_, backup_, hub_...) meant one of them; one
     # that starts like a connector's (ssh_, docker_ssh_...) meant the connector's.
-    first = key.split("_", 1)[0]
     if first in {name.split("_", 1)[0] for name in defaults}:
         return ours
     if first in {name.split("_", 1)[0] for name in foreign}:

@@ -146,8 +146,9 @@ def test_compose_up_only_when_a_service_differs_and_the_dry_run_says_why(tmp_pat
         f"hub running h1 {hub_image}",
         "registry running r1 registry:2",
         "proxy running p1 caddy:2",
+        f"engine running e1 {hub_image}",
     ]
-    others = ["registry r1", "proxy p1"]
+    others = ["registry r1", "proxy p1", "engine e1"]
     assert up not in run(["hub h1", *others], running).planned_changes
     changed = run(["hub h2", *others], running)
     assert up in changed.planned_changes
