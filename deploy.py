@@ -1,12 +1,13 @@
 """
 The whole lab server, top to bottom: Docker, notebook users, network shares, the users' homes
-(tasks/homes.py: shared with the lab nodes), the hub stack with its private registry, who gets
-in (tasks/logins.py: invitations), then the lab images pushed to that registry. A lab node
-(inventory group ``lab_nodes``) gets the first four, then, once the hub server pushed the lab
-images, those images pulled from the hub server's registry (tasks/node_images.py). Each task also
-runs alone: ``pyinfra inventory.py tasks/<task>.py``. Pruning the registry is on demand, not part of this: ``pyinfra inventory.py
-tasks/registry_prune.py``. With backup_repository set, backups are set up and scheduled last on
-the hub server (tasks/backup_schedule.py); ``tasks/backup.py`` backs up on demand.
+(tasks/homes.py: shared with the lab nodes), the hub stack with its private registry, who gets in
+(tasks/logins.py: invitations), then the lab images pushed to that registry. A lab node (inventory
+group ``lab_nodes``) gets the first four, then, once the hub server pushed the lab images, those
+images pulled from the hub server's registry (tasks/node_images.py). Each task also runs alone:
+``pyinfra inventory.py tasks/<task>.py``. Pruning the registry is on demand, not part of this:
+``pyinfra inventory.py tasks/registry_prune.py``. With backup_repository set, backups are set up
+and scheduled last on the hub server (tasks/backup_schedule.py); ``tasks/backup.py`` backs up on
+demand.
 
 With lab nodes, every server joins the lab's swarm after the homes: the hub server manages it
 (tasks/swarm.py) once the inventory has lab nodes, or while it still manages one (whose nodes
