@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -42,28 +41,12 @@ sys.path.insert(0, str(ROOT))
 
 from hubclient import Hub, form_images, resolving  # noqa: E402
 from scenario import DOMAIN, URL, deploy_data, local_ca_root  # noqa: E402
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.options import Options  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 import labhost  # noqa: E402
+from labhost.browser import chromium  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-# As tests/test_browser_e2e.py starts it: nothing else on the wire than the hub's pages.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,900",
-)
 # A lab member at home on the lab's VPN, in Chromium's units (bytes per second, milliseconds).
 HOME_LINK = {
     "offline": False,
@@ -153,19 +136,13 @@ def crowd(users: list[str], verify: str) -> dict:
 
 def browser_load(user: str, address: str, throttled: bool) -> dict:
     """Start on the spawn form to JupyterLab's launcher in a new browser: seconds and bytes."""
-    profile = tempfile.mkdtemp(prefix="labhub-bench-chromium-")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
     # The hub's name resolves to the lab server, as a DNS record would; the proxy's local CA is
     # not in this throwaway profile's trust (its first load caches nothing either way).
-    options.add_argument(f"--host-resolver-rules=MAP {DOMAIN} {address}")
-    options.add_argument("--ignore-certificate-errors")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium(
+        f"--host-resolver-rules=MAP {DOMAIN} {address}",
+        "--ignore-certificate-errors",
+        capabilities={"goog:loggingPrefs": {"performance": "ALL"}},
+    ) as driver:
         driver.execute_cdp_cmd("Network.enable", {})
         if throttled:
             driver.execute_cdp_cmd("Network.emulateNetworkConditions", HOME_LINK)
@@ -202,9 +179,6 @@ def browser_load(user: str, address: str, throttled: bool) -> dict:
             "responses": len(encoded),
             "compressed": sum(1 for e in encoded.values() if e),
         }
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ import hashlib
 import io
 import shlex
 import shutil
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -28,10 +27,7 @@ from pathlib import Path
 import pytest
 from hubclient import Hub
 from scenario import PASSWORDS, REGISTRY, ScenarioLab, make_shares_writable_as_mounted
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -39,6 +35,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 import labhost
+from labhost.browser import chromium
 
 pytestmark = pytest.mark.e2e
 
@@ -46,21 +43,6 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
 LAB_VOLUME = "/srv/lab-volumes/projects"
 LAB_IMAGE = f"{REGISTRY}/lab:1.0"
 BROKEN_IMAGE = f"{REGISTRY}/broken:1.0"
-# Debian's packages (./dev installs them); nothing is downloaded for the browser.
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-# Without the background-networking flags Chromium keeps calling out of this closed network.
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,900",
-)
 
 
 def hub_url(server: labhost.LabServer) -> str:
@@ -205,18 +187,8 @@ class Browser:
 
 @contextmanager
 def browser(url: str, user: str) -> Iterator[Browser]:
-    profile = tempfile.mkdtemp(prefix="labhub-chromium-")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with chromium() as driver:
         yield Browser(driver, url, user)
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -31,3 +31,16 @@ def read(host, fact: type[FactBase], **kwargs):
     if key not in cache or cache[key][0] != changed:
         cache[key] = (changed, host.get_fact(fact, **kwargs))
     return cache[key][1]
+
+
+def sections_of(output, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """The lines of a command that reads several things, each after its marker line (``names``,
+    such as ``#passwords``); lines before the first marker are dropped."""
+    found: dict[str, list[str]] = {name: [] for name in names}
+    current = None
+    for line in output:
+        if line in found:
+            current = line
+        elif current is not None:
+            found[current].append(line)
+    return found

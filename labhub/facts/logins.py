@@ -12,7 +12,7 @@ import shlex
 from pyinfra.api import FactBase
 
 from labhub.commands import command_line, container_command, shell
-from labhub.facts import read
+from labhub.facts import read, sections_of
 from labhub.logins import INVITES_FILE, STATE_FILE
 from labhub.stack import Stack
 
@@ -83,13 +83,7 @@ class HubLogins(FactBase[dict]):
         )
 
     def process(self, output) -> dict:
-        sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}
-        current = None
-        for line in output:
-            if line in _SECTIONS:
-                current = line
-            elif current is not None:
-                sections[current].append(line)
+        sections = sections_of(output, _SECTIONS)
         passwords: list[str] | None = [p for p in sections["#passwords"] if p]
         if "#unreadable" in sections["#passwords"]:
             passwords = None

@@ -21,6 +21,7 @@ from labhub.commands import (
     served_certificate_command,
     shell,
 )
+from labhub.facts import sections_of
 from labhub.facts.logins import passwords_script
 from labhub.facts.registry import registry_data_command
 from labhub.facts.swarm import swarm_labs, swarm_labs_command
@@ -132,13 +133,7 @@ class LabStatus(FactBase[dict]):
         return shell(*lines)
 
     def process(self, output) -> dict:
-        sections: dict[str, list[str]] = {name: [] for name in _SECTIONS}
-        current = None
-        for line in output:
-            if line in _SECTIONS:
-                current = line
-            elif current is not None:
-                sections[current].append(line)
+        sections = sections_of(output, _SECTIONS)
         http = {}
         for line in sections["#http"]:
             code, _, url = line.partition(" ")
@@ -284,13 +279,7 @@ class BackupStatus(FactBase[dict]):
         return shell(*lines)
 
     def process(self, output) -> dict:
-        sections: dict[str, list[str]] = {name: [] for name in _BACKUP_SECTIONS}
-        current = None
-        for line in output:
-            if line in _BACKUP_SECTIONS:
-                current = line
-            elif current is not None:
-                sections[current].append(line)
+        sections = sections_of(output, _BACKUP_SECTIONS)
         properties = {
             key: value
             for line in sections["#service"] + sections["#timer"]
