@@ -139,7 +139,8 @@ class Hub:
         """
         The events the spawn page shows of the user's spawn (its progress bar: the event stream
         it reads), from the first until the spawn is ready or failed. Read again while the hub
-        says no spawn is pending yet (a spawn just asked for).
+        says no spawn is pending yet (a spawn just asked for): 400, or 404 while JupyterHub 6 has
+        no spawner for the server yet.
         """
         deadline = time.monotonic() + timeout
         url = f"{self.url}/hub/api/users/{self.user}/server/progress"
@@ -148,7 +149,7 @@ class Hub:
             response = requests.get(
                 url, stream=True, timeout=60, verify=self.verify, headers=headers
             )
-            if response.status_code != 400 or time.monotonic() > deadline:
+            if response.status_code not in (400, 404) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
         response.raise_for_status()

@@ -5,7 +5,7 @@ Finishing what an interrupted dpkg run left half done. Paired with ``labhub.fact
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import QuoteString, StringCommand, operation
 
 from labhub.facts.dpkg import DpkgInterrupted
 
@@ -15,7 +15,8 @@ def recovered():
     """
     ``dpkg --configure -a`` when an earlier dpkg run was interrupted (a deploy killed while apt
     installed packages), so that apt installs again. Configuration files the admin changed are
-    kept; nothing is asked.
+    kept; nothing is asked. A dpkg that still runs (its SSH session lost, not the process) is
+    waited for first, ten minutes at most: dpkg refuses to start beside it.
 
     **Example:**
 
@@ -26,6 +27,13 @@ def recovered():
     if not host.get_fact(DpkgInterrupted):
         host.noop("no interrupted dpkg run")
         return
+    yield StringCommand(
+        "timeout",
+        "600",
+        "sh",
+        "-c",
+        QuoteString("while grep -qsx dpkg /proc/[0-9]*/comm; do sleep 1; done"),
+    )
     yield StringCommand(
         "env",
         "DEBIAN_FRONTEND=noninteractive",
