@@ -467,6 +467,9 @@ def start_lab_server(
     wanted = name or "labhost"
     name = name if name and not _name_taken(client, name) else f"{wanted}-{uuid.uuid4().hex[:8]}"
     labels = {LABEL: "1", NAME_LABEL: wanted}
+    # A server of that name killed with its test run left its engine's volume: a new server
+    # starts with an empty engine, never with the old one's containers coming back.
+    _remove_labelled_volume(client, f"{name}-docker")
     volume = client.volumes.create(f"{name}-docker", labels=labels).name
     for shared in volumes or {}:
         client.volumes.create(shared, labels={LABEL: "shared"})

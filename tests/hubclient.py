@@ -113,6 +113,10 @@ class Hub:
         )
         return response.status_code == 200
 
+    def home_page(self) -> str:
+        """The hub's home page, as the user sees it (where notices of the lab are)."""
+        return self.session.get(f"{self.url}/hub/home", timeout=30, verify=self.verify).text
+
     def api_token(self) -> str:
         response = self.session.post(
             f"{self.url}/hub/api/users/{self.user}/tokens",

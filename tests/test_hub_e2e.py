@@ -277,11 +277,9 @@ def test_a_spawn_that_pulls_its_image_shows_its_steps(stack):
     logger.info("spawn progress: %s", messages)
     assert events[-1].get("ready"), messages
     pulls = [event for event in events if event["message"].startswith("Pulling the image lab 1.0")]
-    amounts = [
-        e
-        for e in pulls
-        if re.search(r"layers done, [\d.]+ MB of [\d.]+ MB downloaded", e["message"])
-    ]
+    # The megabytes come only with the engine's "Downloading" lines, which a fast pull from the
+    # server's own registry may skip (test_spawn_progress covers them): the layers always come.
+    amounts = [e for e in pulls if re.search(r": \d+ of \d+ layers done", e["message"])]
     assert amounts, messages
     assert 0 < amounts[0]["progress"] <= amounts[-1]["progress"] < 100
     steps = ["Creating the lab's container", "Waiting for the lab's Jupyter server"]
@@ -495,7 +493,7 @@ def test_a_lab_starts_without_a_share_whose_server_is_down_and_gets_it_back(stac
             while alice.server() is not None and time.monotonic() < deadline:
                 time.sleep(1)
         alice.start()
-        return alice.session.get(f"{url}/hub/home", timeout=30, verify=stack["verify"]).text
+        return alice.home_page()
 
     home = restart()
     assert alice.run(probe).split("\n")[:2] == ["data False", "scratch True"]

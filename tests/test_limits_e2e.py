@@ -130,10 +130,6 @@ def run_until_it_dies(user: Hub, code: str) -> None:
         pass
 
 
-def home_page(user: Hub) -> str:
-    return user.session.get(f"{user.url}/hub/home", timeout=30).text
-
-
 def test_the_spawn_form_shows_the_limits_of_the_users_groups(hub):
     bob = login(hub, "bob")
     form = bob.spawn_form()
@@ -169,7 +165,7 @@ def test_a_notebook_past_the_memory_limit_is_killed_and_its_user_told(hub):
     run_until_it_dies(bob, "block = b'x' * (384 * 1024 * 1024)\nprint(len(block))")
     assert inspect(server, "jupyter-bob")["State"]["OOMKilled"] is True
     page = eventually(
-        lambda: (text := home_page(bob)) and "used more than its memory limit" in text and text,
+        lambda: (text := bob.home_page()) and "used more than its memory limit" in text and text,
         step="the home page tells bob",
     )
     assert (
@@ -195,7 +191,7 @@ def test_a_lab_whose_server_is_killed_for_memory_stops_and_its_user_is_told(hub)
         "block = b'x' * (384 * 1024 * 1024)",
     )
     eventually(lambda: bob.server() is None, step="the hub sees bob's lab stopped")
-    page = home_page(bob)
+    page = bob.home_page()
     assert "Your lab was stopped because it used more than its memory limit of 256M." in page
     log = hub_log(server)
     assert "the kernel killed its main process, the lab stopped (OOMKilled, exit code 137)" in log
@@ -203,7 +199,7 @@ def test_a_lab_whose_server_is_killed_for_memory_stops_and_its_user_is_told(hub)
     assert "jupyter-bob" not in server.exec("docker ps -a --format '{{.Names}}'").split()
     # The notice stays until the next lab starts.
     bob.start()
-    assert "used more than its memory limit" not in home_page(bob)
+    assert "used more than its memory limit" not in bob.home_page()
 
 
 def test_two_labs_asking_for_one_gpu_each_get_different_ones(hub):

@@ -288,3 +288,12 @@ def test_only_a_task_the_kernel_killed_past_its_memory_limit_was_killed_for_memo
     # Recorded: its node's container says OOMKilled; the task says only its exit code.
     killed = case.get("container_state", {}).get("OOMKilled", False)
     assert labhub_swarm.memory_killed(task) == (case["memory_limit"] if killed else None)
+
+
+def test_the_hub_reaches_a_lab_at_its_tasks_address_on_the_lab_network():
+    (case,) = [c.values[0] for c in cases("swarm-tasks") if c.id == "running"]
+    task = case["tasks"][0]
+    assert labhub_swarm.task_address(task, "labhub-swarm") == "10.0.1.2"
+    # Not on that network, or not attached yet: no address to reach it at.
+    assert labhub_swarm.task_address(task, "another-network") is None
+    assert labhub_swarm.task_address({**task, "NetworksAttachments": None}, "labhub-swarm") is None

@@ -286,7 +286,7 @@ def test_a_lab_killed_for_memory_on_a_node_stops_and_its_user_is_told(swarm_lab)
     container = task["Status"]["ContainerStatus"]["ContainerID"]
     state = json.loads(node2.exec(f"docker inspect --format '{{{{json .State}}}}' {container}"))
     assert state["OOMKilled"] is True and state["ExitCode"] == 137
-    page = bob.session.get(f"{bob.url}/hub/home", timeout=30).text
+    page = bob.home_page()
     assert "Your lab was stopped because it used more than its memory limit of 256M." in page
     hostname = node2.exec("hostname").strip()
     assert (
@@ -295,10 +295,7 @@ def test_a_lab_killed_for_memory_on_a_node_stops_and_its_user_is_told(swarm_lab)
     ) in hub_log(swarm_lab)
     # The notice stays until the next lab starts (which replaces the stopped service).
     bob.start()
-    assert (
-        "used more than its memory limit"
-        not in bob.session.get(f"{bob.url}/hub/home", timeout=30).text
-    )
+    assert "used more than its memory limit" not in bob.home_page()
     stop(swarm_lab, bob)
 
 
@@ -385,7 +382,7 @@ def test_a_node_removed_from_the_inventory_no_longer_runs_its_groups_labs(swarm_
     # With the deploy's token: root's alone on the server, never printed.
     assert hub.exec("stat -c '%U %G %a' /etc/labhub/hub-api-token") == "root root 600\n"
     token = hub.exec("cat /etc/labhub/hub-api-token").strip()
-    assert len(token) == 40 and token not in said
+    assert len(token) >= 40 and token not in said
     # The group placed on node 2 has nowhere to run: told at once, naming group and constraint.
     message = spawn_failure(logged_in(swarm_lab, "bob"))
     assert "Labs of group gpu run only on a node where node.labels.gpu==a100" in message

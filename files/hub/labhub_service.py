@@ -21,7 +21,8 @@ labhub is done here, the pure parts in labhub_swarm.py:
   runs on is not seen: the swarm reports only the lab's main process.)
 - names over 63 characters, which swarm refuses;
 - endpoint mode ``dnsrr``: a service's virtual IP needs the kernel's IPVS, which not every
-  server has; the hub reaches the lab by the service's name on the swarm's network;
+  server has; the hub reaches the lab at its task's address on the swarm's network (not by the
+  service's name, which the hub's resolver caches for the engine DNS's 600 s, past a new lab);
 - the limits of the user's groups as the service's resources (reservations for guarantees,
   GPUs as generic resources), and the image from the registry as the nodes reach it;
 - the task's states on the spawn page (labhub_progress.task_step): placed, pulling on its node,
@@ -70,6 +71,7 @@ from labhub_swarm import (
     node_image,
     refusal_message,
     service_name,
+    task_address,
     task_outcome,
 )
 from tornado import web
@@ -241,6 +243,15 @@ class LabServiceSpawner(SwarmSpawner, LabSpawner):
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5)
+
+    async def get_ip_and_port(self):
+        task = await self.get_task()
+        address = task_address(task or {}, self.network_name)
+        if address is None:
+            raise LabRefusedError(
+                f"The lab's task has no address on the network {self.network_name}."
+            )
+        return address, self.port
 
     async def _task_step(self, task: dict, told: str | None) -> str | None:
         """The spawn page's step for the task's state, once a state; the state told."""

@@ -87,6 +87,20 @@ def current_task(tasks: list[dict]) -> dict | None:
     return max(wanted or tasks, key=lambda t: t.get("CreatedAt", ""))
 
 
+def task_address(task: dict, network: str) -> str | None:
+    """
+    The task's own address on the swarm network named ``network`` (None before it has one).
+    The hub reaches a lab there rather than by its service's name: the engine's DNS answers a
+    name with a TTL of 600 s, which the hub's resolver (aiodns) keeps, so a user's next lab, a
+    new task with a new address under the same name, would be looked for at the old one.
+    """
+    for attachment in task.get("NetworksAttachments") or ():
+        if (attachment.get("Network") or {}).get("Spec", {}).get("Name") == network:
+            for address in attachment.get("Addresses") or ():
+                return address.split("/", 1)[0]
+    return None
+
+
 def task_outcome(task: dict) -> str:
     """
     ``"running"``; ``"starting"`` (on its way); ``"refused"``: the swarm will not run it (no node
