@@ -30,6 +30,7 @@ from hubclient import Hub, resolving
 from scenario import DOMAIN, LOCAL_CA_ROOT, URL
 
 import labhost
+from labhub.node_registry import DOCKER_CONFIG
 
 pytestmark = pytest.mark.e2e
 
@@ -359,8 +360,14 @@ def test_an_image_a_node_cannot_pull_fails_the_spawn_at_once(swarm_lab):
 def test_a_node_removed_from_the_inventory_no_longer_runs_its_groups_labs(swarm_lab):
     hub, (node1, node2) = swarm_lab["hub"], swarm_lab["nodes"]
     data = swarm_lab["data"]
-    # Node 2 pulls again (the test before took that away), and runs bob's lab.
+    # Node 2 pulls again (the test before took that away), and runs bob's lab. Its engine reads
+    # /etc/hosts again only once its last read is 5 s old (Go's resolver): until then it cannot.
     node2.exec(f"echo '{hub.address} {DOMAIN}' >> /etc/hosts")
+    pull = f"DOCKER_CONFIG={DOCKER_CONFIG} docker pull -q {LAB_IMAGE} >/dev/null 2>&1 && echo ok"
+    deadline = time.monotonic() + 30
+    while node2.exec(pull, check=False).strip() != "ok":
+        assert time.monotonic() < deadline, "node 2 does not pull from the hub server again"
+        time.sleep(1)
     bob = logged_in(swarm_lab, "bob")
     bob.start()
     service = service_of(swarm_lab, "bob")["Spec"]["Name"]
