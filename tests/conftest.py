@@ -39,6 +39,9 @@ LONGEST_FIRST = (
     "test_https_e2e",
     "test_docker_e2e",
     "test_limits_e2e",
+    # Not end to end, but 225 dry runs of pyinfra (three minutes of CPU): beside the waits of a
+    # lab server's test, not alone at the end.
+    "test_refusals",
 )
 
 
