@@ -21,6 +21,7 @@ server has. And this kernel has no IPsec's ESP, so the lab runs with ``swarm_enc
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -389,7 +390,8 @@ def test_a_node_removed_from_the_inventory_no_longer_runs_its_groups_labs(swarm_
     # With the deploy's token: root's alone on the server, never printed.
     assert hub.exec("stat -c '%U %G %a' /etc/labhub/hub-api-token") == "root root 600\n"
     token = hub.exec("cat /etc/labhub/hub-api-token").strip()
-    assert len(token) >= 40 and token not in said
+    # As secret_files.generated makes it: 48 letters and digits.
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", token) and token not in said
     # The group placed on node 2 has nowhere to run: told at once, naming group and constraint.
     message = spawn_failure(logged_in(swarm_lab, "bob"))
     assert "Labs of group gpu run only on a node where node.labels.gpu==a100" in message
