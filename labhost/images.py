@@ -10,6 +10,7 @@ also carries a hash of its build context, so editing a stand-in's Dockerfile reb
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import runpy
@@ -26,13 +27,18 @@ from labhost.runner import run_pyinfra
 from labhost.server import (
     BASE_IMAGE,
     CONTEXTS,
+    LABEL,
+    LOGIN_USER,
     PROJECT_ROOT,
     LabServer,
     build_image,
     context_tag,
     ensure_base_image,
     ensure_engine,
+    ensure_labhost_image,
     has_image,
+    machine_lock,
+    start_lab_server,
 )
 
 logger = logging.getLogger(__name__)
@@ -205,6 +211,49 @@ def ensure_server_engine(server: LabServer) -> None:
         {"docker_source": "distro"}, path=server.workdir / "engine-inventory.py"
     )
     run_pyinfra(inventory, "tasks/docker.py").check()
+
+
+ENGINE_REPOSITORY = "labhub/labhost-engine"
+# What decides the packages the docker task installs (Debian's) and how it sets up the engine:
+# an edit to them makes a new engine image. Any other change the docker task would make, the
+# deploy on each server makes anyway (it runs the task again, and finds it done or does it).
+ENGINE_TASK_FILES = ("tasks/docker.py", "labhub/docker_source.py")
+
+
+def engine_image() -> str:
+    """
+    The lab server image with the Docker engine installed by the project's docker task (Debian's
+    packages), as ``ensure_server_engine`` installs it on each server: made once per machine (a
+    lab server booted, the task run, the server stopped and committed), so that the ~40 s of
+    installing the engine is not paid again by every lab server of the tests that deploy the
+    stack. Its apt lists are dropped, as the lab server image has none: a deploy updates them.
+    """
+    client = ensure_engine()
+    base = client.images.get(ensure_labhost_image(client)).id
+    digest = hashlib.sha256(base.encode())
+    for name in ENGINE_TASK_FILES:
+        digest.update((PROJECT_ROOT / name).read_bytes())
+    tag = f"{ENGINE_REPOSITORY}:trixie-{digest.hexdigest()[:8]}"
+    with machine_lock(tag):
+        if has_image(client, tag):
+            return tag
+        logger.info("making %s: a lab server with the docker task's engine (about 1 min)", tag)
+        server = start_lab_server("labhost-engine")
+        try:
+            ensure_server_engine(server)
+            server.exec(
+                f"rm -f /home/{LOGIN_USER}/.ssh/authorized_keys && apt-get clean "
+                "&& rm -rf /var/lib/apt/lists/*"
+            )
+            container = server.container
+            # systemd stops the engine first; the engine's own folder is the server's volume,
+            # never in the image: each server starts with an empty engine.
+            container.stop(timeout=60)
+            repository, version = tag.split(":")
+            container.commit(repository, version, changes=[f"LABEL {LABEL}=image"])
+        finally:
+            server.remove()
+    return tag
 
 
 def load_stack_images(server: LabServer) -> dict[str, str]:

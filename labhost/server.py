@@ -453,16 +453,24 @@ def start_lab_server(
     workdir: Path | None = None,
     boot_timeout: float = 90,
     volumes: dict[str, str] | None = None,
+    engine: bool = False,
 ) -> LabServer:
     """
     Start a fresh lab server and wait until systemd is running and SSH accepts the key.
     ``volumes`` are engine volumes of this machine mounted in the server, ``{volume: path}``:
     one volume given to several servers of a lab is a folder they share (made, labelled, when
     missing; ``remove_volume`` removes it once they are gone). A volume new and empty at its
-    first server's path gets what the image has there (Docker copies it).
+    first server's path gets what the image has there (Docker copies it). With ``engine``, the
+    server boots with the Docker engine the project's docker task installs, already installed
+    (``labhost.images.engine_image``): for the tests of everything after the engine.
     """
     client = ensure_engine()
-    image = ensure_labhost_image(client)
+    if engine:
+        from labhost.images import engine_image  # it starts lab servers itself to make one
+
+        image = engine_image()
+    else:
+        image = ensure_labhost_image(client)
     # Known by its labels: a container of the machine's owner may already have the name.
     wanted = name or "labhost"
     name = name if name and not _name_taken(client, name) else f"{wanted}-{uuid.uuid4().hex[:8]}"
@@ -504,17 +512,18 @@ def start_lab_server(
     return server
 
 
-def start_lab_servers(count: int, name: str = "labhost") -> list[LabServer]:
+def start_lab_servers(count: int, name: str = "labhost", engine: bool = False) -> list[LabServer]:
     """
     Start ``count`` fresh lab servers at once (the servers of one lab: a hub server and its lab
     nodes), each booting in a thread of its own; when one fails, those that started are removed.
+    ``engine`` as for ``start_lab_server``.
     """
     started: list[LabServer | None] = [None] * count
     errors: list[BaseException] = []
 
     def start(index: int) -> None:
         try:
-            started[index] = start_lab_server(f"{name}{index}")
+            started[index] = start_lab_server(f"{name}{index}", engine=engine)
         except BaseException as e:
             errors.append(e)
 
@@ -571,9 +580,10 @@ def _run_lab_server(
 
 
 @contextmanager
-def running_lab_server() -> Iterator[LabServer]:
-    """A fresh lab server, removed afterwards (in the background: ``wait_for_removals``)."""
-    server = start_lab_server()
+def running_lab_server(engine: bool = False) -> Iterator[LabServer]:
+    """A fresh lab server (``engine`` as for ``start_lab_server``), removed afterwards (in the
+    background: ``wait_for_removals``)."""
+    server = start_lab_server(engine=engine)
     try:
         yield server
     finally:

@@ -37,7 +37,7 @@ from scenario import DOMAIN, REGISTRY, URL, deploy_data, local_ca_root
 import labhost
 from labhost.images import PREVIOUS_HUB, defaults, image_tag
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_installed]
 
 PASSWORDS = {"alice": "alice-before-backup", "bob": "bob-before-the-backup"}
 SECOND_IMAGE = f"{REGISTRY}/extra:1"
@@ -327,7 +327,7 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
     site, used, backed_up
 ):
     snapshot = backed_up["after"][0]["short_id"]
-    with labhost.running_lab_server() as fresh:
+    with labhost.running_lab_server(engine=True) as fresh:
         labhost.load_stack_images(fresh)
         labhost.load_previous_hub(fresh)
         inventory = fresh.inventory_file(site["data"])

@@ -39,7 +39,7 @@ import labhost
 from labhost.acme import running_pebble
 from labhub import logins
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_installed]
 
 PASSWORD = "alice-https-pw"
 BOB_PASSWORDS = ("bob-chose-this-one", "bob-changed-it-since")

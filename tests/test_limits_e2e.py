@@ -26,7 +26,7 @@ from hubclient import Hub
 
 import labhost
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_installed]
 
 MIB = 1024**2
 GPU_LIST = Path(__file__).parent / "cases" / "gpu" / "nvidia-smi-L-2x-l40s.txt"

@@ -37,10 +37,10 @@ ACCEPT = (
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("node-registry")
-    hub = labhost.start_lab_server()
+    hub = labhost.start_lab_server(engine=True)
     node = None
     try:
-        node = labhost.start_lab_server()
+        node = labhost.start_lab_server(engine=True)
         overrides = labhost.load_stack_images(hub)
         node.exec(f"echo '{hub.address} {DOMAIN}' >> /etc/hosts")
         data = {

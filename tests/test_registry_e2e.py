@@ -32,7 +32,7 @@ from registry_server import RegistryAPI, free_port, make_image, make_index
 
 import labhost
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.engine_installed]
 
 HUB_DIR = "/opt/labhub"
 COMPOSE = f"docker compose -f {HUB_DIR}/compose.yaml"

@@ -64,10 +64,10 @@ def users() -> list[dict]:
 def swarm_lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("swarm")
     homes = f"labhost-homes-{uuid.uuid4().hex[:8]}"
-    servers = [labhost.start_lab_server("swarm-hub", volumes={homes: "/home"})]
+    servers = [labhost.start_lab_server("swarm-hub", volumes={homes: "/home"}, engine=True)]
     try:
         for name in ("swarm-node1", "swarm-node2"):
-            servers.append(labhost.start_lab_server(name, volumes={homes: SHARED_AT}))
+            servers.append(labhost.start_lab_server(name, volumes={homes: SHARED_AT}, engine=True))
         hub, node1, node2 = servers
         for node in (node1, node2):
             node.exec(f"echo '{hub.address} {DOMAIN}' >> /etc/hosts")
