@@ -11,6 +11,7 @@ also carries a hash of its build context, so editing a stand-in's Dockerfile reb
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import runpy
@@ -215,8 +216,9 @@ def ensure_server_engine(server: LabServer) -> None:
 
 ENGINE_REPOSITORY = "labhub/labhost-engine"
 # What decides the packages the docker task installs (Debian's) and how it sets up the engine:
-# an edit to them makes a new engine image. Any other change the docker task would make, the
-# deploy on each server makes anyway (it runs the task again, and finds it done or does it).
+# an edit to them (or to how engine_image makes the image) makes a new engine image. Any other
+# change the docker task would make, the deploy on each server makes anyway (it runs the task
+# again, and finds it done or does it).
 ENGINE_TASK_FILES = ("tasks/docker.py", "labhub/docker_source.py")
 
 
@@ -226,11 +228,12 @@ def engine_image() -> str:
     packages), as ``ensure_server_engine`` installs it on each server: made once per machine (a
     lab server booted, the task run, the server stopped and committed), so that the ~40 s of
     installing the engine is not paid again by every lab server of the tests that deploy the
-    stack. Its apt lists are dropped, as the lab server image has none: a deploy updates them.
+    stack. It keeps the apt lists the task updated, with their date: a deploy's ``cache_time``
+    updates them again once they are a day old, as on a server whose admin installed the engine.
     """
     client = ensure_engine()
     base = client.images.get(ensure_labhost_image(client)).id
-    digest = hashlib.sha256(base.encode())
+    digest = hashlib.sha256(base.encode() + inspect.getsource(engine_image).encode())
     for name in ENGINE_TASK_FILES:
         digest.update((PROJECT_ROOT / name).read_bytes())
     tag = f"{ENGINE_REPOSITORY}:trixie-{digest.hexdigest()[:8]}"
@@ -241,10 +244,7 @@ def engine_image() -> str:
         server = start_lab_server("labhost-engine")
         try:
             ensure_server_engine(server)
-            server.exec(
-                f"rm -f /home/{LOGIN_USER}/.ssh/authorized_keys && apt-get clean "
-                "&& rm -rf /var/lib/apt/lists/*"
-            )
+            server.exec(f"rm -f /home/{LOGIN_USER}/.ssh/authorized_keys")
             container = server.container
             # systemd stops the engine first; the engine's own folder is the server's volume,
             # never in the image: each server starts with an empty engine.
