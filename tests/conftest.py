@@ -108,10 +108,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 @pytest.fixture(scope="module")
 def lab_server(request):
     """A fresh lab server for the tests of one module, removed afterwards (while the next
-    module starts); with the Docker engine already installed for a module marked
-    ``engine_installed``."""
-    engine = request.node.get_closest_marker("engine_installed") is not None
-    with labhost.running_lab_server(engine=engine) as server:
+    module starts); for a module marked ``engine_installed``, with the Docker engine already
+    installed and the stand-in images in it."""
+    stand_ins = request.node.get_closest_marker("engine_installed") is not None
+    with labhost.running_lab_server(stand_ins=stand_ins) as server:
         yield server
 
 
@@ -129,7 +129,7 @@ def shared_lab(request, tmp_path_factory):
             f"the shared lab server could not be deployed (the error is {SHARED_LAB['failed']}'s)"
         )
     if "lab" not in SHARED_LAB:
-        server = labhost.start_lab_server(engine=True)
+        server = labhost.start_lab_server(stand_ins=True)
         request.config.add_cleanup(server.remove)
         try:
             SHARED_LAB["lab"] = ScenarioLab.deploy(server, tmp_path_factory.mktemp("shared-lab"))

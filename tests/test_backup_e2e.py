@@ -327,7 +327,7 @@ def test_a_fresh_server_restored_from_the_backup_has_the_hub_the_users_and_their
     site, used, backed_up
 ):
     snapshot = backed_up["after"][0]["short_id"]
-    with labhost.running_lab_server(engine=True) as fresh:
+    with labhost.running_lab_server(stand_ins=True) as fresh:
         labhost.load_stack_images(fresh)
         labhost.load_previous_hub(fresh)
         inventory = fresh.inventory_file(site["data"])

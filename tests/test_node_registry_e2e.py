@@ -37,7 +37,7 @@ ACCEPT = (
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("node-registry")
-    hub = labhost.start_lab_server(engine=True)
+    hub = labhost.start_lab_server(stand_ins=True)
     node = None
     try:
         node = labhost.start_lab_server(engine=True)

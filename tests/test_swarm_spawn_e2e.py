@@ -64,7 +64,7 @@ def users() -> list[dict]:
 def swarm_lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("swarm")
     homes = f"labhost-homes-{uuid.uuid4().hex[:8]}"
-    servers = [labhost.start_lab_server("swarm-hub", volumes={homes: "/home"}, engine=True)]
+    servers = [labhost.start_lab_server("swarm-hub", volumes={homes: "/home"}, stand_ins=True)]
     try:
         for name in ("swarm-node1", "swarm-node2"):
             servers.append(labhost.start_lab_server(name, volumes={homes: SHARED_AT}, engine=True))
