@@ -74,6 +74,10 @@ acme_directory = "https://acme-v02.api.letsencrypt.org/directory"
 # own HTTPS (None: the system's CAs).
 acme_ca_root = None
 
+# How long a deploy waits for the proxy to obtain its first certificate (tls "acme") before it
+# fails, showing the proxy's log: the CA validates the name, which may take a minute or two.
+acme_wait = 120
+
 # The certificate chain (server certificate first), a file on the admin's machine (tls "files").
 tls_cert = None
 

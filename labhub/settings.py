@@ -1101,6 +1101,7 @@ class Settings(_Model):
     acme_email: Email | None
     acme_directory: HttpsUrl
     acme_ca_root: CaBundle | None
+    acme_wait: int = Field(ge=10, le=3600)
     tls_cert: CertificateFile | None
     tls_key: KeyFile | None
     https_port: Port
@@ -1419,7 +1420,15 @@ class Settings(_Model):
         defaults = load_defaults()
         needs = {
             'tls "files"': (self.tls == "files", ("tls_cert", "tls_key")),
-            'tls "acme"': (self.tls == "acme", ("acme_email", "acme_directory", "acme_ca_root")),
+            'tls "acme"': (
+                self.tls == "acme",
+                (
+                    "acme_email",
+                    "acme_directory",
+                    "acme_ca_root",
+                    "acme_wait",
+                ),
+            ),
             'tls "off"': (self.tls == "off", ("hub_port",)),
             'tls other than "off"': (self.tls != "off", ("https_port", "http_port")),
             'first_login "invite"': (self.first_login == "invite", ("invite_days",)),

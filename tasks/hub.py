@@ -267,4 +267,5 @@ if https:
         stack=project,
         trust=trust,
         obtained=caddy.obtained_certificate(settings) if settings.tls == "acme" else None,
+        obtained_wait=settings.acme_wait,
     )

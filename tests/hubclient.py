@@ -286,14 +286,18 @@ def kernel_execute(
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = json.loads(reader.next_text())
+            kind = message["msg_type"]
+            # The lab's server says so when the kernel died (it starts another): no reply comes.
+            state = message["content"].get("execution_state") if kind == "status" else None
+            if state in ("restarting", "dead"):
+                raise AssertionError(f"the kernel died before it answered ({state})")
             if message.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            kind = message["msg_type"]
             if kind == "stream":
                 output.append(message["content"]["text"])
             elif kind == "error":
                 error = "\n".join(message["content"]["traceback"])
-            elif kind == "status" and message["content"]["execution_state"] == "idle":
+            elif state == "idle":
                 break
         if error:
             raise AssertionError(f"kernel error:\n{error}")

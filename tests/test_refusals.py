@@ -414,6 +414,14 @@ CASES = [
         "acme_directory: 'http://ca.lab.example.org/directory' is not an https:// URL",
     ),
     ({"acme_ca_root": "not-pem"}, "acme_ca_root: '{not-pem}' is not a PEM CA bundle"),
+    (
+        {"tls": "acme", "acme_email": "admin@lab.example.org", "acme_wait": 5},
+        "acme_wait: Input should be greater than or equal to 10",
+    ),
+    (
+        {"acme_wait": 300},
+        "acme_wait: set, but used only with tls \"acme\" (tls is 'internal')",
+    ),
     ({"hub_domain": "hub_lab.example.org"}, "hub_domain: 'hub_lab.example.org' is not a DNS name"),
     (
         {"hub_domain": "hub.lab.example.org\nextra: 1"},

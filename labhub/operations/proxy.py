@@ -84,6 +84,7 @@ def healthy(
     stack: Stack,
     trust: tuple[str, ...] = (),
     obtained: str | None = None,
+    obtained_wait: int = 120,
     wait: int = 120,
 ):
     """
@@ -97,8 +98,9 @@ def healthy(
     + address: where the host reaches the proxy
     + stack: the compose project with the proxy's service, for its logs
     + trust: curl arguments that accept only the expected certificate
-    + obtained: the certificate the proxy obtained (ACME), waited for up to ``wait`` seconds
-    + wait: seconds the proxy may take
+    + obtained: the certificate the proxy obtains (ACME), in the proxy
+    + obtained_wait: seconds the proxy may take to obtain it
+    + wait: seconds the hub may take to answer through the proxy
 
     **Example:**
 
@@ -137,10 +139,13 @@ def healthy(
             project=project,
             service=service,
             path=obtained,
-            wait=wait,
+            wait=obtained_wait,
         )
         if not pem:
-            fail(f"no certificate for {server_name} obtained within {wait} s ({obtained})")
+            fail(
+                f"no certificate for {server_name} obtained within {obtained_wait} s "
+                f"({obtained}; acme_wait sets how long to wait)"
+            )
         # The key of the certificate the proxy obtained, and no other.
         trust = ("--insecure", "--pinnedpubkey", tls.leaf(pem.encode()).pin)
     curl_args = ("--resolve", f"{server_name}:{port}:{address}", *trust)
