@@ -197,9 +197,9 @@ def main() -> int:
         workdir = ROOT / ".labhub" / args.keep
         server = labhost.find_lab_server(args.keep, workdir)
         if server is None:
-            server = labhost.start_lab_server(name=args.keep, workdir=workdir)
+            server = labhost.start_lab_server(name=args.keep, workdir=workdir, stand_ins=True)
     else:
-        server = labhost.start_lab_server()
+        server = labhost.start_lab_server(stand_ins=True)
     figures: dict = {}
     try:
         folder = Path(tempfile.mkdtemp(prefix="labhub-bench-"))

@@ -185,6 +185,12 @@ class Hub:
 
     def wait_ready(self, timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
+        server = self.server()
+        if not (server and server["ready"]):
+            # As the spawn page waits: its event stream ends the moment the lab is ready.
+            events = self.spawn_progress(timeout)
+            if events and events[-1].get("failed"):
+                raise AssertionError(f"{self.user}'s spawn failed: {events[-1]}")
         while time.monotonic() < deadline:
             server = self.server()
             if server and server["ready"]:
