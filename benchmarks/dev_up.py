@@ -1,8 +1,9 @@
 """
 How long ``./dev up`` takes a newcomer: from nothing the harness made (no throwaway lab server,
-none of the images it builds: the debootstrapped base, the lab server's image, the stand-ins),
-then again with the images built (a fresh lab server, the same deploy). The Debian packages and
-``.venv`` that ``./dev`` sets up first are left as they are: they are the machine's.
+none of the images it builds: the debootstrapped base, the lab server's image, the stand-ins;
+no cached Debian package of their builds), then again with the images built (a fresh lab server,
+the same deploy). The Debian packages and ``.venv`` that ``./dev`` sets up first are left as
+they are: they are the machine's.
 
 Only what carries the harness's label (``org.labhub.labhost``) is removed; the machine's other
 images stay. ``./dev up``'s own output is shown as it runs (what a newcomer sees).
@@ -13,6 +14,7 @@ images stay. ``./dev up``'s own output is shown as it runs (what a newcomer sees
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import labhost  # noqa: E402
+from labhost.aptcache import CACHE as APT_CACHE  # noqa: E402
 from labhost.server import LABEL  # noqa: E402
 
 
@@ -54,6 +57,7 @@ def main() -> int:
     for _ in range(args.rounds):
         dev("down")
         print(f"removed {remove_harness_images()} harness images", file=sys.stderr)
+        shutil.rmtree(APT_CACHE, ignore_errors=True)
         fresh.append(dev("up"))
         dev("down")
         built.append(dev("up"))

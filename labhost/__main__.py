@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import labhost
@@ -30,16 +30,23 @@ def pyinfra(*args: str) -> int:
 def up(inventory: str | None) -> int:
     if inventory:
         return pyinfra(inventory, "deploy.py")
-    # The stand-ins build while the lab server boots and gets its own engine.
+    # The stand-ins build while the lab server boots and gets its own engine, and each goes into
+    # that engine as soon as both are there.
+    labhost.ensure_engine()
+    engine_runs: Future[labhost.LabServer] = Future()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        images = pool.submit(labhost.prepare_images, labhost.ensure_engine())
-        server = labhost.find_lab_server(DEMO_NAME, DEMO_DIR)
-        if server is None:
-            print(f"--> starting a throwaway lab server ({DEMO_NAME})", file=sys.stderr)
-            server = labhost.start_lab_server(name=DEMO_NAME, workdir=DEMO_DIR)
-        labhost.ensure_server_engine(server)
-        images.result()
-    overrides = labhost.load_stack_images(server)
+        images = pool.submit(labhost.load_stack_images, engine_runs)
+        try:
+            server = labhost.find_lab_server(DEMO_NAME, DEMO_DIR)
+            if server is None:
+                print(f"--> starting a throwaway lab server ({DEMO_NAME})", file=sys.stderr)
+                server = labhost.start_lab_server(name=DEMO_NAME, workdir=DEMO_DIR)
+            labhost.ensure_server_engine(server)
+        except BaseException as e:
+            engine_runs.set_exception(e)
+            raise
+        engine_runs.set_result(server)
+        overrides = images.result()
     print(
         f"--> deploying to {server.address} (pyinfra: a few minutes the first time)",
         file=sys.stderr,

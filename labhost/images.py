@@ -17,6 +17,7 @@ import os
 import runpy
 import shutil
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -143,15 +144,22 @@ def build_stand_in(client: docker.DockerClient, image: StandIn) -> str:
     return tag
 
 
-def build_stand_ins(client: docker.DockerClient, images: tuple[StandIn, ...]) -> dict[StandIn, str]:
+def build_stand_ins(
+    client: docker.DockerClient,
+    images: tuple[StandIn, ...],
+    built: Callable[..., None] | None = None,
+) -> dict[StandIn, str]:
     """
     Build these stand-ins (cached by tag), each as soon as what it is built FROM is there: those
     on the debootstrapped base at once, the python layer's two once it is built. Most of a build
     is waiting on Debian's mirror and PyPI, so builds at once take little more than the longest.
-    Returns each image's tag.
+    ``built`` is called with the tags of those built before, at once, then with each one's tag as
+    soon as it is built (in its build's thread). Returns each image's tag.
     """
     wanted = {image: image.tag() for image in images}
     missing = [image for image, tag in wanted.items() if not has_image(client, tag)]
+    if built and len(missing) < len(wanted):
+        built(*(tag for image, tag in wanted.items() if image not in missing))
     if not missing:
         return wanted
     if PYTHON_LAYER not in missing and not has_image(client, PYTHON_LAYER.tag()):
@@ -174,7 +182,11 @@ def build_stand_ins(client: docker.DockerClient, images: tuple[StandIn, ...]) ->
         python = pool.submit(build_stand_in, client, PYTHON_LAYER)
         builds = [
             pool.submit(
-                _build_after, python if image.base_tag() != BASE_IMAGE else None, client, image
+                _build_after,
+                python if image.base_tag() != BASE_IMAGE else None,
+                client,
+                image,
+                built,
             )
             for image in missing
             if image is not PYTHON_LAYER
@@ -184,19 +196,30 @@ def build_stand_ins(client: docker.DockerClient, images: tuple[StandIn, ...]) ->
     return wanted
 
 
-def _build_after(first: Future | None, client: docker.DockerClient, image: StandIn) -> str:
+def _build_after(
+    first: Future | None,
+    client: docker.DockerClient,
+    image: StandIn,
+    built: Callable[..., None] | None,
+) -> str:
     if first is not None:
         first.result()
-    return build_stand_in(client, image)
+    tag = build_stand_in(client, image)
+    if built:
+        built(tag)
+    return tag
 
 
-def prepare_images(client: docker.DockerClient) -> dict[str, str]:
+def prepare_images(
+    client: docker.DockerClient, built: Callable[..., None] | None = None
+) -> dict[str, str]:
     """
     Build the stand-ins of the official registry, JupyterHub, Jupyter base and Caddy images (once per
-    machine, cached by tag) and return the setting overrides that point a deploy at them, with
-    this machine's CA bundle for the deploy's own image builds (pip needs it here).
+    machine, cached by tag; ``built`` as for ``build_stand_ins``) and return the setting
+    overrides that point a deploy at them, with this machine's CA bundle for the deploy's own
+    image builds (pip needs it here).
     """
-    tags = build_stand_ins(client, STAND_INS)
+    tags = build_stand_ins(client, STAND_INS, built)
     return {"build_ca_bundle": str(CA_BUNDLE), **{i.setting: tags[i] for i in STAND_INS}}
 
 
@@ -323,27 +346,26 @@ def _complete_volume(client: docker.DockerClient, name: str) -> bool:
     return found.strip() == b"yes"
 
 
-def load_stack_images(server: LabServer) -> dict[str, str]:
+def load_stack_images(server: LabServer | Future[LabServer]) -> dict[str, str]:
     """
     Move the stand-in images into the lab server's engine (installing the engine first when
-    needed); returns the same setting overrides as ``prepare_images``.
+    needed); returns the same setting overrides as ``prepare_images``. A server still starting
+    (a future, done once its engine runs) gets each stand-in as soon as it is built, while the
+    others still build: ``./dev up`` from nothing waits for the last one's load only.
     """
-    overrides = prepare_images(ensure_engine())
-    ensure_server_engine(server)
-    present = set(server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
-    missing = [
-        tag for tag in (overrides[image.setting] for image in STAND_INS) if tag not in present
-    ]
-    if missing:
-        logger.info("loading %s into %s", ", ".join(missing), server.address)
-        server.load_images(*missing)
-    return overrides
+    if isinstance(server, LabServer):
+        ensure_server_engine(server)
+        ready: Future[LabServer] = Future()
+        ready.set_result(server)
+    else:
+        ready = server
+    # Loads at once: each keeps about one core of the server's engine busy.
+    return prepare_images(ensure_engine(), lambda *tags: ready.result().load_images(*tags))
 
 
 def load_previous_hub(server: LabServer) -> str:
     """The stand-in of the JupyterHub before the default's, in the lab server's engine (to
     upgrade from); its tag, for hub_base_image."""
     tag = build_stand_in(ensure_engine(), PREVIOUS_HUB)
-    if tag not in server.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split():
-        server.load_images(tag)
+    server.load_images(tag)
     return tag

@@ -154,6 +154,14 @@ def _debootstrap_image(tag: str) -> str:
             stdout=subprocess.DEVNULL,
             env=dict(os.environ, http_proxy=apt_proxy()),
         )
+        # The packages debootstrap fetched and the mirror's lists (some 90 MB) stay out, as the
+        # official Debian images leave them: every build updates the lists first, and every image
+        # on the base is that much less to save, load and push.
+        for leftover in (
+            *Path(root, "var/cache/apt/archives").glob("*.deb"),
+            *Path(root, "var/lib/apt/lists").glob("*_*"),
+        ):
+            leftover.unlink()
         tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
         _run(
             "docker",
@@ -258,8 +266,14 @@ class LabServer:
         return out
 
     def load_images(self, *tags: str) -> None:
-        """Move images from this machine's engine into the server's own engine, in one archive:
-        the layers they share (the debootstrapped base, the python layer) are sent once."""
+        """Move the images the server's own engine lacks from this machine's engine into it, in
+        one archive: the layers they share (the debootstrapped base, the python layer) are sent
+        once."""
+        present = set(self.exec("docker images --format '{{.Repository}}:{{.Tag}}'").split())
+        tags = tuple(tag for tag in tags if tag not in present)
+        if not tags:
+            return
+        logger.info("loading %s into %s", ", ".join(tags), self.address)
         save = subprocess.Popen(["docker", "save", *tags], stdout=subprocess.PIPE)
         _run(
             "docker",
