@@ -6,6 +6,7 @@ host: pyinfra's @fake connector answers the facts, and the dry-run plan shows wh
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import re
@@ -265,6 +266,25 @@ def test_hub_config_offers_registry_images_newest_first(monkeypatch, tmp_path, r
         f"{REGISTRY}/lab:latest",
         f"{REGISTRY}/gpu:2024.1",
     ]
+
+
+def test_every_spawner_shares_the_image_list_even_while_it_is_read(
+    monkeypatch, tmp_path, settings, registry
+):
+    registry.push_image("lab", "1.9", make_image("2025-01-01T00:00:00Z", b"1.9"))
+    c = load_hub_config(settings, monkeypatch, tmp_path, registry.url)["c"]
+    images = c.DockerSpawner["allowed_images"]
+
+    async def new_users_during_a_read():
+        reading = asyncio.ensure_future(images.current())
+        await asyncio.sleep(0)  # the read is under way in its thread
+        # What traitlets does with each configured value for each user's new spawner.
+        copies = [copy.deepcopy(c.DockerSpawner["allowed_images"]) for _ in range(3)]
+        return copies, await reading
+
+    copies, listed = asyncio.run(new_users_during_a_read())
+    assert all(copied is images for copied in copies)
+    assert f"{REGISTRY}/lab:1.9" in [image["ref"] for image in listed]
 
 
 def test_hub_config_falls_back_to_the_default_image(monkeypatch, tmp_path, settings):

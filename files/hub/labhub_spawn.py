@@ -53,6 +53,11 @@ class RegistryImages:
         self._read_at = float("-inf")
         self._reading: asyncio.Future | None = None
 
+    def __deepcopy__(self, memo: dict) -> RegistryImages:
+        # Each new spawner deep-copies the hub's configuration (traitlets): every spawner must
+        # share this one list and its read, and a read in flight (a future) cannot be copied.
+        return self
+
     def __call__(self, spawner=None) -> dict[str, str]:
         return {image["ref"]: image["ref"] for image in self.described(spawner)}
 
