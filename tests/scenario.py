@@ -25,6 +25,15 @@ DOMAIN = "hub.lab.test"
 URL = f"https://{DOMAIN}"
 # What the deploy points the admin to for users' browsers.
 LOCAL_CA_ROOT = "/opt/labhub/proxy/local-ca-root.crt"
+# The hub reads the registry's images once for the forms and spawns of this many seconds
+# (labhub_spawn.RegistryImages.FRESH_S).
+IMAGES_FRESH_S = 5
+
+
+def until_images_fresh(pushed: float) -> None:
+    """Wait out the hub's freshness window from a push (``time.monotonic()`` once it was done):
+    a spawn form shown after it lists what was pushed."""
+    time.sleep(max(0.0, pushed + IMAGES_FRESH_S - time.monotonic()))
 
 
 def deploy_data(tmp: Path, overrides: dict) -> dict:

@@ -26,8 +26,14 @@ from pathlib import Path
 
 import pytest
 from hubclient import Hub
-from scenario import PASSWORDS, REGISTRY, ScenarioLab, make_shares_writable_as_mounted
-from selenium.common.exceptions import TimeoutException
+from scenario import (
+    PASSWORDS,
+    REGISTRY,
+    ScenarioLab,
+    make_shares_writable_as_mounted,
+    until_images_fresh,
+)
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -95,6 +101,22 @@ def delete_image(server: labhost.LabServer, image: str) -> None:
     )
 
 
+def form_image(item) -> dict:
+    """One image of the spawn form: name, title, description, value, checked."""
+
+    def texts(css: str) -> str:
+        return " ".join(e.text for e in item.find_elements(By.CSS_SELECTOR, css))
+
+    choice = item.find_element(By.CSS_SELECTOR, "input")
+    return {
+        "name": texts(".labhub-image-name"),
+        "title": texts(".labhub-image-title"),
+        "description": texts(".labhub-image-description"),
+        "value": choice.get_attribute("value"),
+        "checked": choice.is_selected(),
+    }
+
+
 class Browser:
     """A lab member's browser session: one Chromium with an empty profile."""
 
@@ -137,21 +159,14 @@ class Browser:
     def spawn_form(self) -> list[dict]:
         """The images the spawn form offers: name, title, description, value, checked."""
         self.driver.get(f"{self.url}/hub/spawn")
-        self.wait(lambda: self.find(".labhub-image"), step="spawn form")
-        return [
-            {
-                "name": item.find_element(By.CSS_SELECTOR, ".labhub-image-name").text,
-                "title": " ".join(
-                    e.text for e in item.find_elements(By.CSS_SELECTOR, ".labhub-image-title")
-                ),
-                "description": " ".join(
-                    e.text for e in item.find_elements(By.CSS_SELECTOR, ".labhub-image-description")
-                ),
-                "value": item.find_element(By.CSS_SELECTOR, "input").get_attribute("value"),
-                "checked": item.find_element(By.CSS_SELECTOR, "input").is_selected(),
-            }
-            for item in self.find(".labhub-image")
-        ]
+
+        def read() -> list[dict] | None:
+            try:
+                return [form_image(item) for item in self.find(".labhub-image")] or None
+            except StaleElementReferenceException:  # the page was loaded again meanwhile
+                return None
+
+        return self.wait(read, step="spawn form")
 
     def start(self, image: str) -> None:
         """Pick an image on the (shown) spawn form and press Start."""
@@ -438,7 +453,9 @@ def test_a_broken_image_fails_its_spawn_with_a_message_naming_it(hub, alice, ali
         f"printf %s {shlex.quote(dockerfile)} | docker build -q -t {BROKEN_IMAGE} - "
         f"&& docker push -q {BROKEN_IMAGE}"
     )
+    pushed = time.monotonic()
     stop(alice_api)
+    until_images_fresh(pushed)
     images = alice.spawn_form()
     assert [(i["name"], i["checked"]) for i in images] == [("lab 1.0", True), ("broken 1.0", False)]
     alice.start(BROKEN_IMAGE)

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 from hubclient import Hub, form_images
-from scenario import DOMAIN, LOCAL_CA_ROOT, REGISTRY, URL
+from scenario import DOMAIN, IMAGES_FRESH_S, LOCAL_CA_ROOT, REGISTRY, URL
 
 import labhost
 from labhost.acme import running_pebble
@@ -46,9 +46,6 @@ BOB_PASSWORDS = ("bob-chose-this-one", "bob-changed-it-since")
 # Where the deploy writes the invitations' links on the admin's machine (this one).
 INVITES = labhost.PROJECT_ROOT / ".labhub" / "invites"
 INVITES_ON_SERVER = "/opt/labhub/hub/invites.json"
-# The hub reads the registry's images once for the spawns of this many seconds
-# (labhub_spawn.RegistryImages.FRESH_S).
-IMAGES_FRESH_S = 5
 PUSHED_IMAGE = f"{REGISTRY}/pushed:1.0"
 # How long the run that cannot get its certificate waits for it (acme_wait): the proxy's next
 # try, after the DNS record is fixed, is a minute after its first.
