@@ -109,7 +109,7 @@ def form_image(item) -> dict:
 
     choice = item.find_element(By.CSS_SELECTOR, "input")
     return {
-        "name": texts(".labhub-image-name"),
+        "name": item.find_element(By.CSS_SELECTOR, ".labhub-image-name").text,
         "title": texts(".labhub-image-title"),
         "description": texts(".labhub-image-description"),
         "value": choice.get_attribute("value"),
